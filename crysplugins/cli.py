@@ -36,10 +36,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
 # ------------------------------------------------------------------------------------------ helpers
 
 class ProgressBar:
-    """A one-line text progress bar on stderr (silent when stderr is not a terminal and quiet=True)."""
+    """A one-line text progress bar on stderr (only when stderr is a terminal and not quiet)."""
 
     def __init__(self, label: str, enabled: bool = True, width: int = 30) -> None:
-        self.label, self.enabled, self.width = label, enabled, width
+        self.label, self.width = label, width
+        self.enabled = enabled and sys.stderr.isatty()
         self.start = time.monotonic()
         self._last = -1.0
 
@@ -124,6 +125,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     for s in info["inputs"]:
         req = "required" if s["required"] else (f"one of group '{s['group']}'" if s["group"] else "optional")
         extra = f" columns {','.join(s['columns'])}" if s["columns"] else ""
+        extra += f" [{s['unit']}]" if s["unit"] else ""
         print(f"  --{s['name'].replace('_', '-'):18s} {s['kind']:12s} {req}{extra}: {s['help']}")
     print("outputs:")
     for s in info["outputs"]:

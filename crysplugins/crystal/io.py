@@ -126,7 +126,7 @@ def read_mtz(path: PathLike, columns: Mapping[str, str] | None = None, need: tup
 def _auto_pick(role: str, labels: Mapping[str, str]) -> str | None:
     preferred, types = COLUMN_PREFERENCES.get(role, ((), ""))
     for label in preferred:
-        if labels.get(label) in types:
+        if label in labels and labels[label] in types:
             return label
     if role in ("SIGF", "SIGI"):  # never guess a sigma by type alone
         return None
@@ -230,6 +230,9 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

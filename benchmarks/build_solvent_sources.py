@@ -1,0 +1,50 @@
+"""Build the crystals for solvent-U-net training and its benchmark (reads ../shared/corpus).
+
+Writes ``data_build/solvent/{train,val,test}_sources.npz`` (see crysplugins.datasets.solvent_windows):
+train and val come from the training families (val = 10 % of the crystals, for monitoring only); test
+from the held-out families TEST_FAMILIES.  Usage (from the repository root):
+
+    OMP_NUM_THREADS=1 python benchmarks/build_solvent_sources.py [--corpus ../shared/corpus]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from crysplugins.datasets.solvent_windows import TEST_FAMILIES, load_corpus_sources, save_sources
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
+    ap.add_argument("--out", default="data_build/solvent")
+    ap.add_argument("--max-packed", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(args.seed)
+    t0 = time.time()
+    test = load_corpus_sources(Path(args.corpus), rng, max_packed_per_family=args.max_packed,
+                               families=set(TEST_FAMILIES))
+    print(f"test: {len(test)} crystals ({time.time() - t0:.0f} s)", flush=True)
+    train = load_corpus_sources(Path(args.corpus), rng, max_packed_per_family=args.max_packed,
+                                exclude_families=set(TEST_FAMILIES))
+    print(f"train+val: {len(train)} crystals ({time.time() - t0:.0f} s)", flush=True)
+    order = rng.permutation(len(train))
+    n_val = max(2, len(train) // 10)
+    val = [train[i] for i in order[:n_val]]
+    train = [train[i] for i in order[n_val:]]
+    for name, group in (("train", train), ("val", val), ("test", test)):
+        save_sources(group, out / f"{name}_sources.npz")
+        fam = sorted({s.family for s in group})
+        vox = sum(s.mask.size for s in group)
+        print(f"{name}: {len(group)} crystals, families {fam}, {vox / 1e6:.1f} M voxels, "
+              f"solvent {np.mean([s.solvent_fraction for s in group]):.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

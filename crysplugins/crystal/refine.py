@@ -1,0 +1,301 @@
+"""Density modification of a map against observed amplitudes (issue #5 item 1; paper appendix E).
+
+The in-process counterpart of the SHELXE density modification the paper runs on its predicted maps:
+each cycle
+
+1. computes a map ρ from the observed amplitudes |F_obs| and the current phases (F000 free);
+2. scores every voxel as protein or solvent by its *local variance* (mean of ρ² minus squared mean in a
+   sphere of radius ``radius`` Å, computed by FFT convolution), or takes an explicit mask (solvent = 1);
+3. modifies the map: in the protein region negative density (below the solvent level) is truncated, the
+   solvent is flattened to its mean (``mode="flatten"``) or flipped about it (``mode="flip"``,
+   ρ_s − γ(ρ − ρ_s)); voxels with an intermediate score (a band of ``band`` of the cell volume around the
+   protein/solvent threshold) get a weighted combination of both;
+4. projects back to the observed amplitudes: φ ← phase of the FFT of the modified map (``hkl`` observed
+   only; unobserved reflections stay zero).
+
+After a fixed number of cycles the result carries the final map (|F_obs|·exp(iφ) synthesis), the phases,
+and a success score: the Pearson correlation (over reflections) of the modified map's amplitudes |F_mod|
+with |F_obs|, the analogue of SHELXE's CC.  ``refined`` is ``score >= REFINED_CC`` (see that constant for
+how the threshold was measured).  Solvent fraction: given, or from the sequence via the volume estimate
+V_protein ≈ 1.23 Å³/Da × MW (:func:`solvent_fraction_from_sequence`), or from the mask.
+
+numpy + gemmi only (no torch).  Maps in e/Å³ when F is in electrons, phases in degrees at the interface.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import gemmi
+import numpy as np
+
+from crysplugins.crystal.fourier import FourierGrid, fourier_grid
+from crysplugins.crystal.masks import _cone_kernel_ft  # cone-weighted sphere, shared with the mask plugin
+from crysplugins.errors import CrysError
+from crysplugins.interface import CrystalMap, Reflections, Sequence
+
+#: Protein partial specific volume in Å³ per dalton (0.74 cm³/g × 1.66; Matthews 1968).
+PROTEIN_VOLUME_PER_DALTON = 1.23
+
+#: Score (CC of |F_mod| with |F_obs|) at or above which a result is called "refined".  Measured on the
+#: 2- and 5-residue test fragments at 1.5 Å after 200 cycles (70–90 % solvent P1 cells): runs that ended
+#: within 6° of the truth (after origin/hand search) scored 0.9996–0.9998, failed runs from random phases
+#: (39–73°) 0.967–0.987, a partly solved one (16.5°) 0.998.  In such high-solvent cells a flattened map
+#: matches the amplitudes well even when wrong, so the threshold is high; it is *not* SHELXE's 0.2 (that
+#: is the CC of a traced poly-Ala model).  Re-measure before using it on ordinary (~50 % solvent) crystals.
+REFINED_CC = 0.99
+
+
+@dataclass
+class RefineResult:
+    """Output of a refiner.
+
+    ``map`` final map (F_obs·exp(iφ) synthesis, P1, whole cell); ``hkl`` (n, 3) and ``phases`` (degrees) and
+    ``amplitudes`` (|F_obs|) of the observed reflections; ``fom`` per-reflection weight in [0, 1]
+    (agreement of |F_mod| with |F_obs|); ``score`` the success score (CC, see :data:`REFINED_CC`);
+    ``refined`` whether the score passes the threshold; ``history`` one dict per cycle (cycle, cc,
+    phase_change in degrees, solvent_level); ``info`` settings used (solvent fraction, radius, seconds).
+    """
+
+    map: CrystalMap
+    hkl: np.ndarray
+    phases: np.ndarray
+    amplitudes: np.ndarray
+    fom: np.ndarray
+    score: float
+    refined: bool
+    history: list[dict[str, float]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def reflections(self, name: str = "refined") -> Reflections:
+        """An MTZ (F, PHI, FOM; P1) of the observed amplitudes with the refined phases."""
+        from crysplugins.crystal.io import make_mtz
+
+        mtz = make_mtz(self.map.cell, gemmi.SpaceGroup("P 1"), self.hkl,
+                       {"F": ("F", self.amplitudes), "PHI": ("P", self.phases), "FOM": ("W", self.fom)})
+        return Reflections(mtz=mtz, columns={"F": "F", "PHI": "PHI", "FOM": "FOM"}, name=name)
+
+
+# ----------------------------------------------------------------------------------- solvent content
+
+def solvent_fraction_from_sequence(sequence: Sequence | str, cell: gemmi.UnitCell, n_copies: int = 1) -> float:
+    """Solvent fraction of a P1 cell holding ``n_copies`` of ``sequence``: 1 − 1.23 Å³/Da × MW / V_cell."""
+    seq = sequence if isinstance(sequence, Sequence) else Sequence(str(sequence))
+    protein = PROTEIN_VOLUME_PER_DALTON * seq.weight() * n_copies
+    frac = 1.0 - protein / float(cell.volume)
+    if frac < 0.05:
+        raise CrysError(f"A sequence of {len(seq)} residues ({seq.weight():.0f} Da) does not fit in a cell of "
+                        f"{cell.volume:.0f} Å³.")
+    return float(min(frac, 0.99))
+
+
+# ----------------------------------------------------------------------------------- observed data
+
+def observed_data(reflections: Reflections | tuple[gemmi.UnitCell, np.ndarray, np.ndarray],
+                  messages: list[str] | None = None) -> tuple[gemmi.UnitCell, np.ndarray, np.ndarray]:
+    """(cell, hkl (n,3), |F_obs| (n,)) from Reflections (other space groups expanded to P1) or a tuple.
+
+    Reflections without an amplitude, and 000, are dropped.  Intensities are converted with sqrt(max(I,0)).
+    """
+    if isinstance(reflections, Reflections):
+        mtz = reflections.mtz
+        if mtz.spacegroup is not None and mtz.spacegroup.number != 1:
+            if messages is not None:
+                messages.append(f"The reflections are in {mtz.spacegroup.hm}; expanded to P 1.")
+            mtz = gemmi.Mtz(mtz)  # copy
+            mtz.expand_to_p1()
+            mtz.ensure_asu()
+            reflections = Reflections(mtz=mtz, columns=dict(reflections.columns), name=reflections.name)
+        cell = reflections.cell
+        hkl = reflections.miller_array().astype(np.int64)
+        f = reflections.amplitudes()
+    else:
+        cell, hkl, f = reflections
+        hkl = np.asarray(hkl, dtype=np.int64).reshape(-1, 3)
+        f = np.asarray(f, dtype=np.float64)
+    keep = np.isfinite(f) & (f >= 0) & np.any(hkl != 0, axis=1)
+    hkl, f = hkl[keep], f[keep]
+    # merge Friedel mates / duplicates into one of each pair (l>0, or l=0 and h>0, or l=h=0 and k>0)
+    flip = (hkl[:, 2] < 0) | ((hkl[:, 2] == 0) & (hkl[:, 0] < 0)) | ((hkl[:, 2] == 0) & (hkl[:, 0] == 0) & (hkl[:, 1] < 0))
+    hkl = np.where(flip[:, None], -hkl, hkl)
+    _, first = np.unique(hkl, axis=0, return_index=True)
+    first = np.sort(first)
+    if len(first) < 10:
+        raise CrysError("The reflections hold fewer than 10 usable amplitudes.")
+    return cell, hkl[first], f[first]
+
+
+# ----------------------------------------------------------------------------------- voxel scores
+
+def local_variance(rho: np.ndarray, kernel_ft: np.ndarray) -> np.ndarray:
+    """Local variance of ρ in the kernel's sphere: <ρ²> − <ρ>² (FFT convolution, periodic)."""
+    s = rho.shape
+    m1 = np.fft.irfftn(np.fft.rfftn(rho) * kernel_ft, s=s)
+    m2 = np.fft.irfftn(np.fft.rfftn(rho * rho) * kernel_ft, s=s)
+    return m2 - m1 * m1
+
+
+def protein_weight(score: np.ndarray, solvent_fraction: float, band: float) -> np.ndarray:
+    """Protein weight in [0, 1] per voxel from a score (high = protein) and the solvent fraction.
+
+    Voxels ranked below the solvent-fraction quantile minus band/2 are solvent (0), above it plus band/2
+    protein (1), and in between get a linear weight (intermediate voxels, appendix E).
+    """
+    flat = score.ravel()
+    lo_q = max(solvent_fraction - band / 2, 0.0)
+    hi_q = min(solvent_fraction + band / 2, 1.0)
+    lo, hi = np.quantile(flat, [lo_q, hi_q])
+    if hi <= lo:
+        return (score > lo).astype(np.float64)
+    return np.clip((score - lo) / (hi - lo), 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------- the refiner
+
+def _resample_mask(mask: CrystalMap, shape: tuple[int, int, int]) -> np.ndarray:
+    """Protein weight (1 − solvent mask) on ``shape`` by nearest-grid-point lookup in fractional coordinates."""
+    arr = np.asarray(mask.array, dtype=np.float64)
+    if arr.shape != tuple(shape):
+        idx = [np.floor(np.arange(n) * m / n + 0.5).astype(int) % m for n, m in zip(shape, arr.shape)]
+        arr = arr[np.ix_(*idx)]
+    if arr.min() < -1e-6 or arr.max() > 1 + 1e-6:
+        raise CrysError("The solvent mask must hold values between 0 (protein) and 1 (solvent).")
+    return 1.0 - np.clip(arr, 0.0, 1.0)
+
+
+def density_modify(cmap: CrystalMap | None,
+                   reflections: Reflections | tuple[gemmi.UnitCell, np.ndarray, np.ndarray],
+                   solvent_fraction: float | None = None,
+                   mask: CrystalMap | None = None,
+                   cycles: int = 200,
+                   sequence: Sequence | str | None = None,
+                   phases: np.ndarray | None = None,
+                   mode: str = "flatten",
+                   flip_gamma: float = 0.5,
+                   radius: float | None = None,
+                   band: float = 0.10,
+                   mask_every: int = 1,
+                   rate: float = 3.0,
+                   progress: Callable[[float, str], None] | None = None,
+                   messages: list[str] | None = None) -> RefineResult:
+    """Density-modify a starting map (or starting ``phases`` in degrees) against observed amplitudes.
+
+    ``cmap``: the starting map (any grid; its Fourier coefficients at the observed hkl give the starting
+    phases); or ``phases`` aligned with the observed reflections.  ``reflections``: Reflections with F (or
+    I), or (cell, hkl, |F|).  Solvent fraction: ``solvent_fraction``, else from ``sequence``, else from
+    ``mask`` (CrystalMap, solvent = 1, fixed throughout).  ``radius`` (Å) of the local-variance sphere
+    (default max(2.5, 1.6·d_min)); ``cycles`` fixed number of cycles.  See the module docstring.
+    """
+    t0 = time.monotonic()
+    msgs: list[str] = messages if messages is not None else []
+    cell, hkl, fobs = observed_data(reflections, msgs)
+    if mode not in ("flatten", "flip"):
+        raise CrysError(f"The solvent mode must be 'flatten' or 'flip', not '{mode}'.")
+    if cycles < 1:
+        raise CrysError("The number of density-modification cycles must be at least 1.")
+    d = 1.0 / np.sqrt(np.maximum(4.0 * _stol2(cell, hkl), 1e-12))
+    d_min = float(d.min())
+    shape = None
+    if cmap is not None and cmap.cell.approx(cell, 1e-2):
+        shape = cmap.shape
+        n = np.array(shape)
+        if np.any(2 * np.abs(hkl).max(axis=0) >= n):
+            shape = None
+    fg = fourier_grid(cell, hkl, shape=shape, d_min=d_min, rate=rate)
+
+    # starting phases
+    if phases is not None:
+        phi = np.deg2rad(np.asarray(phases, dtype=np.float64))
+        if phi.shape != fobs.shape:
+            raise CrysError("The starting phases do not match the reflections.")
+    elif cmap is not None:
+        if not cmap.cell.approx(cell, 1e-2):
+            raise CrysError("The map and the reflections have different unit cells.")
+        src = fg if cmap.shape == fg.shape else FourierGrid(hkl, cmap.shape, float(cell.volume))
+        f0, _ = src.from_map(np.asarray(cmap.array, dtype=np.float64))
+        phi = np.angle(f0)
+    else:
+        raise CrysError("Density modification needs a starting map or starting phases.")
+
+    # solvent fraction / mask
+    fixed_w: np.ndarray | None = None
+    if mask is not None:
+        fixed_w = _resample_mask(mask, fg.shape)
+        if solvent_fraction is None:
+            solvent_fraction = float(1.0 - fixed_w.mean())
+    if solvent_fraction is None and sequence is not None:
+        solvent_fraction = solvent_fraction_from_sequence(sequence, cell)
+    if solvent_fraction is None:
+        raise CrysError("Density modification needs a solvent fraction, a sequence or a solvent mask.")
+    if not 0.0 < solvent_fraction < 1.0:
+        raise CrysError(f"The solvent fraction must be between 0 and 1, not {solvent_fraction}.")
+    if radius is None:
+        radius = max(2.5, 1.6 * d_min)
+    kernel = _cone_kernel_ft(cell, fg.shape, radius) if fixed_w is None else None
+
+    history: list[dict[str, float]] = []
+    w_prot = fixed_w
+    f_mod = fobs * np.exp(1j * phi)
+    cc = float("nan")
+    for cycle in range(cycles):
+        rho = fg.to_map(fobs * np.exp(1j * phi))
+        if fixed_w is None and (cycle % mask_every == 0 or w_prot is None):
+            w_prot = protein_weight(local_variance(rho, kernel), solvent_fraction, band)
+        ws = 1.0 - w_prot
+        level = float((rho * ws).sum() / max(ws.sum(), 1e-12))
+        protein = np.maximum(rho, level)
+        solvent = level if mode == "flatten" else level - flip_gamma * (rho - level)
+        modified = w_prot * protein + ws * solvent
+        f_mod, _ = fg.from_map(modified)
+        new_phi = np.angle(f_mod)
+        change = float(np.degrees(np.average(np.abs(np.angle(np.exp(1j * (new_phi - phi)))), weights=fobs)))
+        phi = new_phi
+        cc = _cc(np.abs(f_mod), fobs)
+        history.append({"cycle": cycle + 1, "cc": cc, "phase_change": change, "solvent_level": level})
+        if progress is not None and (cycle % 10 == 0 or cycle == cycles - 1):
+            progress((cycle + 1) / cycles, f"density modification cycle {cycle + 1}/{cycles}, CC {cc:.3f}")
+
+    rho = fg.to_map(fobs * np.exp(1j * phi))
+    fom = _fom(np.abs(f_mod), fobs)
+    out_map = CrystalMap.from_array(rho.astype(np.float32), cell, gemmi.SpaceGroup("P 1"),
+                                    name="refined", units="e/A^3")
+    return RefineResult(map=out_map, hkl=hkl.astype(np.int32), phases=np.degrees(phi), amplitudes=fobs,
+                        fom=fom, score=cc, refined=bool(cc >= REFINED_CC), history=history,
+                        info={"solvent_fraction": float(solvent_fraction), "radius": float(radius),
+                              "cycles": int(cycles), "mode": mode, "grid": list(fg.shape),
+                              "seconds": round(time.monotonic() - t0, 3), "messages": msgs,
+                              "refined_threshold": REFINED_CC})
+
+
+def _stol2(cell: gemmi.UnitCell, hkl: np.ndarray) -> np.ndarray:
+    from crysplugins.crystal.fourier import stol2
+
+    return stol2(cell, hkl)
+
+
+def _cc(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / den) if den > 0 else 0.0
+
+
+def _fom(fmod: np.ndarray, fobs: np.ndarray) -> np.ndarray:
+    """A per-reflection agreement weight in [0, 1]: 1 − |ΔF|/(F_obs + F_mod) after scaling F_mod to F_obs."""
+    scale = (fobs * fmod).sum() / max((fmod * fmod).sum(), 1e-12)
+    fm = fmod * scale
+    return np.clip(1.0 - np.abs(fobs - fm) / np.maximum(fobs + fm, 1e-12), 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------- plugin object
+
+class DensityModificationRefiner:
+    """The built-in refiner ``density-modification`` (registered through ``register_refiners``)."""
+
+    name = "density-modification"
+    summary = ("In-process density modification: negative-density truncation, solvent flattening/flipping "
+               "by local variance, projection to the observed amplitudes (numpy + gemmi).")
+
+    def refine(self, cmap: CrystalMap | None, reflections: Reflections, **options: Any) -> RefineResult:
+        return density_modify(cmap, reflections, **options)

@@ -1,0 +1,125 @@
+"""Built-in plugin: solvent content from the Matthews coefficient (predictor ``solvent-content``).
+
+Inputs: unit cell and space group (or an MTZ file that carries them), the sequence of one copy (or its
+molecular weight in Da) and the high-resolution limit in Å (or the MTZ's).  Output: the table of
+possible copy numbers in the asymmetric unit with Vm (Å³/Da), solvent fraction and the Kantardjieff &
+Rupp (2003) probability normalised over the candidates, plus the most probable copy number and its
+solvent fraction.  The formulas and the parameter table live in :mod:`crysplugins.crystal.matthews`.
+
+Registered through the ``register_predictors`` hook exactly like a third-party plugin.
+"""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from crysplugins.crystal import matthews
+from crysplugins.errors import CrysError
+from crysplugins.hookspecs import hookimpl
+from crysplugins.interface import (InputSpec, Kind, OutputSpec, Prediction, Request, Scalar, Sequence,
+                                   Table)
+
+EXAMPLE = "1rx2"
+
+
+class SolventContentPredictor:
+    """Matthews coefficient and Kantardjieff & Rupp probabilities for each possible copy number."""
+
+    name = "solvent-content"
+    version = "1.0.0"
+    summary = "Copies in the asymmetric unit and solvent fraction from the Matthews coefficient (Kantardjieff & Rupp 2003)."
+    inputs = (
+        InputSpec("cell", Kind.CELL, "unit cell a b c alpha beta gamma (default: from --reflections)",
+                  unit="Å, °"),
+        InputSpec("spacegroup", Kind.SPACEGROUP, "space group symbol or number (default: from --reflections)"),
+        InputSpec("sequence", Kind.SEQUENCE, "sequence of one copy (one-letter string or FASTA file)",
+                  group="composition"),
+        InputSpec("molecular_weight", Kind.FLOAT, "molecular weight of one copy", unit="Da",
+                  group="composition", minimum=1.0),
+        InputSpec("resolution", Kind.FLOAT, "high-resolution limit (default: from --reflections)", unit="Å",
+                  minimum=0.1, maximum=100.0),
+        InputSpec("reflections", Kind.REFLECTIONS,
+                  "MTZ file; only its cell, space group and resolution are used"),
+    )
+    outputs = (
+        OutputSpec("copies", Kind.TABLE, "copies in the asymmetric unit: Vm (Å³/Da), solvent fraction, probability"),
+        OutputSpec("most_probable_copies", Kind.SCALAR, "copy number with the highest probability"),
+        OutputSpec("solvent_fraction", Kind.SCALAR, "solvent fraction for the most probable copy number"),
+        OutputSpec("matthews_coefficient", Kind.SCALAR, "Vm for the most probable copy number", unit="Å³/Da"),
+    )
+
+    def predict(self, request: Request) -> Prediction:
+        refl = request.get("reflections")
+        cell = request.get("cell") or (refl.cell if refl is not None else None)
+        spacegroup = request.get("spacegroup") or (refl.spacegroup if refl is not None else None)
+        d_min = request.get("resolution")
+        if d_min is None and refl is not None:
+            d_min = refl.d_min
+        if cell is None or spacegroup is None:
+            raise CrysError("solvent-content needs --cell and --spacegroup, or --reflections with both.")
+        if d_min is None:
+            raise CrysError("solvent-content needs --resolution, or --reflections to take it from.")
+        if not d_min > 0:
+            raise CrysError(f"The resolution must be a positive number of Å, not {d_min:g}.")
+        seq: Sequence | None = request.get("sequence")
+        mw = request.get("molecular_weight")
+        messages = []
+        if mw is None:
+            if seq is None:
+                raise CrysError("solvent-content needs --sequence or --molecular-weight.")
+            mw = seq.weight()
+            messages.append(f"molecular weight {mw:.0f} Da from {len(seq)} residues")
+        elif seq is not None:
+            messages.append(f"using the given molecular weight {mw:.0f} Da, not the sequence's {seq.weight():.0f} Da")
+        request.check_cancelled()
+        result = matthews.matthews_table(cell, spacegroup, float(mw), float(d_min))
+        request.report(0.5, "Matthews coefficients")
+        best = result.best
+        table = Table(
+            columns=["copies", "matthews_coefficient", "solvent_fraction", "probability"],
+            rows=[[r.copies, round(r.vm, 4), round(r.solvent_fraction, 4), round(r.probability, 4)]
+                  for r in result.rows],
+            help=f"Vm in Å³/Da; probabilities of Kantardjieff & Rupp (2003) at {d_min:.2f} Å",
+        )
+        messages.append(f"most probable: {best.copies} cop{'y' if best.copies == 1 else 'ies'} in the "
+                        f"asymmetric unit, Vm {best.vm:.2f} Å³/Da, solvent {best.solvent_fraction:.1%} "
+                        f"(P = {best.probability:.2f} at {d_min:.2f} Å)")
+        request.report(1.0, "done")
+        return Prediction(
+            scalars={
+                "most_probable_copies": Scalar(float(best.copies), "", "copies in the asymmetric unit"),
+                "solvent_fraction": Scalar(best.solvent_fraction, "", "1 - 1.23/Vm"),
+                "matthews_coefficient": Scalar(best.vm, "Å³/Da", "V_asu / (copies * MW)"),
+            },
+            tables={"copies": table},
+            messages=messages,
+            meta={"molecular_weight_da": round(float(mw), 2), "asu_volume_a3": round(result.v_asu, 1),
+                  "d_min": float(d_min), "spacegroup": spacegroup.hm,
+                  "reference": "Kantardjieff & Rupp (2003) Protein Sci. 12:1865; CCP4 parameter table"},
+        )
+
+    def example_inputs(self) -> dict[str, Any]:
+        """E. coli DHFR, PDB 1RX2 (cell, space group, SEQRES sequence, 1.80 Å), shipped in the package."""
+        from crysplugins.crystal import io
+
+        return load_example_inputs(EXAMPLE, io)
+
+
+def load_example_inputs(name: str, io: Any) -> dict[str, Any]:
+    """Cell, space group, sequence and resolution of a shipped example (``crysplugins/data/examples``)."""
+    folder = resources.files("crysplugins") / "data" / "examples"
+    meta = json.loads((folder / f"{name}.json").read_text())
+    fasta = (folder / meta["sequence_file"]).read_text()
+    residues = "".join(line.strip() for line in fasta.splitlines() if line.strip() and not line.startswith(">"))
+    return {
+        "cell": io.parse_cell(" ".join(str(x) for x in meta["cell"])),
+        "spacegroup": io.parse_spacegroup(meta["spacegroup"]),
+        "sequence": Sequence(residues, name=meta["id"]),
+        "resolution": float(meta["d_min"]),
+    }
+
+
+@hookimpl
+def register_predictors(register):  # type: ignore[no-untyped-def]
+    register(SolventContentPredictor())

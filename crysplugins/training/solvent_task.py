@@ -1,0 +1,130 @@
+"""Training task 'solvent-unet': the section 2.2 U-net on simulated phasing-map windows.
+
+The task follows the generic Trainer contract (docs/CONTRACTS.md, ``crysplugins/training/loop.py``):
+``build_model(config)``, ``batches(split, epoch, rank, world_size)``, ``loss(model, batch)``,
+``evaluate(model)``, ``export_example()``.  ``benchmarks/train_solvent_unet.py`` drives the same methods
+with a small loop of its own when the shared Trainer is not used.
+
+Config keys (defaults in :data:`DEFAULT_CONFIG`): ``sources`` (train .npz from
+:func:`crysplugins.datasets.solvent_windows.save_sources`), ``val_sources``, ``base`` (filters, 24 paper /
+8 slim), ``window`` (voxels), ``batch_size``, ``steps_per_epoch``, ``phase_error_range`` (degrees),
+``lr`` (Adam, 1e-4 in the paper), ``seed``, ``val_windows``.
+Loss: cross-entropy over protein/solvent (the paper's sparse categorical cross-entropy).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from crysplugins.datasets.solvent_windows import WindowSampler, load_sources
+from crysplugins.training.nets.unet3d import UNet3D
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "sources": "data_build/solvent/train_sources.npz",
+    "val_sources": "data_build/solvent/val_sources.npz",
+    "base": 8,
+    "window": 48,
+    "batch_size": 4,
+    "steps_per_epoch": 200,
+    "phase_error_range": [35.0, 80.0],
+    "val_phase_error": 65.0,
+    "val_windows": 48,
+    "lr": 1e-4,
+    "optimizer": "adam",
+    "seed": 0,
+}
+
+
+class SolventUNetTask:
+    """Protein/solvent segmentation of phasing-map windows (Skubák 2024)."""
+
+    name = "solvent-unet"
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        self.config = {**DEFAULT_CONFIG, **(config or {})}
+        self._train: WindowSampler | None = None
+        self._val: tuple[np.ndarray, np.ndarray] | None = None
+
+    # ---------------------------------------------------------------------------------- model
+    def build_model(self, config: dict[str, Any] | None = None) -> UNet3D:
+        cfg = {**self.config, **(config or {})}
+        torch.manual_seed(int(cfg["seed"]))
+        return UNet3D(base=int(cfg["base"]))
+
+    # ----------------------------------------------------------------------------------- data
+    def _sampler(self) -> WindowSampler:
+        if self._train is None:
+            sources = load_sources(Path(self.config["sources"]))
+            rng = np.random.default_rng(int(self.config["seed"]))
+            self._train = WindowSampler(sources, rng, window=int(self.config["window"]),
+                                        phase_error_range=tuple(self.config["phase_error_range"]))
+        return self._train
+
+    def set_window(self, window: int) -> None:
+        """Change the training window size (voxels, multiple of 8) between epochs."""
+        self.config["window"] = int(window)
+        if self._train is not None:
+            self._train.window = int(window)
+
+    def batches(self, split: str = "train", epoch: int = 0, rank: int = 0,
+                world_size: int = 1) -> Iterator[dict[str, torch.Tensor]]:
+        """Freshly generated windows each epoch (``steps_per_epoch`` batches)."""
+        if split != "train":
+            x, y = self.validation_windows()
+            bs = int(self.config["batch_size"])
+            for i in range(0, len(x), bs):
+                yield {"x": torch.from_numpy(x[i:i + bs]), "y": torch.from_numpy(y[i:i + bs])}
+            return
+        sampler = self._sampler()
+        for _ in range(int(self.config["steps_per_epoch"])):
+            x, y = sampler.sample(int(self.config["batch_size"]))
+            yield {"x": torch.from_numpy(x), "y": torch.from_numpy(y)}
+
+    def validation_windows(self) -> tuple[np.ndarray, np.ndarray]:
+        """A fixed set of validation windows (48³, fixed seed, phase error ``val_phase_error``)."""
+        if self._val is None:
+            sources = load_sources(Path(self.config["val_sources"]))
+            rng = np.random.default_rng(12345)
+            pe = float(self.config["val_phase_error"])
+            sampler = WindowSampler(sources, rng, window=48, phase_error_range=(pe, pe), refresh=10 ** 9)
+            self._val = sampler.sample(int(self.config["val_windows"]))
+        return self._val
+
+    # ----------------------------------------------------------------------------------- loss
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        logits = model(batch["x"])
+        loss = F.cross_entropy(logits, batch["y"])
+        with torch.no_grad():
+            acc = (logits.argmax(1) == batch["y"]).float().mean().item()
+        return loss, {"loss": float(loss.item()), "accuracy": acc}
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        """Voxel accuracy and solvent precision/recall on the validation windows (argmax decision)."""
+        was_training = model.training
+        model.eval()
+        tp = tn = fp = fn = 0.0
+        losses = []
+        for batch in self.batches("val"):
+            logits = model(batch["x"])
+            losses.append(float(F.cross_entropy(logits, batch["y"]).item()))
+            p = logits.argmax(1).bool()
+            t = batch["y"].bool()
+            tp += float((p & t).sum()); tn += float((~p & ~t).sum())
+            fp += float((p & ~t).sum()); fn += float((~p & t).sum())
+        model.train(was_training)
+        n = tp + tn + fp + fn
+        return {"val_loss": float(np.mean(losses)), "val_accuracy": (tp + tn) / n,
+                "val_precision": tp / max(tp + fp, 1.0), "val_recall": tp / max(tp + fn, 1.0)}
+
+    def export_example(self) -> dict[str, torch.Tensor]:
+        """ONNX export input: batch 2 (dynamic batch needs >= 2, CALIBRATION.md), 48³ window."""
+        return {"x": torch.zeros(2, 1, 48, 48, 48)}
+
+
+def make_task(config: dict[str, Any] | None = None) -> SolventUNetTask:
+    return SolventUNetTask(config)

@@ -1,0 +1,520 @@
+"""The main window: open maps / MTZ / coordinates / sequences, look at maps, run predictors, save results.
+
+* File > Open (or drag and drop, or the recent-files menu) accepts CCP4/MRC maps, MTZ files, PDB/mmCIF
+  coordinates and FASTA/plain sequences.  An MTZ with amplitude and phase columns is also turned into a
+  map (gemmi ``transform_f_phi_to_map``, grid sampling 3 × d_min by default: the Shannon rate of 1.5 with a
+  factor 2 margin) after a column-choice dialog whose defaults are the automatic picks (FWT/PHWT first).
+* The centre shows :class:`~crysplugins.gui.map_view.MapView`; the right dock the reusable
+  :class:`~crysplugins.gui.predictor_panel.PredictorPanel`; the left dock the open data; the bottom dock the
+  results (scalars and tables of each prediction).  Result maps are added to the view and overlaid on the
+  map that was shown.
+* File > Save writes maps as CCP4 (or MTZ: F, PHI from gemmi ``transform_map_to_f_phi``), reflections as
+  MTZ, tables as TSV, and the current view as PNG, each atomically.
+* Plugins > Installed plugins lists the host's predictors and plugin failures.
+
+Errors a user can cause are shown in a (non-blocking) message box with the one-sentence CrysError text.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gemmi
+import numpy as np
+from PyQt6.QtCore import QSettings, Qt, pyqtSignal
+from PyQt6.QtGui import QAction, QKeySequence
+from PyQt6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QMainWindow, QMessageBox, QPushButton,
+                             QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
+
+from crysplugins.crystal import io
+from crysplugins.errors import CrysError
+from crysplugins.inputs import load_input
+from crysplugins.interface import CrystalMap, InputSpec, Kind, Prediction, Reflections, Sequence, Table
+from crysplugins.gui.dialogs import ColumnDialog, PluginsDialog, show_error
+from crysplugins.gui.map_view import MapView
+from crysplugins.gui.predictor_panel import PredictorPanel
+
+MAP_SUFFIXES = {".ccp4", ".map", ".mrc"}
+MTZ_SUFFIXES = {".mtz"}
+STRUCTURE_SUFFIXES = {".pdb", ".ent", ".cif", ".mmcif"}
+SEQUENCE_SUFFIXES = {".fasta", ".fa", ".fas", ".seq", ".pir", ".txt"}
+OPEN_FILTER = ("All supported (*.ccp4 *.map *.mrc *.mtz *.pdb *.ent *.cif *.mmcif *.gz *.fasta *.fa *.fas *.seq "
+               "*.pir *.txt);;Maps (*.ccp4 *.map *.mrc);;MTZ (*.mtz);;Coordinates (*.pdb *.ent *.cif *.mmcif *.gz);;"
+               "Sequences (*.fasta *.fa *.fas *.seq *.pir *.txt);;All files (*)")
+MAX_RECENT = 10
+#: Default grid sampling for maps made from MTZ coefficients: grid spacing = d_min / SAMPLING (Å).
+SAMPLING = 3.0
+
+
+def default_settings() -> QSettings:
+    """The app's QSettings (recent files): the INI file named by CRYSPLUGINS_GUI_SETTINGS, else the user's."""
+    path = os.environ.get("CRYSPLUGINS_GUI_SETTINGS", "").strip()
+    if path:
+        return QSettings(path, QSettings.Format.IniFormat)
+    return QSettings("crysplugins", "crysplugins-gui")
+
+
+@dataclass
+class Document:
+    """Something open in the window."""
+
+    kind: str        # 'map', 'reflections', 'structure', 'sequence', 'table'
+    name: str
+    obj: Any
+    path: str | None = None
+
+
+def file_kind(path: str | Path) -> str:
+    """'map', 'mtz', 'structure' or 'sequence' from the file name (a trailing .gz is ignored)."""
+    p = Path(path)
+    suffixes = [s.lower() for s in p.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    suffix = suffixes[-1] if suffixes else ""
+    for kind, group in (("map", MAP_SUFFIXES), ("mtz", MTZ_SUFFIXES), ("structure", STRUCTURE_SUFFIXES),
+                        ("sequence", SEQUENCE_SUFFIXES)):
+        if suffix in group:
+            return kind
+    raise CrysError(f"{p.name} is not a file type crysplugins opens (maps .ccp4/.map/.mrc, reflections .mtz, "
+                    f"coordinates .pdb/.cif, sequences .fasta/.seq/.txt).")
+
+
+def map_from_coefficients(refl: Reflections, f_label: str, phi_label: str, sampling: float = SAMPLING,
+                          name: str | None = None) -> CrystalMap:
+    """A whole-cell map from amplitude and phase (degrees) columns with gemmi's FFT.
+
+    Grid spacing is about d_min / ``sampling`` Å (gemmi rounds the grid to FFT-friendly sizes that
+    respect the space-group symmetry).
+    """
+    mtz = refl.mtz
+    for label in (f_label, phi_label):
+        if mtz.column_with_label(label) is None:
+            raise CrysError(f"The MTZ file {refl.name} has no column '{label}'.")
+    try:
+        grid = mtz.transform_f_phi_to_map(f_label, phi_label, sample_rate=float(sampling))
+    except Exception as exc:
+        raise CrysError(f"Could not make a map from {f_label}/{phi_label} of {refl.name} ({exc}).") from None
+    grid.spacegroup = mtz.spacegroup
+    return CrystalMap(grid=grid, name=name or f"{refl.name} {f_label}/{phi_label}", units="")
+
+
+def map_to_mtz(cmap: CrystalMap) -> gemmi.Mtz:
+    """Structure factors (F, PHI in degrees) of a whole-cell map, to the grid's Nyquist resolution."""
+    sf = gemmi.transform_map_to_f_phi(cmap.grid, half_l=True)
+    d_min = 2.0 * max(cmap.spacing())
+    data = sf.prepare_asu_data(dmin=d_min, with_000=False, with_sys_abs=False)
+    values = np.asarray(data.value_array)
+    return io.make_mtz(cmap.cell, cmap.spacegroup, np.asarray(data.miller_array),
+                       {"F": ("F", np.abs(values)), "PHI": ("P", np.degrees(np.angle(values)))},
+                       title=f"crysplugins: structure factors of {cmap.name}")
+
+
+class MainWindow(QMainWindow):
+    """The crysplugins desktop window (see the module docstring)."""
+
+    documentsChanged = pyqtSignal()
+    predictionAdded = pyqtSignal(str, object)
+
+    def __init__(self, host: Any = None, settings: QSettings | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        if host is None:
+            from crysplugins.host import default_host
+
+            host = default_host()
+        self.host = host
+        self.settings = settings if settings is not None else default_settings()
+        self.documents: list[Document] = []
+        self.results: list[tuple[str, Prediction]] = []
+        self.last_error_dialog: QMessageBox | None = None
+        self.last_error: str | None = None
+        self.last_column_dialog: ColumnDialog | None = None
+        self.plugins_dialog: PluginsDialog | None = None
+        self.setWindowTitle("crysplugins")
+        self.setAcceptDrops(True)
+        self.resize(1400, 860)
+
+        self.map_view = MapView()
+        self.setCentralWidget(self.map_view)
+
+        self.panel = PredictorPanel(host=host, context=self)
+        self.panel.predictionFinished.connect(self.add_prediction)
+        self.panel_dock = self._dock("Predictors", self.panel, Qt.DockWidgetArea.RightDockWidgetArea)
+
+        self.data_tree = QTreeWidget()
+        self.data_tree.setHeaderLabels(["open data", "details"])
+        self.data_tree.itemDoubleClicked.connect(lambda item, _col: self._show_item(item))
+        data_box = QWidget()
+        box = QVBoxLayout(data_box)
+        box.setContentsMargins(2, 2, 2, 2)
+        box.addWidget(self.data_tree)
+        buttons = QHBoxLayout()
+        for text, slot in (("Show", self._show_selected), ("Compare", self._compare_selected),
+                           ("Save…", self._save_selected)):
+            b = QPushButton(text)
+            b.clicked.connect(slot)
+            buttons.addWidget(b)
+        box.addLayout(buttons)
+        self.data_dock = self._dock("Data", data_box, Qt.DockWidgetArea.LeftDockWidgetArea)
+
+        self.results_tree = QTreeWidget()
+        self.results_tree.setHeaderLabels(["result", "value", "unit / notes"])
+        self.results_dock = self._dock("Results", self.results_tree, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.resizeDocks([self.data_dock, self.panel_dock], [230, 380], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.results_dock], [170], Qt.Orientation.Vertical)
+
+        self._build_menus()
+        self.statusBar().showMessage(f"{len(host.predictors)} predictors installed"
+                                     + (f", {len(host.failures)} plugin failures (Plugins menu)" if host.failures else ""))
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title)
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    # ------------------------------------------------------------------ menus
+
+    def _build_menus(self) -> None:
+        m = self.menuBar().addMenu("&File")
+        self._action(m, "&Open…", self._open_dialog, QKeySequence.StandardKey.Open)
+        self.recent_menu = m.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        m.addSeparator()
+        self._action(m, "Save shown map as CCP4…", lambda: self._save_map_dialog("ccp4"), QKeySequence.StandardKey.Save)
+        self._action(m, "Save shown map as MTZ (F, PHI)…", lambda: self._save_map_dialog("mtz"))
+        self._action(m, "Save selected data…", self._save_selected)
+        self._action(m, "Export view as PNG…", self._export_png_dialog)
+        m.addSeparator()
+        self._action(m, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        v = self.menuBar().addMenu("&View")
+        for dock in (self.data_dock, self.panel_dock, self.results_dock):
+            v.addAction(dock.toggleViewAction())
+        p = self.menuBar().addMenu("&Plugins")
+        self._action(p, "Installed plugins…", self.show_plugins)
+
+    def _action(self, menu, text: str, slot, shortcut=None) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(shortcut)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    # ------------------------------------------------------------------ recent files
+
+    def recent_files(self) -> list[str]:
+        value = self.settings.value("recent_files", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def _add_recent(self, path: str) -> None:
+        path = str(Path(path).resolve())
+        files = [p for p in self.recent_files() if p != path]
+        self.settings.setValue("recent_files", [path] + files[:MAX_RECENT - 1])
+        self.settings.sync()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        files = self.recent_files()
+        if not files:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        for path in files:
+            self.recent_menu.addAction(path, lambda p=path: self.open_path(p))
+
+    # ------------------------------------------------------------------ opening
+
+    def _open_dialog(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open", "", OPEN_FILTER)
+        for path in paths:
+            self.open_path(path)
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        for url in event.mimeData().urls():
+            if url.isLocalFile():
+                self.open_path(url.toLocalFile())
+        event.acceptProposedAction()
+
+    def open_path(self, path: str | Path, ask_columns: bool = True,
+                  columns: dict[str, str] | None = None) -> Document | None:
+        """Open a file of any supported kind; errors go to a message box and return None."""
+        path = str(path)
+        try:
+            kind = file_kind(path)
+            if kind == "map":
+                cmap = load_input(InputSpec("map", Kind.MAP, ""), path)
+                doc = self.add_map(cmap, path)
+            elif kind == "mtz":
+                doc = self.open_mtz(path, ask_columns=ask_columns, columns=columns)
+            elif kind == "structure":
+                st = load_input(InputSpec("structure", Kind.STRUCTURE, ""), path)
+                doc = self._add_document(Document("structure", Path(path).name, st, path))
+            else:
+                seq = load_input(InputSpec("sequence", Kind.SEQUENCE, ""), path)
+                doc = self._add_document(Document("sequence", seq.name, seq, path))
+        except CrysError as exc:
+            self.error("Could not open the file", str(exc))
+            return None
+        self._add_recent(path)
+        self.statusBar().showMessage(f"opened {path}")
+        return doc
+
+    def open_mtz(self, path: str, ask_columns: bool = True,
+                 columns: dict[str, str] | None = None) -> Document:
+        """Open an MTZ; when it has amplitude + phase columns, also make a map (after a column dialog)."""
+        spec = InputSpec("reflections", Kind.REFLECTIONS, "", columns=("F?", "SIGF?", "FWT?", "PHI?", "FOM?"))
+        refl = load_input(spec, path, columns or None)
+        doc = self._add_document(Document("reflections", Path(path).name, refl, path))
+        defaults = {}
+        amp = (columns or {}).get("F") or refl.columns.get("FWT") or refl.columns.get("F")
+        if amp:
+            defaults["F"] = amp
+        if refl.columns.get("PHI"):
+            defaults["PHI"] = refl.columns["PHI"]
+        has_phases = any(c.type == "P" for c in refl.mtz.columns)
+        if ask_columns and has_phases:
+            dialog = ColumnDialog(refl, ("F?", "PHI?"), defaults, title=f"Map from {Path(path).name}",
+                                  sampling=SAMPLING, parent=self)
+            dialog.accepted.connect(lambda: self._map_from_dialog(refl, dialog))
+            dialog.open()
+            self.last_column_dialog = dialog
+        elif "F" in defaults and "PHI" in defaults:
+            self.add_map(map_from_coefficients(refl, defaults["F"], defaults["PHI"], SAMPLING,
+                                               name=f"{Path(path).stem} {defaults['F']}"))
+        return doc
+
+    def _map_from_dialog(self, refl: Reflections, dialog: ColumnDialog) -> None:
+        chosen = dialog.columns()
+        if "F" not in chosen or "PHI" not in chosen:
+            self.statusBar().showMessage(f"{refl.name}: no amplitude/phase pair chosen, no map made")
+            return
+        try:
+            cmap = map_from_coefficients(refl, chosen["F"], chosen["PHI"], dialog.sampling(),
+                                         name=f"{refl.name} {chosen['F']}")
+        except CrysError as exc:
+            self.error("Could not make a map", str(exc))
+            return
+        self.add_map(cmap)
+
+    def add_map(self, cmap: CrystalMap, path: str | None = None, show: bool = True) -> Document:
+        doc = self._add_document(Document("map", cmap.name, cmap, path))
+        self.map_view.add_map(cmap, show=show)
+        return doc
+
+    def _add_document(self, doc: Document) -> Document:
+        self.documents.append(doc)
+        self._refresh_data_tree()
+        self.panel.refresh_inputs()
+        self.documentsChanged.emit()
+        return doc
+
+    # ------------------------------------------------------------------ context for the panel
+
+    def items(self, kind: Kind) -> list[tuple[str, Any]]:
+        """Open objects for a predictor input of ``kind``, the shown map (and its MTZ) first."""
+        current = self.map_view.current
+        if kind in (Kind.MAP, Kind.MASK):
+            maps = [d for d in self.documents if d.kind == "map"]
+            maps.sort(key=lambda d: d.obj is not current)
+            return [(d.name, d.obj) for d in maps]
+        if kind is Kind.REFLECTIONS:
+            # MTZ files are passed by path so that load_input picks the columns each predictor needs
+            return [(d.name, d.path if d.path else d.obj) for d in reversed(self.documents) if d.kind == "reflections"]
+        if kind is Kind.STRUCTURE:
+            return [(d.name, d.obj) for d in reversed(self.documents) if d.kind == "structure"]
+        if kind is Kind.SEQUENCE:
+            return [(d.name, d.obj) for d in reversed(self.documents) if d.kind == "sequence"]
+        source = current
+        if source is None:
+            refl = [d.obj for d in reversed(self.documents) if d.kind == "reflections"]
+            source = refl[0] if refl else None
+        if source is None:
+            return []
+        if kind is Kind.CELL:
+            text = " ".join(f"{x:g}" for x in source.cell.parameters)
+            return [(text, text)]
+        if kind is Kind.SPACEGROUP and source.spacegroup is not None:
+            return [(source.spacegroup.hm, source.spacegroup.hm)]
+        return []
+
+    # ------------------------------------------------------------------ results
+
+    def add_prediction(self, name: str, prediction: Prediction) -> None:
+        """Add a prediction's maps to the view (overlaid on the shown map) and its numbers to Results."""
+        self.results.append((name, prediction))
+        shown = self.map_view.current
+        top = QTreeWidgetItem([f"{name} #{len(self.results)}", "", prediction.meta.get("model", "")])
+        self.results_tree.addTopLevelItem(top)
+        for msg in prediction.messages:
+            QTreeWidgetItem(top, ["message", msg, ""])
+        for key, s in prediction.scalars.items():
+            item = QTreeWidgetItem(top, [key, f"{s.value:.4g}", s.unit + (f"  {s.help}" if s.help else "")])
+            item.setToolTip(0, s.help)
+        first_map = None
+        for key, cmap in prediction.maps.items():
+            cmap.name = f"{name} {key}"
+            self.add_map(cmap, show=False)
+            first_map = first_map or cmap
+            QTreeWidgetItem(top, [key, "map", " ".join(str(n) for n in cmap.shape) + " grid"])
+        for key, refl in prediction.reflections.items():
+            refl.name = f"{name} {key}"
+            self._add_document(Document("reflections", refl.name, refl))
+            QTreeWidgetItem(top, [key, "reflections", f"{refl.mtz.nreflections} reflections"])
+        for key, table in prediction.tables.items():
+            doc = self._add_document(Document("table", f"{name} {key}", table))
+            t_item = QTreeWidgetItem(top, [key, "table", "  ".join(table.columns)])
+            t_item.setToolTip(0, table.help)
+            t_item.setData(0, Qt.ItemDataRole.UserRole, doc)
+            for row in table.rows:
+                cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row]
+                QTreeWidgetItem(t_item, [cells[0], "  ".join(cells[1:]), ""])
+            t_item.setExpanded(True)
+        top.setExpanded(True)
+        for col in range(3):
+            self.results_tree.resizeColumnToContents(col)
+        if first_map is not None:
+            if shown is not None and first_map.cell.approx(shown.cell, 1e-3):
+                self.map_view.set_second(first_map)
+            else:
+                self.map_view.show_map(first_map)
+        self.predictionAdded.emit(name, prediction)
+
+    # ------------------------------------------------------------------ data tree
+
+    def _refresh_data_tree(self) -> None:
+        self.data_tree.clear()
+        groups = {}
+        for kind, title in (("map", "Maps"), ("reflections", "Reflections"), ("structure", "Structures"),
+                            ("sequence", "Sequences"), ("table", "Tables")):
+            groups[kind] = QTreeWidgetItem(self.data_tree, [title, ""])
+        for doc in self.documents:
+            item = QTreeWidgetItem(groups[doc.kind], [doc.name, self._details(doc)])
+            item.setData(0, Qt.ItemDataRole.UserRole, doc)
+            item.setToolTip(0, doc.path or doc.name)
+        for g in groups.values():
+            g.setExpanded(True)
+            g.setHidden(g.childCount() == 0)
+        self.data_tree.resizeColumnToContents(0)
+
+    @staticmethod
+    def _details(doc: Document) -> str:
+        if doc.kind == "map":
+            return "×".join(str(n) for n in doc.obj.shape)
+        if doc.kind == "reflections":
+            return f"{doc.obj.mtz.nreflections} refl, {doc.obj.d_min:.2f} Å"
+        if doc.kind == "structure":
+            return f"{doc.obj[0].count_atom_sites()} atoms"
+        if doc.kind == "sequence":
+            return f"{len(doc.obj)} residues"
+        if doc.kind == "table":
+            return f"{len(doc.obj.rows)} rows"
+        return ""
+
+    def _selected_doc(self) -> Document | None:
+        item = self.data_tree.currentItem()
+        return item.data(0, Qt.ItemDataRole.UserRole) if item is not None else None
+
+    def _show_item(self, item: QTreeWidgetItem) -> None:
+        doc = item.data(0, Qt.ItemDataRole.UserRole)
+        if doc is not None and doc.kind == "map":
+            self.map_view.show_map(doc.obj)
+
+    def _show_selected(self) -> None:
+        doc = self._selected_doc()
+        if doc is not None and doc.kind == "map":
+            self.map_view.show_map(doc.obj)
+
+    def _compare_selected(self) -> None:
+        doc = self._selected_doc()
+        if doc is not None and doc.kind == "map":
+            self.map_view.set_second(doc.obj)
+
+    # ------------------------------------------------------------------ saving
+
+    def save_document(self, doc: Document, path: str | Path) -> Path:
+        """Write a map (.ccp4/.map/.mrc, or .mtz), reflections (.mtz) or a table (.tsv), atomically."""
+        path = Path(path)
+        if doc.kind == "map":
+            if path.suffix.lower() == ".mtz":
+                return io.write_mtz(map_to_mtz(doc.obj), path)
+            return io.write_map(doc.obj, path)
+        if doc.kind == "reflections":
+            return io.write_mtz(doc.obj.mtz, path)
+        if doc.kind == "table":
+            with io.atomic_path(path) as tmp:
+                tmp.write_text(doc.obj.to_tsv())
+            return path
+        raise CrysError(f"{doc.name} cannot be saved from here (only maps, reflections and tables).")
+
+    def save_map(self, cmap: CrystalMap, path: str | Path) -> Path:
+        return self.save_document(Document("map", cmap.name, cmap), path)
+
+    def export_png(self, path: str | Path, widget: QWidget | None = None) -> Path:
+        """Save a PNG of the map view (or ``widget``), atomically."""
+        pixmap = (widget or self.map_view).grab()
+        path = Path(path)
+        with io.atomic_path(path) as tmp:
+            if not pixmap.save(str(tmp), "PNG"):
+                raise CrysError(f"Could not write the image {path}.")
+        return path
+
+    def _save_map_dialog(self, fmt: str) -> None:
+        cmap = self.map_view.current
+        if cmap is None:
+            self.error("Nothing to save", "Open a map or run a predictor first.")
+            return
+        filt = "MTZ (*.mtz)" if fmt == "mtz" else "CCP4 maps (*.ccp4 *.map *.mrc)"
+        path, _ = QFileDialog.getSaveFileName(self, "Save map", f"{cmap.name.replace(' ', '_')}.{fmt}", filt)
+        if path:
+            self._guarded_save(lambda: self.save_map(cmap, path))
+
+    def _save_selected(self) -> None:
+        doc = self._selected_doc()
+        if doc is None:
+            self.error("Nothing selected", "Select a map, reflections or a table in the Data list first.")
+            return
+        ext = {"map": "ccp4", "reflections": "mtz", "table": "tsv"}.get(doc.kind, "")
+        path, _ = QFileDialog.getSaveFileName(self, f"Save {doc.name}", f"{doc.name.replace(' ', '_')}.{ext}")
+        if path:
+            self._guarded_save(lambda: self.save_document(doc, path))
+
+    def _export_png_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export view", "view.png", "PNG (*.png)")
+        if path:
+            self._guarded_save(lambda: self.export_png(path))
+
+    def _guarded_save(self, fn) -> None:
+        try:
+            out = fn()
+        except CrysError as exc:
+            self.error("Could not save", str(exc))
+            return
+        except OSError as exc:
+            self.error("Could not save", f"The file could not be written ({exc.strerror or exc}).")
+            return
+        self.statusBar().showMessage(f"wrote {out}")
+
+    # ------------------------------------------------------------------ misc
+
+    def error(self, title: str, message: str) -> QMessageBox:
+        self.last_error = message
+        self.statusBar().showMessage(message)
+        self.last_error_dialog = show_error(self, title, message)
+        return self.last_error_dialog
+
+    def show_plugins(self) -> PluginsDialog:
+        self.plugins_dialog = PluginsDialog(self.host, self)
+        self.plugins_dialog.open()
+        return self.plugins_dialog
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.panel.shutdown()
+        super().closeEvent(event)

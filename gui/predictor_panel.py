@@ -1,0 +1,443 @@
+"""The predictor panel: a reusable Qt widget that lists installed predictors and runs one.
+
+It knows predictors only through the host and the common interface: the list comes from ``host.predictors``,
+the form is built from each predictor's declared :class:`~crysplugins.interface.InputSpec` s, values are loaded
+with :func:`crysplugins.inputs.load_input` (on the worker thread), and results come back as a
+:class:`~crysplugins.interface.Prediction` through the ``predictionFinished`` signal.  Any Qt host can embed it::
+
+    panel = PredictorPanel(host=default_host(), context=my_context)
+    panel.predictionFinished.connect(lambda name, prediction: ...)
+
+``context`` (optional) pre-fills the form: an object with ``items(kind) -> list[(label, value)]`` giving the
+open maps, reflections (MTZ paths), structures, sequences, and the cell / space group of the shown map,
+current first.  Form widgets by kind: MAP/MASK/REFLECTIONS/STRUCTURE/SEQUENCE -> an editable list of open
+objects plus a file picker (REFLECTIONS also a column-choice dialog); CELL/SPACEGROUP/FLOAT/INT/TEXT -> text
+fields; BOOL -> a check box; CHOICE -> a list.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from PyQt6.QtCore import Qt, QThreadPool, pyqtSignal
+from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+                             QListWidget, QListWidgetItem, QProgressBar, QPushButton, QScrollArea, QToolButton,
+                             QVBoxLayout, QWidget)
+
+from crysplugins.errors import CrysError
+from crysplugins.inputs import load_input
+from crysplugins.interface import InputSpec, Kind, Prediction, Reflections
+from crysplugins.gui.dialogs import ColumnDialog, show_error
+from crysplugins.gui.worker import PredictionWorker, RawInput
+
+NONE_ITEM = "(none)"
+
+FILE_FILTERS = {
+    Kind.MAP: "Maps (*.ccp4 *.map *.mrc *.ccp4.gz *.map.gz *.mrc.gz);;All files (*)",
+    Kind.MASK: "Maps (*.ccp4 *.map *.mrc);;All files (*)",
+    Kind.REFLECTIONS: "MTZ files (*.mtz);;All files (*)",
+    Kind.STRUCTURE: "Coordinates (*.pdb *.ent *.cif *.mmcif *.pdb.gz *.cif.gz);;All files (*)",
+    Kind.SEQUENCE: "Sequences (*.fasta *.fa *.seq *.pir *.txt);;All files (*)",
+}
+OBJECT_KINDS = (Kind.MAP, Kind.MASK, Kind.REFLECTIONS, Kind.STRUCTURE, Kind.SEQUENCE)
+
+
+class PanelContext(Protocol):
+    """What the host window offers to pre-fill the form."""
+
+    def items(self, kind: Kind) -> list[tuple[str, Any]]: ...
+
+
+class InputField:
+    """One row of the form: a widget for one InputSpec and how to read its value."""
+
+    def __init__(self, spec: InputSpec, panel: "PredictorPanel") -> None:
+        self.spec = spec
+        self.panel = panel
+        self.columns: dict[str, str] | None = None
+        self.widget = QWidget()
+        row = QHBoxLayout(self.widget)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.combo: QComboBox | None = None
+        self.line: QLineEdit | None = None
+        self.check: QCheckBox | None = None
+        self._auto = True
+        kind = spec.kind
+        tip = spec.help + (f" [{spec.unit}]" if spec.unit else "")
+        if kind in OBJECT_KINDS:
+            self.combo = QComboBox()
+            self.combo.setEditable(True)
+            self.combo.setMinimumContentsLength(6)
+            self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            self.combo.lineEdit().setPlaceholderText("file path" + (" or one-letter sequence" if kind is Kind.SEQUENCE else ""))
+            row.addWidget(self.combo, 1)
+            browse = QToolButton()
+            browse.setText("…")
+            browse.setToolTip("choose a file")
+            browse.clicked.connect(self._browse)
+            row.addWidget(browse)
+            if kind is Kind.REFLECTIONS:
+                self.columns_button = QToolButton()
+                self.columns_button.setText("Columns…")
+                self.columns_button.clicked.connect(self.open_column_dialog)
+                row.addWidget(self.columns_button)
+        elif kind is Kind.BOOL:
+            self.check = QCheckBox()
+            self.check.setChecked(bool(spec.default))
+            row.addWidget(self.check)
+        elif kind is Kind.CHOICE:
+            self.combo = QComboBox()
+            if not spec.required and spec.default is None:
+                self.combo.addItem("")
+            self.combo.addItems(list(spec.choices))
+            if spec.default is not None:
+                self.combo.setCurrentText(str(spec.default))
+            row.addWidget(self.combo, 1)
+        else:
+            self.line = QLineEdit()
+            if spec.default is not None:
+                self.line.setText(str(spec.default))
+            self.line.setPlaceholderText("required" if spec.required else ("optional" if not spec.group else f"or another '{spec.group}' input"))
+            self.line.textEdited.connect(self._edited)
+            row.addWidget(self.line, 1)
+            if spec.unit:
+                row.addWidget(QLabel(spec.unit))
+        self.widget.setToolTip(tip)
+        self.column_dialog: ColumnDialog | None = None
+
+    def _edited(self, _text: str) -> None:
+        self._auto = False
+
+    # -------------------------------------------------------------- values
+
+    def value(self) -> RawInput | None:
+        spec = self.spec
+        if self.check is not None:
+            return RawInput(spec, self.check.isChecked())
+        if self.line is not None:
+            text = self.line.text().strip()
+            return RawInput(spec, text) if text else None
+        assert self.combo is not None
+        if spec.kind is Kind.CHOICE:
+            text = self.combo.currentText()
+            return RawInput(spec, text) if text else None
+        text = self.combo.currentText().strip()
+        idx = self.combo.currentIndex()
+        if idx >= 0 and self.combo.itemText(idx) == text:
+            data = self.combo.itemData(idx)
+            if data is None:
+                return None
+            if isinstance(data, Reflections) and self.columns:
+                data = Reflections(mtz=data.mtz, columns=dict(self.columns), name=data.name)
+            return RawInput(spec, data, self.columns)
+        return RawInput(spec, text, self.columns) if text else None
+
+    def set_value(self, value: Any) -> None:
+        """Set the field from a string, bool or object (objects are added to the list)."""
+        if self.check is not None:
+            self.check.setChecked(bool(value))
+        elif self.line is not None:
+            self.line.setText("" if value is None else str(value))
+            self._auto = False
+        elif self.combo is not None:
+            if value is None:
+                idx = self.combo.findText(NONE_ITEM)
+                if idx >= 0:
+                    self.combo.setCurrentIndex(idx)
+                else:
+                    self.combo.setEditText("")
+            elif isinstance(value, str):
+                idx = self.combo.findText(value)
+                if idx >= 0:
+                    self.combo.setCurrentIndex(idx)
+                else:
+                    self.combo.setEditText(value)
+            else:
+                label = getattr(value, "name", type(value).__name__)
+                self.combo.insertItem(0, label, value)
+                self.combo.setCurrentIndex(0)
+
+    # -------------------------------------------------------------- context
+
+    def refresh(self, context: PanelContext | None) -> None:
+        items = context.items(self.spec.kind) if context is not None else []
+        if self.line is not None:
+            if self._auto and items:
+                self.line.setText(str(items[0][0]))
+            return
+        if self.combo is None or self.spec.kind not in OBJECT_KINDS:
+            return
+        old_labels = [self.combo.itemText(i) for i in range(self.combo.count())]
+        current = self.combo.currentText()
+        typed = current and current not in old_labels
+        self.combo.blockSignals(True)
+        self.combo.clear()
+        for label, data in items:
+            self.combo.addItem(label, data)
+        if not self.spec.required:
+            self.combo.addItem(NONE_ITEM, None)
+        if typed:
+            self.combo.setEditText(current)
+        elif current and current in [label for label, _ in items]:
+            self.combo.setCurrentIndex(self.combo.findText(current))
+        else:
+            self.combo.setCurrentIndex(0 if self.combo.count() else -1)
+        self.combo.blockSignals(False)
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.widget, f"{self.spec.name}: {self.spec.help}", "",
+                                              FILE_FILTERS.get(self.spec.kind, "All files (*)"))
+        if path:
+            self.combo.setEditText(path)
+            self.columns = None
+
+    # -------------------------------------------------------------- MTZ columns
+
+    def _reflections_for_dialog(self) -> Reflections:
+        """The chosen reflections with automatic column picks for this input's roles."""
+        item = self.value()
+        if item is None:
+            raise CrysError(f"Choose an MTZ file for '{self.spec.name}' first.")
+        value = item.value
+        if isinstance(value, Reflections):
+            return value
+        optional_spec = InputSpec(self.spec.name, Kind.REFLECTIONS, self.spec.help,
+                                  columns=tuple(r if r.endswith("?") else r + "?" for r in self.spec.columns))
+        return load_input(optional_spec, str(value))
+
+    def open_column_dialog(self) -> ColumnDialog | None:
+        """Show the column-choice dialog (non-blocking); its OK stores the choice for this input."""
+        try:
+            refl = self._reflections_for_dialog()
+        except CrysError as exc:
+            self.panel._error(str(exc))
+            return None
+        roles = self.spec.columns or ("F", "SIGF?", "PHI?", "FOM?")
+        defaults = dict(refl.columns)
+        if self.columns:
+            defaults.update(self.columns)
+        dialog = ColumnDialog(refl, roles, defaults, title=f"{self.spec.name}: MTZ columns", parent=self.widget)
+        dialog.accepted.connect(lambda: setattr(self, "columns", dialog.columns()))
+        dialog.open()
+        self.column_dialog = dialog
+        return dialog
+
+
+class PredictorPanel(QWidget):
+    """List of predictors, a form for the chosen one, Run / Cancel, a progress bar and a status line."""
+
+    predictionStarted = pyqtSignal(str)
+    progressChanged = pyqtSignal(float, str)
+    predictionFinished = pyqtSignal(str, object)   # predictor name, Prediction
+    predictionFailed = pyqtSignal(str, str)        # predictor name, message
+    predictionCancelled = pyqtSignal(str)
+    runDone = pyqtSignal()
+
+    def __init__(self, host: Any = None, context: PanelContext | None = None, parent: QWidget | None = None,
+                 show_error_dialogs: bool = True) -> None:
+        super().__init__(parent)
+        if host is None:
+            from crysplugins.host import default_host
+
+            host = default_host()
+        self.host = host
+        self.context = context
+        self.show_error_dialogs = show_error_dialogs
+        self.fields: dict[str, InputField] = {}
+        self.worker: PredictionWorker | None = None
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(1)
+        self.last_prediction: Prediction | None = None
+        self.last_error: str | None = None
+        self.last_error_dialog = None
+        self.last_seconds: float | None = None
+        self._running_name = ""
+        self.last_worker: PredictionWorker | None = None
+
+        self.list = QListWidget()
+        self.list.setWordWrap(True)
+        self.list.setMaximumHeight(170)
+        for entry in sorted(host.predictors.values(), key=lambda e: e.predictor.name):
+            p = entry.predictor
+            item = QListWidgetItem(f"{p.name}  {p.version}\n{p.summary}")
+            item.setToolTip(f"{p.summary}\nplugin {entry.plugin} ({entry.distribution})")
+            item.setData(Qt.ItemDataRole.UserRole, p.name)
+            self.list.addItem(item)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.form_host = QWidget()
+        self.form = QFormLayout(self.form_host)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self.form_host)
+        self.run_button = QPushButton("Run")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(False)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Predictors" if host.predictors else "No predictors are installed."))
+        layout.addWidget(self.list)
+        layout.addWidget(self.summary)
+        layout.addWidget(scroll, 1)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+
+        self.list.currentRowChanged.connect(self._row_changed)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.run_button.setEnabled(bool(host.predictors))
+        if self.list.count():
+            self.list.setCurrentRow(0)
+
+    # -------------------------------------------------------------- selection and form
+
+    @property
+    def predictor(self) -> Any:
+        item = self.list.currentItem()
+        return self.host.get(item.data(Qt.ItemDataRole.UserRole)) if item is not None else None
+
+    def names(self) -> list[str]:
+        return [self.list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.list.count())]
+
+    def select(self, name: str) -> None:
+        """Select a predictor by name (CrysError when it is not installed)."""
+        self.host.get(name)
+        self.list.setCurrentRow(self.names().index(name))
+
+    def _row_changed(self, _row: int) -> None:
+        self._build_form()
+
+    def _build_form(self) -> None:
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        self.fields = {}
+        p = self.predictor
+        if p is None:
+            return
+        outputs = ", ".join(f"{o.name} ({o.kind.value})" for o in p.outputs)
+        self.summary.setText(f"<b>{p.name}</b> {p.version}: {p.summary}<br><i>outputs:</i> {outputs}")
+        for spec in p.inputs:
+            field = InputField(spec, self)
+            field.refresh(self.context)
+            label = spec.name.replace("_", " ") + (" *" if spec.required else "")
+            label_widget = QLabel(label)
+            label_widget.setToolTip(spec.help + (f" ({spec.unit})" if spec.unit else "")
+                                    + (f"; one of the '{spec.group}' inputs" if spec.group else ""))
+            self.form.addRow(label_widget, field.widget)
+            self.fields[spec.name] = field
+
+    def field(self, name: str) -> InputField:
+        return self.fields[name]
+
+    def set_value(self, name: str, value: Any) -> None:
+        self.fields[name].set_value(value)
+
+    def set_context(self, context: PanelContext | None) -> None:
+        self.context = context
+        self.refresh_inputs()
+
+    def refresh_inputs(self) -> None:
+        """Re-read the context (after files were opened or results added)."""
+        for field in self.fields.values():
+            field.refresh(self.context)
+
+    # -------------------------------------------------------------- running
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def raw_inputs(self) -> dict[str, RawInput]:
+        out = {}
+        for name, field in self.fields.items():
+            value = field.value()
+            if value is not None:
+                out[name] = value
+        return out
+
+    def run(self) -> PredictionWorker | None:
+        """Start the selected predictor on the pool thread; returns the worker (None if not started)."""
+        p = self.predictor
+        if p is None or self.running:
+            return None
+        worker = PredictionWorker(p, self.raw_inputs())
+        worker.signals.progress.connect(self._on_progress)
+        worker.signals.finished.connect(self._on_finished)
+        worker.signals.failed.connect(self._on_failed)
+        worker.signals.cancelled.connect(self._on_cancelled)
+        worker.signals.done.connect(self._on_done)
+        self.worker = worker
+        self._running_name = p.name
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.list.setEnabled(False)
+        self.progress.setValue(0)
+        self.status.setText(f"running {p.name}…")
+        self.predictionStarted.emit(p.name)
+        self.pool.start(worker)
+        return worker
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            self.status.setText(f"cancelling {self._running_name}…")
+
+    def wait(self, msecs: int = 30000) -> bool:
+        """Block until the worker thread is idle (for shutdown; signals still need the event loop)."""
+        return self.pool.waitForDone(msecs)
+
+    def shutdown(self, msecs: int = 10000) -> None:
+        self.cancel()
+        self.wait(msecs)
+
+    def _on_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(round(fraction * 1000)))
+        self.status.setText(f"{self._running_name}: {fraction:.0%} {message}")
+        self.progressChanged.emit(fraction, message)
+
+    def _on_finished(self, prediction: Prediction) -> None:
+        self.last_prediction = prediction
+        self.last_seconds = self.worker.seconds if self.worker else None
+        self.progress.setValue(1000)
+        parts = [f"{k} = {v.value:.4g}{(' ' + v.unit) if v.unit else ''}" for k, v in prediction.scalars.items()]
+        parts += [f"map {k}" for k in prediction.maps]
+        parts += [f"table {k}" for k in prediction.tables]
+        self.status.setText(f"{self._running_name} done in {self.last_seconds or 0:.2f} s: " + "; ".join(parts))
+        self.predictionFinished.emit(self._running_name, prediction)
+
+    def _on_failed(self, message: str, details: str) -> None:
+        self.last_error = message
+        self.status.setText(f"{self._running_name} failed: {message}")
+        self.progress.setValue(0)
+        if self.show_error_dialogs:
+            self.last_error_dialog = show_error(self.window(), f"{self._running_name} failed", message, details)
+        self.predictionFailed.emit(self._running_name, message)
+
+    def _error(self, message: str) -> None:
+        self.last_error = message
+        self.status.setText(message)
+        if self.show_error_dialogs:
+            self.last_error_dialog = show_error(self.window(), "crysplugins", message)
+
+    def _on_cancelled(self) -> None:
+        self.status.setText(f"{self._running_name} cancelled")
+        self.progress.setValue(0)
+        self.predictionCancelled.emit(self._running_name)
+
+    def _on_done(self) -> None:
+        self.last_worker = self.worker  # keep the runnable alive until its thread has surely returned
+        self.worker = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.list.setEnabled(True)
+        self.runDone.emit()

@@ -1,0 +1,151 @@
+"""A Coot menu action's whole round trip through the real ``coot_headless_api`` library.
+
+Coot's map code is real here: the fixture map is read into a ``molecules_container_t``, the script's
+action exports it with the container's ``write_map`` (Coot's own CCP4 writer, as ``coot.export_map``
+does in the GUI), the real ``crysplugins predict`` runs on the exported file as a child process, and the
+maps it writes are read back into the container with ``read_ccp4_map``; the test then checks the cell
+and grid Coot holds.  Only the menu calls are recorded stand-ins (there is no GTK in the headless API).
+coot_headless_api prints a lot and writes ./coot-backup, so it runs in a temporary working folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gemmi
+import numpy as np
+import pytest
+
+chapi = pytest.importorskip("coot_headless_api")
+
+
+def _load_helpers():
+    import importlib.util
+
+    name = "crysplugins_tests_coot_helpers"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "coot_stubs" / "helpers.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+helpers = _load_helpers()
+fake = helpers.fake_coot()
+
+
+def read_values(path) -> tuple[np.ndarray, gemmi.UnitCell]:
+    m = gemmi.read_ccp4_map(str(path))
+    m.setup(float("nan"))
+    return np.array(m.grid, dtype=np.float64), m.grid.unit_cell
+
+
+@pytest.fixture
+def headless(monkeypatch, tmp_path):
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)  # coot_headless_api writes ./coot-backup
+    helpers.setup_env(monkeypatch, tmp_path)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    mc = chapi.molecules_container_t(False)
+    mc.set_make_backups(False)
+    rec = fake.Recorder()
+    coot = fake.HeadlessCoot(rec, mc)
+    coot.refinement_map = coot.load_map(str(helpers.MAP))
+    fake.install_modules(monkeypatch, "1", coot, rec)
+    app = helpers.run_script()["crysplugins_coot"]
+    rec.run_timers()
+    return app, coot, rec, mc, tmp_path
+
+
+def check_in_container(mc, imol: int, path_for_check: Path, shape, cell) -> np.ndarray:
+    """Cell and grid of molecule ``imol`` as Coot holds it (written back out by Coot itself)."""
+    assert mc.is_valid_map_molecule(imol)
+    assert [mc.get_number_of_map_sections(imol, axis) for axis in range(3)] == list(shape)
+    assert mc.write_map(imol, str(path_for_check)) == 1
+    values, held_cell = read_values(path_for_check)
+    assert held_cell.approx(cell, 1e-4), (held_cell, cell)
+    assert values.shape == tuple(shape)
+    return values
+
+
+def test_round_trip_through_coot_headless_api(headless):
+    app, coot, rec, mc, tmp = headless
+    source, source_cell = read_values(helpers.MAP)
+    job = rec.activate("crysplugins", "coot-test-normalise...")
+    (imol, exported), = rec.called("export_map")
+    # what Coot wrote is the fixture map, whole cell, same grid
+    exported_values, exported_cell = read_values(exported)
+    assert exported_cell.approx(source_cell, 1e-4)
+    np.testing.assert_allclose(exported_values, source, atol=1e-6)
+    rec.run_timers()
+    assert job.returncode == 0, Path(job.stderr_path).read_text()
+    (mask_path, _), (norm_path, _) = rec.called("read_ccp4_map")
+    loaded = [i for i in coot.molecules if i != imol]
+    assert len(loaded) == 2
+    norm_imol = max(loaded)
+    mask_imol = min(loaded)
+    assert mc.get_molecule_name(norm_imol) == "crysplugins coot-test-normalise: normalised"
+    assert mc.get_molecule_name(mask_imol) == "crysplugins coot-test-normalise: mask"
+    norm = check_in_container(mc, norm_imol, tmp / "norm_from_coot.ccp4", source.shape, source_cell)
+    mask = check_in_container(mc, mask_imol, tmp / "mask_from_coot.ccp4", source.shape, source_cell)
+    expected = (source - source.mean()) / source.std()
+    np.testing.assert_allclose(norm, expected, atol=1e-4)
+    assert set(np.unique(mask)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(mask, (expected > 1.0).astype(float))
+    result = json.loads(Path(job.stdout_path).read_text())
+    assert result["maps"]["normalised"]["grid"] == list(source.shape)
+    assert f"mask_fraction: {mask.mean():.4g}" in rec.dialogs[0]
+
+
+def _builtin_map_predictor() -> str | None:
+    """A built-in predictor whose only required input is a map (e.g. a classical solvent mask), if any."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CRYSPLUGINS_PLUGINS", "PYTHONPATH")}
+    env["CRYSPLUGINS_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    proc = subprocess.run(helpers.crysplugins_command() + ["list", "--json"], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        return None
+    for row in json.loads(proc.stdout)["predictors"]:
+        required = [i for i in row["inputs"] if i["required"]]
+        if [i["kind"] for i in required] == ["map"] and any(o["kind"] in ("map", "mask") for o in row["outputs"]):
+            return row["name"]
+    return None
+
+
+def test_round_trip_with_a_builtin_map_predictor(monkeypatch, tmp_path):
+    """The same round trip with an installed built-in predictor that takes a map (skipped if none yet)."""
+    name = _builtin_map_predictor()
+    if name is None:
+        pytest.skip("no built-in predictor takes only a map yet")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    helpers.setup_env(monkeypatch, tmp_path, only_test_plugin=False)
+    monkeypatch.setenv("CRYSPLUGINS_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    mc = chapi.molecules_container_t(False)
+    mc.set_make_backups(False)
+    rec = fake.Recorder()
+    coot = fake.HeadlessCoot(rec, mc)
+    coot.refinement_map = coot.load_map(str(helpers.MAP))
+    fake.install_modules(monkeypatch, "1", coot, rec)
+    app = helpers.run_script()["crysplugins_coot"]
+    rec.run_timers()
+    job = rec.activate("crysplugins", f"{name}...")
+    rec.run_timers(timeout=120)
+    if job.returncode != 0:
+        # a predictor may refuse a 12^3 test map with one clear sentence: that is shown, not a crash
+        assert rec.dialogs and rec.dialogs[0].startswith(f"crysplugins {name} failed:\n")
+        pytest.skip(f"{name} refused the small fixture map: {rec.dialogs[0].splitlines()[1]}")
+    source, cell = read_values(helpers.MAP)
+    read = rec.called("read_ccp4_map")
+    assert read
+    for path, _ in read:
+        imol = [i for i, m in coot.molecules.items() if m["path"] == path][-1]
+        values, file_cell = read_values(path)
+        assert file_cell.approx(cell, 1e-3)
+        check_in_container(mc, imol, tmp_path / f"check_{imol}.ccp4", values.shape, cell)

@@ -1,0 +1,292 @@
+"""The crysplugins Coot script under stand-in Coot modules (both Coot generations) and the real CLI.
+
+Coot itself is replaced by recording stand-ins (tests/coot_stubs/fake_coot.py); the ``crysplugins``
+command the script runs is the real one of this environment, with a small third-party test plugin made
+visible through an entry-point dist-info on the child's PYTHONPATH.  The GLib/gobject timeouts are
+driven by the test (``Recorder.run_timers``), so every step is deterministic.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import gemmi
+import numpy as np
+import pytest
+
+
+def _load_helpers():
+    import importlib.util
+
+    name = "crysplugins_tests_coot_helpers"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "coot_stubs" / "helpers.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+helpers = _load_helpers()
+fake = helpers.fake_coot()
+
+
+@pytest.fixture
+def coot_env(monkeypatch, tmp_path):
+    helpers.setup_env(monkeypatch, tmp_path)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # the script's temp folders land in tmp_path
+    return tmp_path
+
+
+def start(monkeypatch, generation="1", menus_in="coot_gui", with_map=True):
+    recorder = fake.Recorder()
+    coot = fake.FakeCoot(recorder)
+    if with_map:
+        coot.refinement_map = coot.add_map(str(helpers.MAP))
+    fake.install_modules(monkeypatch, generation, coot, recorder, menus_in=menus_in)
+    namespace = fake.namespace_functions(recorder) if menus_in == "namespace" else {}
+    app = helpers.run_script(namespace=namespace)["crysplugins_coot"]
+    recorder.run_timers()  # the background `crysplugins list --json`
+    return app, coot, recorder
+
+
+def fixture_map_values() -> np.ndarray:
+    m = gemmi.read_ccp4_map(str(helpers.MAP))
+    m.setup(float("nan"))
+    return np.array(m.grid, dtype=np.float64)
+
+
+# ------------------------------------------------------------------------------------------ menus
+
+def test_coot1_menu_has_prefixed_actions_for_map_and_reflection_predictors(monkeypatch, coot_env):
+    app, coot, rec = start(monkeypatch, "1")
+    assert app.generation == "1"
+    assert rec.called("attach_module_menu_button") == [("crysplugins",)]
+    assert rec.called("coot_menubar_menu") == []
+    menu = rec.menus["crysplugins"]
+    assert menu.labels() == ["Refresh predictor list", "Stop running predictions", "coot-test-amplitudes...",
+                             "coot-test-normalise...", "coot-test-sequence..."]
+    names = [item.action_name for item in menu.items]
+    assert names == ["crysplugins-refresh", "crysplugins-stop", "crysplugins-predict-coot-test-amplitudes",
+                     "crysplugins-predict-coot-test-normalise", "crysplugins-predict-coot-test-sequence"]
+    assert all(n.startswith("crysplugins-") for n in rec.actions)
+    # the list ran in the background: a GLib timeout was registered, no dialog (no error)
+    assert rec.called("timeout_add") and rec.dialogs == []
+    assert any("3 predictor(s) in the menu" in s for s in rec.status)
+
+
+def test_refresh_does_not_duplicate_items(monkeypatch, coot_env):
+    app, coot, rec = start(monkeypatch, "1")
+    rec.activate("crysplugins", "Refresh predictor list")
+    rec.run_timers()
+    assert len(rec.menus["crysplugins"].items) == 5
+
+
+@pytest.mark.parametrize("menus_in", ["coot_gui", "namespace"])
+def test_coot09_menubar_menu_and_gobject_timeout(monkeypatch, coot_env, menus_in):
+    app, coot, rec = start(monkeypatch, "0.9", menus_in=menus_in)
+    assert app.generation == "0.9"
+    assert rec.called("coot_menubar_menu") == [("crysplugins",)]
+    assert rec.called("add_simple_action_to_menu") == []
+    labels = [args[1] for args in rec.called("add_simple_coot_menu_menuitem")]
+    assert labels == ["Refresh predictor list", "Stop running predictions", "coot-test-amplitudes...",
+                      "coot-test-normalise...", "coot-test-sequence..."]
+    assert app.timer == sys.modules["gobject"].timeout_add
+    # a 0.9 menu item callback receives the gtk menu item: run one action through it
+    rec.activate("crysplugins", "coot-test-normalise...")
+    rec.run_timers()
+    assert len(rec.called("read_ccp4_map")) == 2
+
+
+def test_loaded_once_per_session(monkeypatch, coot_env):
+    app, coot, rec = start(monkeypatch, "1")
+    again = helpers.run_script()["crysplugins_coot"]
+    assert again is app
+    assert rec.called("attach_module_menu_button") == [("crysplugins",)]
+
+
+def test_without_a_gui_nothing_is_added(monkeypatch, coot_env):
+    rec = fake.Recorder()
+    fake.install_modules(monkeypatch, "1", fake.FakeCoot(rec), rec)
+    del sys.modules["coot_gui"].attach_module_menu_button
+    app = helpers.run_script()["crysplugins_coot"]
+    assert app.generation is None and rec.menus == {} and rec.timers == []
+
+
+# ---------------------------------------------------------------------------------------- actions
+
+def test_action_exports_map_runs_cli_and_reads_results_back(monkeypatch, coot_env):
+    app, coot, rec = start(monkeypatch, "1")
+    job = rec.activate("crysplugins", "coot-test-normalise...")
+    (imol, exported), = rec.called("export_map")
+    assert imol == 0 and exported.endswith("coot_map_0.ccp4")
+    workdir = os.path.dirname(exported)
+    assert Path(workdir).parent == coot_env  # a fresh temp folder
+    out = os.path.join(workdir, "out")
+    assert job.argv == helpers.crysplugins_command() + [
+        "predict", "coot-test-normalise", "--map", exported, "--out", out, "--json", "--quiet"]
+    assert rec.called("read_ccp4_map") == []  # nothing read before the child finished
+    rec.run_timers()
+    assert job.returncode == 0
+    read = rec.called("read_ccp4_map")
+    assert read == [(os.path.join(out, "mask.ccp4"), 0), (os.path.join(out, "normalised.ccp4"), 0)]
+    mask_imol, norm_imol = 1, 2
+    assert coot.molecules[mask_imol]["name"] == "crysplugins coot-test-normalise: mask"
+    assert coot.molecules[norm_imol]["name"] == "crysplugins coot-test-normalise: normalised"
+    assert rec.called("set_contour_level_absolute") == [(mask_imol, 0.5)]
+    assert rec.called("set_contour_level_in_sigma") == [(norm_imol, 1.0)]
+    # the scalars shown are the ones of the fixture map, computed here independently
+    values = fixture_map_values()
+    rms = values.std()
+    fraction = float((((values - values.mean()) / rms) > 1.0).mean())
+    dialog, = rec.dialogs
+    assert f"mask_fraction: {fraction:.4g}" in dialog
+    assert f"map_rms: {rms:.4g} e/Å³" in dialog
+    assert "map mask -> molecule 1" in dialog and "map normalised -> molecule 2" in dialog
+    assert any(s.startswith("crysplugins: coot-test-normalise finished") for s in rec.status)
+    # the map read back is the normalised fixture map
+    back = gemmi.read_ccp4_map(read[1][0])
+    back.setup(float("nan"))
+    np.testing.assert_allclose(np.array(back.grid), (values - values.mean()) / rms, atol=1e-5)
+
+
+def test_first_map_used_when_no_refinement_map(monkeypatch, coot_env):
+    rec = fake.Recorder()
+    coot = fake.FakeCoot(rec)
+    coot.add_model({"A": ["GLY"]})
+    coot.add_map(str(helpers.MAP))  # molecule 1, not the refinement map
+    fake.install_modules(monkeypatch, "1", coot, rec)
+    helpers.run_script()
+    rec.run_timers()
+    rec.activate("crysplugins", "coot-test-normalise...")
+    assert rec.called("export_map")[0][0] == 1
+
+
+def test_no_map_loaded_says_so(monkeypatch, coot_env):
+    app, coot, rec = start(monkeypatch, "1", with_map=False)
+    assert rec.activate("crysplugins", "coot-test-normalise...") is None
+    assert rec.dialogs == ["Load a map (or an MTZ file) in Coot first: coot-test-normalise works on a map."]
+    assert rec.timers == []
+
+
+def test_cli_error_sentence_shown_in_info_dialog(monkeypatch, coot_env):
+    bad = coot_env / "broken.map"
+    bad.write_bytes(b"this is not a CCP4 map" * 100)
+    app, coot, rec = start(monkeypatch, "1", with_map=False)
+    coot.refinement_map = coot.add_map(str(bad))
+    job = rec.activate("crysplugins", "coot-test-normalise...")
+    rec.run_timers()
+    assert job.returncode != 0
+    dialog, = rec.dialogs
+    assert dialog.startswith("crysplugins coot-test-normalise failed:\n")
+    assert "is not a readable CCP4/MRC map" in dialog
+    assert "Traceback" not in dialog and "error:" not in dialog
+    assert rec.called("read_ccp4_map") == []
+
+
+@pytest.mark.parametrize("fp,columns", [("FWT", "PHI=PHWT"), ("FP", "F=FP,PHI=PHWT")])
+def test_reflections_come_from_the_maps_mtz(monkeypatch, coot_env, fp, columns):
+    app, coot, rec = start(monkeypatch, "1", with_map=False)
+    coot.refinement_map = coot.add_map(str(helpers.MAP), mtz=str(helpers.MTZ), fp=fp, phi="PHWT")
+    job = rec.activate("crysplugins", "coot-test-amplitudes...")
+    assert job.argv[job.argv.index("--reflections") + 1] == str(helpers.MTZ)
+    assert job.argv[job.argv.index("--reflections-columns") + 1] == columns
+    assert rec.called("export_map") == []  # this predictor takes no map
+    rec.run_timers()
+    n = gemmi.read_mtz_file(str(helpers.MTZ)).nreflections
+    dialog, = rec.dialogs
+    assert f"n_reflections: {n}" in dialog
+    assert "F column: FP" in dialog  # FWT (map coefficients) is never passed as the observed F
+
+
+def test_reflections_needed_but_map_not_from_mtz(monkeypatch, coot_env):
+    app, coot, rec = start(monkeypatch, "1")
+    assert rec.activate("crysplugins", "coot-test-amplitudes...") is None
+    dialog, = rec.dialogs
+    assert "needs the MTZ file the map was calculated from" in dialog
+
+
+def test_sequence_taken_from_the_model(monkeypatch, coot_env):
+    app, coot, rec = start(monkeypatch, "1")
+    coot.add_model({"A": ["MET", "LYS", "HOH", "VAL"], "B": ["GLY", "MSE"]})
+    job = rec.activate("crysplugins", "coot-test-sequence...")
+    seq_file = job.argv[job.argv.index("--sequence") + 1]
+    assert Path(seq_file).read_text() == ">coot\nMKVGM\n"
+    rec.run_timers()
+    assert "n_residues: 5" in rec.dialogs[0] and "sequence MKVGM" in rec.dialogs[0]
+
+
+def test_sequence_asked_for_when_no_model(monkeypatch, coot_env):
+    app, coot, rec = start(monkeypatch, "1")
+    assert rec.activate("crysplugins", "coot-test-sequence...") is None
+    assert rec.timers == []
+    (label, handler), = rec.entry_dialogs
+    assert "needs the protein sequence" in label
+    job = handler("MKV LLA\n")  # what the user typed, Go pressed
+    assert job is not None
+    rec.run_timers()
+    assert "n_residues: 6" in rec.dialogs[0]
+
+
+def test_missing_command_is_reported(monkeypatch, coot_env):
+    monkeypatch.setenv("CRYSPLUGINS_COMMAND", str(coot_env / "no-such-crysplugins"))
+    rec = fake.Recorder()
+    fake.install_modules(monkeypatch, "1", fake.FakeCoot(rec), rec)
+    helpers.run_script()
+    assert rec.timers == []
+    assert "Could not run crysplugins" in rec.dialogs[0]
+
+
+def test_builtin_predictors_appear_next_to_third_party_ones(monkeypatch, coot_env):
+    monkeypatch.delenv("CRYSPLUGINS_PLUGINS")
+    app, coot, rec = start(monkeypatch, "1")
+    listing = subprocess.run(helpers.crysplugins_command() + ["list", "--json"], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": os.environ["CRYSPLUGINS_PYTHONPATH"]}, check=True)
+    import json
+
+    rows = json.loads(listing.stdout)["predictors"]
+    expected = sorted(r["name"] for r in rows if {i["kind"] for i in r["inputs"]} & {"map", "reflections"})
+    assert "coot-test-normalise" in expected
+    assert sorted(app.menu_names) == expected
+
+
+# --------------------------------------------------------------------------------- script hygiene
+
+ALLOWED_IMPORTS = {"__future__", "io", "json", "os", "shlex", "subprocess", "sys", "tempfile", "shutil",
+                   "coot", "coot_gui", "coot_utils", "gi.repository", "gobject", "glib"}
+
+
+def test_script_imports_only_stdlib_and_coot_modules():
+    tree = ast.parse(helpers.SCRIPT.read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module)
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "_crysplugins_import":
+            arg = node.args[0]
+            if isinstance(arg, ast.Constant):
+                imported.add(arg.value)
+    assert imported <= ALLOWED_IMPORTS, imported - ALLOWED_IMPORTS
+    assert "crysplugins" not in imported
+
+
+def test_script_compiles_under_python27():
+    """Some Coot 0.9 builds embed Python 2.7; the script keeps to syntax both understand."""
+    candidates = [shutil.which("python2.7")]
+    pyenv = Path.home() / ".pyenv" / "versions" / "2.7.18" / "bin" / "python2.7"
+    candidates.append(str(pyenv) if pyenv.exists() else None)
+    exe = next((c for c in candidates if c), None)
+    if exe is None:
+        pytest.skip("no Python 2.7 on this machine")
+    proc = subprocess.run([exe, "-c", "import sys, py_compile; py_compile.compile(sys.argv[1], "
+                           "cfile='/dev/null', doraise=True)", str(helpers.SCRIPT)],
+                          capture_output=True, text=True, env={**os.environ, "PYENV_VERSION": "2.7.18"})
+    if proc.returncode != 0 and "command not found" in proc.stderr:
+        pytest.skip("python2.7 shim without an interpreter")
+    assert proc.returncode == 0, proc.stderr

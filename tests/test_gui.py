@@ -1,0 +1,409 @@
+"""pytest-qt tests of the desktop app and the predictor panel (run under QT_QPA_PLATFORM=offscreen).
+
+Fixtures: tests/data/gui_tiny.{ccp4,mtz,fasta} (made by tests/data/make_gui_fixtures.py).  Predictors: the
+real built-in ``solvent-content``; a real small "model" predictor registered through
+``Host(extra_plugins=...)`` that smooths a map in steps (reporting progress, honouring cancellation); a
+predictor that fails with a CrysError; a plugin whose hook raises.  No test sleeps on a fixed timer: all
+waits are ``qtbot.waitSignal`` / ``waitUntil``.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+pytest.importorskip("PyQt6")
+pytest.importorskip("pytestqt")
+
+import gemmi  # noqa: E402
+from PyQt6.QtCore import QMimeData, QPointF, QSettings, Qt, QTimer, QUrl  # noqa: E402
+from PyQt6.QtGui import QDropEvent, QImage  # noqa: E402
+from PyQt6.QtWidgets import QMessageBox  # noqa: E402
+
+from crysplugins.crystal import io  # noqa: E402
+from crysplugins.errors import CrysError  # noqa: E402
+from crysplugins.hookspecs import hookimpl  # noqa: E402
+from crysplugins.host import Host  # noqa: E402
+from crysplugins.interface import (CrystalMap, InputSpec, Kind, OutputSpec, Prediction, Request,  # noqa: E402
+                                   Scalar, Sequence)
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+TINY_MAP = os.path.join(DATA, "gui_tiny.ccp4")
+TINY_MTZ = os.path.join(DATA, "gui_tiny.mtz")
+TINY_FASTA = os.path.join(DATA, "gui_tiny.fasta")
+
+
+# ------------------------------------------------------------------------------- test predictors
+
+def smooth_once(arr: np.ndarray) -> np.ndarray:
+    """Mean of each voxel and its six periodic neighbours."""
+    out = arr.copy()
+    for ax in range(3):
+        out += np.roll(arr, 1, axis=ax)
+        out += np.roll(arr, -1, axis=ax)
+    return out / 7.0
+
+
+class SmoothPredictor:
+    """A small real predictor: smooths a map in steps, reporting progress after each step."""
+
+    name = "gui-test-smooth"
+    version = "0.1"
+    summary = "Test predictor: smooths a map by averaging each voxel with its six neighbours, in steps."
+    inputs = (InputSpec("map", Kind.MAP, "map to smooth", required=True),
+              InputSpec("steps", Kind.INT, "number of smoothing steps", default=3, minimum=1))
+    outputs = (OutputSpec("smoothed", Kind.MAP, "the smoothed map"),
+               OutputSpec("steps", Kind.SCALAR, "steps done"))
+
+    def __init__(self) -> None:
+        self.steps_done = 0
+
+    def predict(self, request: Request) -> Prediction:
+        cmap = request.require("map")
+        steps = int(request.get("steps", 3))
+        arr = cmap.array.astype(np.float32, copy=True)
+        self.steps_done = 0
+        for i in range(steps):
+            arr = smooth_once(arr)
+            self.steps_done = i + 1
+            request.report((i + 1) / steps, f"step {i + 1} of {steps}")
+        return Prediction(maps={"smoothed": CrystalMap.from_array(arr, cmap.cell, cmap.spacegroup, "smoothed")},
+                          scalars={"steps": Scalar(float(steps))})
+
+
+class FailingPredictor:
+    name = "gui-test-fail"
+    version = "0.1"
+    summary = "Test predictor that refuses its input with a CrysError."
+    inputs = (InputSpec("map", Kind.MAP, "any map", required=True),)
+    outputs = (OutputSpec("nothing", Kind.SCALAR, "never returned"),)
+
+    def predict(self, request: Request) -> Prediction:
+        request.report(0.1, "checking")
+        raise CrysError("The map grid 10x12x14 is too small for this model; it needs at least 32 points per axis.")
+
+
+class _Plugin:
+    def __init__(self, *predictors) -> None:
+        self.predictors = predictors
+
+    @hookimpl
+    def register_predictors(self, register) -> None:  # noqa: ANN001
+        for p in self.predictors:
+            register(p)
+
+
+class _BrokenPlugin:
+    @hookimpl
+    def register_predictors(self, register) -> None:  # noqa: ANN001
+        raise RuntimeError("this third-party plugin is broken on purpose")
+
+
+# --------------------------------------------------------------------------------------- fixtures
+
+@pytest.fixture
+def smoother() -> SmoothPredictor:
+    return SmoothPredictor()
+
+
+@pytest.fixture
+def host(smoother) -> Host:
+    return Host(autoload=False, only=["solvent_content"],
+                extra_plugins=[("gui_test_plugin", _Plugin(smoother, FailingPredictor())),
+                               ("gui_broken_plugin", _BrokenPlugin())])
+
+
+@pytest.fixture
+def window(qtbot, host, tmp_path):
+    from crysplugins.gui.main_window import MainWindow
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    w = MainWindow(host=host, settings=settings)
+    qtbot.addWidget(w)
+    w.resize(1200, 800)
+    w.show()
+    yield w
+    w.panel.shutdown()
+
+
+def _run(qtbot, panel, timeout=20000):
+    """Run the selected predictor through the panel; (name, Prediction) from predictionFinished."""
+    got = []
+    panel.predictionFinished.connect(lambda name, prediction: got.append((name, prediction)))
+    panel.last_error = None
+    with qtbot.waitSignal(panel.runDone, timeout=timeout):
+        assert panel.run() is not None
+    assert panel.last_error is None, panel.last_error
+    assert len(got) == 1
+    return got[0]
+
+
+def _pixels(canvas) -> np.ndarray:
+    img = canvas.image.convertToFormat(QImage.Format.Format_RGBA8888)
+    ptr = img.constBits()
+    ptr.setsize(img.sizeInBytes())
+    return np.frombuffer(ptr, dtype=np.uint8).copy()
+
+
+def _sampled_cc(ref: CrystalMap, other: CrystalMap) -> float:
+    """Correlation of ``ref`` with ``other`` interpolated at ref's grid points (same cell)."""
+    nu, nv, nw = ref.shape
+    values = [other.grid.interpolate_value(ref.cell.orthogonalize(gemmi.Fractional(i / nu, j / nv, k / nw)))
+              for i in range(nu) for j in range(nv) for k in range(nw)]
+    return float(np.corrcoef(ref.array.ravel(), np.array(values))[0, 1])
+
+
+# ------------------------------------------------------------------------------------------ tests
+
+def test_open_map_and_move_slider(window, qtbot):
+    view = window.map_view
+    doc = window.open_path(TINY_MAP)
+    assert doc is not None and doc.kind == "map"
+    assert view.current is doc.obj and view.current.shape == (10, 12, 14)
+    assert "grid 10×12×14" in view.info_label.text() and "P 1" in view.info_label.text()
+    assert window.recent_files()[0] == os.path.realpath(TINY_MAP)
+    before = _pixels(view.canvases[2])
+    start = view.slice_index(2)
+    with qtbot.waitSignal(view.sliceChanged, timeout=2000) as blocker:
+        view.sliders[2].setValue((start + 4) % 14)
+    assert blocker.args == [2, (start + 4) % 14]
+    assert view.slider_labels[2].text().startswith(f"c = {((start + 4) % 14) / 14:.3f}")
+    assert not np.array_equal(before, _pixels(view.canvases[2]))  # the slice really changed
+    # the level in sigma changes the drawing too
+    before = _pixels(view.canvases[0])
+    view.level_spin.setValue(2.5)
+    assert not np.array_equal(before, _pixels(view.canvases[0]))
+
+
+def test_mtz_opens_with_column_dialog_and_becomes_a_map(window, qtbot):
+    doc = window.open_path(TINY_MTZ)
+    assert doc is not None and doc.kind == "reflections"
+    dialog = window.last_column_dialog
+    assert dialog is not None and dialog.isVisible()
+    assert dialog.columns() == {"F": "F", "PHI": "PHI"}  # defaults from crystal.io's automatic picks
+    dialog.accept()
+    cmap = window.map_view.current
+    assert cmap is not None and cmap.name.startswith("gui_tiny F")
+    tiny = io.read_map(TINY_MAP)
+    assert cmap.cell.approx(tiny.cell, 1e-3)
+    # the FFT map agrees with the map the coefficients came from (3.2 Å coefficients of it)
+    assert _sampled_cc(tiny, cmap) > 0.9
+    assert "different grid" in window.map_view.cc_label.text() or window.map_view.second is None
+
+
+def test_solvent_content_through_the_panel(window, qtbot):
+    if "solvent-content" not in window.host.predictors:
+        pytest.skip("the built-in solvent-content predictor is not installed")
+    window.open_path(TINY_MAP)
+    window.open_path(TINY_FASTA)
+    panel = window.panel
+    panel.select("solvent-content")
+    assert panel.field("cell").line.text() == "15 18 21 90 100 90"  # pre-filled from the open map
+    assert panel.field("spacegroup").line.text() == "P 1"
+    assert isinstance(panel.field("sequence").value().value, Sequence)
+    panel.set_value("resolution", "2.0")
+    name, prediction = _run(qtbot, panel)
+    assert name == "solvent-content"
+    seq = io.read_sequence(TINY_FASTA)
+    expected = window.host.get("solvent-content").predict(Request(inputs={
+        "cell": gemmi.UnitCell(15, 18, 21, 90, 100, 90), "spacegroup": gemmi.SpaceGroup("P 1"),
+        "sequence": seq, "resolution": 2.0}))
+    assert prediction.scalars["solvent_fraction"].value == pytest.approx(expected.scalars["solvent_fraction"].value)
+    assert prediction.tables["copies"].rows == expected.tables["copies"].rows
+    top = window.results_tree.topLevelItem(0)
+    assert top.text(0).startswith("solvent-content")
+    texts = [top.child(i).text(0) for i in range(top.childCount())]
+    assert "solvent_fraction" in texts and "copies" in texts
+    assert "done in" in panel.status.text()
+
+
+def test_model_predictor_result_is_overlaid_with_correlation(window, qtbot, smoother):
+    window.open_path(TINY_MAP)
+    panel = window.panel
+    panel.select("gui-test-smooth")
+    panel.set_value("steps", "2")
+    progress = []
+    panel.progressChanged.connect(lambda f, m: progress.append(f))
+    name, prediction = _run(qtbot, panel)
+    assert name == "gui-test-smooth" and progress and progress[-1] == 1.0
+    assert panel.progress.value() == 1000
+    tiny = io.read_map(TINY_MAP)
+    expected = smooth_once(smooth_once(tiny.array.astype(np.float32)))
+    result = prediction.maps["smoothed"]
+    np.testing.assert_allclose(result.array, expected, rtol=1e-5, atol=1e-6)
+    view = window.map_view
+    assert view.second is result and view.mode == "overlay"  # overlaid on the shown map
+    cc = np.corrcoef(tiny.array.ravel(), expected.ravel())[0, 1]
+    assert view.correlation == pytest.approx(cc, abs=1e-6)
+    assert f"whole cell {cc:.3f}" in view.cc_label.text()
+    view.mode_combo.setCurrentText("side by side")
+    assert all(c.isVisible() for c in view.second_canvases)
+
+
+def test_cancel_a_long_run(window, qtbot, smoother):
+    window.open_path(TINY_MAP)
+    panel = window.panel
+    panel.select("gui-test-smooth")
+    total = 10_000_000
+    panel.set_value("steps", str(total))
+    with qtbot.waitSignal(panel.progressChanged, timeout=10000):
+        panel.run()
+    assert panel.running and panel.cancel_button.isEnabled() and not panel.run_button.isEnabled()
+    with qtbot.waitSignal(panel.runDone, timeout=10000):
+        with qtbot.waitSignal(panel.predictionCancelled, timeout=10000):
+            qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
+    assert 0 < smoother.steps_done < total
+    assert "cancelled" in panel.status.text()
+    assert panel.run_button.isEnabled() and not panel.running
+    assert not window.results  # nothing was added
+
+
+def test_predictor_error_is_shown_in_a_dialog(window, qtbot):
+    window.open_path(TINY_MAP)
+    panel = window.panel
+    panel.select("gui-test-fail")
+    with qtbot.waitSignal(panel.predictionFailed, timeout=10000) as blocker:
+        panel.run()
+    assert blocker.args[0] == "gui-test-fail"
+    box = panel.last_error_dialog
+    assert isinstance(box, QMessageBox) and box.isVisible()
+    assert "too small for this model" in box.text()
+    box.close()
+    # a missing required input is refused with the CLI's sentence, in a dialog as well
+    qtbot.waitUntil(lambda: not panel.running, timeout=5000)
+    panel.select("gui-test-smooth")
+    panel.set_value("map", None)
+    with qtbot.waitSignal(panel.predictionFailed, timeout=10000) as blocker:
+        panel.run()
+    assert "needs the input 'map'" in blocker.args[1]
+    assert panel.last_error_dialog.isVisible()
+
+
+def test_bad_file_shows_an_error_dialog(window, tmp_path):
+    bad = tmp_path / "broken.ccp4"
+    bad.write_bytes(b"this is not a map" * 10)
+    assert window.open_path(str(bad)) is None
+    box = window.last_error_dialog
+    assert isinstance(box, QMessageBox) and box.isVisible()
+    assert "not a readable CCP4/MRC map" in box.text()
+    assert not window.documents
+    box.close()
+    assert window.open_path(str(tmp_path / "notes.docx")) is None
+    assert "not a file type crysplugins opens" in window.last_error_dialog.text()
+
+
+def test_plugins_dialog_lists_the_broken_plugin(window):
+    assert "gui-test-smooth" in window.panel.names()  # the window works despite the broken plugin
+    dialog = window.show_plugins()
+    assert dialog.isVisible()
+    failures = dialog.failure_texts()
+    assert any("gui_broken_plugin" in f and "broken on purpose" in f for f in failures)
+    names = [dialog.predictor_table.item(r, 0).text() for r in range(dialog.predictor_table.rowCount())]
+    assert "gui-test-smooth" in names
+
+
+def test_save_results_and_export_png(window, qtbot, tmp_path):
+    window.open_path(TINY_MAP)
+    panel = window.panel
+    panel.select("gui-test-smooth")
+    _name, prediction = _run(qtbot, panel)
+    result = prediction.maps["smoothed"]
+    out = window.save_map(result, tmp_path / "smoothed.ccp4")
+    back = io.read_map(out)
+    np.testing.assert_allclose(back.array, result.array, rtol=1e-6)
+    mtz_path = window.save_map(result, tmp_path / "smoothed.mtz")
+    refl = io.read_mtz(mtz_path, need=("F", "PHI"))
+    from crysplugins.gui.main_window import map_from_coefficients
+
+    again = map_from_coefficients(refl, "F", "PHI")
+    assert _sampled_cc(result, again) > 0.98
+    png = window.export_png(tmp_path / "view.png")
+    img = QImage(str(png))
+    assert not img.isNull() and img.width() == window.map_view.width()
+    assert not list(tmp_path.glob(".*.part"))  # atomic writes leave no temporaries
+
+
+def test_drag_and_drop_opens_files(window):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(TINY_MAP), QUrl.fromLocalFile(TINY_FASTA)])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    kinds = sorted(d.kind for d in window.documents)
+    assert kinds == ["map", "sequence"]
+
+
+def test_ui_stays_responsive_on_a_1rx2_sized_map(window, qtbot):
+    """1RX2: cell 34.32 45.51 98.91 Å, P 21 21 21, ~1.8 Å -> a 72 x 96 x 200 grid (1.38 M voxels)."""
+    rng = np.random.default_rng(0)
+    arr = rng.standard_normal((72, 96, 200)).astype(np.float32)
+    cmap = CrystalMap.from_array(arr, gemmi.UnitCell(34.32, 45.51, 98.91, 90, 90, 90), "P 21 21 21", "1rx2-sized")
+    window.add_map(cmap)
+    panel = window.panel
+    panel.select("gui-test-smooth")
+    panel.set_value("steps", "8")
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    t0 = time.monotonic()
+    timer.start()
+    with qtbot.waitSignal(panel.predictionFinished, timeout=120000):
+        panel.run()
+    elapsed = time.monotonic() - t0
+    timer.stop()
+    qtbot.waitUntil(lambda: not panel.running, timeout=10000)
+    rate = len(ticks) / elapsed
+    gaps = np.diff([t0] + ticks)
+    print(f"\n1rx2-sized run: {elapsed:.2f} s, {len(ticks)} ticks of a 10 ms timer = {rate:.0f}/s, "
+          f"longest gap {gaps.max() * 1000:.0f} ms, median {np.median(gaps) * 1000:.1f} ms")
+    assert elapsed > 0.2  # the run was long enough to measure
+    assert rate >= 20, f"the event loop ticked only {rate:.1f} times/s while the predictor ran"
+    assert window.map_view.second is not None and window.map_view.second.shape == (72, 96, 200)
+
+
+def test_real_model_predictor_through_the_panel(qtbot, tmp_path):
+    """A shipped model predictor (patterson-density or solvent-mask), run on its own example inputs."""
+    from crysplugins.gui.main_window import MainWindow
+
+    full = Host(autoload=False)
+    names = [n for n in ("patterson-density", "solvent-mask") if n in full.predictors]
+    runnable = [n for n in names if callable(getattr(full.get(n), "example_inputs", None))]
+    if not runnable:
+        pytest.skip(f"no model predictor with example inputs is installed yet (installed: {', '.join(full.names())})")
+    w = MainWindow(host=full, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    try:
+        name = runnable[0]
+        inputs = full.get(name).example_inputs()
+        for value in inputs.values():
+            if isinstance(value, CrystalMap):
+                w.add_map(value)
+        w.panel.select(name)
+        for key, value in inputs.items():
+            w.panel.set_value(key, value if not isinstance(value, (gemmi.UnitCell, gemmi.SpaceGroup))
+                              else (" ".join(f"{x:g}" for x in value.parameters) if isinstance(value, gemmi.UnitCell)
+                                    else value.hm))
+        got_name, prediction = _run(qtbot, w.panel, timeout=300000)
+        assert got_name == name
+        assert prediction.maps or prediction.scalars or prediction.tables
+        for cmap in prediction.maps.values():
+            assert cmap in w.map_view.maps
+    finally:
+        w.panel.shutdown()
+
+
+def test_cli_gui_screenshot(qapp, tmp_path, monkeypatch):
+    from crysplugins import cli
+
+    monkeypatch.setenv("CRYSPLUGINS_PLUGINS", "solvent_content")
+    monkeypatch.setenv("CRYSPLUGINS_GUI_SETTINGS", str(tmp_path / "settings.ini"))
+    monkeypatch.setattr("crysplugins.host._default_host", None)
+    out = tmp_path / "window.png"
+    assert cli.main(["gui", "--size", "900x600", "--screenshot", str(out), TINY_MAP]) == 0
+    img = QImage(str(out))
+    assert (img.width(), img.height()) == (900, 600)
+    assert cli.main(["gui", "--screenshot", str(out), str(tmp_path / "missing.ccp4")]) == 2
