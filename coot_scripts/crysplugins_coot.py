@@ -33,6 +33,7 @@ import io
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,8 @@ CRYSPLUGINS_COMMAND = None
 CRYSPLUGINS_MENU_LABEL = "crysplugins"
 CRYSPLUGINS_ACTION_PREFIX = "crysplugins-"
 CRYSPLUGINS_POLL_MS = 250
+#: how often to retry adding the menu when Coot's window is not ready yet (once a second)
+CRYSPLUGINS_MENU_RETRIES = 10
 #: contour levels for maps read back: masks (values 0/1) at an absolute level, other maps in rmsd units
 CRYSPLUGINS_MASK_LEVEL = 0.5
 CRYSPLUGINS_MAP_LEVEL_SIGMA = 1.0
@@ -78,6 +81,14 @@ def _crysplugins_which(program):
             if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
                 return candidate
     return None
+
+
+def _crysplugins_say(text):
+    """Print to Coot's terminal; never fail on a terminal that cannot encode the text (Python 2)."""
+    try:
+        print(text)
+    except UnicodeError:
+        print(text.encode("ascii", "replace").decode("ascii"))
 
 
 def crysplugins_cli_error(stderr_text, returncode):
@@ -216,12 +227,12 @@ class CrysPluginsCoot(object):
         return None
 
     def info(self, text):
-        print("crysplugins: " + text.replace("\n", " | "))
+        _crysplugins_say("crysplugins: " + text.replace("\n", " | "))
         self.try_call("info_dialog", text)
 
     def status(self, text):
         text = "crysplugins: " + text
-        print(text)
+        _crysplugins_say(text)
         self.try_call("add_status_bar_text", text)
 
     # ------------------------------------------------------------------ the crysplugins command
@@ -293,6 +304,7 @@ class CrysPluginsCoot(object):
         return self.start_job("list", ["list", "--json"], workdir, self.on_list_done)
 
     def on_list_done(self, job, returncode, stdout, stderr):
+        shutil.rmtree(job.workdir, ignore_errors=True)
         if returncode != 0:
             self.info("crysplugins could not list its predictors:\n" + crysplugins_cli_error(stderr, returncode))
             return
@@ -415,7 +427,7 @@ class CrysPluginsCoot(object):
                 args += [flag, path]
                 given.add(name)
             elif kind == "reflections" and mtz:
-                roles = [r.rstrip("?").upper() for r in spec.get("columns", [])]
+                roles = [alt.upper() for r in spec.get("columns", []) for alt in r.rstrip("?").split("|")]
                 args += [flag, mtz]
                 columns = self.mtz_columns(imol, roles)
                 if columns:
@@ -502,7 +514,7 @@ class CrysPluginsCoot(object):
             self.info(problem)
             return None
         out_dir = os.path.join(workdir, "out")
-        argv = ["predict", name] + args + ["--out", out_dir, "--quiet"]
+        argv = ["predict", name] + args + ["--out", out_dir, "--json", "--quiet"]
         self.status("running %s on map %d ..." % (name, imol))
         job = self.start_job(name, argv, workdir,
                              lambda job, rc, out, err: self.on_predict_done(job, rc, out, err, name, imol, out_dir))
@@ -551,9 +563,19 @@ class CrysPluginsCoot(object):
                 else:
                     self.try_call("set_contour_level_in_sigma", imol, CRYSPLUGINS_MAP_LEVEL_SIGMA)
                 loaded.append((out_name, imol))
-            elif path.lower().endswith(".mtz"):
-                self.try_call("auto_read_make_and_draw_maps", path)
-        lines = ["%s finished in %.1f s." % (name, float(result.get("seconds", 0.0)))]
+        has_maps = any(p.lower().endswith((".ccp4", ".map", ".mrc")) for p in result.get("files", {}).values())
+        for out_name, info in sorted(result.get("reflections", {}).items()):
+            path = result.get("files", {}).get(out_name)
+            columns = info.get("columns", {})
+            if has_maps or not path or not columns.get("F") or not columns.get("PHI"):
+                continue  # a map of the same result is shown already (or no map coefficients)
+            weight = columns.get("FOM", "")
+            imol = self.try_call("make_and_draw_map", path, columns["F"], columns["PHI"], weight,
+                                 1 if weight else 0, 0)
+            if imol is not None and imol >= 0:
+                self.try_call("set_molecule_name", imol, "crysplugins %s: %s" % (name, out_name))
+                loaded.append((out_name, imol))
+        lines = ["%s finished in %.2f s." % (name, float(result.get("seconds", 0.0)))]
         for sname, scalar in sorted(result.get("scalars", {}).items()):
             value = scalar.get("value")
             text = ("%.4g" % value) if isinstance(value, (int, float)) else str(value)
@@ -581,9 +603,25 @@ class CrysPluginsCoot(object):
             print("crysplugins: no Coot GUI found; the crysplugins menu is not added.")
             return app
         sys._crysplugins_coot = app
-        if app.install_menu() is not None:
-            app.refresh()
+        app.try_install(retries=CRYSPLUGINS_MENU_RETRIES)
         return app
+
+    def try_install(self, retries=0):
+        """Add the menu and start listing predictors.  A start-up script may run before Coot's main
+        window exists; then the menu calls fail and this retries from the main loop once a second."""
+        try:
+            menu = self.install_menu()
+        except Exception as exc:
+            self.menu = None
+            if retries > 0 and self.timer is not None:
+                _crysplugins_say("crysplugins: Coot's menus are not ready (%s); trying again" % exc)
+                self.timer(1000, lambda: self.try_install(retries - 1))
+            else:
+                _crysplugins_say("crysplugins: could not add the crysplugins menu: %s" % exc)
+            return False  # a GLib/gobject timeout callback: do not repeat this call
+        if menu is not None:
+            self.refresh()
+        return False
 
 
 crysplugins_coot = CrysPluginsCoot.load(globals())

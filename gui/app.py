@@ -25,7 +25,8 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def add_parser(sub) -> argparse.ArgumentParser:  # noqa: ANN001 (argparse subparsers action)
     """Register ``crysplugins gui`` on the CLI's subparsers."""
-    p = sub.add_parser("gui", help="open the desktop app (PyQt6)", description=__doc__.splitlines()[0])
+    p = sub.add_parser("gui", help="open the desktop app (PyQt6)",
+                       description="Open the crysplugins desktop app: look at maps, run any installed predictor.")
     _configure(p)
     p.set_defaults(func=run)
     return p
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``crysplugins-gui`` console script."""
-    parser = _configure(argparse.ArgumentParser(prog="crysplugins-gui", description=__doc__.splitlines()[0]))
+    parser = _configure(argparse.ArgumentParser(
+        prog="crysplugins-gui", description="Open the crysplugins desktop app: look at maps, run any installed predictor."))
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         return run(args)

@@ -31,7 +31,7 @@ from PyQt6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QMainWindow,
 from crysplugins.crystal import io
 from crysplugins.errors import CrysError
 from crysplugins.inputs import load_input
-from crysplugins.interface import CrystalMap, InputSpec, Kind, Prediction, Reflections, Sequence, Table
+from crysplugins.interface import CrystalMap, InputSpec, Kind, Prediction, Reflections
 from crysplugins.gui.dialogs import ColumnDialog, PluginsDialog, show_error
 from crysplugins.gui.map_view import MapView
 from crysplugins.gui.predictor_panel import PredictorPanel
@@ -162,7 +162,7 @@ class MainWindow(QMainWindow):
         self.results_tree = QTreeWidget()
         self.results_tree.setHeaderLabels(["result", "value", "unit / notes"])
         self.results_dock = self._dock("Results", self.results_tree, Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.resizeDocks([self.data_dock, self.panel_dock], [230, 380], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.data_dock, self.panel_dock], [260, 380], Qt.Orientation.Horizontal)
         self.resizeDocks([self.results_dock], [170], Qt.Orientation.Vertical)
 
         self._build_menus()
@@ -351,12 +351,15 @@ class MainWindow(QMainWindow):
         """Add a prediction's maps to the view (overlaid on the shown map) and its numbers to Results."""
         self.results.append((name, prediction))
         shown = self.map_view.current
-        top = QTreeWidgetItem([f"{name} #{len(self.results)}", "", prediction.meta.get("model", "")])
+        for i in range(self.results_tree.topLevelItemCount()):
+            self.results_tree.topLevelItem(i).setExpanded(False)  # the newest result is the one shown open
+        top = QTreeWidgetItem([f"{name} #{len(self.results)}", "", str(prediction.meta.get("model", ""))])
         self.results_tree.addTopLevelItem(top)
         for msg in prediction.messages:
-            QTreeWidgetItem(top, ["message", msg, ""])
+            item = QTreeWidgetItem(top, [msg, "", ""])
+            item.setFirstColumnSpanned(True)
         for key, s in prediction.scalars.items():
-            item = QTreeWidgetItem(top, [key, f"{s.value:.4g}", s.unit + (f"  {s.help}" if s.help else "")])
+            item = QTreeWidgetItem(top, [key, f"{s.value:.4g}", "   ".join(x for x in (s.unit, s.help) if x)])
             item.setToolTip(0, s.help)
         first_map = None
         for key, cmap in prediction.maps.items():
@@ -370,16 +373,27 @@ class MainWindow(QMainWindow):
             QTreeWidgetItem(top, [key, "reflections", f"{refl.mtz.nreflections} reflections"])
         for key, table in prediction.tables.items():
             doc = self._add_document(Document("table", f"{name} {key}", table))
-            t_item = QTreeWidgetItem(top, [key, "table", "  ".join(table.columns)])
+            t_item = QTreeWidgetItem(top, [key, "table", table.help])
             t_item.setToolTip(0, table.help)
             t_item.setData(0, Qt.ItemDataRole.UserRole, doc)
+            head = QTreeWidgetItem(t_item, [table.columns[0], "   ".join(table.columns[1:]), ""])
+            font = head.font(0)
+            font.setItalic(True)
+            head.setFont(0, font)
+            head.setFont(1, font)
             for row in table.rows:
                 cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row]
-                QTreeWidgetItem(t_item, [cells[0], "  ".join(cells[1:]), ""])
+                QTreeWidgetItem(t_item, [cells[0], "   ".join(cells[1:]), ""])
             t_item.setExpanded(True)
         top.setExpanded(True)
-        for col in range(3):
-            self.results_tree.resizeColumnToContents(col)
+        self.results_tree.scrollToItem(top)
+        self.results_tree.resizeColumnToContents(0)
+        self.results_tree.setColumnWidth(0, max(self.results_tree.columnWidth(0), 180))
+        self.results_tree.setColumnWidth(1, max(self.results_tree.columnWidth(1), 360))
+        entry = self.host.predictors.get(name)
+        mask_names = {o.name for o in entry.predictor.outputs if o.kind is Kind.MASK} if entry else set()
+        masks = [cmap for key, cmap in prediction.maps.items() if key in mask_names]
+        first_map = masks[0] if masks else first_map  # a mask overlays best on the density it came from
         if first_map is not None:
             if shown is not None and first_map.cell.approx(shown.cell, 1e-3):
                 self.map_view.set_second(first_map)

@@ -62,7 +62,7 @@ class SliceCanvas(QWidget):
         th = math.radians(self.angle)
         hx, vx, vy = lh, lv * math.cos(th), lv * math.sin(th)
         width = hx + abs(vx)
-        margin_l, margin_r, margin_t, margin_b = 22, 10, 20, 24
+        margin_l, margin_r, margin_t, margin_b = 22, 10, 20, 36
         avail_w = max(self.width() - margin_l - margin_r, 10)
         avail_h = max(self.height() - margin_t - margin_b, 10)
         s = min(avail_w / width, avail_h / vy)
@@ -95,7 +95,7 @@ class SliceCanvas(QWidget):
         font = QFont(p.font())
         font.setPointSizeF(max(font.pointSizeF(), 8.0))
         p.setFont(font)
-        p.drawText(origin + h * 0.5 + QPointF(-4, 15), render.AXIS_NAMES[names[0]])
+        p.drawText(origin + h * 0.5 + QPointF(-4, 14), render.AXIS_NAMES[names[0]])
         p.drawText(origin + v * 0.5 + QPointF(-14, 4), render.AXIS_NAMES[names[1]])
         p.setPen(QColor(225, 225, 225))
         p.drawText(QRectF(4, 2, self.width() - 8, 16), Qt.AlignmentFlag.AlignLeft, self.title)
@@ -134,8 +134,10 @@ class MapView(QWidget):
         self.correlation: float | None = None
 
         self.map_combo = QComboBox()
-        self.map_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.second_combo = QComboBox()
+        for combo in (self.map_combo, self.second_combo):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(10)
         self.second_combo.addItem(NO_SECOND)
         self.mode_combo = QComboBox()
         self.mode_combo.addItems(["overlay", "side by side"])
@@ -150,6 +152,7 @@ class MapView(QWidget):
         self.info_label = QLabel("No map open: File > Open, or drop a CCP4/MRC map, an MTZ, a PDB/mmCIF or a FASTA file here.")
         self.info_label.setWordWrap(True)
         self.cc_label = QLabel("")
+        self.cc_label.setWordWrap(True)
 
         top = QHBoxLayout()
         top.addWidget(QLabel("Map"))
@@ -216,10 +219,14 @@ class MapView(QWidget):
 
     def set_second(self, cmap: CrystalMap | None, mode: str | None = None) -> None:
         """Compare the shown map with ``cmap`` (a map already added), ``mode`` 'overlay' or 'side by side'."""
+        index = 0 if cmap is None else 1 + self._index(cmap)
+        for combo in (self.mode_combo, self.second_combo):
+            combo.blockSignals(True)
         if mode is not None:
             self.mode_combo.setCurrentText(mode)
-        index = 0 if cmap is None else 1 + self._index(cmap)
         self.second_combo.setCurrentIndex(index)
+        for combo in (self.mode_combo, self.second_combo):
+            combo.blockSignals(False)
         self._second_selected(index)
 
     def show_map(self, cmap: CrystalMap) -> None:
@@ -317,7 +324,7 @@ class MapView(QWidget):
                                    overlay=overlay, overlay_stats=overlay_stats)
         names = render.AXIS_NAMES
         title = f"{names[hx]}{names[vx]} plane, {names[axis]} = {frac:.3f}"
-        caption = f"{cmap.name}: {values.shape[0]}×{values.shape[1]} grid points"
+        caption = f"{values.shape[0]}×{values.shape[1]} grid points"
         self.canvases[axis].set_content(array_to_qimage(rgba), lengths, angle, values.shape, caption, title)
         self.slider_labels[axis].setText(f"{names[axis]} = {frac:.3f} ({index}/{n})")
         if self.second is not None and self.mode == "side by side":
@@ -331,7 +338,7 @@ class MapView(QWidget):
                                         factor=render.upsample_factor(values2.shape))
             self.second_canvases[axis].set_content(
                 array_to_qimage(rgba2), (p2[hx], p2[vx]), p2[render.PLANE_ANGLE[axis]], values2.shape,
-                f"{second.name}: {values2.shape[0]}×{values2.shape[1]} grid points",
+                f"{second.name}: {values2.shape[0]}×{values2.shape[1]}",
                 f"{names[hx]}{names[vx]} plane, {names[axis]} = {idx2 / n2:.3f}")
 
     def _update_info(self) -> None:

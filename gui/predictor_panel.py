@@ -70,6 +70,8 @@ class InputField:
             self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             self.combo.lineEdit().setPlaceholderText("file path" + (" or one-letter sequence" if kind is Kind.SEQUENCE else ""))
             row.addWidget(self.combo, 1)
+            self.combo.activated.connect(lambda _i: self._edited(""))
+            self.combo.lineEdit().textEdited.connect(self._edited)
             browse = QToolButton()
             browse.setText("…")
             browse.setToolTip("choose a file")
@@ -77,7 +79,8 @@ class InputField:
             row.addWidget(browse)
             if kind is Kind.REFLECTIONS:
                 self.columns_button = QToolButton()
-                self.columns_button.setText("Columns…")
+                self.columns_button.setText("cols")
+                self.columns_button.setToolTip("choose the MTZ columns for " + ", ".join(spec.columns))
                 self.columns_button.clicked.connect(self.open_column_dialog)
                 row.addWidget(self.columns_button)
         elif kind is Kind.BOOL:
@@ -139,6 +142,7 @@ class InputField:
             self.line.setText("" if value is None else str(value))
             self._auto = False
         elif self.combo is not None:
+            self._auto = False
             if value is None:
                 idx = self.combo.findText(NONE_ITEM)
                 if idx >= 0:
@@ -158,11 +162,25 @@ class InputField:
 
     # -------------------------------------------------------------- context
 
-    def refresh(self, context: PanelContext | None) -> None:
-        items = context.items(self.spec.kind) if context is not None else []
+    def has_value(self) -> bool:
+        return self.value() is not None
+
+    def refresh(self, context: PanelContext | None, allow: bool = True) -> None:
+        """Re-read the open objects; ``allow=False`` leaves an untouched field empty (another member of
+        its input group is already filled: a group lists alternatives)."""
+        items = context.items(self.spec.kind) if context is not None and allow else []
+        if not allow and self._auto:
+            if self.line is not None:
+                self.line.clear()
+            elif self.combo is not None and self.spec.kind in OBJECT_KINDS:
+                self.combo.clear()
+                if not self.spec.required:
+                    self.combo.addItem(NONE_ITEM, None)
+            return
         if self.line is not None:
             if self._auto and items:
                 self.line.setText(str(items[0][0]))
+                self.line.setCursorPosition(0)
             return
         if self.combo is None or self.spec.kind not in OBJECT_KINDS:
             return
@@ -182,6 +200,8 @@ class InputField:
         else:
             self.combo.setCurrentIndex(0 if self.combo.count() else -1)
         self.combo.blockSignals(False)
+        if self.combo.lineEdit() is not None:
+            self.combo.lineEdit().setCursorPosition(0)
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self.widget, f"{self.spec.name}: {self.spec.help}", "",
@@ -189,6 +209,7 @@ class InputField:
         if path:
             self.combo.setEditText(path)
             self.columns = None
+            self._auto = False
 
     # -------------------------------------------------------------- MTZ columns
 
@@ -266,6 +287,7 @@ class PredictorPanel(QWidget):
         self.summary.setWordWrap(True)
         self.form_host = QWidget()
         self.form = QFormLayout(self.form_host)
+        self.form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -328,13 +350,13 @@ class PredictorPanel(QWidget):
         self.summary.setText(f"<b>{p.name}</b> {p.version}: {p.summary}<br><i>outputs:</i> {outputs}")
         for spec in p.inputs:
             field = InputField(spec, self)
-            field.refresh(self.context)
             label = spec.name.replace("_", " ") + (" *" if spec.required else "")
             label_widget = QLabel(label)
             label_widget.setToolTip(spec.help + (f" ({spec.unit})" if spec.unit else "")
                                     + (f"; one of the '{spec.group}' inputs" if spec.group else ""))
             self.form.addRow(label_widget, field.widget)
             self.fields[spec.name] = field
+        self.refresh_inputs()
 
     def field(self, name: str) -> InputField:
         return self.fields[name]
@@ -348,8 +370,12 @@ class PredictorPanel(QWidget):
 
     def refresh_inputs(self) -> None:
         """Re-read the context (after files were opened or results added)."""
-        for field in self.fields.values():
-            field.refresh(self.context)
+        filled: set[str] = set()
+        for field in self.fields.values():  # declaration order: the first member of a group wins
+            group = field.spec.group
+            field.refresh(self.context, allow=not (group and group in filled and field._auto))
+            if group and field.has_value():
+                filled.add(group)
 
     # -------------------------------------------------------------- running
 

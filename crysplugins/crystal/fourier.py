@@ -120,7 +120,7 @@ class FourierGrid:
         flat[self._flat_minus] = f[self._minus]  # conj(F(-h)) = F(h)
         flat[self._flat_zero_mate] = f[self._zero]
         flat[0] = f000
-        rho = np.fft.irfftn(half, s=self.shape) * (self.n_voxels / self.volume)
+        rho = np.fft.irfftn(half, s=self.shape, axes=(0, 1, 2)) * (self.n_voxels / self.volume)
         return rho
 
     def from_map(self, rho: np.ndarray) -> tuple[np.ndarray, float]:

@@ -37,8 +37,8 @@ def reciprocal_inv_d2(cell: gemmi.UnitCell, shape: Sequence[int], half: bool = T
     h = np.fft.fftfreq(nu, 1.0 / nu)
     k = np.fft.fftfreq(nv, 1.0 / nv)
     l = np.fft.rfftfreq(nw, 1.0 / nw) if half else np.fft.fftfreq(nw, 1.0 / nw)
-    s = (h[:, None, None, None] * frac[:, 0] + k[None, :, None, None] * frac[:, 1]
-         + l[None, None, :, None] * frac[:, 2])
+    s = (h[:, None, None, None] * frac[0] + k[None, :, None, None] * frac[1]
+         + l[None, None, :, None] * frac[2])
     return np.einsum("...i,...i->...", s, s)
 
 
@@ -107,8 +107,8 @@ def fft_structure_factors(model_or_atoms, cell: gemmi.UnitCell, shape: Sequence[
 def maps_from_f(f: np.ndarray, cell: gemmi.UnitCell, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """(density e/Å^3, Patterson e^2/Å^3) float32 arrays from rfft-layout structure factors ``f``."""
     n = int(np.prod(shape))
-    density = np.fft.irfftn(f, s=shape)
-    patterson = np.fft.irfftn((f * f.conj()).real, s=shape) * (cell.volume / n)
+    density = np.fft.irfftn(f, s=shape, axes=(0, 1, 2))
+    patterson = np.fft.irfftn((f * f.conj()).real, s=shape, axes=(0, 1, 2)) * (cell.volume / n)
     return density.astype(np.float32), patterson.astype(np.float32)
 
 
@@ -206,7 +206,7 @@ def patterson_map(amplitudes_or_mtz, cell: gemmi.UnitCell | None = None,
         raise ValueError("a unit cell is needed for a Patterson map from bare amplitudes")
     if grid_shape_ is None:
         if d_min is None:
-            d_min = 1.0 / np.sqrt(max(cell.calculate_1_over_d2(*map(int, r)) for r in hkl))
+            d_min = min(cell.calculate_d([int(x) for x in r]) for r in hkl)
         grid_shape_ = grid_shape(cell, d_min / 3.0)
     shape = tuple(int(n) for n in grid_shape_)
     nu, nv, nw = shape

@@ -104,22 +104,25 @@ def local_std(cmap: CrystalMap, radius: float) -> np.ndarray:
     """Local standard deviation of ``cmap`` in a cone-weighted sphere of ``radius`` Å (periodic)."""
     rho = cmap.array.astype(np.float64)
     kft = _cone_kernel_ft(cmap.cell, cmap.shape, radius)
-    mean = np.fft.irfftn(np.fft.rfftn(rho) * kft, s=rho.shape)
-    mean2 = np.fft.irfftn(np.fft.rfftn(rho * rho) * kft, s=rho.shape)
+    mean = np.fft.irfftn(np.fft.rfftn(rho) * kft, s=rho.shape, axes=(0, 1, 2))
+    mean2 = np.fft.irfftn(np.fft.rfftn(rho * rho) * kft, s=rho.shape, axes=(0, 1, 2))
     return np.sqrt(np.clip(mean2 - mean * mean, 0.0, None))
 
 
 def threshold_fraction(score: np.ndarray, fraction: float) -> np.ndarray:
-    """Binary mask (1 = solvent) setting the ``fraction`` of points with the *highest* score to solvent."""
+    """Binary mask (1 = solvent) setting the ``fraction`` of points with the *highest* score to solvent.
+
+    The cut is by value (score >= the n-th highest score), so points with equal scores - e.g. symmetry
+    mates of a symmetry-averaged map - are all in or all out, and the mask keeps the map's symmetry.
+    """
     if not 0.0 <= fraction <= 1.0:
         raise CrysError(f"A solvent fraction must lie between 0 and 1, not {fraction}.")
-    flat = score.ravel()
+    flat = np.asarray(score).ravel()
     n = int(round(fraction * flat.size))
-    out = np.zeros(flat.size, dtype=np.float32)
-    if n > 0:
-        idx = np.argpartition(-flat, n - 1)[:n]
-        out[idx] = 1.0
-    return out.reshape(score.shape)
+    if n <= 0:
+        return np.zeros(np.shape(score), dtype=np.float32)
+    kth = np.partition(flat, flat.size - n)[flat.size - n]
+    return (np.asarray(score) >= kth).astype(np.float32)
 
 
 def local_variance_mask(cmap: CrystalMap, solvent_fraction: float, d_min: float | None = None,

@@ -114,4 +114,4 @@ def apply_origin_hand(rho: np.ndarray, shift: np.ndarray, inverted: bool) -> np.
     t = np.asarray(shift, dtype=np.float64)
     ramp = np.exp(-2j * np.pi * (ku[:, None, None] * t[0] + kv[None, :, None] * t[1] + kw[None, None, :] * t[2]))
     # rfftn coefficient X[h] = (N/V)·conj(F(h)), so F·e^{2πi h·t} means X·e^{−2πi h·t}
-    return np.fft.irfftn(x * ramp, s=n)
+    return np.fft.irfftn(x * ramp, s=n, axes=(0, 1, 2))

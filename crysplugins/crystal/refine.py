@@ -103,7 +103,7 @@ def observed_data(reflections: Reflections | tuple[gemmi.UnitCell, np.ndarray, n
         if mtz.spacegroup is not None and mtz.spacegroup.number != 1:
             if messages is not None:
                 messages.append(f"The reflections are in {mtz.spacegroup.hm}; expanded to P 1.")
-            mtz = gemmi.Mtz(mtz)  # copy
+            mtz = _copy_mtz(mtz)
             mtz.expand_to_p1()
             mtz.ensure_asu()
             reflections = Reflections(mtz=mtz, columns=dict(reflections.columns), name=reflections.name)
@@ -126,13 +126,25 @@ def observed_data(reflections: Reflections | tuple[gemmi.UnitCell, np.ndarray, n
     return cell, hkl[first], f[first]
 
 
+def _copy_mtz(mtz: gemmi.Mtz) -> gemmi.Mtz:
+    """A copy of an MTZ (cell, space group, columns and data) that can be expanded without touching the input."""
+    out = gemmi.Mtz(with_base=False)
+    out.cell = mtz.cell
+    out.spacegroup = mtz.spacegroup
+    out.add_dataset("copy")
+    for col in mtz.columns:
+        out.add_column(col.label, col.type)
+    out.set_data(np.array(mtz, copy=True))
+    return out
+
+
 # ----------------------------------------------------------------------------------- voxel scores
 
 def local_variance(rho: np.ndarray, kernel_ft: np.ndarray) -> np.ndarray:
     """Local variance of ρ in the kernel's sphere: <ρ²> − <ρ>² (FFT convolution, periodic)."""
     s = rho.shape
-    m1 = np.fft.irfftn(np.fft.rfftn(rho) * kernel_ft, s=s)
-    m2 = np.fft.irfftn(np.fft.rfftn(rho * rho) * kernel_ft, s=s)
+    m1 = np.fft.irfftn(np.fft.rfftn(rho) * kernel_ft, s=s, axes=(0, 1, 2))
+    m2 = np.fft.irfftn(np.fft.rfftn(rho * rho) * kernel_ft, s=s, axes=(0, 1, 2))
     return m2 - m1 * m1
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from crysplugins.crystal.io import make_mtz
 from crysplugins.crystal.masks import true_mask
+from crysplugins.crystal.phasing_input import shannon_grid_shape
 from crysplugins.errors import CrysError
 from crysplugins.interface import CrystalMap
 
@@ -62,16 +63,6 @@ class PhasingSource:
     def mask_map(self) -> CrystalMap:
         return CrystalMap.from_array(self.mask.astype(np.float32), self.cell, self.spacegroup,
                                      name=f"{self.name}-true-mask", units="solvent=1")
-
-
-def shannon_grid_shape(cell: gemmi.UnitCell, spacegroup: gemmi.SpaceGroup, d_min: float,
-                       rate: float = 2.0) -> tuple[int, int, int]:
-    """Grid size at spacing d_min / rate Å (rate 2 = Shannon), rounded up to FFT- and symmetry-friendly sizes."""
-    grid = gemmi.FloatGrid()
-    grid.spacegroup = spacegroup
-    grid.set_unit_cell(cell)
-    grid.set_size_from_spacing(d_min / rate, gemmi.GridSizeRounding.Up)
-    return (grid.nu, grid.nv, grid.nw)
 
 
 def _clean(structure: gemmi.Structure) -> gemmi.Structure:

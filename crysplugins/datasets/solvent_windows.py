@@ -27,6 +27,7 @@ import gemmi
 import numpy as np
 
 from crysplugins.datasets.phasing import PhasingSource, normalise_map, phasing_map, prepare_source, simulate_phasing
+from crysplugins.runtime.tiling import extract_window
 
 PACKING_SPACEGROUPS = ("P 21 21 21", "P 1 21 1", "C 1 2 1")
 DALTON_VOLUME = 1.23  # Å³ per Da of protein (Matthews 1968: density 1.35 g/cm³)
@@ -219,12 +220,6 @@ def load_sources(path: Path) -> list[PhasingSource]:
 
 
 # ------------------------------------------------------------------------------------------ windows
-
-def extract_window(arr: np.ndarray, origin: tuple[int, int, int], size: int) -> np.ndarray:
-    """A size³ block of a periodic 3-D array starting at ``origin`` (indices wrap)."""
-    idx = [(o + np.arange(size)) % n for o, n in zip(origin, arr.shape)]
-    return arr[np.ix_(*idx)]
-
 
 def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Flip about a random set of axes and rotate by 90° in a random plane (section 2.2), same for both."""

@@ -128,3 +128,71 @@ class SolventUNetTask:
 
 def make_task(config: dict[str, Any] | None = None) -> SolventUNetTask:
     return SolventUNetTask(config)
+
+
+# ------------------------------------------------------------------------------------ export + card
+
+def load_checkpoint(path: str | Path) -> tuple[UNet3D, dict[str, Any]]:
+    """The U-net and its config from a checkpoint written by the training loop."""
+    saved = torch.load(Path(path), map_location="cpu", weights_only=False)
+    config = {**DEFAULT_CONFIG, **saved.get("config", {})}
+    model = UNet3D(base=int(config["base"]))
+    model.load_state_dict(saved["model"])
+    model.eval()
+    return model, {"config": config, "state": saved.get("state", {})}
+
+
+def export_onnx(model: UNet3D, path: str | Path, window: int = 48) -> None:
+    """ONNX export (dynamo exporter, dynamic batch, fixed window³), checked against torch."""
+    import onnxruntime as ort
+
+    model.eval()
+    x = torch.randn(2, 1, window, window, window)
+    batch = torch.export.Dim("batch", min=1, max=256)
+    path = Path(path)
+    tmp = path.with_suffix(".tmp.onnx")
+    torch.onnx.export(model, (x,), str(tmp), input_names=["x"], output_names=["logits"],
+                      dynamic_shapes={"x": {0: batch}}, dynamo=True, external_data=False)
+    sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    for b in (1, 3):
+        xb = torch.randn(b, 1, window, window, window)
+        with torch.no_grad():
+            ref = model(xb).numpy()
+        out = sess.run(None, {"x": xb.numpy()})[0]
+        if not np.allclose(out, ref, atol=1e-3):
+            raise RuntimeError(f"ONNX export differs from torch by {np.abs(out - ref).max():.2e} at batch {b}")
+    tmp.replace(path)
+
+
+def calibrate_pu(session: Any, card: dict, sources: list, phase_errors: tuple[float, ...] = (50.0, 65.0, 80.0),
+                 seed: int = 3, edges: tuple[float, ...] | None = None) -> tuple[dict, list[float]]:
+    """P_U of section 2.3: histogram of per-crystal logit cut-offs that reproduce the true solvent content.
+
+    Each source is given one simulated phasing map per phase error (degrees, cycled over the sources).
+    """
+    from crysplugins.crystal.solvent_content_combination import LogitCutoffDistribution, logit_cutoff
+    from crysplugins.datasets.phasing import phasing_map, simulate_phasing
+    from crysplugins.plugins.solvent_mask import solvent_probability
+
+    rng = np.random.default_rng(seed)
+    cutoffs = []
+    for i, src in enumerate(sources):
+        pe = phase_errors[i % len(phase_errors)]
+        cmap = phasing_map(src, simulate_phasing(src, pe, rng))
+        prob = solvent_probability(cmap, session, card)
+        g = cmap.grid.clone()
+        np.array(g, copy=False)[:] = prob
+        if src.spacegroup.number != 1:
+            g.symmetrize_avg()
+        cutoffs.append(logit_cutoff(np.array(g, copy=False), src.solvent_fraction))
+    if edges is None:
+        lo, hi = np.floor(min(cutoffs)) - 0.5, np.ceil(max(cutoffs)) + 0.5
+        edges = tuple(np.arange(lo, hi + 1e-9, 0.5))
+    dist = LogitCutoffDistribution.from_cutoffs(cutoffs, edges)
+    return dist.to_card(), cutoffs
+
+
+def sha256(path: str | Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

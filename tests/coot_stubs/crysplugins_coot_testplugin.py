@@ -8,7 +8,8 @@ Predictors (deliberately simple, real maths on real maps):
 
 * ``coot-test-normalise``: map -> map ``normalised`` ((x - mean) / rms, rms in the map's units, e.g.
   e/Å³), mask ``mask`` (1 where the map is above mean + 1 rms), scalars ``mask_fraction`` and ``map_rms``;
-* ``coot-test-amplitudes``: reflections (F, PHI optional) -> scalars ``n_reflections``, ``mean_f``;
+* ``coot-test-amplitudes``: reflections (F, PHI optional) -> scalars ``n_reflections``, ``mean_f`` and the
+  map coefficients ``coefficients`` (MTZ with F, PHI = 0: no map output, so Coot makes a map from it);
 * ``coot-test-sequence``: map + sequence -> scalar ``n_residues``.
 """
 from __future__ import annotations
@@ -16,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from crysplugins.hookspecs import hookimpl
-from crysplugins.interface import CrystalMap, InputSpec, Kind, OutputSpec, Prediction, Scalar
+from crysplugins.crystal.io import make_mtz
+from crysplugins.interface import CrystalMap, InputSpec, Kind, OutputSpec, Prediction, Reflections, Scalar
 
 
 class Normalise:
@@ -49,12 +51,16 @@ class Amplitudes:
     summary = "Count reflections and average the amplitudes (Coot test plugin)."
     inputs = (InputSpec("reflections", Kind.REFLECTIONS, "MTZ file", required=True, columns=("F", "PHI?")),)
     outputs = (OutputSpec("n_reflections", Kind.SCALAR, "number of reflections"),
-               OutputSpec("mean_f", Kind.SCALAR, "mean amplitude"))
+               OutputSpec("mean_f", Kind.SCALAR, "mean amplitude"),
+               OutputSpec("coefficients", Kind.REFLECTIONS, "F and PHI = 0"))
 
     def predict(self, request):
         refl = request.require("reflections")
         f = refl.amplitudes()
+        mtz = make_mtz(refl.cell, refl.spacegroup, refl.miller_array(),
+                       {"F": ("F", f), "PHI": ("P", np.zeros_like(f))})
         return Prediction(scalars={"n_reflections": Scalar(float(len(f))), "mean_f": Scalar(float(np.mean(f)))},
+                          reflections={"coefficients": Reflections(mtz, {"F": "F", "PHI": "PHI"}, "coefficients")},
                           messages=["F column: %s" % refl.label("F")])
 
 

@@ -186,6 +186,12 @@ class FakeCoot:
             return -1
         return self.add_map(path)
 
+    def make_and_draw_map(self, path: str, f: str, phi: str, weight: str, use_weights: int, is_diff: int) -> int:
+        self.r.record("make_and_draw_map", path, f, phi, weight, use_weights, is_diff)
+        if not os.path.isfile(path):
+            return -1
+        return self.add_map(path, mtz=path, fp=f, phi=phi, weight=weight)
+
     def set_molecule_name(self, imol: int, name: str) -> None:
         self.r.record("set_molecule_name", imol, name)
         self.molecules[imol]["name"] = name
@@ -230,7 +236,7 @@ class FakeCoot:
         return self.molecules[imol]["chains"][chain_id][serial]
 
     FUNCTIONS = ("imol_refinement_map", "graphics_n_molecules", "is_valid_map_molecule", "is_valid_model_molecule",
-                 "export_map", "read_ccp4_map", "set_molecule_name", "set_contour_level_in_sigma",
+                 "export_map", "read_ccp4_map", "make_and_draw_map", "set_molecule_name", "set_contour_level_in_sigma",
                  "set_contour_level_absolute", "mtz_hklin_for_map", "mtz_fp_for_map", "mtz_phi_for_map",
                  "mtz_weight_for_map", "cell_py", "show_spacegroup", "data_resolution", "n_chains", "chain_id_py",
                  "chain_n_residues", "resname_from_serial_number")
@@ -247,6 +253,14 @@ class HeadlessCoot(FakeCoot):
         imol = self.mc.read_ccp4_map(path, False)
         assert imol >= 0, f"coot_headless_api could not read {path}"
         self.molecules[imol] = {"kind": "map", "path": path, "name": os.path.basename(path), "mtz": ""}
+        return imol
+
+    def load_mtz(self, path: str, f: str, phi: str) -> int:
+        """A map calculated by Coot from MTZ map coefficients (Coot remembers the MTZ and labels)."""
+        imol = self.mc.read_mtz(path, f, phi, "", False, False)
+        assert imol >= 0, f"coot_headless_api could not read {path}"
+        self.molecules[imol] = {"kind": "map", "path": path, "name": os.path.basename(path), "mtz": path,
+                                "fp": f, "phi": phi, "weight": ""}
         return imol
 
     def graphics_n_molecules(self) -> int:
@@ -275,7 +289,7 @@ class HeadlessCoot(FakeCoot):
 
 
 def install_modules(monkeypatch, generation: str, coot: FakeCoot, recorder: Recorder,
-                    menus_in: str = "coot_gui") -> dict[str, types.ModuleType]:
+                    menus_in: str = "coot_gui", real_glib: bool = False) -> dict[str, types.ModuleType]:
     """Put stand-in modules into ``sys.modules`` for Coot ``generation`` ('1' or '0.9').
 
     Coot 1.x: ``coot`` (scripting API), ``coot_utils``, ``coot_gui`` with attach_module_menu_button and
@@ -283,6 +297,7 @@ def install_modules(monkeypatch, generation: str, coot: FakeCoot, recorder: Reco
     ``gobject`` (timeout_add); the menu functions live in ``coot_gui`` (``menus_in='coot_gui'``) or in
     the namespace the script runs in (``menus_in='namespace'``, as when Coot 0.9 execs start-up scripts
     in its own globals; the caller passes :func:`namespace_functions` to the script).
+    ``real_glib=True`` leaves the real ``gi.repository.GLib`` in place (a real main loop polls).
     Returns the modules installed.
     """
     import sys
@@ -300,6 +315,7 @@ def install_modules(monkeypatch, generation: str, coot: FakeCoot, recorder: Reco
     if generation == "1":
         gui.attach_module_menu_button = recorder.attach_module_menu_button
         gui.add_simple_action_to_menu = recorder.add_simple_action_to_menu
+    if generation == "1" and not real_glib:
         glib = types.ModuleType("gi.repository.GLib")
         glib.timeout_add = recorder.timeout_add
         repo = types.ModuleType("gi.repository")
@@ -307,7 +323,7 @@ def install_modules(monkeypatch, generation: str, coot: FakeCoot, recorder: Reco
         gi = types.ModuleType("gi")
         gi.repository = repo
         mods.update({"gi": gi, "gi.repository": repo, "gi.repository.GLib": glib})
-    else:
+    elif generation != "1":
         if menus_in == "coot_gui":
             gui.coot_menubar_menu = recorder.coot_menubar_menu
             gui.add_simple_coot_menu_menuitem = recorder.add_simple_coot_menu_menuitem

@@ -117,5 +117,20 @@ def main() -> int:
     return 0
 
 
+
+def structure_factors(pdb: str | Path, d_min: float) -> tuple[gemmi.Structure, np.ndarray, np.ndarray]:
+    """(structure, hkl (n,3), complex F in electrons) of a fixture to ``d_min`` Å, computed by gemmi
+    (``DensityCalculatorX`` + ``transform_map_to_f_phi``; one of each Friedel pair, no 000)."""
+    st = gemmi.read_structure(str(pdb))
+    st.setup_entities()
+    dc = gemmi.DensityCalculatorX()
+    dc.d_min = d_min
+    dc.rate = 1.5
+    dc.grid.setup_from(st)
+    dc.put_model_density_on_grid(st[0])
+    asu = gemmi.transform_map_to_f_phi(dc.grid, half_l=True).prepare_asu_data(dmin=d_min)
+    return st, np.array(asu.miller_array, dtype=np.int64), np.array(asu.value_array, dtype=np.complex128)
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,7 +3,7 @@
 * ``gui_tiny.ccp4``: a 10 x 12 x 14 whole-cell map, cell 15 18 21 Å 90 100 90°, P 1, eight Gaussian
   "atoms" (σ = 1.2 Å) at fixed fractional positions (values in arbitrary units);
 * ``gui_tiny.mtz``: F, PHI (degrees) of that map to 3.2 Å, from gemmi ``transform_map_to_f_phi``;
-* ``gui_tiny.fasta``: a 60-residue sequence.
+* ``gui_tiny.fasta``: a 24-residue sequence (one copy fits the tiny cell with Vm about 2 Å³/Da).
 """
 from __future__ import annotations
 
@@ -55,8 +55,7 @@ def main() -> None:
     mtz.update_reso()
     mtz.write_to_file(str(HERE / "gui_tiny.mtz"))
 
-    (HERE / "gui_tiny.fasta").write_text(">tiny test protein, 60 residues\n"
-                                         "MISLIAALAVDRVIGMENAMPWNLPADLAWFKRNTLNKPVIMGRHTWESIGRPLPGRKNI\n")
+    (HERE / "gui_tiny.fasta").write_text(">tiny test peptide, 24 residues\nMISLIAALAVDRVIGMENAMPWNL\n")
 
 
 if __name__ == "__main__":

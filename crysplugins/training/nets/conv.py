@@ -54,7 +54,10 @@ class CircularConv3d(nn.Conv3d):
         wpad = torch.roll(wpad, shifts=(-self.pad, -self.pad, -self.pad), dims=(-3, -2, -1))
         fx = torch.fft.rfftn(x, dim=(-3, -2, -1))                      # (B, Cin, ...)
         fw = torch.fft.rfftn(wpad, dim=(-3, -2, -1)).conj()            # (Cout, Cin, ...)
-        fy = torch.einsum("bi...,oi...->bo...", fx, fw)
+        # channel mixing as a sum of broadcast products (a complex einsum/bmm over small matrices is slow)
+        fy = fx[:, 0:1] * fw[None, :, 0]
+        for i in range(1, fx.shape[1]):
+            fy = fy + fx[:, i:i + 1] * fw[None, :, i]
         y = torch.fft.irfftn(fy, s=shape, dim=(-3, -2, -1))
         if self.bias is not None:
             y = y + self.bias.float().view(1, -1, 1, 1, 1)

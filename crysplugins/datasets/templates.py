@@ -1,0 +1,413 @@
+"""``crysplugins dataset templates RUN_DIR --data DIR``: recycling templates for every example (issue #5).
+
+RecCrysFormer paper 000, section 4 and appendix E.  For every example of the train and test splits:
+
+1. the previous run's model predicts the density from the Patterson map (+ sequence; + the example's
+   template of an earlier template set when the model itself is a recycled, two-channel one);
+2. the prediction is refined by density modification (:func:`crysplugins.crystal.refine.density_modify`,
+   the in-process stand-in for the paper's SHELXE) against the example's true amplitudes |F|: for test
+   examples from ``test_mtz/<id>_amplitudes.mtz`` when present, otherwise |F(h)| of the un-normalised
+   dataset density (x·scale + offset, ``meta.json`` normalisation) at the reflections to the example's
+   d_min (the dataset density is a resolution-limited F synthesis, so its FFT gives those F back, up to
+   float16 rounding).  The solvent fraction comes from the sequence (1.23 Å³/Da);
+3. the refined map (|F_obs|·exp(iφ_refined) on the dataset grid) is post-processed as in appendix E
+   (:func:`crysplugins.crystal.templates.postprocess_template`) into a template in [-1, 1];
+4. the refiner's score and "refined" flag are recorded, with evaluation figures against the truth:
+   Pearson (eq. 7) of prediction and template with the true density, amplitude-weighted mean phase error
+   (degrees) of the prediction and of the refined phases.
+
+Output: ``DIR/templates/<name>/<shard stem>.npz`` (``rows``, ``ids``, ``prediction`` and ``refined`` float16
+(n, N1, N2, N3) normalised maps, ``score``, ``is_refined``, ``pearson``, ``refined_pearson``,
+``phase_error``, ``refined_phase_error``) and ``info.json`` (settings, model, per-split summary).
+Resumable: a shard whose file exists is skipped, and inside a shard every chunk of ``--chunk`` examples
+is kept in ``parts/`` until the shard is complete.  Changing the settings of an existing template set is
+refused (use another ``--name``).
+
+No torch needed for an ONNX model; a torch checkpoint needs torch.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import gemmi
+import numpy as np
+
+from crysplugins.errors import CrysError
+
+#: settings that must agree for a template set to be resumed
+_SETTING_KEYS = ("model", "cycles", "fraction", "seed", "splits", "input_templates", "mode")
+
+
+# ------------------------------------------------------------------------------------ model runners
+
+class OnnxRunner:
+    """Runs an exported model with onnxruntime.  Inputs are found by rank: the 5-D float input is the
+    map input (B, C, N1, N2, N3), a 2-D integer input the residue sequence (B, R)."""
+
+    def __init__(self, path: str | Path, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.map_input = self.sequence_input = None
+        self.in_channels = 1
+        for inp in self.session.get_inputs():
+            if len(inp.shape) == 5:
+                self.map_input = inp.name
+                if isinstance(inp.shape[1], int):
+                    self.in_channels = inp.shape[1]
+            elif len(inp.shape) == 2:
+                self.sequence_input = inp.name
+        if self.map_input is None:
+            raise CrysError(f"The ONNX model {path} has no 5-D map input.")
+        self.identity = f"onnx:{self.path.name}:{_sha256(self.path)[:16]}"
+
+    def __call__(self, x: np.ndarray, sequence: np.ndarray | None) -> np.ndarray:
+        feeds: dict[str, np.ndarray] = {self.map_input: np.ascontiguousarray(x, dtype=np.float32)}
+        if self.sequence_input is not None:
+            if sequence is None:
+                raise CrysError("This model needs the residue sequence.")
+            feeds[self.sequence_input] = np.ascontiguousarray(sequence, dtype=np.int64)
+        out = self.session.run(None, feeds)[0]
+        return np.asarray(out, dtype=np.float32).reshape(x.shape[0], *x.shape[2:])
+
+
+class TorchRunner:
+    """Runs a ``torch.nn.Module`` taking (x, sequence) and returning (B, 1, N1, N2, N3)."""
+
+    def __init__(self, model: Any, identity: str, in_channels: int, needs_sequence: bool = True) -> None:
+        self.model = model.eval()
+        self.identity = identity
+        self.in_channels = in_channels
+        self.needs_sequence = needs_sequence
+
+    def __call__(self, x: np.ndarray, sequence: np.ndarray | None) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            xt = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
+            st = torch.as_tensor(np.asarray(sequence, dtype=np.int64)) if (self.needs_sequence and sequence is not None) else None
+            y = self.model(xt, st) if st is not None else self.model(xt)
+        return y.float().numpy().reshape(x.shape[0], *x.shape[2:])
+
+
+def load_runner(run_dir: str | Path | None, onnx: str | Path | None = None, threads: int = 1):
+    """A model runner for ``run_dir`` (a training run folder) or an explicit ONNX file.
+
+    Order: ``onnx`` if given; else a ``model.onnx``/single ``*.onnx`` in the run folder; else the run's torch
+    checkpoint through :func:`crysplugins.training.recycling.load_run_model`.
+    """
+    if onnx is not None:
+        if not Path(onnx).is_file():
+            raise CrysError(f"The ONNX model {onnx} does not exist.")
+        return OnnxRunner(onnx, threads)
+    if run_dir is None:
+        raise CrysError("Give a training run folder or --onnx.")
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise CrysError(f"The run folder {run} does not exist.")
+    onnx_files = sorted(run.glob("*.onnx"))
+    if len(onnx_files) == 1:
+        return OnnxRunner(onnx_files[0], threads)
+    try:
+        import torch
+    except ImportError:
+        raise CrysError(f"{run} has no single .onnx file and torch is not installed to read its checkpoint "
+                        "(export it or pass --onnx).") from None
+    torch.set_num_threads(threads)
+    from crysplugins.training.recycling import load_run_model
+
+    model, config, identity = load_run_model(run)
+    return TorchRunner(model, identity, int(config.get("in_channels", 1)), bool(config.get("partial", True)))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------ one example
+
+def true_reflections(density_norm: np.ndarray, norm: dict, cell: gemmi.UnitCell, d_min: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(hkl (m,3), complex F (electrons)) of an example from its normalised dataset density (see module doc)."""
+    from crysplugins.crystal.maps import crystallographic_f
+
+    rho = np.asarray(density_norm, dtype=np.float64) * norm["scale"] + norm["offset"]
+    return crystallographic_f(np.fft.rfftn(rho), cell, rho.shape, d_min)
+
+
+def map_phases(array: np.ndarray, cell: gemmi.UnitCell, d_min: float, hkl: np.ndarray) -> np.ndarray:
+    """Phases (degrees) of a whole-cell map at ``hkl`` (same hemisphere convention as :func:`true_reflections`)."""
+    from crysplugins.crystal.maps import crystallographic_f
+
+    h2, vals = crystallographic_f(np.fft.rfftn(np.asarray(array, dtype=np.float64)), cell, array.shape, d_min)
+    if h2.shape != hkl.shape or not np.array_equal(h2, hkl):
+        raise ValueError("reflection lists differ")
+    return np.degrees(np.angle(vals))
+
+
+def refine_example(prediction: np.ndarray, density_norm: np.ndarray, cell_params: tuple, d_min: float,
+                   sequence: str, norm: dict, cycles: int, amplitudes_mtz: str | None = None) -> dict[str, Any]:
+    """Refine one prediction against the example's amplitudes; template + score + figures vs the truth."""
+    from crysplugins.crystal.fourier import FourierGrid
+    from crysplugins.crystal.metrics import pearson, phase_error
+    from crysplugins.crystal.refine import density_modify
+    from crysplugins.crystal.templates import postprocess_template
+    from crysplugins.interface import CrystalMap
+
+    cell = gemmi.UnitCell(*[float(v) for v in cell_params])
+    hkl, f_true = true_reflections(density_norm, norm, cell, d_min)
+    amp_true = np.abs(f_true)
+    if amplitudes_mtz is not None:
+        from crysplugins.crystal.io import read_mtz
+
+        obs: Any = read_mtz(amplitudes_mtz, need=("F",))
+    else:
+        keep = amp_true > 0
+        obs = (cell, hkl[keep], amp_true[keep])
+    pred = np.asarray(prediction, dtype=np.float32)
+    cmap = CrystalMap.from_array(pred, cell, gemmi.SpaceGroup("P 1"), name="prediction")
+    res = density_modify(cmap, obs, sequence=sequence, cycles=cycles)
+    shape = pred.shape
+    fg = FourierGrid(res.hkl, shape, float(cell.volume))
+    refined_map = fg.to_map(res.amplitudes * np.exp(1j * np.radians(res.phases)))
+    template = postprocess_template(refined_map, cell)
+    phi_true = np.degrees(np.angle(f_true))
+    phi_pred = map_phases(pred, cell, d_min, hkl)
+    phi_ref = map_phases(refined_map, cell, d_min, hkl)
+    truth = np.asarray(density_norm, dtype=np.float32)
+    return {"refined": template, "score": float(res.score), "is_refined": bool(res.refined),
+            "pearson": pearson(pred, truth), "refined_pearson": pearson(template, truth),
+            "phase_error": phase_error(hkl, phi_true, phi_pred, amp_true),
+            "refined_phase_error": phase_error(hkl, phi_true, phi_ref, amp_true)}
+
+
+def _refine_star(args: tuple) -> dict[str, Any]:
+    return refine_example(*args)
+
+
+# ------------------------------------------------------------------------------------ the builder
+
+def select_rows(n: int, fraction: float, seed: int, key: str) -> np.ndarray:
+    """Rows of a shard of n examples to process: all, or a reproducible random ``fraction`` (sorted)."""
+    if fraction >= 1.0:
+        return np.arange(n)
+    k = max(1, int(round(n * fraction)))
+    rng = np.random.default_rng([seed, int(hashlib.sha1(key.encode()).hexdigest()[:8], 16)])
+    return np.sort(rng.choice(n, size=k, replace=False))
+
+
+def build_templates(data: str | Path, runner: Any, name: str, cycles: int = 50, fraction: float = 1.0,
+                    splits: tuple[str, ...] = ("train", "test"), batch_size: int = 8, chunk: int = 64,
+                    workers: int = 1, seed: int = 0, input_templates: str | None = None,
+                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Write the template set ``name`` for the dataset ``data`` (see the module docstring); returns a summary
+    with ``computed`` / ``skipped`` shard names and per-split means."""
+    from crysplugins.datasets.store import open_dataset
+    from crysplugins.training.recycling import TemplateStore, choose_templates, with_template
+
+    ds = open_dataset(data)
+    if cycles < 1:
+        raise CrysError("--cycles must be at least 1.")
+    if not 0 < fraction <= 1:
+        raise CrysError("--fraction must be in (0, 1].")
+    out = ds.root / "templates" / name
+    settings = {"model": runner.identity, "cycles": cycles, "fraction": fraction, "seed": seed,
+                "splits": sorted(splits), "input_templates": input_templates, "mode": "density-modification"}
+    info_path = out / "info.json"
+    if info_path.exists():
+        old = json.loads(info_path.read_text()).get("settings", {})
+        diff = [k for k in _SETTING_KEYS if old.get(k) != settings.get(k)]
+        if diff:
+            raise CrysError(f"The template set {out} was made with other settings ({', '.join(diff)}); "
+                            "choose another --name or delete it.")
+    (out / "parts").mkdir(parents=True, exist_ok=True)
+    _write_json(info_path, {"settings": settings, "status": "running"})
+    in_store = None
+    if runner.in_channels > 1:
+        if input_templates is None:
+            raise CrysError("This model takes a template channel: give --input-templates NAME (the template "
+                            "set it was trained with).")
+        in_store = TemplateStore(ds.root, input_templates)
+    norm = ds.meta["normalisation"]["density"]
+    by_shard: dict[str, list[dict]] = {}
+    for r in ds.index:
+        by_shard.setdefault(r["shard"], []).append(r)
+    computed, skipped = [], []
+    pool = None
+    if workers > 1:
+        import multiprocessing as mp
+
+        pool = mp.get_context("spawn").Pool(workers)
+    t0 = time.monotonic()
+    done_examples = 0
+    try:
+        for split in splits:
+            for shard in ds.shards(split):
+                stem = shard.path.stem
+                final = out / f"{stem}.npz"
+                if final.exists():
+                    skipped.append(stem)
+                    continue
+                arrays = shard.load()
+                rows_meta = {r["row"]: r for r in by_shard.get(shard.path.name, [])}
+                rows = select_rows(shard.n, fraction, seed, stem)
+                parts = []
+                for k in range(0, len(rows), chunk):
+                    part = out / "parts" / f"{stem}-{k // chunk:05d}.npz"
+                    parts.append(part)
+                    if part.exists():
+                        continue
+                    sel = rows[k:k + chunk]
+                    preds = []
+                    for b in range(0, len(sel), batch_size):
+                        idx = sel[b:b + batch_size]
+                        x = arrays["patterson"][idx].astype(np.float32)[:, None]
+                        if in_store is not None:
+                            tpl = in_store.lookup(shard.path.name, idx)
+                            if tpl is None:
+                                raise CrysError(f"The input template set '{input_templates}' lacks rows of {stem}.")
+                            t, _ = choose_templates(tpl["prediction"], tpl["refined"], tpl["is_refined"], 1.0, None)
+                            x = with_template(x, t)
+                        seq = arrays["sequence_index"][idx].astype(np.int64)
+                        preds.append(runner(x, seq))
+                    pred = np.concatenate(preds)
+                    jobs = []
+                    for j, row in enumerate(sel):
+                        meta = rows_meta.get(int(row), {})
+                        ex_id = str(arrays["ids"][row])
+                        mtz = None
+                        if split == "test":
+                            amp, _ = ds.test_mtz(ex_id)
+                            mtz = str(amp) if amp.exists() else None
+                        seq_str = meta.get("sequence") or "".join(
+                            ds.meta["residue_types"][int(i)] for i in arrays["sequence_index"][row])
+                        jobs.append((pred[j], arrays["density"][row].astype(np.float32),
+                                     tuple(float(v) for v in arrays["cell"][row]), float(arrays["d_min"][row]),
+                                     seq_str, norm, cycles, mtz))
+                    results = pool.map(_refine_star, jobs) if pool is not None else [_refine_star(j) for j in jobs]
+                    _save_npz(part, {
+                        "rows": sel.astype(np.int64),
+                        "ids": np.array([str(arrays["ids"][r]) for r in sel]),
+                        "prediction": pred.astype(np.float16),
+                        "refined": np.stack([r["refined"] for r in results]).astype(np.float16),
+                        "score": np.array([r["score"] for r in results], np.float32),
+                        "is_refined": np.array([r["is_refined"] for r in results], bool),
+                        "pearson": np.array([r["pearson"] for r in results], np.float32),
+                        "refined_pearson": np.array([r["refined_pearson"] for r in results], np.float32),
+                        "phase_error": np.array([r["phase_error"] for r in results], np.float32),
+                        "refined_phase_error": np.array([r["refined_phase_error"] for r in results], np.float32),
+                    })
+                    done_examples += len(sel)
+                    if progress is not None:
+                        rate = done_examples / max(time.monotonic() - t0, 1e-9)
+                        progress(f"{stem}: {min(k + chunk, len(rows))}/{len(rows)} ({rate:.2f} examples/s)")
+                merged: dict[str, list[np.ndarray]] = {}
+                for part in parts:
+                    with np.load(part, allow_pickle=False) as z:
+                        for key in z.files:
+                            merged.setdefault(key, []).append(z[key])
+                _save_npz(final, {k: np.concatenate(v) for k, v in merged.items()})
+                for part in parts:
+                    part.unlink(missing_ok=True)
+                computed.append(stem)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    summary = {"name": name, "path": str(out), "computed": computed, "skipped": skipped,
+               "seconds": round(time.monotonic() - t0, 1), "splits": summarise(ds.root, name, splits)}
+    _write_json(info_path, {"settings": settings, "status": "done", "summary": summary["splits"],
+                            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
+    return summary
+
+
+def summarise(data: str | Path, name: str, splits: tuple[str, ...] = ("train", "test")) -> dict[str, Any]:
+    """Per-split means of a template set (only shards already written)."""
+    root = Path(data) / "templates" / name
+    out: dict[str, Any] = {}
+    for split in splits:
+        acc: dict[str, list[np.ndarray]] = {}
+        for path in sorted(root.glob(f"{split}-*.npz")):
+            with np.load(path, allow_pickle=False) as z:
+                for key in ("score", "is_refined", "pearson", "refined_pearson", "phase_error", "refined_phase_error"):
+                    acc.setdefault(key, []).append(z[key])
+        if not acc:
+            continue
+        a = {k: np.concatenate(v) for k, v in acc.items()}
+        out[split] = {"n": int(a["score"].size), "percent_refined": float(100 * a["is_refined"].mean()),
+                      "mean_score": float(np.nanmean(a["score"])),
+                      "mean_pearson": float(np.nanmean(a["pearson"])),
+                      "mean_refined_pearson": float(np.nanmean(a["refined_pearson"])),
+                      "mean_phase_error": float(np.nanmean(a["phase_error"])),
+                      "mean_refined_phase_error": float(np.nanmean(a["refined_phase_error"]))}
+    return out
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    from crysplugins.crystal.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    from crysplugins.crystal.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=1, default=str) + "\n")
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+def add_parser(dsub) -> None:
+    """Register ``crysplugins dataset templates`` (called by :mod:`crysplugins.datasets.cli`)."""
+    p = dsub.add_parser("templates", help="recycling templates: predict, refine and post-process every example "
+                                          "(paper 000, section 4, appendix E)")
+    p.add_argument("run_dir", nargs="?", help="the previous training run folder (checkpoint or exported .onnx)")
+    p.add_argument("--data", required=True, help="dataset folder (templates go to DATA/templates/NAME/)")
+    p.add_argument("--onnx", help="an exported ONNX model instead of the run folder")
+    p.add_argument("--name", help="template set name (default: the run folder's or ONNX file's name)")
+    p.add_argument("--cycles", type=int, default=50, help="density-modification cycles per example (default 50)")
+    p.add_argument("--fraction", type=float, default=1.0,
+                   help="process a reproducible random fraction of each shard (default 1: every example)")
+    p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
+    p.add_argument("--input-templates", help="for a two-channel (recycled) model: the template set it takes")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--chunk", type=int, default=64, help="examples per resumable part file (default 64)")
+    p.add_argument("--workers", type=int, default=1, help="refinement processes (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="model inference threads (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_templates)
+
+
+def cmd_templates(args: argparse.Namespace) -> int:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args.workers < 1 or args.batch_size < 1 or args.chunk < 1:
+        raise CrysError("--workers, --batch-size and --chunk must be at least 1.")
+    runner = load_runner(args.run_dir, args.onnx, args.threads)
+    name = args.name or (Path(args.onnx).stem if args.onnx else Path(args.run_dir).resolve().name)
+    prog = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    summary = build_templates(args.data, runner, name, cycles=args.cycles, fraction=args.fraction,
+                              splits=tuple(args.splits), batch_size=args.batch_size, chunk=args.chunk,
+                              workers=args.workers, seed=args.seed, input_templates=args.input_templates,
+                              progress=prog)
+    json.dump(summary, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
