@@ -156,7 +156,7 @@ def main() -> int:
     records = compare.evaluate(host, labels, examples, progress=lambda m: print(m, flush=True))
     for r in records:
         r["n_residues"] = by_id[r["id"]].n_residues
-        r["group"] = f"{r['predictor']} | {r['n_residues']} res"
+        r["group"] = f"{r['predictor']} | {str(r['n_residues']):>2} res"
     # one summary row per predictor, fragment length and resolution
     grouped = [dict(r, predictor=r["group"]) for r in records]
     rows = compare.summarise(grouped)

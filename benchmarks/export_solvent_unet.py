@@ -17,7 +17,7 @@ import numpy as np
 
 from crysplugins.datasets.solvent_windows import TEST_FAMILIES, load_sources
 from crysplugins.training.nets.unet3d import count_parameters
-from crysplugins.training.solvent_task import calibrate_pu, export_onnx, load_checkpoint, sha256
+from crysplugins.training.solvent_task import INPUT_CARD, calibrate_pu, export_onnx, load_checkpoint, sha256
 
 
 def main() -> None:
@@ -37,6 +37,7 @@ def main() -> None:
     if (run_dir / "metrics.csv").exists():
         metrics = list(csv.DictReader(open(run_dir / "metrics.csv")))
     card = {
+        "format": "crysplugins-model-card-v1",
         "name": args.name,
         "version": "1.0.0",
         "task": "solvent-unet",
@@ -44,10 +45,7 @@ def main() -> None:
         "onnx": onnx_path.name,
         "sha256": sha256(onnx_path),
         "architecture": {"type": "UNet3D", **model.config, "parameters": count_parameters(model)},
-        "input": {"name": "x", "window": 48, "channels": 1, "normalisation": "zscore-cell",
-                  "sampling_rate": 2.0,
-                  "description": "FOM-weighted phasing map on the Shannon grid (spacing d_min/2), "
-                                 "zero mean and unit standard deviation over the unit cell"},
+        "input": INPUT_CARD,
         "output": {"name": "logits", "classes": ["protein", "solvent"]},
         "tiling": {"overlap": 16, "batch": 2},
         "training": {

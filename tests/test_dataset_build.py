@@ -153,3 +153,17 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys):
     assert "No PDB/mmCIF files" in capsys.readouterr().err
     with pytest.raises(CrysError):
         open_dataset(tmp_path / "empty")
+
+
+def test_without_manifest_each_structure_is_its_own_family(tmp_path):
+    src = tmp_path / "mirror"
+    src.mkdir()
+    for p in DATA.glob("*.pdb.gz"):
+        shutil.copy(p, src / p.name)
+    out = tmp_path / "ds"
+    assert main(["dataset", "build", "--structures", str(src), "--out", str(out), "--residues", "3",
+                 "--test-fraction", "0.3", "--no-test-mtz", "--quiet"]) == 0
+    ds = open_dataset(out)
+    fam = {s: {r["family"] for r in ds.examples(s)} for s in ("train", "test")}
+    assert fam["test"] and not fam["train"] & fam["test"]
+    assert all(r["family"] == r["id"].split("_")[0] for r in ds.index)

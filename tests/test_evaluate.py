@@ -92,6 +92,8 @@ def test_origin_handling_and_options(mtz_dir):
     by = {r["predictor"]: r for r in rows}
     assert by["placed"]["success_rate"] == 1.0 and by["moved-undeclared"]["success_rate"] == 0.0
     assert len(by["placed"]["shells"]) == 12
+    forced = compare.evaluate(host, [compare.PredictorLabel.parse("moved-undeclared")], examples, origin="always")
+    assert forced[0]["phase_error"] < 1e-3 and forced[0]["hand_inverted"]
     with pytest.raises(CrysError, match="has no input 'refine'"):
         compare.evaluate(host, [compare.PredictorLabel.parse("placed:refine=yes")], examples)
 

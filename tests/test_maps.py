@@ -110,3 +110,30 @@ def test_density_map_of_structure_and_resolution_mask():
     assert not mask[0, 0, 0]
     assert abs(inv_d2[1, 0, 0] - cell.calculate_d([1, 0, 0]) ** -2) < 1e-12
     assert abs(inv_d2[3, -2, 5] - cell.calculate_d([3, -2, 5]) ** -2) < 1e-12
+
+
+def test_patterson_map_expands_symmetry_of_a_non_p1_mtz(fragment):
+    """Amplitudes of a P 21 21 21 crystal given as its asymmetric unit give the same Patterson as P1."""
+    from crysplugins.crystal.io import make_mtz
+
+    frag, _ = fragment
+    cell = gemmi.UnitCell(24, 28, 32, 90, 90, 90)
+    sg = gemmi.SpaceGroup("P 21 21 21")
+    frac0 = frag.positions @ np.array(cell.frac.mat.tolist()).T
+    frac0 = frac0 - frac0.mean(0) + 0.25
+    copies = []
+    for op in sg.operations():
+        copies.append(np.array([op.apply_to_xyz(list(f)) for f in frac0]))
+    pos = np.concatenate(copies) @ np.array(cell.orth.mat.tolist()).T
+    elements = list(frag.elements) * len(copies)
+    shape = maps.grid_shape(cell, 0.5, multiple=2)
+    f = maps.fft_structure_factors((pos, elements), cell, shape, 2.0)
+    _, p1_patterson = maps.maps_from_f(f, cell, shape)
+    hkl, vals = maps.crystallographic_f(f, cell, shape, 2.0)
+    asu = gemmi.ReciprocalAsu(sg)
+    keep = np.array([asu.is_in([int(x) for x in r]) for r in hkl])
+    mtz = make_mtz(cell, sg, hkl[keep], {"F": ("F", np.abs(vals[keep]))})
+    pmap = maps.patterson_map(mtz, grid_shape_=shape)
+    arr = np.array(pmap.grid, copy=False)
+    assert keep.sum() < 0.3 * len(hkl)
+    assert np.corrcoef(arr.ravel(), p1_patterson.ravel())[0, 1] > 0.999

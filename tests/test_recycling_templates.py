@@ -26,7 +26,8 @@ def tiny_dataset(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("rc") / "ds"
     build(BuildConfig(structures=str(DATA), out=str(out), n_residues=2, overlap=1, d_min=2.0, rate=2.5,
-                      max_grid=16, test_fraction=0.3, max_examples=10, shard_size=4, progress=False))
+                      max_grid=16, test_fraction=0.3, max_examples=10, shard_size=4, progress=False,
+                      partial_box=8))
     return out
 
 
@@ -104,6 +105,14 @@ def test_templates_are_written_per_shard_and_resumed(tiny_dataset: Path):
             assert np.all((arr["phase_error"] >= 0) & (arr["phase_error"] <= 180))
             got = store.lookup(shard.path.name, [0])
             assert got is not None and got["prediction"].shape == (1, *shard.shape)
+    # the oracle rule (synthetic data): refined = refined phases within 60 degrees of the truth
+    s5 = build_templates(tiny_dataset, CountingRunner(), "oracle", cycles=5, splits=("test",),
+                         refined_rule="phase-error", max_phase_error=60.0)
+    assert s5["computed"]
+    for shard in ds.shards("test"):
+        arr = TemplateStore(tiny_dataset, "oracle").shard(shard.path.name)
+        assert np.array_equal(arr["is_refined"], arr["refined_phase_error"] < 60.0)
+        assert np.array_equal(arr["refiner_refined"], arr["score"] >= REFINED_CC)
     # other settings on the same name are refused
     with pytest.raises(CrysError, match="other settings"):
         build_templates(tiny_dataset, CountingRunner(), "t", cycles=7)

@@ -34,7 +34,7 @@ class Placement:
 
     cell: gemmi.UnitCell
     positions: np.ndarray
-    min_contact: float
+    min_contact: float  # shortest intermolecular distance (Å); inf when above 6.9 Å
 
 
 def volume_factor(angles: Sequence[float]) -> float:
@@ -63,21 +63,46 @@ _HALF2 = np.array([[i, j, k] for i in range(-2, 3) for j in range(-2, 3) for k i
 
 
 def contacts_by_translation(positions: np.ndarray, lengths: Sequence[float], angles: Sequence[float],
-                            tree=None, reach: int = 2) -> tuple[np.ndarray, np.ndarray]:
+                            tree=None, reach: int = 2, bound: float = np.inf
+                            ) -> tuple[np.ndarray, np.ndarray]:
     """Shortest atom-atom distance (Å) between the fragment and its copy under each lattice
     translation t in {-reach..reach}^3 with t > 0 (the copy at -t gives the same distance).
 
     Returns (translations (m,3), distances (m,)): 13 translations for reach 1 (used while growing a
     cell), 62 for reach 2 (the final check; tight oblique cells can have close copies at 2a + b ...).
+    Distances above ``bound`` are reported as inf (faster).
     """
-    from scipy.spatial import cKDTree
-
     orth, _ = _matrices(lengths, angles)
-    tree = tree if tree is not None else cKDTree(positions)
+    tree = tree if tree is not None else _tree(positions)
     ts = _HALF if reach == 1 else _HALF2
     shifts = ts @ orth.T
-    dist = np.array([tree.query(positions + s, k=1)[0].min() for s in shifts])
+    # copies further apart than the fragment's diameter + MIN_CONTACT cannot touch: skip them
+    centre_ = positions.mean(0)
+    radius = np.sqrt(((positions - centre_) ** 2).sum(1).max())
+    dist = np.full(len(ts), np.inf)
+    near = np.nonzero(np.linalg.norm(shifts, axis=1) <= 2 * radius + MIN_CONTACT + 1e-6)[0]
+    if len(near):
+        pts = (positions[None, :, :] + shifts[near, None, :]).reshape(-1, 3)
+        if tree is _NO_SCIPY:  # plain numpy (scipy not installed): all pairs
+            diff = pts[:, None, :] - positions[None, :, :]
+            d = np.sqrt(np.einsum("pqi,pqi->pq", diff, diff).min(1))
+            d[d > bound] = np.inf
+        else:
+            d, _ = tree.query(pts, k=1, distance_upper_bound=bound)
+        dist[near] = d.reshape(len(near), -1).min(1)
     return ts, dist
+
+
+_NO_SCIPY = object()
+
+
+def _tree(positions: np.ndarray):
+    """A scipy cKDTree of the positions (fast contact search), or a marker for the numpy fallback."""
+    try:
+        from scipy.spatial import cKDTree
+    except ImportError:
+        return _NO_SCIPY
+    return cKDTree(positions)
 
 
 def min_contact(positions: np.ndarray, lengths: Sequence[float], angles: Sequence[float]
@@ -105,7 +130,7 @@ def min_contact(positions: np.ndarray, lengths: Sequence[float], angles: Sequenc
 
 def _grow(positions, lengths, ang, tree, step_min: float, reach: int = 1) -> tuple[float, np.ndarray]:
     """Distances under lattice translations and the per-axis growth needed (Å) to clear the clashes."""
-    ts, dist = contacts_by_translation(positions, lengths, ang, tree, reach)
+    ts, dist = contacts_by_translation(positions, lengths, ang, tree, reach, bound=2 * MIN_CONTACT)
     grow = np.zeros(3)
     for t, d in zip(ts, dist):
         if d <= MIN_CONTACT:
@@ -168,9 +193,7 @@ def place(positions: np.ndarray, masses: np.ndarray, rng: np.random.Generator | 
             raise ValueError("place() needs rng or angles")
         angles = draw_angles(rng)
     ang = np.array(angles, float)
-    from scipy.spatial import cKDTree
-
-    tree = cKDTree(positions)
+    tree = _tree(positions)
     lengths = np.maximum(positions.max(0) - positions.min(0), 1.0)
     reach = 1  # cheap while growing; the result is confirmed with reach 2 (and growth goes on if needed)
     for _ in range(MAX_ITER):

@@ -28,18 +28,21 @@ from crysplugins.interface import CrystalMap, Reflections
 #: largest grid spacing (Å) on which atoms are sampled before the FFT; with B = 20 Å^2 the aliasing
 #: error of a 0.5 Å grid is ~1e-5 of F at 1.5 Å (checked against direct summation in tests/test_maps.py)
 MAX_SF_SPACING = 0.5
+#: gemmi DensityCalculator cutoff (relative density at which an atom's Gaussian sum is truncated); 1e-4
+#: instead of gemmi's 1e-5 saves ~25 % of the time for a max error of ~3e-4 x max|F| (measured)
+DENSITY_CUTOFF = 1e-4
 
 
 def reciprocal_inv_d2(cell: gemmi.UnitCell, shape: Sequence[int], half: bool = True) -> np.ndarray:
     """1/d^2 (Å^-2) for every Miller index of an FFT grid of ``shape`` (rfft layout when ``half``)."""
     frac = np.array(cell.frac.mat.tolist())  # x_frac = frac @ x_cart  ->  s = frac.T @ h
+    g = frac @ frac.T  # reciprocal metric tensor: 1/d^2 = h^T g h
     nu, nv, nw = shape
-    h = np.fft.fftfreq(nu, 1.0 / nu)
-    k = np.fft.fftfreq(nv, 1.0 / nv)
-    l = np.fft.rfftfreq(nw, 1.0 / nw) if half else np.fft.fftfreq(nw, 1.0 / nw)
-    s = (h[:, None, None, None] * frac[0] + k[None, :, None, None] * frac[1]
-         + l[None, None, :, None] * frac[2])
-    return np.einsum("...i,...i->...", s, s)
+    h = np.fft.fftfreq(nu, 1.0 / nu)[:, None, None]
+    k = np.fft.fftfreq(nv, 1.0 / nv)[None, :, None]
+    l = (np.fft.rfftfreq(nw, 1.0 / nw) if half else np.fft.fftfreq(nw, 1.0 / nw))[None, None, :]
+    return (g[0, 0] * h * h + g[1, 1] * k * k + g[2, 2] * l * l
+            + 2 * (g[0, 1] * h * k + g[0, 2] * h * l + g[1, 2] * k * l))
 
 
 def resolution_mask(cell: gemmi.UnitCell, shape: Sequence[int], d_min: float) -> np.ndarray:
@@ -91,6 +94,7 @@ def fft_structure_factors(model_or_atoms, cell: gemmi.UnitCell, shape: Sequence[
     dc = gemmi.DensityCalculatorX()
     dc.d_min = 0.0  # keep the grid we set
     dc.blur = 0.0
+    dc.cutoff = DENSITY_CUTOFF
     dc.grid.set_unit_cell(cell)
     dc.grid.set_size(*fine)
     dc.put_model_density_on_grid(model)

@@ -6,7 +6,7 @@ phase set φ and a reference φ_ref (degrees), the aligned phases are
 
     φ'(h) = s·φ(h) + 360·h·t        (s = +1, or −1 for the other hand; t fractional)
 
-i.e. the map ρ(s·x − t) ... shifted by t.  The shift maximises the correlation map
+(the map inverted through the origin when s = −1, then shifted by t).  The shift maximises
 
     M(t) = Σ_h w(h) cos(φ_ref(h) − s·φ(h) − 2π h·t),   w = |F|²,
 

@@ -18,7 +18,7 @@ from crysplugins.errors import CrysError
 
 def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
     p = sub.add_parser("refine", help="density-modify a map against observed amplitudes",
-                       description=__doc__.splitlines()[0])
+                       description=__doc__.splitlines()[0].replace("``", ""))
     p.add_argument("--map", required=True, help="starting map (CCP4/MRC, whole cell)")
     p.add_argument("--mtz", required=True, help="MTZ with observed amplitudes F (or intensities I)")
     p.add_argument("--columns", default=None, help="MTZ columns, e.g. F=FP (default: picked automatically)")

@@ -22,13 +22,12 @@ import csv
 import hashlib
 import json
 import logging
-import os
 import shutil
 import sys
 import time
 import zlib
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import gemmi
@@ -269,6 +268,7 @@ def _unit_name(path: str) -> str:
 
 def _build_unit(args) -> dict:
     cfg_d, path, planned = args
+    t_unit = time.process_time()
     cfg = BuildConfig(**cfg_d)
     out = Path(cfg.out)
     name = _unit_name(path)
@@ -286,38 +286,42 @@ def _build_unit(args) -> dict:
         if frag is None:
             drops["vanished"] += 1
             continue
-        rng = np.random.default_rng([cfg.seed, zlib.crc32(ex["id"].encode())])
-        d_min = _draw(rng, cfg.d_min, cfg.d_min_range)
-        rate = _draw(rng, cfg.rate, cfg.rate_range)
-        spacing = d_min / rate
-        masses = np.array([gemmi.Element(e).weight for e in frag.elements])
-        if cfg.fixed_cell:
-            placed = place(frag.positions, masses, fixed_cell=cfg.fixed_cell)
-        else:
-            placed = place(frag.positions, masses, rng, bin_len=spacing * cfg.grid_multiple)
-        if placed is None:
-            drops["clash"] += 1
-            continue
-        cell = placed.cell
-        if cfg.fixed_cell:
-            shape = grid_shape(cell, spacing, cfg.grid_multiple)
-        else:
-            shape = tuple(int(round(x / spacing)) for x in (cell.a, cell.b, cell.c))
-        if cfg.max_grid and max(shape) > cfg.max_grid:
-            drops[f"too_large (grid > {cfg.max_grid})"] += 1
-            continue
-        f, density, patterson = example_maps(placed.positions, frag.elements, cell, shape, d_min)
-        if ex["split"] == "test" and cfg.test_mtz:
-            write_test_mtz(out / "test_mtz", ex["id"], f, cell, shape, d_min)
-        key = "x".join(map(str, shape))
-        maps[key]["patterson"].append(patterson.astype(dtype))
-        maps[key]["density"].append(density.astype(dtype))
-        rows.append({"id": ex["id"], "split": ex["split"], "source": Path(path).name, "family": ex["family"],
-                     "sequence": frag.sequence, "cell": [round(v, 4) for v in cell.parameters],
-                     "shape": list(shape), "d_min": d_min, "key": key,
-                     "prow": len(maps[key]["patterson"]) - 1,
-                     "pmin": float(patterson.min()), "pmax": float(patterson.max()),
-                     "dmin": float(density.min()), "dmax": float(density.max())})
+        try:
+            rng = np.random.default_rng([cfg.seed, zlib.crc32(ex["id"].encode())])
+            d_min = _draw(rng, cfg.d_min, cfg.d_min_range)
+            rate = _draw(rng, cfg.rate, cfg.rate_range)
+            spacing = d_min / rate
+            masses = np.array([gemmi.Element(e).weight for e in frag.elements])
+            if cfg.fixed_cell:
+                placed = place(frag.positions, masses, fixed_cell=cfg.fixed_cell)
+            else:
+                placed = place(frag.positions, masses, rng, bin_len=spacing * cfg.grid_multiple)
+            if placed is None:
+                drops["clash"] += 1
+                continue
+            cell = placed.cell
+            if cfg.fixed_cell:
+                shape = grid_shape(cell, spacing, cfg.grid_multiple)
+            else:
+                shape = tuple(int(round(x / spacing)) for x in (cell.a, cell.b, cell.c))
+            if cfg.max_grid and max(shape) > cfg.max_grid:
+                drops[f"too_large (grid > {cfg.max_grid})"] += 1
+                continue
+            f, density, patterson = example_maps(placed.positions, frag.elements, cell, shape, d_min)
+            if ex["split"] == "test" and cfg.test_mtz:
+                write_test_mtz(out / "test_mtz", ex["id"], f, cell, shape, d_min)
+            key = "x".join(map(str, shape))
+            maps[key]["patterson"].append(patterson.astype(dtype))
+            maps[key]["density"].append(density.astype(dtype))
+            rows.append({"id": ex["id"], "split": ex["split"], "source": Path(path).name, "family": ex["family"],
+                         "sequence": frag.sequence, "cell": [round(v, 4) for v in cell.parameters],
+                         "shape": list(shape), "d_min": d_min, "key": key,
+                         "prow": len(maps[key]["patterson"]) - 1,
+                         "pmin": float(patterson.min()), "pmax": float(patterson.max()),
+                         "dmin": float(density.min()), "dmax": float(density.max())})
+        except Exception as exc:  # one bad fragment never stops the build
+            log.warning("example %s failed: %s: %s", ex["id"], type(exc).__name__, exc)
+            drops[f"error ({type(exc).__name__})"] += 1
     arrays = {}
     for key, m in maps.items():
         arrays[f"{key}__patterson"] = np.stack(m["patterson"])
@@ -325,7 +329,8 @@ def _build_unit(args) -> dict:
     parts = out / "parts"
     if arrays:
         _atomic_npz(parts / f"{name}.npz", arrays)
-    result = {"unit": name, "file": path, "rows": rows, "drops": dict(drops)}
+    result = {"unit": name, "file": path, "rows": rows, "drops": dict(drops),
+              "cpu_seconds": round(time.process_time() - t_unit, 3)}
     _atomic_json(parts / f"{name}.json", result)  # written last: marks the unit finished
     return {"unit": name, "file": path, "n": len(rows), "drops": dict(drops)}
 
@@ -406,15 +411,11 @@ def finalise(cfg: BuildConfig, plan: dict, units: list[str], elapsed: float = 0.
             chunk = members[k:k + cfg.shard_size]
             name = f"{split}-{key}-{k // cfg.shard_size}.npz"
             pat, den = [], []
-            cache: dict[str, object] = {}
-            for unit, r in chunk:
-                if unit not in cache:
-                    cache[unit] = np.load(out / "parts" / f"{unit}.npz")
-                z = cache[unit]
-                pat.append(z[f"{key}__patterson"][r["prow"]])
-                den.append(z[f"{key}__density"][r["prow"]])
-            for z in cache.values():
-                z.close()
+            for unit in dict.fromkeys(u for u, _ in chunk):  # each part's arrays are read once per chunk
+                rows_u = [r["prow"] for u, r in chunk if u == unit]
+                with np.load(out / "parts" / f"{unit}.npz") as z:
+                    pat.extend(z[f"{key}__patterson"][rows_u])
+                    den.extend(z[f"{key}__density"][rows_u])
             pat_a = np.clip((np.stack(pat).astype(np.float32) - norm["patterson"]["offset"])
                             / norm["patterson"]["scale"], -1, 1).astype(dtype)
             den_a = np.clip((np.stack(den).astype(np.float32) - norm["density"]["offset"])
@@ -458,7 +459,9 @@ def finalise(cfg: BuildConfig, plan: dict, units: list[str], elapsed: float = 0.
         "families": fams, "shapes": dict(sorted(shapes_hist.items())),
         "build": {"config": cfg.identity(), "structure_files": plan["n_files"],
                   "unreadable_files": plan["errors"], "windows_found": plan["windows_found"],
-                  "dropped": dict(drops), "seconds": round(elapsed, 1),
+                  "dropped": dict(drops),
+                  "seconds": round(elapsed, 1),  # wall time of the last session (a resumed build restarts it)
+                  "unit_cpu_seconds": round(sum(p.get("cpu_seconds", 0.0) for p in parts), 1),
                   "gemmi": gemmi.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())},
     }
     _atomic_json(out / "meta.json", meta)
@@ -485,9 +488,11 @@ def build(cfg: BuildConfig) -> dict:
     bar = ProgressBar("plan ", enabled)
     plan = make_plan(cfg, bar)
     bar.close()
+    t_plan = time.monotonic() - t0
     bar = ProgressBar("maps ", enabled)
     units = build_parts(cfg, plan, bar)
     bar.close()
+    t_parts = time.monotonic() - t0 - t_plan
     missing = [u for u in units if not (out / "parts" / f"{u}.json").exists()]
     summary = {"out": str(out), "structure_files": plan["n_files"], "unreadable_files": len(plan["errors"]),
                "planned_examples": len(plan["examples"])}
@@ -497,6 +502,9 @@ def build(cfg: BuildConfig) -> dict:
         return summary
     elapsed = time.monotonic() - t0
     meta = finalise(cfg, plan, units, elapsed)
+    meta["build"]["stage_seconds"] = {"plan": round(t_plan, 1), "parts": round(t_parts, 1),
+                                      "finalise": round(time.monotonic() - t0 - t_plan - t_parts, 1)}
+    _atomic_json(out / "meta.json", meta)
     summary.update(status="done", splits=meta["splits"], shapes=meta["shapes"], dropped=meta["build"]["dropped"],
                    unreadable=[e["file"] for e in plan["errors"]], seconds=round(time.monotonic() - t0, 1))
     return summary

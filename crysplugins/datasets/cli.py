@@ -69,7 +69,8 @@ def add_parser(sub) -> None:
     for name, module in SUBCOMMANDS.items():
         try:
             mod = importlib.import_module(module)
-        except ImportError:
+        except Exception as exc:  # a broken optional subcommand must not take `dataset build` down
+            logging.getLogger("crysplugins.dataset").debug("dataset %s unavailable: %s", name, exc)
             continue
         mod.add_parser(dsub)
 

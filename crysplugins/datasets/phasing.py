@@ -9,7 +9,7 @@ amplitudes.  :func:`simulate_phasing` then draws what a SAD experiment would giv
   resolution (5 % at low resolution to ``amp_noise`` at d_min);
 * phases: true phase + an error from a von Mises distribution whose concentration gives a mean absolute
   error rising linearly over resolution rank from ``mean - slope/2`` to ``mean + slope/2`` (degrees);
-  centric reflections flip by 180° with probability (1 - m)/2;
+  centric reflections flip by 180° with probability (mean error)/180° and get FOM 1 - 2p;
 * figure of merit m = I1(kappa)/I0(kappa), the expected cosine of the error, so the FOM is honest.
 
 :func:`phasing_map` grids m |F| exp(i phi) (the "FB/PHIB" map of section 2.1) on the mask grid with
@@ -183,9 +183,11 @@ def simulate_phasing(source: PhasingSource, mean_phase_error: float, rng: np.ran
     fom = fom_for_kappa(kappa)
     err = rng.vonmises(0.0, kappa)
     c = source.centric
-    if c.any():
-        flip = rng.random(int(c.sum())) < (1.0 - fom[c]) / 2.0
+    if c.any():  # centric: phase right or 180° off, with the same mean |error|; FOM = <cos error>
+        p_flip = target[c] / 180.0
+        flip = rng.random(int(c.sum())) < p_flip
         err[c] = np.where(flip, np.pi, 0.0)
+        fom[c] = 1.0 - 2.0 * p_flip
     phi_true = np.degrees(np.angle(source.f_model))
     phi = (phi_true + np.degrees(err)) % 360.0
     if source.f_obs is not None:

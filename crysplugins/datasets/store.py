@@ -41,7 +41,7 @@ class Shard:
     shape: tuple[int, int, int]
     n: int
 
-    def load(self, mmap: bool = False) -> dict[str, np.ndarray]:
+    def load(self) -> dict[str, np.ndarray]:
         """All arrays of the shard: patterson, density, ids, sequence_index, cell, d_min."""
         with np.load(self.path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}

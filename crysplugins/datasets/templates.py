@@ -12,12 +12,14 @@ RecCrysFormer paper 000, section 4 and appendix E.  For every example of the tra
    float16 rounding).  The solvent fraction comes from the sequence (1.23 Å³/Da);
 3. the refined map (|F_obs|·exp(iφ_refined) on the dataset grid) is post-processed as in appendix E
    (:func:`crysplugins.crystal.templates.postprocess_template`) into a template in [-1, 1];
-4. the refiner's score and "refined" flag are recorded, with evaluation figures against the truth:
+4. the refiner's score and "refined" flag are recorded (``refiner_refined``; ``is_refined`` is the flag the
+   recycling run uses: the refiner's by default, or with ``--refined-rule phase-error`` an oracle label
+   from the synthetic truth, see :data:`REFINED_RULES`), with evaluation figures against the truth:
    Pearson (eq. 7) of prediction and template with the true density, amplitude-weighted mean phase error
    (degrees) of the prediction and of the refined phases.
 
 Output: ``DIR/templates/<name>/<shard stem>.npz`` (``rows``, ``ids``, ``prediction`` and ``refined`` float16
-(n, N1, N2, N3) normalised maps, ``score``, ``is_refined``, ``pearson``, ``refined_pearson``,
+(n, N1, N2, N3) normalised maps, ``score``, ``is_refined``, ``refiner_refined``, ``pearson``, ``refined_pearson``,
 ``phase_error``, ``refined_phase_error``) and ``info.json`` (settings, model, per-split summary).
 Resumable: a shard whose file exists is skipped, and inside a shard every chunk of ``--chunk`` examples
 is kept in ``parts/`` until the shard is complete.  Changing the settings of an existing template set is
@@ -42,7 +44,13 @@ import numpy as np
 from crysplugins.errors import CrysError
 
 #: settings that must agree for a template set to be resumed
-_SETTING_KEYS = ("model", "cycles", "fraction", "seed", "splits", "input_templates", "mode")
+_SETTING_KEYS = ("model", "cycles", "fraction", "seed", "splits", "input_templates", "mode", "refined_rule")
+
+#: ``--refined-rule``: "refiner" = the refiner's own decision (score >= its threshold, no ground truth);
+#: "phase-error" = the refined phases are within ``--max-phase-error`` degrees of the true phases (an
+#: oracle label from the synthetic data, the analogue of knowing that SHELXE succeeded; fine for training
+#: templates, but it uses the truth, so test results made with it must say so)
+REFINED_RULES = ("refiner", "phase-error")
 
 
 # ------------------------------------------------------------------------------------ model runners
@@ -125,7 +133,7 @@ def load_runner(run_dir: str | Path | None, onnx: str | Path | None = None, thre
         raise CrysError(f"{run} has no single .onnx file and torch is not installed to read its checkpoint "
                         "(export it or pass --onnx).") from None
     torch.set_num_threads(threads)
-    from crysplugins.training.recycling import load_run_model
+    from crysplugins.training.recycling_task import load_run_model
 
     model, config, identity = load_run_model(run)
     return TorchRunner(model, identity, int(config.get("in_channels", 1)), bool(config.get("partial", True)))
@@ -214,20 +222,28 @@ def select_rows(n: int, fraction: float, seed: int, key: str) -> np.ndarray:
 def build_templates(data: str | Path, runner: Any, name: str, cycles: int = 50, fraction: float = 1.0,
                     splits: tuple[str, ...] = ("train", "test"), batch_size: int = 8, chunk: int = 64,
                     workers: int = 1, seed: int = 0, input_templates: str | None = None,
-                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                    progress: Callable[[str], None] | None = None,
+                    test_fraction: float | None = None, refined_rule: str = "refiner",
+                    max_phase_error: float = 60.0) -> dict[str, Any]:
     """Write the template set ``name`` for the dataset ``data`` (see the module docstring); returns a summary
-    with ``computed`` / ``skipped`` shard names and per-split means."""
+    with ``computed`` / ``skipped`` shard names and per-split means.  ``fraction`` of each train shard
+    (``test_fraction``, default the same, of each test shard) is processed."""
     from crysplugins.datasets.store import open_dataset
     from crysplugins.training.recycling import TemplateStore, choose_templates, with_template
 
     ds = open_dataset(data)
     if cycles < 1:
         raise CrysError("--cycles must be at least 1.")
-    if not 0 < fraction <= 1:
-        raise CrysError("--fraction must be in (0, 1].")
+    if refined_rule not in REFINED_RULES:
+        raise CrysError(f"--refined-rule must be one of {', '.join(REFINED_RULES)}.")
+    test_fraction = fraction if test_fraction is None else test_fraction
+    if not (0 < fraction <= 1 and 0 < test_fraction <= 1):
+        raise CrysError("--fraction and --test-fraction must be in (0, 1].")
+    fractions = {"train": float(fraction), "test": float(test_fraction)}
     out = ds.root / "templates" / name
-    settings = {"model": runner.identity, "cycles": cycles, "fraction": fraction, "seed": seed,
-                "splits": sorted(splits), "input_templates": input_templates, "mode": "density-modification"}
+    settings = {"model": runner.identity, "cycles": cycles, "fraction": fractions, "seed": seed,
+                "splits": sorted(splits), "input_templates": input_templates, "mode": "density-modification",
+                "refined_rule": refined_rule if refined_rule == "refiner" else f"phase-error<{max_phase_error:g}"}
     info_path = out / "info.json"
     if info_path.exists():
         old = json.loads(info_path.read_text()).get("settings", {})
@@ -265,7 +281,7 @@ def build_templates(data: str | Path, runner: Any, name: str, cycles: int = 50, 
                     continue
                 arrays = shard.load()
                 rows_meta = {r["row"]: r for r in by_shard.get(shard.path.name, [])}
-                rows = select_rows(shard.n, fraction, seed, stem)
+                rows = select_rows(shard.n, fractions[split], seed, stem)
                 parts = []
                 for k in range(0, len(rows), chunk):
                     part = out / "parts" / f"{stem}-{k // chunk:05d}.npz"
@@ -306,7 +322,9 @@ def build_templates(data: str | Path, runner: Any, name: str, cycles: int = 50, 
                         "prediction": pred.astype(np.float16),
                         "refined": np.stack([r["refined"] for r in results]).astype(np.float16),
                         "score": np.array([r["score"] for r in results], np.float32),
-                        "is_refined": np.array([r["is_refined"] for r in results], bool),
+                        "is_refined": np.array([r["is_refined"] if refined_rule == "refiner" else
+                                                r["refined_phase_error"] < max_phase_error for r in results], bool),
+                        "refiner_refined": np.array([r["is_refined"] for r in results], bool),
                         "pearson": np.array([r["pearson"] for r in results], np.float32),
                         "refined_pearson": np.array([r["refined_pearson"] for r in results], np.float32),
                         "phase_error": np.array([r["phase_error"] for r in results], np.float32),
@@ -386,8 +404,13 @@ def add_parser(dsub) -> None:
     p.add_argument("--cycles", type=int, default=50, help="density-modification cycles per example (default 50)")
     p.add_argument("--fraction", type=float, default=1.0,
                    help="process a reproducible random fraction of each shard (default 1: every example)")
+    p.add_argument("--test-fraction", type=float, help="the same for test shards (default: --fraction)")
     p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
     p.add_argument("--input-templates", help="for a two-channel (recycled) model: the template set it takes")
+    p.add_argument("--refined-rule", choices=REFINED_RULES, default="refiner",
+                   help="what counts as refined: the refiner's score (default) or, on synthetic data, refined "
+                        "phases within --max-phase-error of the truth (an oracle label; say so in results)")
+    p.add_argument("--max-phase-error", type=float, default=60.0, help="degrees, for --refined-rule phase-error")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--chunk", type=int, default=64, help="examples per resumable part file (default 64)")
     p.add_argument("--workers", type=int, default=1, help="refinement processes (default 1)")
@@ -407,7 +430,8 @@ def cmd_templates(args: argparse.Namespace) -> int:
     summary = build_templates(args.data, runner, name, cycles=args.cycles, fraction=args.fraction,
                               splits=tuple(args.splits), batch_size=args.batch_size, chunk=args.chunk,
                               workers=args.workers, seed=args.seed, input_templates=args.input_templates,
-                              progress=prog)
+                              progress=prog, test_fraction=args.test_fraction, refined_rule=args.refined_rule,
+                              max_phase_error=args.max_phase_error)
     json.dump(summary, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

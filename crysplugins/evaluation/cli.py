@@ -20,7 +20,7 @@ from crysplugins.errors import CrysError
 
 def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
     p = sub.add_parser("evaluate", help="evaluate predictors against true phases/maps",
-                       description=__doc__.splitlines()[0])
+                       description=__doc__.splitlines()[0].replace("``", ""))
     p.add_argument("--predictor", action="append", required=True, metavar="NAME[:key=value,...]",
                    help="predictor to evaluate (repeat for several); extra inputs after a colon")
     src = p.add_mutually_exclusive_group(required=True)
@@ -29,6 +29,8 @@ def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
     p.add_argument("--split", default="test", help="dataset split (default test)")
     p.add_argument("--limit", type=int, default=None, help="evaluate at most N examples")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--origin", choices=("declared", "always", "never"), default="declared",
+                   help="search origin/hand for predictors that declare origin_arbitrary (default), all, or none")
     p.add_argument("--quiet", "-q", action="store_true", help="no per-example lines")
     p.set_defaults(func=run)
 
@@ -53,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
         source = {"dataset": str(args.dataset), "split": args.split}
     say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.monotonic()
-    records = compare.evaluate(host, labels, examples, progress=say)
+    records = compare.evaluate(host, labels, examples, progress=say, origin=args.origin)
     rows = compare.summarise(records)
     meta = {"predictors": [l.label for l in labels], "examples": len(examples), **source,
-            "success_cutoff_degrees": compare.SUCCESS_CUTOFF, "seconds": round(time.monotonic() - t0, 2)}
+            "success_cutoff_degrees": compare.SUCCESS_CUTOFF, "origin": args.origin, "seconds": round(time.monotonic() - t0, 2)}
     files = compare.write_results(Path(args.out), records, rows, meta)
     print(compare.table_text(rows), end="")
     if "png" not in files:

@@ -244,8 +244,12 @@ def score_prediction(prediction: Prediction, example: Example, origin_arbitrary:
 # ------------------------------------------------------------------------------------------ driver
 
 def evaluate(host: Any, labels: list[PredictorLabel], examples: list[Example],
-             progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+             progress: Callable[[str], None] | None = None, origin: str = "declared") -> list[dict[str, Any]]:
     """Run every predictor on every example; one record per (predictor, example).
+
+    ``origin``: ``"declared"`` searches origin and hand for predictors with ``origin_arbitrary`` only (the
+    default), ``"always"`` for every predictor (e.g. to see how far density modification let the origin
+    drift), ``"never"`` compares everything as placed.
 
     A predictor error on one example (CrysError) is recorded as a failure (phase error NaN) and the run
     goes on, so one bad file cannot hide the rest.
@@ -258,7 +262,9 @@ def evaluate(host: Any, labels: list[PredictorLabel], examples: list[Example],
     records = []
     for label in labels:
         predictor = host.get(label.name)
-        arbitrary = bool(getattr(predictor, "origin_arbitrary", False))
+        if origin not in ("declared", "always", "never"):
+            raise CrysError(f"The origin mode must be declared, always or never, not '{origin}'.")
+        arbitrary = {"always": True, "never": False}.get(origin, bool(getattr(predictor, "origin_arbitrary", False)))
         for ex in examples:
             rec: dict[str, Any] = {"predictor": label.label, "id": ex.id, "n_residues": ex.n_residues,
                                    "origin_arbitrary": arbitrary}
@@ -269,6 +275,8 @@ def evaluate(host: Any, labels: list[PredictorLabel], examples: list[Example],
                 refined = prediction.meta.get("refined")
                 if refined is not None:
                     rec["refined"] = bool(refined)
+                rec["scalars"] = {k: float(v.value) for k, v in prediction.scalars.items()
+                                  if isinstance(v.value, (int, float))}
             except CrysError as exc:
                 rec.update({"error": str(exc), "phase_error": float("nan"), "pearson": float("nan"),
                             "fft_pearson": float("nan"), "shells": [], "seconds": float("nan")})
@@ -349,13 +357,19 @@ def plot_shells(path: Path, rows: list[dict[str, Any]]) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    names = sorted({r["predictor"] for r in rows})
+    d_values = sorted({r["d_min"] for r in rows})
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    styles = ["-", "--", ":", "-."]
     for r in rows:
         if not r["shells"]:
             continue
         x = [1.0 / s["d_min"] ** 2 for s in r["shells"]]
         y = [s["fraction_below"] for s in r["shells"]]
-        ax.plot(x, y, marker="o", label=f"{r['predictor']} ({r['d_min']:.2f} Å)")
+        ax.plot(x, y, marker="o", markersize=3, color=cmap(names.index(r["predictor"]) % cmap.N),
+                linestyle=styles[d_values.index(r["d_min"]) % len(styles)],
+                label=f"{r['predictor']} ({r['d_min']:.2f} Å)")
     ax.set_xlabel("1/d² of shell (Å⁻²), low resolution left")
     ax.set_ylabel("fraction with phase error < 60°")
     ax.set_ylim(-0.02, 1.02)

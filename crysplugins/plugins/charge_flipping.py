@@ -40,7 +40,7 @@ class ChargeFlippingPredictor:
         InputSpec("d_min", Kind.FLOAT, "use reflections to this resolution only (default: all)", unit="Å",
                   minimum=0.3, maximum=20.0),
         InputSpec("starts", Kind.INT, "number of random starts", default=8, minimum=1, maximum=200),
-        InputSpec("flip_cycles", Kind.INT, "charge-flipping cycles per start", default=300, minimum=10,
+        InputSpec("flip_cycles", Kind.INT, "charge-flipping cycles per start (at most)", default=1000, minimum=10,
                   maximum=100000),
         InputSpec("dm_cycles", Kind.INT, "density-modification cycles of the chosen start", default=200,
                   minimum=1, maximum=10000),
@@ -56,7 +56,7 @@ class ChargeFlippingPredictor:
 
     def predict(self, request: Request) -> Prediction:
         refl = request.require("mtz")
-        messages: list[str] = [f"note: {n}" for n in getattr(refl, "notes", [])]
+        messages: list[str] = []  # column choices are reported by the caller (Reflections.notes)
         cell, hkl, f = observed_data(refl, messages)
         d_min = request.get("d_min")
         if d_min is not None:
@@ -72,7 +72,7 @@ class ChargeFlippingPredictor:
         request.report(0.0, "charge flipping")
         result = cf.solve(cell, hkl, f, sequence=sequence if solvent is None else None,
                           solvent_fraction=solvent, n_starts=int(request.get("starts", 8)),
-                          flip_cycles=int(request.get("flip_cycles", 300)),
+                          flip_cycles=int(request.get("flip_cycles", 1000)),
                           dm_cycles=int(request.get("dm_cycles", 200)), seed=int(request.get("seed", 0)),
                           progress=request.report, check=request.check_cancelled)
         ref = result.refined
@@ -80,14 +80,15 @@ class ChargeFlippingPredictor:
         refined_word = "refined" if ref.refined else "not refined"
         messages.append(f"Chosen start {result.chosen} of {len(result.starts)}; density-modification CC "
                         f"{ref.score:.4f} ({refined_word}); origin and hand are arbitrary (P1).")
-        rows = [[s["start"], s["delta"], s["r_factor"], s["flip_cycles"], s["screen_score"]] for s in result.starts]
+        rows = [[s["start"], s["delta"], s["r_factor"], s["flip_cycles"], s["screen_score"],
+                 s["dm_score"] if s["dm_score"] is not None else float("nan")] for s in result.starts]
         return Prediction(
             maps={"density": ref.map},
             reflections={"phases": ref.reflections("phases")},
             scalars={"dm_score": Scalar(ref.score, "", "CC of |F_mod| with |F_obs| (>= %.3f: refined)"
                                         % ref.info["refined_threshold"]),
                      "solvent_fraction": Scalar(ref.info["solvent_fraction"], "", "fraction of the cell")},
-            tables={"starts": Table(["start", "delta_sigma", "r_factor", "flip_cycles", "dm_screen_cc"], rows,
+            tables={"starts": Table(["start", "delta_sigma", "r_factor", "flip_cycles", "dm_screen_cc", "dm_cc"], rows,
                                     "charge-flipping starts; R and CC use amplitudes only")},
             messages=messages,
             meta={"origin_arbitrary": True, "chosen_start": result.chosen, "refined": ref.refined,

@@ -15,11 +15,6 @@ No torch: the model runs in onnxruntime.  Registered through ``register_predicto
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,8 +63,15 @@ def finish_mask(pin: PhasingInput, prob: np.ndarray, fraction: float, names: tup
     if src.spacegroup is not None and src.spacegroup.number != 1:
         score.grid.symmetrize_avg()
     out_grid = pin.target or src
-    arr = resample_periodic(score.array, out_grid.shape)
-    score = CrystalMap.from_array(arr, out_grid.cell, out_grid.spacegroup, name=names[0], units=units)
+    if out_grid is not src:
+        arr = resample_periodic(score.array, out_grid.shape)
+        score = CrystalMap.from_array(arr, out_grid.cell, out_grid.spacegroup, name=names[0], units=units)
+        if out_grid.spacegroup is not None and out_grid.spacegroup.number != 1:
+            try:  # interpolation of a symmetric map is symmetric only up to rounding on sheared grids
+                score.grid.symmetrize_avg()
+            except Exception:  # noqa: BLE001 - a grid that does not fit the space group stays as is
+                pass
+    arr = score.array
     mask = CrystalMap.from_array(threshold_fraction(arr, fraction), out_grid.cell, out_grid.spacegroup,
                                  name=names[1], units="solvent=1")
     return score, mask
@@ -77,43 +79,12 @@ def finish_mask(pin: PhasingInput, prob: np.ndarray, fraction: float, names: tup
 
 # ----------------------------------------------------------------------------------------- the model
 
-def _model_dirs() -> list[Path]:
-    dirs = []
-    if os.environ.get("CRYSPLUGINS_MODELS"):
-        dirs.append(Path(os.environ["CRYSPLUGINS_MODELS"]))
-    dirs.append(Path(str(resources.files("crysplugins.models"))))
-    return dirs
-
-
 def load_solvent_model(name: str = MODEL_NAME) -> tuple[Any, dict]:
-    """(onnxruntime session, card) of the solvent U-net.
+    """(onnxruntime session, card as a dict) of the solvent U-net via :mod:`crysplugins.runtime.models`."""
+    from crysplugins.runtime.models import load_model
 
-    Uses :func:`crysplugins.runtime.models.load_model` when that module exists; otherwise reads
-    ``<name>.onnx`` and ``<name>.json`` from ``CRYSPLUGINS_MODELS`` or the shipped models, checking the
-    card's sha256.
-    """
-    try:
-        from crysplugins.runtime.models import load_model  # type: ignore[attr-defined]
-    except ImportError:
-        load_model = None
-    if load_model is not None:
-        session, card = load_model(name)
-        return session, card if isinstance(card, dict) else getattr(card, "data", getattr(card, "__dict__", {}))
-    for folder in _model_dirs():
-        onnx_path, card_path = folder / f"{name}.onnx", folder / f"{name}.json"
-        if onnx_path.exists() and card_path.exists():
-            card = json.loads(card_path.read_text())
-            digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
-            if card.get("sha256") and card["sha256"] != digest:
-                raise CrysError(f"The model file {onnx_path} does not match its card (sha256 differs).")
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            threads = int(os.environ.get("CRYSPLUGINS_THREADS", "0") or 0)
-            if threads:
-                opts.intra_op_num_threads = threads
-            return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"]), card
-    raise CrysError(f"The model '{name}' is not installed (looked in {', '.join(map(str, _model_dirs()))}).")
+    session, card = load_model(name)
+    return session, (card.data if hasattr(card, "data") else dict(card))
 
 
 def _softmax_solvent(logits: np.ndarray) -> np.ndarray:
@@ -193,6 +164,31 @@ class SolventMaskPredictor:
             meta={"model": card.get("name", self.model_name), "d_min": pin.d_min, "grid": list(pin.map.shape),
                   "reference": "Skubák (2024) Acta Cryst. D, deep-learning map segmentation"},
         )
+
+
+def unet_solvent_content(cmap: CrystalMap, matthews_s: list[float], matthews_p: list[float],
+                         d_min: float | None = None, model_name: str = MODEL_NAME):
+    """Eq. 1 and eq. 2 (Skubák 2024, section 2.3) for a phasing map and Matthews candidates.
+
+    Returns (:class:`~crysplugins.crystal.solvent_content_combination.CombinedEstimate`, messages).
+    P_U comes from the model card.  Estimate once, from the experimental map, and keep the value.
+    """
+    from crysplugins.crystal.solvent_content_combination import LogitCutoffDistribution, combine
+
+    pin = from_map(cmap, d_min)
+    session, card = load_solvent_model(model_name)
+    prob = _symmetrized(pin, solvent_probability(pin.map, session, card))
+    dist = LogitCutoffDistribution.from_card(card.get("p_u"))
+    expected = expected_solvent_content(prob)
+    thresholds = card.get("combination", {})
+    result = combine(matthews_s, matthews_p, lambda s: dist.of_solvent(prob, s), expected,
+                     high=float(thresholds.get("high_threshold", 0.25)),
+                     low=float(thresholds.get("low_threshold", 0.005)))
+    messages = list(pin.messages) + [
+        f"U-net expected solvent content {expected:.3f} (eq. 1); max P_M x P_U = {result.max_product:.3f} -> "
+        f"{ {'matthews': 'Matthews value kept', 'conflation': 'centroid of P_M x P_U', 'unet': 'U-net value'}[result.branch]} "
+        f"{result.solvent_fraction:.3f} (eq. 2)"]
+    return result, messages
 
 
 def _symmetrized(pin: PhasingInput, prob: np.ndarray) -> np.ndarray:

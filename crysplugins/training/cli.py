@@ -52,6 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="override any config key, e.g. --set loss.c_p=0.01 --set model.depth=4")
     p.add_argument("--quiet", action="store_true")
+    from crysplugins.training.recycling import add_arguments as add_recycling_arguments  # issue #5
+
+    add_recycling_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -84,6 +87,9 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
         except ValueError:
             value = raw
         _set(config, key, value)
+    from crysplugins.training.recycling import apply_arguments as apply_recycling_arguments  # issue #5
+
+    apply_recycling_arguments(config, args)
     config["task"] = args.task
     return config
 

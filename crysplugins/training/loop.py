@@ -266,6 +266,7 @@ class Trainer:
                 "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if scaler is not None else None, "state": dict(state),
                 "config": self.full_config, "task_state": getattr(task, "state", lambda: {})(),
+                "model_config": getattr(raw_model, "config", None), "task": self.full_config.get("task"),
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
                         "python": random.getstate()},
             })

@@ -291,3 +291,64 @@ def template_inputs(patterson: np.ndarray, templates: Mapping[str, np.ndarray], 
     if rng is not None and noise_std > 0:
         x = add_template_noise(x, noise_std, rng=rng)
     return x, used
+
+
+# ------------------------------------------------------------------------------------ command line
+
+def add_arguments(parser) -> None:
+    """The recycling options of ``crysplugins train`` (called by :mod:`crysplugins.training.cli`)."""
+    g = parser.add_argument_group("recycling (paper 000, section 4; task reccrysformer)")
+    g.add_argument("--recycle-from", metavar="RUN_DIR", help="previous run: weights and template set")
+    g.add_argument("--templates", metavar="NAME",
+                   help="template set in DATA/templates/ (default: the previous run folder's name)")
+    g.add_argument("--refined-prob", type=_fraction, metavar="P",
+                   help="probability of the refined template for refined examples (1/6 modified, 0.7 original)")
+    g.add_argument("--template-noise", type=float, metavar="STD", help="Gaussian noise on the template channel (0.05)")
+    g.add_argument("--transfer-noise", type=float, metavar="STD",
+                   help="relative noise on transferred weights (0.01 x rms of each tensor)")
+    g.add_argument("--no-transfer", action="store_true", help="train from scratch (the paper's first 'Recycling')")
+    g.add_argument("--first-conv", choices=("patterson", "half-filters"),
+                   help="which half of the first conv to transfer in a first recycling run (default patterson)")
+
+
+def apply_arguments(config: dict[str, Any], args) -> None:
+    """Copy the recycling options given on the command line into ``config["recycling"]``."""
+    r = dict(config.get("recycling") or {})
+    for opt in ("recycle_from", "templates", "refined_prob", "template_noise", "transfer_noise", "first_conv"):
+        v = getattr(args, opt, None)
+        if v is not None:
+            r[opt] = v
+    if getattr(args, "no_transfer", False):
+        r["transfer"] = False
+    if r:
+        config["recycling"] = r
+
+
+def _fraction(text: str) -> float:
+    """'1/6' or '0.1667' -> float."""
+    import argparse
+
+    try:
+        if "/" in text:
+            a, b = text.split("/", 1)
+            return float(a) / float(b)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a probability (e.g. 1/6 or 0.7)") from None
+
+
+def card_recycling_entry(task_recycling: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``recycling`` entry of a recycled model's card (from the checkpoint's task state).
+
+    ``base_model`` is the previous run's folder name (the default export name of that run); the inference
+    plugin pairs the two models through it, or through ``recycled_model`` in the first model's card.
+    """
+    src = str(task_recycling.get("recycle_from") or "")
+    return {"template_channel": TEMPLATE_CHANNEL, "base_model": Path(src).name if src else None,
+            "templates": task_recycling.get("templates"),
+            "refined_prob": task_recycling.get("refined_prob"),
+            "template_noise": task_recycling.get("template_noise"),
+            "transfer": task_recycling.get("transfer"), "transfer_noise": task_recycling.get("transfer_noise"),
+            "first_conv": task_recycling.get("first_conv"),
+            "template_rule": "refined map post-processed as in appendix E when refined, else the previous prediction",
+            "template_info": task_recycling.get("template_info")}

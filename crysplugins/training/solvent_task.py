@@ -39,6 +39,14 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 
+#: How the plugin must prepare the network input (stored in the model card).
+INPUT_CARD: dict[str, Any] = {
+    "name": "x", "window": 48, "channels": 1, "normalisation": "zscore-cell", "sampling_rate": 2.0,
+    "description": "FOM-weighted phasing map on the Shannon grid (spacing d_min/2), zero mean and unit "
+                   "standard deviation over the unit cell",
+}
+
+
 class SolventUNetTask:
     """Protein/solvent segmentation of phasing-map windows (Skubák 2024)."""
 
@@ -46,12 +54,19 @@ class SolventUNetTask:
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.config = {**DEFAULT_CONFIG, **(config or {})}
+        data = self.config.get("data")
+        if data and not (config or {}).get("sources"):  # `crysplugins train solvent-unet --data FOLDER`
+            self.config["sources"] = str(Path(data) / "train_sources.npz")
+            self.config["val_sources"] = str(Path(data) / "val_sources.npz")
+        train = self.config.get("train") or {}
+        if train.get("batch_size"):  # the Trainer's batch size wins
+            self.config["batch_size"] = int(train["batch_size"])
         self._train: WindowSampler | None = None
         self._val: tuple[np.ndarray, np.ndarray] | None = None
 
     # ---------------------------------------------------------------------------------- model
     def build_model(self, config: dict[str, Any] | None = None) -> UNet3D:
-        cfg = {**self.config, **(config or {})}
+        cfg = {**self.config, **{k: v for k, v in (config or {}).items() if k in DEFAULT_CONFIG}}
         torch.manual_seed(int(cfg["seed"]))
         return UNet3D(base=int(cfg["base"]))
 
@@ -122,8 +137,18 @@ class SolventUNetTask:
                 "val_precision": tp / max(tp + fp, 1.0), "val_recall": tp / max(tp + fn, 1.0)}
 
     def export_example(self) -> dict[str, torch.Tensor]:
-        """ONNX export input: batch 2 (dynamic batch needs >= 2, CALIBRATION.md), 48³ window."""
+        """ONNX export input (name "x"): batch 2 (dynamic batch needs >= 2, CALIBRATION.md), 48³ window."""
         return {"x": torch.zeros(2, 1, 48, 48, 48)}
+
+    def card(self) -> dict[str, Any]:
+        """Model-card entries the solvent-mask plugin reads (added by ``crysplugins export``).
+
+        P_U (section 2.3) needs the trained model run over training crystals: benchmarks/export_solvent_unet.py
+        adds it; without it the plugin still predicts masks but cannot combine with Matthews (eq. 2).
+        """
+        return {"input": INPUT_CARD, "output": {"name": "logits", "classes": ["protein", "solvent"]},
+                "tiling": {"overlap": 16, "batch": 2},
+                "combination": {"high_threshold": 0.25, "low_threshold": 0.005}}
 
 
 def make_task(config: dict[str, Any] | None = None) -> SolventUNetTask:

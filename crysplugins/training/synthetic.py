@@ -22,12 +22,12 @@ def _blur(points: np.ndarray, shape: tuple[int, int, int], sigma: float = 1.2) -
         grid[tuple(np.round(p).astype(int) % np.array(shape))] += 1.0
     freqs = np.meshgrid(*[np.fft.fftfreq(n) for n in shape[:2]], np.fft.rfftfreq(shape[2]), indexing="ij")
     g = np.exp(-2 * (np.pi * sigma) ** 2 * sum(f ** 2 for f in freqs))
-    return np.fft.irfftn(np.fft.rfftn(grid) * g, s=shape)
+    return np.fft.irfftn(np.fft.rfftn(grid) * g, s=shape, axes=(0, 1, 2))
 
 
 def _patterson(density: np.ndarray) -> np.ndarray:
     f = np.fft.rfftn(density)
-    return np.fft.irfftn(np.abs(f) ** 2, s=density.shape)
+    return np.fft.irfftn(np.abs(f) ** 2, s=density.shape, axes=(0, 1, 2))
 
 
 def make_synthetic_dataset(root: str | Path, shapes=((16, 16, 16), (16, 16, 24)), n_train: int = 24,

@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "partial": True,
     "partial_channels": 10,    # c'
     "partial_box": 24,         # M
+    "partial_patch": None,     # patch size of the partial-structure embedding (None: same as "patch")
     "n_residue_types": 20,
     "max_residues": 15,
     "max_patches_per_axis": 32,
@@ -73,8 +74,8 @@ def model_config(config: dict[str, Any] | None) -> dict[str, Any]:
         raise ValueError("d_t must be a multiple of heads")
     if cfg["attention"] not in ("exact", "nystrom"):
         raise ValueError("attention must be 'exact' or 'nystrom'")
-    if cfg["partial_box"] % cfg["patch"]:
-        raise ValueError("partial_box must be a multiple of patch")
+    if cfg["partial_box"] % (cfg["partial_patch"] or cfg["patch"]):
+        raise ValueError("partial_box must be a multiple of the partial patch size")
     return cfg
 
 
@@ -273,7 +274,8 @@ class RecCrysFormer(nn.Module):
         if cfg["partial"]:
             box = cfg["partial_box"]
             self.register_buffer("residue_boxes", torch.zeros(cfg["n_residue_types"], box, box, box))
-            self.embed_partial = PatchEmbed(1, cfg["partial_channels"], cfg["conv_kernel"], p, d, box // p)
+            pp = cfg["partial_patch"] or p
+            self.embed_partial = PatchEmbed(1, cfg["partial_channels"], cfg["conv_kernel"], pp, d, box // pp)
             self.residue_position = nn.Parameter(torch.empty(cfg["max_residues"], d))
         self.layers = nn.ModuleList([TransformerLayer(cfg) for _ in range(cfg["depth"])])
         self.norm = nn.LayerNorm(d)

@@ -243,4 +243,8 @@ class RecCrysFormerTask:
 
 
 def make_task(config: dict[str, Any]) -> RecCrysFormerTask:
+    if (config.get("recycling") or {}).get("recycle_from"):  # a recycling run (issue #5)
+        from crysplugins.training.recycling_task import RecyclingTask
+
+        return RecyclingTask(config)
     return RecCrysFormerTask(config)

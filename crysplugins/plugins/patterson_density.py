@@ -1,0 +1,219 @@
+"""Built-in plugin ``patterson-density``: RecCrysFormer (paper 000) Patterson map + sequence -> density.
+
+Inputs: observed amplitudes (or intensities) in P1 *or* a Patterson map, and the fragment's sequence.
+Steps (all numpy/gemmi + onnxruntime; no torch):
+
+1. the model card (``crysplugins.runtime.models``) gives the grid the model was trained on: spacing
+   d_min / sampling rate (Å), the grid-size multiple, the largest grid, the resolution d_min (Å) and the
+   normalisation constants of the training data (appendix B: maps scaled to [-1, 1]);
+2. Patterson map P(u) = (1/V) sum |F|^2 cos(2 pi h.u) on that grid (eq. 4; reflections beyond the model's
+   d_min are left out, F(000) omitted) with :func:`crysplugins.crystal.maps.patterson_map`;
+3. normalise per the card, run the ONNX model, scale the output back to e/Å^3;
+4. outputs: the predicted density (CCP4 map, e/Å^3) and, for amplitude input, an MTZ with the observed
+   amplitudes and the phases of the predicted density (degrees).
+
+The model predicts a density centred on the fragment's centre of mass at the cell centre (the training
+convention); a Patterson map does not fix the origin, so ``origin_arbitrary`` is True.
+"""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import gemmi
+import numpy as np
+
+from crysplugins.errors import CrysError
+from crysplugins.hookspecs import hookimpl
+from crysplugins.interface import (CrystalMap, InputSpec, Kind, OutputSpec, Prediction, Reflections, Request,
+                                   Scalar, Sequence)
+
+DEFAULT_MODEL = "reccrysformer_dipeptide"
+EXAMPLE_DIR = "examples/patterson_density"
+
+
+class PattersonDensityPredictor:
+    """Electron density of a small P1 fragment from its Patterson map and sequence (RecCrysFormer)."""
+
+    name = "patterson-density"
+    version = "1.0.0"
+    summary = ("Electron density of a short peptide fragment in P1 from its Patterson map and sequence "
+               "(RecCrysFormer transformer, ONNX).")
+    origin_arbitrary = True
+    inputs = (
+        InputSpec("reflections", Kind.REFLECTIONS, "observed amplitudes F (or intensities I) in P1",
+                  columns=("F?", "SIGF?", "I?"), group="data"),
+        InputSpec("patterson", Kind.MAP, "a Patterson map of the P1 cell (instead of reflections)", group="data"),
+        InputSpec("sequence", Kind.SEQUENCE, "sequence of the fragment (one-letter string or FASTA file)",
+                  required=True),
+        InputSpec("model", Kind.TEXT, "model name (a card in the package's models or $CRYSPLUGINS_MODELS)",
+                  default=DEFAULT_MODEL),
+        InputSpec("cycles", Kind.INT, "recycling cycles: refine, make a template, predict again with the "
+                  "recycled model (paper 000, section 4; needs reflections)", default=0, minimum=0, maximum=20),
+        InputSpec("dm_cycles", Kind.INT, "density-modification cycles per recycling refinement", default=50,
+                  minimum=1, maximum=10000),
+    )
+    outputs = (
+        OutputSpec("density", Kind.MAP, "predicted electron density", unit="e/Å³"),
+        OutputSpec("phases", Kind.REFLECTIONS, "observed amplitudes with the phases of the predicted density"),
+        OutputSpec("recycling", Kind.TABLE, "per recycling cycle: model, template, refinement score (CC), refined"),
+    )
+
+    # ------------------------------------------------------------------------------------ model
+    def _model(self, name: str | None):
+        from crysplugins.runtime.models import load_model
+
+        return load_model(name or DEFAULT_MODEL)
+
+    def model_card(self) -> dict | None:
+        from crysplugins.runtime.models import find_card
+
+        try:
+            return find_card(DEFAULT_MODEL).data
+        except CrysError:
+            return None
+
+    def example_inputs(self) -> dict[str, Any]:
+        """The shipped held-out test dipeptide: amplitudes MTZ + sequence (crysplugins/data/examples)."""
+        from crysplugins.crystal import io
+
+        root = resources.files("crysplugins") / "data" / EXAMPLE_DIR
+        info = json.loads((root / "example.json").read_text())
+        refl = io.read_mtz(str(root / info["amplitudes"]), need=("F",), want=("SIGF",))
+        return {"reflections": refl, "sequence": Sequence(info["sequence"], name=info["id"])}
+
+    # ---------------------------------------------------------------------------------- predict
+    def predict(self, request: Request) -> Prediction:
+        from crysplugins.crystal.maps import grid_shape, patterson_map
+
+        session, card = self._model(request.get("model"))
+        request.report(0.05, "model loaded")
+        seq: Sequence = request.require("sequence")
+        residue_types = card.get("residue_types", "ACDEFGHIKLMNPQRSTVWY")
+        n_res = int(card["n_residues"])
+        if len(seq) != n_res:
+            raise CrysError(f"The model {card.name} takes fragments of exactly {n_res} residues; "
+                            f"the sequence has {len(seq)}.")
+        grid = card["grid"]
+        spacing, d_model = float(grid["spacing"]), float(grid["d_min"])
+        multiple, max_grid = int(grid["multiple"]), int(grid["max_grid"])
+        refl: Reflections | None = request.get("reflections")
+        pmap: CrystalMap | None = request.get("patterson")
+        if refl is not None and pmap is not None:
+            raise CrysError("Give either reflections or a Patterson map, not both.")
+        messages: list[str] = []
+        if refl is not None:
+            cell = refl.cell
+            sg = refl.spacegroup
+            if sg is None or sg.number != 1:
+                raise CrysError(f"The model works in space group P 1 only; the reflections are in "
+                                f"{sg.hm if sg else 'an unknown space group'} (expand them to P 1 first).")
+            self._check_cell(cell, card)
+            hkl = refl.miller_array()
+            amp = refl.amplitudes()
+            ok = np.isfinite(amp) & np.any(hkl != 0, axis=1)
+            d = np.array([cell.calculate_d([int(a), int(b), int(c)]) for a, b, c in hkl[ok]]) if ok.any() else np.array([])
+            if not len(d):
+                raise CrysError("The reflections hold no usable amplitudes.")
+            if d.min() > d_model + 0.05:
+                raise CrysError(f"The model was trained on data to {d_model:.2f} Å; these reflections stop at "
+                                f"{d.min():.2f} Å.")
+            keep = np.zeros(len(hkl), bool)
+            keep[np.flatnonzero(ok)[d >= d_model * (1 - 1e-6)]] = True
+            if d.min() < d_model - 0.01:
+                messages.append(f"Reflections beyond {d_model:.2f} Å (the model's resolution) were left out.")
+            shape = grid_shape(cell, spacing, multiple)
+            if max(shape) > max_grid:
+                raise CrysError(f"The cell {cell.a:.1f} x {cell.b:.1f} x {cell.c:.1f} Å needs a {shape[0]}x{shape[1]}x"
+                                f"{shape[2]} grid; the model {card.name} takes at most {max_grid} points per axis.")
+            patt = patterson_map((hkl[keep], amp[keep]), cell, shape).array
+        elif pmap is not None:
+            cell = pmap.cell
+            if pmap.spacegroup is not None and pmap.spacegroup.number != 1:
+                raise CrysError("The Patterson map must cover the whole P 1 cell.")
+            self._check_cell(cell, card)
+            shape = pmap.shape
+            want = grid_shape(cell, spacing, multiple)
+            if tuple(shape) != tuple(want):
+                raise CrysError(f"The Patterson map has a {shape[0]}x{shape[1]}x{shape[2]} grid; the model needs "
+                                f"{want[0]}x{want[1]}x{want[2]} for this cell ({spacing:.2f} Å spacing).")
+            if max(shape) > max_grid:
+                raise CrysError(f"The map grid {shape} is larger than the model's {max_grid} points per axis.")
+            patt = np.asarray(pmap.array, dtype=np.float64)
+        else:
+            raise CrysError("patterson-density needs reflections or a Patterson map.")
+        request.report(0.3, "Patterson map computed")
+        norm = card["normalisation"]
+        pn = np.clip((patt - norm["patterson"]["offset"]) / norm["patterson"]["scale"], -1, 1)
+        feeds = {"patterson": pn[None, None].astype(np.float32)}
+        input_names = [i.name for i in session.get_inputs()]
+        if "sequence" in input_names:
+            feeds["sequence"] = np.array([[residue_types.index(c) for c in seq.residues]], dtype=np.int64)
+        try:
+            out = session.run(None, {k: feeds[k] for k in input_names})[0]
+        except Exception as exc:
+            raise CrysError(f"The model could not run on a {shape} grid ({str(exc).splitlines()[0][:160]}).") from None
+        request.report(0.8, "density predicted")
+        cycles = int(request.get("cycles", 0) or 0)
+        table = None
+        if cycles > 0:  # recycling at inference (issue #5): see crysplugins.runtime.recycle
+            from crysplugins.interface import Table
+            from crysplugins.runtime.recycle import CycleOutcome, predict_cycles
+
+            if refl is None:
+                raise CrysError("Recycling (cycles > 0) refines against the observed amplitudes: give reflections.")
+            last, outcome = predict_cycles(
+                card, out[0, 0], pn, {k: v for k, v in feeds.items() if k != "patterson"},
+                (cell, hkl[keep], amp[keep]), seq, cycles, int(request.get("dm_cycles", 50) or 50),
+                progress=lambda f, m: request.report(0.8 + 0.19 * f, m))
+            out = last[None, None]
+            table = Table(CycleOutcome.columns, outcome.rows, "recycling cycles (dm_score: CC of |F_mod| with "
+                          "|F_obs|; refined when >= the refiner's threshold)")
+            messages.append(f"{cycles} recycling cycle(s) with {outcome.model}; refinement score "
+                            + " -> ".join(f"{r[3]:.4f}" for r in outcome.rows) + ".")
+        dens = out[0, 0].astype(np.float64) * norm["density"]["scale"] + norm["density"]["offset"]
+        p1 = gemmi.SpaceGroup("P 1")
+        density = CrystalMap.from_array(dens.astype(np.float32), cell, p1, name="density", units="e/Å^3")
+        pred = Prediction(maps={"density": density}, messages=messages,
+                          meta={"model": card.name, "grid": list(shape), "model_sha256": card.get("sha256")})
+        if refl is not None:
+            pred.reflections["phases"] = self._phases(refl, dens, cell, shape)
+        pred.scalars["density_rms"] = Scalar(float(dens.std()), "e/Å³", "rms of the predicted density")
+        if table is not None:
+            pred.tables["recycling"] = table
+        request.report(1.0, "done")
+        return pred
+
+    @staticmethod
+    def _check_cell(cell: gemmi.UnitCell, card) -> None:
+        trained = (card.get("data") or {}).get("cell_angles")
+        if trained:
+            lo, hi = trained
+            for ang in (cell.alpha, cell.beta, cell.gamma):
+                if not (lo - 1.0 <= ang <= hi + 1.0):
+                    raise CrysError(f"The cell angle {ang:.1f}° is outside the range the model was trained on "
+                                    f"({lo:.0f}-{hi:.0f}°).")
+
+    @staticmethod
+    def _phases(refl: Reflections, dens: np.ndarray, cell: gemmi.UnitCell, shape) -> Reflections:
+        """Observed amplitudes with the phases (degrees) of the predicted density's Fourier transform."""
+        from crysplugins.crystal.fourier import FourierGrid
+        from crysplugins.crystal.io import make_mtz
+
+        hkl = refl.miller_array()
+        amp = refl.amplitudes()
+        ok = np.isfinite(amp) & np.any(hkl != 0, axis=1)
+        fg = FourierGrid(hkl[ok], tuple(shape), float(cell.volume))
+        f_pred, _ = fg.from_map(dens)
+        cols = {"F": ("F", amp[ok]), "PHI": ("P", np.degrees(np.angle(f_pred)))}
+        if refl.has("SIGF"):
+            cols["SIGF"] = ("Q", refl.values("SIGF")[ok])
+        mtz = make_mtz(cell, gemmi.SpaceGroup("P 1"), hkl[ok], cols)
+        return Reflections(mtz, {"F": "F", "PHI": "PHI"} | ({"SIGF": "SIGF"} if "SIGF" in cols else {}),
+                           name="phases")
+
+
+@hookimpl
+def register_predictors(register):
+    register(PattersonDensityPredictor())

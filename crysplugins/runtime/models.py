@@ -1,0 +1,144 @@
+"""Model registry for inference: JSON model cards + ONNX files, checked and cached (no torch).
+
+A model is two files with the same stem: ``<name>.onnx`` and ``<name>.json`` (the *card*: architecture,
+training data, normalisation constants, grid, metrics, versions and the ONNX file's sha256).  Models are
+looked up in
+
+1. the folder named by the environment variable ``CRYSPLUGINS_MODELS`` (a user's own models; searched
+   first, so a user model of the same name wins), then
+2. the package's shipped models (``crysplugins.models``, source folder ``models/``).
+
+``load_model(name)`` checks the sha256 of the ONNX file against the card, opens an onnxruntime session
+(CPU) once and caches it per (path, mtime).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from crysplugins.errors import CrysError
+
+ENV_MODELS = "CRYSPLUGINS_MODELS"
+CARD_FORMAT = "crysplugins-model-card-v1"
+
+
+@dataclass
+class ModelCard:
+    """A model card (the parsed JSON) and where its files are."""
+
+    name: str
+    path: Path            # the card's JSON file
+    data: dict[str, Any] = field(repr=False)
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path.parent / self.data.get("onnx", f"{self.name}.onnx")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self.data[key]
+        except KeyError:
+            raise CrysError(f"The model card {self.path} has no '{key}' entry.") from None
+
+
+def model_dirs() -> list[Path]:
+    """Folders searched for models, in order."""
+    dirs = []
+    env = os.environ.get(ENV_MODELS)
+    if env:
+        dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    try:
+        dirs.append(Path(str(resources.files("crysplugins.models"))))
+    except ModuleNotFoundError:
+        pass
+    return dirs
+
+
+def list_models(task: str | None = None) -> list[ModelCard]:
+    """Every model card found (first occurrence of a name wins); optionally only those of ``task``."""
+    seen: dict[str, ModelCard] = {}
+    for d in model_dirs():
+        if not d.is_dir():
+            continue
+        for p in sorted(d.glob("*.json")):
+            try:
+                data = json.loads(p.read_text())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(data, dict) or data.get("format") != CARD_FORMAT:
+                continue
+            name = data.get("name", p.stem)
+            if name not in seen and (task is None or data.get("task") == task):
+                seen[name] = ModelCard(name, p, data)
+    return list(seen.values())
+
+
+def find_card(name: str) -> ModelCard:
+    """The card of model ``name`` (CRYSPLUGINS_MODELS first, then the shipped models)."""
+    for d in model_dirs():
+        p = d / f"{name}.json"
+        if p.is_file():
+            try:
+                data = json.loads(p.read_text())
+            except ValueError as exc:
+                raise CrysError(f"The model card {p} is not valid JSON ({exc}).") from None
+            return ModelCard(data.get("name", name), p, data)
+    known = ", ".join(c.name for c in list_models()) or "none"
+    raise CrysError(f"There is no model named '{name}' (models found: {known}).")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+_CACHE: dict[tuple[str, float], Any] = {}
+_LOCK = threading.Lock()
+
+
+def load_model(name: str, threads: int | None = None) -> tuple[Any, ModelCard]:
+    """(onnxruntime.InferenceSession, card) for model ``name``; the sha256 is checked on first load."""
+    card = find_card(name)
+    onnx_path = card.onnx_path
+    if not onnx_path.is_file():
+        raise CrysError(f"The model file {onnx_path} named by the card {card.path} is missing.")
+    key = (str(onnx_path), onnx_path.stat().st_mtime)
+    with _LOCK:
+        session = _CACHE.get(key)
+        if session is None:
+            expected = card.get("sha256")
+            if expected and sha256_file(onnx_path) != expected:
+                raise CrysError(f"The model file {onnx_path} does not match the sha256 in its card "
+                                f"(corrupted or replaced); reinstall or re-export the model.")
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            n = threads or int(os.environ.get("CRYSPLUGINS_THREADS", "0") or 0)
+            if n:
+                opts.intra_op_num_threads = n
+                opts.inter_op_num_threads = 1
+            opts.log_severity_level = 3
+            try:
+                session = ort.InferenceSession(str(onnx_path), sess_options=opts,
+                                               providers=["CPUExecutionProvider"])
+            except Exception as exc:
+                raise CrysError(f"onnxruntime cannot load {onnx_path} ({str(exc).splitlines()[0][:200]}).") from None
+            _CACHE[key] = session
+    return session, card
+
+
+def clear_cache() -> None:
+    with _LOCK:
+        _CACHE.clear()

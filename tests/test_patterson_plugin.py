@@ -1,0 +1,113 @@
+"""The shipped patterson-density plugin: registered through the host, no torch on the inference path,
+the shipped example reproduces the Pearson its model card claims, and user errors are one sentence."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib import resources
+
+import gemmi
+import numpy as np
+import pytest
+
+from crysplugins.errors import CrysError
+from crysplugins.interface import Request, Sequence
+
+NAME = "reccrysformer_dipeptide"
+
+
+def shipped_card():
+    path = resources.files("crysplugins.models") / f"{NAME}.json"
+    if not path.is_file():
+        pytest.fail(f"the shipped model card models/{NAME}.json is missing")
+    return json.loads(path.read_text())
+
+
+@pytest.fixture
+def predictor(monkeypatch):
+    monkeypatch.delenv("CRYSPLUGINS_MODELS", raising=False)
+    from crysplugins.runtime import models
+
+    models.clear_cache()
+    from crysplugins.plugins.patterson_density import PattersonDensityPredictor
+
+    return PattersonDensityPredictor()
+
+
+def test_registered_and_torch_free():
+    code = ("import sys; from crysplugins.host import default_host; h = default_host(); "
+            "p = h.get('patterson-density'); import crysplugins.plugins.patterson_density, "
+            "crysplugins.runtime.models; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_shipped_example_reproduces_the_card(predictor):
+    from crysplugins.crystal import io
+    from crysplugins.crystal.fourier import FourierGrid
+    from crysplugins.crystal.metrics import pearson
+
+    card = shipped_card()
+    ex = card["example"]
+    inputs = predictor.example_inputs()
+    assert len(inputs["sequence"]) == card["n_residues"]
+    pred = predictor.predict(Request(inputs))
+    dmap = pred.maps["density"]
+    truth = io.read_mtz(str(resources.files("crysplugins") / "data" / "examples" / "patterson_density" / ex["phases"]),
+                        need=("F", "PHI"))
+    fg = FourierGrid(truth.miller_array(), dmap.shape, float(truth.cell.volume))
+    true_map = fg.to_map(truth.values("F") * np.exp(1j * np.radians(truth.values("PHI"))))
+    p = pearson(true_map, dmap.array)
+    assert p == pytest.approx(ex["pearson"], abs=1e-3)
+    assert p > card["metrics"]["baseline_mean_pearson"] - 0.2  # a real prediction, not noise
+    phases = pred.reflections["phases"]
+    assert phases.has("PHI") and np.isfinite(phases.values("PHI")).all()
+
+
+def test_patterson_map_input_gives_the_same_density(predictor):
+    from crysplugins.crystal.maps import grid_shape, patterson_map
+
+    card = shipped_card()
+    inputs = predictor.example_inputs()
+    refl = inputs["reflections"]
+    g = card["grid"]
+    shape = grid_shape(refl.cell, g["spacing"], g["multiple"])
+    pmap = patterson_map((refl.miller_array(), refl.amplitudes()), refl.cell, shape)
+    a = predictor.predict(Request(inputs)).maps["density"].array
+    b = predictor.predict(Request({"patterson": pmap, "sequence": inputs["sequence"]})).maps["density"].array
+    assert np.allclose(a, b, atol=1e-4)
+
+
+def test_user_errors(predictor):
+    inputs = predictor.example_inputs()
+    refl = inputs["reflections"]
+    with pytest.raises(CrysError, match="exactly"):
+        predictor.predict(Request({"reflections": refl, "sequence": Sequence("GAVL")}))
+    with pytest.raises(CrysError, match="no model named"):
+        predictor.predict(Request({**inputs, "model": "no-such-model"}))
+    p1_cell = refl.mtz.cell
+    refl.mtz.spacegroup = gemmi.SpaceGroup("P 21 21 21")
+    with pytest.raises(CrysError, match="P 1"):
+        predictor.predict(Request(inputs))
+    refl.mtz.spacegroup = gemmi.SpaceGroup("P 1")
+    refl.mtz.set_cell_for_all(gemmi.UnitCell(p1_cell.a * 3, p1_cell.b, p1_cell.c, p1_cell.alpha, p1_cell.beta,
+                                              p1_cell.gamma))
+    with pytest.raises(CrysError, match="at most"):
+        predictor.predict(Request(inputs))
+
+
+def test_cli_predict_on_the_example(tmp_path):
+    from crysplugins.plugins.patterson_density import EXAMPLE_DIR
+
+    card = shipped_card()
+    root = resources.files("crysplugins") / "data" / EXAMPLE_DIR
+    ex = card["example"]
+    out = subprocess.run([sys.executable, "-m", "crysplugins.cli", "predict", "patterson-density",
+                          "--reflections", str(root / ex["amplitudes"]), "--sequence", ex["sequence"],
+                          "--out", str(tmp_path), "--json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert (tmp_path / "density.ccp4").exists() and (tmp_path / "phases.mtz").exists()
+    assert result["maps"]["density"]["grid"] == ex["grid"]

@@ -1,0 +1,91 @@
+"""Phasing-map simulation and training windows for the solvent U-net (datasets.phasing, solvent_windows)."""
+from __future__ import annotations
+
+import gemmi
+import numpy as np
+import pytest
+
+from crysplugins.datasets.phasing import (fom_for_kappa, kappa_for_mean_error, phasing_map, prepare_source,
+                                          simulate_phasing)
+from crysplugins.datasets.solvent_windows import WindowSampler, augment, has_clash, pack_chain
+
+
+def chain_structure(n: int = 40, seed: int = 0) -> gemmi.Structure:
+    """A pretend protein chain: a random walk of CA atoms 3.8 Å apart with one side-chain carbon each."""
+    rng = np.random.default_rng(seed)
+    st = gemmi.Structure()
+    model, chain = gemmi.Model("1"), gemmi.Chain("A")
+    pos = np.zeros(3)
+    for i in range(n):
+        step = rng.normal(size=3)
+        pos = pos + 3.8 * step / np.linalg.norm(step) * 0.6
+        res = gemmi.Residue()
+        res.name, res.seqid = "ALA", gemmi.SeqId(i + 1, " ")
+        for name, el, off in (("CA", "C", 0.0), ("CB", "C", 1.5)):
+            a = gemmi.Atom()
+            a.name, a.element = name, gemmi.Element(el)
+            a.pos = gemmi.Position(*(pos + off))
+            a.occ, a.b_iso = 1.0, 20.0
+            res.add_atom(a)
+        chain.add_residue(res)
+    model.add_chain(chain)
+    st.add_model(model)
+    st.setup_entities()
+    return st
+
+
+def test_von_mises_tables_are_consistent():
+    k = kappa_for_mean_error(np.array([20.0, 50.0, 80.0]))
+    assert np.all(np.diff(k) < 0)
+    rng = np.random.default_rng(0)
+    for kappa, target in zip(k, (20.0, 50.0, 80.0)):
+        err = rng.vonmises(0.0, kappa, 200000)
+        assert np.degrees(np.abs(err)).mean() == pytest.approx(target, abs=0.6)
+        assert np.cos(err).mean() == pytest.approx(float(fom_for_kappa(kappa)), abs=0.01)
+
+
+@pytest.fixture(scope="module")
+def packed():
+    return pack_chain(chain_structure(150), np.random.default_rng(3), spacegroup="P 21 21 21", solvent=0.5)
+
+
+def test_packing_makes_a_clash_free_crystal(packed):
+    assert packed is not None
+    assert packed.spacegroup_hm.startswith("P 21 21 21")
+    assert not has_clash(packed)
+    squeezed = packed.clone()
+    c = packed.cell
+    squeezed.cell = gemmi.UnitCell(c.a * 0.3, c.b * 0.3, c.c * 0.3, 90, 90, 90)
+    squeezed.setup_cell_images()
+    assert has_clash(squeezed)
+
+
+def test_phasing_map_errors_follow_the_request(packed):
+    src = prepare_source(packed, 2.5)
+    assert 0.2 < src.solvent_fraction < 0.9
+    rng = np.random.default_rng(1)
+    low, high = simulate_phasing(src, 30.0, rng), simulate_phasing(src, 75.0, rng)
+    assert low.mean_phase_error == pytest.approx(30.0, abs=4.0)
+    assert high.mean_phase_error == pytest.approx(75.0, abs=4.0)
+    assert low.fom.mean() > high.fom.mean()
+    # errors grow with resolution
+    hi_res = src.inv_d2 > np.median(src.inv_d2)
+    d = np.abs((high.phi - high.phi_true + 180) % 360 - 180)
+    assert d[hi_res].mean() > d[~hi_res].mean() + 10
+    # a better map correlates better with the true (error-free) map
+    exact = simulate_phasing(src, 0.0, rng)
+    exact.phi = exact.phi_true
+    ref = phasing_map(src, exact).array.ravel()
+    cc = [np.corrcoef(phasing_map(src, s).array.ravel(), ref)[0, 1] for s in (low, high)]
+    assert cc[0] > cc[1] > 0.0
+
+
+def test_windows_and_augmentation(packed):
+    src = prepare_source(packed, 3.0)
+    rng = np.random.default_rng(2)
+    x, y = WindowSampler([src], rng, window=16, refresh=2).sample(3)
+    assert x.shape == (3, 1, 16, 16, 16) and y.shape == (3, 16, 16, 16)
+    assert set(np.unique(y)) <= {0, 1}
+    a = np.arange(27).reshape(3, 3, 3)
+    xa, ya = augment(a, a.copy(), np.random.default_rng(5))
+    assert np.array_equal(xa, ya) and sorted(xa.ravel()) == list(range(27))
