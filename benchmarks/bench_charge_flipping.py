@@ -14,7 +14,9 @@ is given.  Two sources of test examples:
 
 Every predictor runs through ``crysplugins.evaluation.compare.evaluate`` (the engine of ``crysplugins
 evaluate``): ``charge-flipping`` always; ``patterson-density`` and ``patterson-density:refine=yes``
-automatically when that predictor is installed (and ``--refine-option`` names its refinement input).
+(its prediction alone, the same prediction refined by the in-process density modification, reported as
+``patterson-density + density-modification``, and ``patterson-density:cycles=1`` when it has that
+recycling input) automatically when that predictor is installed with a model.
 
     OMP_NUM_THREADS=1 nohup nice -n 10 .venv/bin/python benchmarks/bench_charge_flipping.py \\
         --per-cell 8 --out benchmarks/out/classical > benchmarks/out/classical.log 2>&1 &
@@ -119,41 +121,67 @@ def main() -> int:
     p.add_argument("--lengths", default="2,5,10,15")
     p.add_argument("--resolutions", default="1.5,2.0,2.25")
     p.add_argument("--per-cell", type=int, default=8)
+    p.add_argument("--limit", type=int, default=None, help="with --dataset: at most N test examples")
     p.add_argument("--families", default="F03,F06,F07,F12,F14")
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--predictors", default=None,
-                   help="comma-separated labels (default: charge-flipping + patterson-density[:refine=yes] if installed)")
-    p.add_argument("--refine-option", default="refine", help="name of patterson-density's refinement input")
+                   help="semicolon-separated labels (default: charge-flipping, plus patterson-density and "
+                        "patterson-density:refine=yes when it is installed with a model)")
+    p.add_argument("--refine-option", default="cycles=1",
+                   help="KEY=VALUE of patterson-density's own refinement/recycling input (default cycles=1)")
     args = p.parse_args()
 
+    from crysplugins.errors import CrysError
     from crysplugins.evaluation import compare
     from crysplugins.host import default_host
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     host = default_host()
+    refine_labels: list = []  # predictors evaluated with and without --then-refine density-modification
     if args.predictors:
         labels = [compare.PredictorLabel.parse(x) for x in args.predictors.split(";")]
     else:
         labels = [compare.PredictorLabel.parse("charge-flipping")]
         if "patterson-density" in host.predictors:
-            labels.append(compare.PredictorLabel.parse("patterson-density"))
-            names = {s.name for s in host.get("patterson-density").inputs}
-            if args.refine_option in names:
-                labels.append(compare.PredictorLabel.parse(f"patterson-density:{args.refine_option}=yes"))
+            pd = host.get("patterson-density")
+            card = pd.model_card() if callable(getattr(pd, "model_card", None)) else None
+            if card is None:
+                print("note: patterson-density is installed but has no model (model_card() is None); skipped",
+                      flush=True)
+            else:
+                # the transformer, plus the same prediction refined by the in-process density modification
+                # (reported as "patterson-density + density-modification")
+                refine_labels.append(compare.PredictorLabel.parse("patterson-density"))
+                names = {s.name for s in pd.inputs}
+                if args.refine_option.split("=")[0] in names:  # and its own refinement input, if any
+                    labels.append(compare.PredictorLabel.parse(f"patterson-density:{args.refine_option}"))
     t0 = time.monotonic()
     if args.dataset:
         examples = compare.examples_from_dataset(args.dataset, "test")
+        if args.limit and args.limit < len(examples):  # a random sample across the held-out families
+            pick = np.sort(np.random.default_rng(args.seed).choice(len(examples), args.limit, replace=False))
+            examples = [examples[i] for i in pick]
         for ex in examples:
             ex.n_residues = len(ex.sequence) if ex.sequence else None
     else:
         examples = make_examples(out / "mtz", [int(x) for x in args.lengths.split(",")],
                                  [float(x) for x in args.resolutions.split(",")], args.per_cell,
                                  args.families.split(","), args.seed)
-    print(f"{len(examples)} examples in {time.monotonic() - t0:.1f} s; predictors: {[l.label for l in labels]}",
-          flush=True)
+    if not args.predictors:  # drop automatically added variants that cannot run at all (said, not hidden)
+        for lab in [l for l in labels if l.name != "charge-flipping"]:
+            try:
+                compare.run_one(host, lab, examples[0])
+            except CrysError as exc:
+                print(f"note: {lab.label} skipped: {exc}", flush=True)
+                labels.remove(lab)
+    print(f"{len(examples)} examples in {time.monotonic() - t0:.1f} s; predictors: {[l.label for l in labels]}"
+          f" and, with + density-modification: {[l.label for l in refine_labels]}", flush=True)
     by_id = {ex.id: ex for ex in examples}
-    records = compare.evaluate(host, labels, examples, progress=lambda m: print(m, flush=True))
+    say = lambda m: print(m, flush=True)  # noqa: E731
+    records = compare.evaluate(host, labels, examples, progress=say)
+    if refine_labels:
+        records += compare.evaluate(host, refine_labels, examples, progress=say, refiners=["density-modification"])
     for r in records:
         r["n_residues"] = by_id[r["id"]].n_residues
         r["group"] = f"{r['predictor']} | {str(r['n_residues']):>2} res"

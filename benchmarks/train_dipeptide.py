@@ -75,6 +75,8 @@ def example(args) -> None:
     row = next(r for r in ds.index if r["id"] == ex_id)
     amp, ph = ds.test_mtz(ex_id)
     dest = REPO / "crysplugins" / "data" / EXAMPLE_DIR
+    if dest.exists():  # replace the previous example completely
+        shutil.rmtree(dest)
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(amp, dest / amp.name)
     shutil.copy(ph, dest / ph.name)

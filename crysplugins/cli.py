@@ -309,7 +309,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; the lazy module of ``command`` (if any) is imported and adds its own."""
-    parser = argparse.ArgumentParser(prog="crysplugins", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="crysplugins", description="Deep-learning crystallographic predictors behind one plugin host.")
     parser.add_argument("--version", action="version", version=f"crysplugins {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("list", help="list installed predictors and plugin failures")

@@ -46,13 +46,14 @@ class KnownPhases:
               InputSpec("offset", Kind.FLOAT, "phase offset in degrees", default=0.0))
     outputs = (OutputSpec("phases", Kind.REFLECTIONS, "phases"),)
 
-    def __init__(self, name, truth, shift, invert, origin_arbitrary):
+    def __init__(self, name, truth, shift, invert, origin_arbitrary, noise=0.0):
         self.name, self.truth, self.shift, self.invert = name, truth, shift, invert
-        self.origin_arbitrary = origin_arbitrary
+        self.origin_arbitrary, self.noise = origin_arbitrary, noise
 
     def predict(self, request):
         st, hkl, amp, phi = self.truth
         moved = (-phi if self.invert else phi) + np.degrees(phase_shift(hkl, self.shift)) + request.get("offset", 0.0)
+        moved = moved + np.random.default_rng(0).normal(0.0, self.noise, len(moved)) if self.noise else moved
         mtz = io.make_mtz(st.cell, gemmi.SpaceGroup("P 1"), hkl, {"F": ("F", amp), "PHI": ("P", moved)})
         return Prediction(reflections={"phases": Reflections(mtz=mtz, columns={"F": "F", "PHI": "PHI"})})
 
@@ -66,6 +67,7 @@ class KnownPlugin:
         register(KnownPhases("placed", self.truth, np.zeros(3), False, False))
         register(KnownPhases("moved-declared", self.truth, np.array([0.3, 0.6, 0.1]), True, True))
         register(KnownPhases("moved-undeclared", self.truth, np.array([0.3, 0.6, 0.1]), True, False))
+        register(KnownPhases("noisy", self.truth, np.zeros(3), False, False, noise=60.0))
 
 
 def test_label_parsing():
@@ -122,3 +124,18 @@ def test_evaluate_user_errors(mtz_dir, tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) != 0
     assert "no <id>_amplitudes.mtz" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_then_refine_adds_refined_rows(mtz_dir):
+    d, st, hkl, amp, phi = mtz_dir
+    host = Host(autoload=False, extra_plugins=[("known", KnownPlugin((st, hkl, amp, phi)))])
+    examples = compare.examples_from_mtz_dir(d)
+    recs = {r["predictor"]: r for r in compare.evaluate(host, [compare.PredictorLabel.parse("noisy")], examples,
+                                                         refiners=["density-modification"])}
+    assert set(recs) == {"noisy", "noisy + density-modification"}
+    raw, refined = recs["noisy"], recs["noisy + density-modification"]
+    assert raw["phase_error"] > 40.0
+    assert refined["phase_error"] < 20.0 and refined["refined"]  # compared as placed: the origin was kept
+    assert refined["seconds"] > raw["seconds"]
+    with pytest.raises(CrysError, match="no refiner called 'nope'"):
+        compare.evaluate(host, [compare.PredictorLabel.parse("noisy")], examples, refiners=["nope"])

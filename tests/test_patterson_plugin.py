@@ -92,10 +92,27 @@ def test_user_errors(predictor):
     with pytest.raises(CrysError, match="P 1"):
         predictor.predict(Request(inputs))
     refl.mtz.spacegroup = gemmi.SpaceGroup("P 1")
+    # a larger cell with the same hkl: the data no longer reach the model's resolution
     refl.mtz.set_cell_for_all(gemmi.UnitCell(p1_cell.a * 3, p1_cell.b, p1_cell.c, p1_cell.alpha, p1_cell.beta,
                                               p1_cell.gamma))
-    with pytest.raises(CrysError, match="at most"):
+    with pytest.raises(CrysError, match="trained on data to 1.50"):
         predictor.predict(Request(inputs))
+    # a cell whose 0.5 Å grid exceeds the model's largest grid
+    from crysplugins.crystal.fourier import p1_hkl
+    from crysplugins.crystal.io import make_mtz
+    from crysplugins.interface import Reflections
+
+    big = gemmi.UnitCell(21.0, 8.0, 8.0, 90, 90, 90)
+    hkl = p1_hkl(big, 1.5)
+    mtz = make_mtz(big, gemmi.SpaceGroup("P 1"), hkl, {"F": ("F", np.ones(len(hkl)))})
+    with pytest.raises(CrysError, match="at most 32"):
+        predictor.predict(Request({"reflections": Reflections(mtz, {"F": "F"}), "sequence": inputs["sequence"]}))
+    # an angle outside the trained range
+    odd = gemmi.UnitCell(8.0, 8.0, 8.0, 90, 90, 60)
+    hkl = p1_hkl(odd, 1.5)
+    mtz = make_mtz(odd, gemmi.SpaceGroup("P 1"), hkl, {"F": ("F", np.ones(len(hkl)))})
+    with pytest.raises(CrysError, match="angle"):
+        predictor.predict(Request({"reflections": Reflections(mtz, {"F": "F"}), "sequence": inputs["sequence"]}))
 
 
 def test_cli_predict_on_the_example(tmp_path):

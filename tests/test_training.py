@@ -109,8 +109,13 @@ def test_unknown_task_is_a_clear_error(tmp_path, capsys):
 def test_ddp_two_gloo_processes_one_step(dataset, tmp_path):
     cfg_path = tmp_path / "cfg.json"
     cfg_path.write_text(json.dumps(config(dataset, threads=1)))
+    import socket
+
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            "-m", "crysplugins.cli", "train", "reccrysformer", "--config", str(cfg_path),
            "--out", str(tmp_path / "ddp"), "--max-steps", "1"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
@@ -119,3 +124,10 @@ def test_ddp_two_gloo_processes_one_step(dataset, tmp_path):
     ckpt = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=False)
     assert ckpt["state"]["step"] == 1
     assert ckpt["state"]["examples"] in (4, 8)  # 2 ranks x (batch of 4, or a remainder batch of 2)
+
+
+def test_gradient_accumulation_counts_optimizer_steps(dataset, tmp_path):
+    run(config(dataset, epochs=1, accumulate=2), tmp_path / "acc")
+    ckpt = torch.load(tmp_path / "acc" / "checkpoint.pt", weights_only=False)
+    assert ckpt["state"]["batch"] == 0 and ckpt["state"]["epoch"] == 1
+    assert ckpt["state"]["step"] == 2  # 4 batches, one optimizer step per 2

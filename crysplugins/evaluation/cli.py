@@ -1,11 +1,14 @@
 """``crysplugins evaluate``: several predictors, one set of test files, one table.
 
-    crysplugins evaluate --predictor charge-flipping --predictor patterson-density:refine=yes \\
-        (--mtz-dir DIR | --dataset DIR [--split test]) [--limit N] --out DIR
+    crysplugins evaluate --predictor charge-flipping --predictor patterson-density:cycles=1 \\
+        (--mtz-dir DIR | --dataset DIR [--split test]) [--limit N] [--then-refine density-modification] \\
+        [--origin declared|always|never] --out DIR
 
 ``--mtz-dir`` holds pairs ``<id>_amplitudes.mtz`` + ``<id>_phases.mtz`` (and optionally ``<id>.seq``);
 ``--dataset`` reads a dataset folder's split and its ``test_mtz/``.  A predictor label may carry extra
-inputs after a colon (``NAME:key=value,key=value``; keys are the predictor's input names).  Writes
+inputs after a colon (``NAME:key=value,key=value``; keys are the predictor's input names).
+``--then-refine REFINER`` also refines every prediction with a registered refiner and reports it as
+``<predictor> + <refiner>`` (prediction plus refinement time).  Writes
 ``results.json``, ``summary.tsv``, ``summary.md`` and ``shells.png`` (when matplotlib is installed) to
 ``--out``; see :mod:`crysplugins.evaluation.compare`.
 """
@@ -29,6 +32,9 @@ def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
     p.add_argument("--split", default="test", help="dataset split (default test)")
     p.add_argument("--limit", type=int, default=None, help="evaluate at most N examples")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--then-refine", action="append", default=[], metavar="REFINER",
+                   help="also refine every prediction with this registered refiner (e.g. density-modification) "
+                        "and report it as '<predictor> + <refiner>'; repeat for several")
     p.add_argument("--origin", choices=("declared", "always", "never"), default="declared",
                    help="search origin/hand for predictors that declare origin_arbitrary (default), all, or none")
     p.add_argument("--quiet", "-q", action="store_true", help="no per-example lines")
@@ -47,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     host = default_host()
     for label in labels:
         host.get(label.name)  # unknown names fail before any work
+    for name in args.then_refine:
+        host.get_refiner(name)
     if args.mtz_dir:
         examples = compare.examples_from_mtz_dir(args.mtz_dir, args.limit)
         source = {"mtz_dir": str(args.mtz_dir)}
@@ -55,9 +63,11 @@ def run(args: argparse.Namespace) -> int:
         source = {"dataset": str(args.dataset), "split": args.split}
     say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.monotonic()
-    records = compare.evaluate(host, labels, examples, progress=say, origin=args.origin)
+    records = compare.evaluate(host, labels, examples, progress=say, origin=args.origin,
+                               refiners=args.then_refine)
     rows = compare.summarise(records)
-    meta = {"predictors": [l.label for l in labels], "examples": len(examples), **source,
+    meta = {"predictors": [l.label for l in labels], "refiners": list(args.then_refine),
+            "examples": len(examples), **source,
             "success_cutoff_degrees": compare.SUCCESS_CUTOFF, "origin": args.origin, "seconds": round(time.monotonic() - t0, 2)}
     files = compare.write_results(Path(args.out), records, rows, meta)
     print(compare.table_text(rows), end="")

@@ -188,6 +188,8 @@ def predicted_phases(prediction: Prediction, cell, hkl: np.ndarray) -> tuple[np.
         if np.isfinite(phi).mean() > 0.5:
             return phi, f"reflections:{name}"
     for name, cmap in prediction.maps.items():
+        if not cmap.cell.approx(cell, 1e-2):
+            continue
         try:
             fg = FourierGrid(hkl, cmap.shape, float(cell.volume))
         except ValueError:
@@ -214,7 +216,7 @@ def score_prediction(prediction: Prediction, example: Example, origin_arbitrary:
     err = phase_error(None, phi_true[ok], aligned[ok], f[ok])
     shells = phase_error_shells(hkl[ok], cell, phi_true[ok], aligned[ok], f[ok], n_shells)
     # maps: the predicted map (aligned) against the true map on the same grid
-    cmap = next(iter(prediction.maps.values()), None)
+    cmap = next((m for m in prediction.maps.values() if m.cell.approx(cell, 1e-2)), None)
     fg = None
     if cmap is not None:
         try:
@@ -243,31 +245,76 @@ def score_prediction(prediction: Prediction, example: Example, origin_arbitrary:
 
 # ------------------------------------------------------------------------------------------ driver
 
+def _failed(rec: dict[str, Any], exc: Exception) -> None:
+    rec.update({"error": str(exc), "phase_error": float("nan"), "pearson": float("nan"),
+                "fft_pearson": float("nan"), "shells": [], "seconds": float("nan")})
+
+
+def refine_prediction(refiner: Any, prediction: Prediction, example: Example) -> tuple[Prediction, float, Any]:
+    """Run a registered refiner on a prediction's map against the example's amplitudes.
+
+    The starting map is the prediction's first map on the example's cell, else the |F_obs|·exp(iφ_pred)
+    synthesis; the envelope comes from the example's sequence.  Returns (prediction of the refined map and
+    phases, seconds, RefineResult).
+    """
+    obs = io.read_mtz(example.amplitudes, need=("F|I",))
+    cell = obs.cell
+    cmap = next((m for m in prediction.maps.values() if m.cell.approx(cell, 1e-2)), None)
+    t0 = time.perf_counter()
+    if cmap is None:
+        hkl = obs.miller_array().astype(np.int64)
+        phi, _ = predicted_phases(prediction, cell, hkl)
+        fg = fourier_grid(cell, hkl)
+        f = np.nan_to_num(obs.amplitudes())
+        from crysplugins.interface import CrystalMap
+
+        cmap = CrystalMap.from_array(fg.to_map(np.where(np.isfinite(phi), f, 0.0) *
+                                               np.exp(1j * np.deg2rad(np.nan_to_num(phi)))), cell, "P 1")
+    if not example.sequence:
+        raise CrysError(f"Refining {example.id} needs its sequence (a <id>.seq file or the dataset index).")
+    result = refiner.refine(cmap, obs, sequence=example.sequence)
+    seconds = time.perf_counter() - t0
+    out = Prediction(maps={"refined": result.map}, reflections={"phases": result.reflections("phases")},
+                     meta={"refined": result.refined})
+    from crysplugins.interface import Scalar
+
+    out.scalars["refine_score"] = Scalar(result.score)
+    return out, seconds, result
+
+
 def evaluate(host: Any, labels: list[PredictorLabel], examples: list[Example],
-             progress: Callable[[str], None] | None = None, origin: str = "declared") -> list[dict[str, Any]]:
+             progress: Callable[[str], None] | None = None, origin: str = "declared",
+             refiners: list[str] | tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Run every predictor on every example; one record per (predictor, example).
 
     ``origin``: ``"declared"`` searches origin and hand for predictors with ``origin_arbitrary`` only (the
     default), ``"always"`` for every predictor (e.g. to see how far density modification let the origin
-    drift), ``"never"`` compares everything as placed.
+    drift), ``"never"`` compares everything as placed.  ``refiners``: names of registered refiners applied
+    to every prediction afterwards (:func:`refine_prediction`); each adds records labelled
+    ``"<predictor> + <refiner>"`` whose time is prediction plus refinement, so "transformer + refinement"
+    can be compared with any predictor, whether or not it has a refinement input of its own.
 
     A predictor error on one example (CrysError) is recorded as a failure (phase error NaN) and the run
     goes on, so one bad file cannot hide the rest.
     """
+    if origin not in ("declared", "always", "never"):
+        raise CrysError(f"The origin mode must be declared, always or never, not '{origin}'.")
     for label in labels:  # user errors in the labels fail before any work
         names = {s.name for s in host.get(label.name).inputs}
         for key in label.options:
             if key not in names:
                 raise CrysError(f"{label.name} has no input '{key}' (inputs: {', '.join(sorted(names))}).")
+    refiner_objs = [(name, host.get_refiner(name)) for name in refiners]
     records = []
     for label in labels:
         predictor = host.get(label.name)
-        if origin not in ("declared", "always", "never"):
-            raise CrysError(f"The origin mode must be declared, always or never, not '{origin}'.")
         arbitrary = {"always": True, "never": False}.get(origin, bool(getattr(predictor, "origin_arbitrary", False)))
         for ex in examples:
-            rec: dict[str, Any] = {"predictor": label.label, "id": ex.id, "n_residues": ex.n_residues,
-                                   "origin_arbitrary": arbitrary}
+            if ex.d_min is None:
+                ex.d_min = round(float(io.read_mtz(ex.amplitudes, need=("F|I",)).d_min), 2)
+            base = {"id": ex.id, "n_residues": ex.n_residues, "d_min": ex.d_min}
+            rec: dict[str, Any] = dict(base, predictor=label.label, origin_arbitrary=arbitrary)
+            prediction = None
             try:
                 prediction, seconds = run_one(host, label, ex)
                 rec["seconds"] = seconds
@@ -278,15 +325,28 @@ def evaluate(host: Any, labels: list[PredictorLabel], examples: list[Example],
                 rec["scalars"] = {k: float(v.value) for k, v in prediction.scalars.items()
                                   if isinstance(v.value, (int, float))}
             except CrysError as exc:
-                rec.update({"error": str(exc), "phase_error": float("nan"), "pearson": float("nan"),
-                            "fft_pearson": float("nan"), "shells": [], "seconds": float("nan")})
-            if ex.d_min is None:
-                ex.d_min = round(float(io.read_mtz(ex.amplitudes, need=("F|I",)).d_min), 2)
-            rec["d_min"] = ex.d_min
-            records.append(rec)
+                _failed(rec, exc)
+                prediction = None
+            out = [rec]
+            for rname, refiner in refiner_objs:
+                # the refiner keeps the start's origin, so the predictor's own origin convention applies
+                rrec: dict[str, Any] = dict(base, predictor=f"{label.label} + {rname}", origin_arbitrary=arbitrary)
+                try:
+                    if prediction is None:
+                        raise CrysError(f"{label.label} failed on {ex.id}, so there is nothing to refine.")
+                    refined_pred, rsec, result = refine_prediction(refiner, prediction, ex)
+                    rrec["seconds"] = rec["seconds"] + rsec
+                    rrec.update(score_prediction(refined_pred, ex, arbitrary))
+                    rrec["refined"] = bool(result.refined)
+                    rrec["scalars"] = {"refine_score": float(result.score)}
+                except CrysError as exc:
+                    _failed(rrec, exc)
+                out.append(rrec)
+            records.extend(out)
             if progress is not None:
-                progress(f"{label.label} {ex.id}: phase error {rec['phase_error']:.1f}°, "
-                         f"Pearson {rec['pearson']:.3f}, {rec.get('seconds', float('nan')):.2f} s")
+                for r in out:
+                    progress(f"{r['predictor']} {ex.id}: phase error {r['phase_error']:.1f}°, "
+                             f"Pearson {r['pearson']:.3f}, {r.get('seconds', float('nan')):.2f} s")
     return records
 
 

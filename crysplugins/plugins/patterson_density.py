@@ -113,7 +113,9 @@ class PattersonDensityPredictor:
             hkl = refl.miller_array()
             amp = refl.amplitudes()
             ok = np.isfinite(amp) & np.any(hkl != 0, axis=1)
-            d = np.array([cell.calculate_d([int(a), int(b), int(c)]) for a, b, c in hkl[ok]]) if ok.any() else np.array([])
+            from crysplugins.crystal.fourier import cell_d
+
+            d = cell_d(cell, hkl[ok]) if ok.any() else np.array([])
             if not len(d):
                 raise CrysError("The reflections hold no usable amplitudes.")
             if d.min() > d_model + 0.05:

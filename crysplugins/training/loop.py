@@ -103,8 +103,12 @@ class Trainer:
         self.task = task
         self.out = Path(out_dir)
         self.full_config = dict(config or {})
+        # precedence: TRAIN_DEFAULTS < the task's own defaults (task.config) < config < config["train"]
+        task_cfg = getattr(task, "config", None) or {}
+        base = {k: v for k, v in task_cfg.items() if k in TRAIN_DEFAULTS}
+        base.update({k: v for k, v in (task_cfg.get("train") or {}).items()} if isinstance(task_cfg.get("train"), dict) else {})
         flat = {k: v for k, v in self.full_config.items() if k in TRAIN_DEFAULTS}
-        self.cfg = train_config({**flat, **(self.full_config.get("train") or {})})
+        self.cfg = train_config({**base, **flat, **(self.full_config.get("train") or {})})
         self.resume = resume
         self.quiet = quiet
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -272,7 +276,8 @@ class Trainer:
             })
 
         def evaluate(tag: str) -> dict[str, Any]:
-            row: dict[str, Any] = {"epoch": round(state["epoch"] + state["batch"] / max(1, per_epoch or 1), 3),
+            frac = state["batch"] / per_epoch if per_epoch else 0.0
+            row: dict[str, Any] = {"epoch": round(state["epoch"] + frac, 3),
                                    "step": state["step"], "minutes": round(elapsed() / 60, 2),
                                    "examples": state["examples"], "lr": optimizer.param_groups[0]["lr"], "tag": tag}
             if window["count"]:
