@@ -69,6 +69,23 @@ def run_parallel(cmds: list[list[str]], log: Path) -> None:
             sys.exit(f"command failed ({p.returncode}): {line}")
 
 
+def make_zero_templates(data: Path, tag: str = "rc") -> None:
+    """Template set <tag>_zero: the rows of <tag>_initial with all-zero templates, nothing refined (control)."""
+    src, dst = data / "templates" / f"{tag}_initial", data / "templates" / f"{tag}_zero"
+    if (dst / "info.json").exists():
+        return
+    dst.mkdir(parents=True, exist_ok=True)
+    for p in sorted(src.glob("*.npz")):
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        for k in ("prediction", "refined", "is_refined"):
+            arrays[k] = np.zeros_like(arrays[k])
+        np.savez(dst / p.name, **arrays)
+    info = json.loads((src / "info.json").read_text())
+    info["note"] = "control: rc_initial rows with all-zero templates (no template information)"
+    (dst / "info.json").write_text(json.dumps(info, indent=1))
+
+
 def load_set(data: Path, name: str, split: str = "test") -> dict[str, dict[str, float]]:
     """id -> {pearson, phase_error, is_refined, ...} of a template set's split."""
     out: dict[str, dict[str, float]] = {}
@@ -126,6 +143,11 @@ def main() -> int:
     ap.add_argument("--refined-rule", choices=("refiner", "phase-error"), default="refiner",
                     help="what counts as refined (see crysplugins dataset templates --help)")
     ap.add_argument("--parallel", action="store_true", help="run the two recycling trainings at the same time")
+    ap.add_argument("--control", action="store_true",
+                    help="also a control run: the initial weights trained on the same rows for the same number of "
+                         "steps with an all-zero template (template set rc_zero): how much is just more training")
+    ap.add_argument("--control-steps", type=int, default=525, help="optimizer steps of the control run")
+    ap.add_argument("--tag", default="rc", help="prefix of the template set names in DATA/templates/ (default rc)")
     ap.add_argument("--only-table", action="store_true", help="just recompute the table from existing outputs")
     args = ap.parse_args()
     data, initial, out = Path(args.data), Path(args.initial), Path(args.out)
@@ -137,7 +159,7 @@ def main() -> int:
     runs = {"recycling": ["--refined-prob", "0.7", "--template-noise", "0", "--no-transfer"],
             "recycling_modified": ["--refined-prob", "1/6", "--template-noise", "0.05"]}
     if not args.only_table:
-        run(cli + ["dataset", "templates", str(initial), "--data", str(data), "--name", "rc_initial",
+        run(cli + ["dataset", "templates", str(initial), "--data", str(data), "--name", f"{args.tag}_initial",
                    "--fraction", str(args.fraction)] + common_t, log)
         train_cmds = []
         for name, opts in runs.items():
@@ -145,7 +167,7 @@ def main() -> int:
             if not (rdir / "summary.json").exists():
                 train_cmds.append(cli + [
                     "train", "reccrysformer", "--config", str(initial / "config.json"), "--data", str(data),
-                    "--out", str(rdir), "--recycle-from", str(initial), "--templates", "rc_initial",
+                    "--out", str(rdir), "--recycle-from", str(initial), "--templates", f"{args.tag}_initial",
                     "--max-minutes", str(args.minutes), "--set", "train.max_steps=null",
                     "--set", "train.epochs=1000", "--set", "train.eval_every_steps=null", "--lr", "2.5e-4",
                     "--max-lr", "8e-4", "--threads", str(args.threads), "--quiet"] + opts + (
@@ -157,13 +179,28 @@ def main() -> int:
                 run(cmd, log)
         for name in runs:
             rdir = out / name
-            run(cli + ["dataset", "templates", str(rdir), "--data", str(data), "--name", f"rc_{name}",
-                       "--splits", "test", "--input-templates", "rc_initial", "--fraction", str(args.fraction)]
+            run(cli + ["dataset", "templates", str(rdir), "--data", str(data), "--name", f"{args.tag}_{name}",
+                       "--splits", "test", "--input-templates", f"{args.tag}_initial", "--fraction", str(args.fraction)]
                 + common_t, log)
 
-    sets = {"Initial": load_set(data, "rc_initial")}
-    for name, label in (("recycling", "Recycling"), ("recycling_modified", "Recycling (modified)")):
-        s = load_set(data, f"rc_{name}")
+        if args.control:
+            make_zero_templates(data, args.tag)
+            cdir = out / "control_zero_template"
+            if not (cdir / "summary.json").exists():
+                run(cli + ["train", "reccrysformer", "--config", str(initial / "config.json"), "--data", str(data),
+                           "--out", str(cdir), "--recycle-from", str(initial), "--templates", f"{args.tag}_zero",
+                           "--max-minutes", str(args.minutes), "--max-steps", str(args.control_steps),
+                           "--set", "train.epochs=1000", "--set", "train.eval_every_steps=null", "--lr", "2.5e-4",
+                           "--max-lr", "8e-4", "--threads", str(args.threads), "--quiet", "--refined-prob", "0",
+                           "--template-noise", "0"], log)
+            run(cli + ["dataset", "templates", str(cdir), "--data", str(data), "--name", f"{args.tag}_control",
+                       "--splits", "test", "--input-templates", f"{args.tag}_zero", "--fraction", str(args.fraction)]
+                + common_t, log)
+
+    sets = {"Initial": load_set(data, f"{args.tag}_initial")}
+    for name, label in (("control", "Control: +training, zero template"), ("recycling", "Recycling"),
+                        ("recycling_modified", "Recycling (modified)")):
+        s = load_set(data, f"{args.tag}_{name}")
         if s:
             sets[label] = s
     ids = set(sets["Initial"])
@@ -183,7 +220,8 @@ def main() -> int:
                     "percent_solved": 100 * float(np.mean([s[i]["refined_phase_error"] < 60 for i in ids])),
                     "mean_refined_phase_error": mean(s, "refined_phase_error", ids)} for label, s in sets.items()}
     base = baseline(data, ids)
-    runs_dirs = {"Initial": initial, "Recycling": out / "recycling", "Recycling (modified)": out / "recycling_modified"}
+    runs_dirs = {"Initial": initial, "Recycling": out / "recycling", "Recycling (modified)": out / "recycling_modified",
+                 "Control: +training, zero template": out / "control_zero_template"}
     labels = list(rows)
     lines = ["| Metric | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
     spec = [("Mean PC(e, e')", "mean_pearson", "{:.3f}"), ("Mean PC(e, e') (not refined)", "mean_pearson_not_refined", "{:.3f}"),

@@ -126,7 +126,7 @@ def bench_masks(session, card, phase_errors, seed: int, out: dict) -> None:
     print(json.dumps(summary, indent=1), flush=True)
 
 
-def bench_dm(session, card, pe: float, cycles: int, seed: int, out: dict) -> None:
+def bench_dm(session, card, pe: float, cycles: int, seed: int, out: dict, mode: str = "flatten") -> None:
     from crysplugins.crystal.metrics import phase_error
     from crysplugins.crystal.refine import density_modify
     from crysplugins.interface import Reflections
@@ -161,13 +161,16 @@ def bench_dm(session, card, pe: float, cycles: int, seed: int, out: dict) -> Non
             return np.degrees(np.angle(ft[hkl[:, 0] % n[0], hkl[:, 1] % n[1], hkl[:, 2] % n[2]]))
 
         variants = {}
-        for label, frac in (("matthews_fraction", s_matthews), ("combined_fraction", comb.solvent_fraction)):
+        fractions = [("matthews_fraction", s_matthews)]
+        if abs(comb.solvent_fraction - s_matthews) > 0.005:
+            fractions.append(("combined_fraction", comb.solvent_fraction))
+        for label, frac in fractions:
             frac = float(np.clip(frac, 0.05, 0.95))
             unet_mask = CrystalMap.from_array(threshold_fraction(prob, frac), cmap.cell, cmap.spacegroup)
             _, lv_mask = local_variance_mask(cmap, frac, d_min=d_min, fom=fom)
             for mlabel, mask in (("unet", unet_mask), ("local_variance", lv_mask), ("refiner_own", None)):
                 t0 = time.perf_counter()
-                res = density_modify(cmap, refl, solvent_fraction=frac, mask=mask, cycles=cycles)
+                res = density_modify(cmap, refl, solvent_fraction=frac, mask=mask, cycles=cycles, mode=mode)
                 secs = time.perf_counter() - t0
                 hkl = res.hkl
                 phi_true = phases_at(true_map.array, hkl)
@@ -179,11 +182,11 @@ def bench_dm(session, card, pe: float, cycles: int, seed: int, out: dict) -> Non
                                                  "phase_error_before": round(float(before), 2),
                                                  "phase_error_after": round(float(after), 2),
                                                  "seconds": round(secs, 1)}
-                print(name, mlabel, label, variants[f"{mlabel}@{label}"], flush=True)
+                print(name, pe, cycles, mode, mlabel, label, variants[f"{mlabel}@{label}"], flush=True)
         rows.append({"name": name, "d_min": d_min, "s_true": round(src.solvent_fraction, 4),
                      "s_matthews": round(s_matthews, 4), "s_combined": round(comb.solvent_fraction, 4),
-                     "target_phase_error": pe, "cycles": cycles, "variants": variants})
-    out["dm"] = rows
+                     "target_phase_error": pe, "cycles": cycles, "mode": mode, "variants": variants})
+    out.setdefault("dm", []).extend(rows)
 
 
 def bench_timing(session, card, threads: int, out: dict) -> None:
@@ -227,8 +230,9 @@ def main() -> None:
     ap.add_argument("--dm", action="store_true")
     ap.add_argument("--timing", action="store_true")
     ap.add_argument("--phase-errors", default="50,65,80")
-    ap.add_argument("--dm-phase-error", type=float, default=65.0)
-    ap.add_argument("--dm-cycles", type=int, default=100)
+    ap.add_argument("--dm-phase-error", default="65", help="comma-separated mean phase errors (degrees)")
+    ap.add_argument("--dm-cycles", default="100", help="comma-separated cycle counts")
+    ap.add_argument("--dm-mode", default="flatten", help="comma-separated: flatten, flip")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--json", default="benchmarks/solvent_results.json")
@@ -240,7 +244,11 @@ def main() -> None:
     if args.masks:
         bench_masks(session, card, [float(x) for x in args.phase_errors.split(",")], args.seed, out)
     if args.dm:
-        bench_dm(session, card, args.dm_phase_error, args.dm_cycles, args.seed, out)
+        out["dm"] = []
+        for pe in args.dm_phase_error.split(","):
+            for cycles in args.dm_cycles.split(","):
+                for mode in args.dm_mode.split(","):
+                    bench_dm(session, card, float(pe), int(cycles), args.seed, out, mode)
     if args.timing:
         bench_timing(session, card, args.threads, out)
     Path(args.json).write_text(json.dumps(out, indent=1))

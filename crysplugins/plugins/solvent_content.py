@@ -41,12 +41,16 @@ class SolventContentPredictor:
                   minimum=0.1, maximum=100.0),
         InputSpec("reflections", Kind.REFLECTIONS,
                   "MTZ file; only its cell, space group and resolution are used"),
+        InputSpec("phasing_map", Kind.MAP, "experimental phasing map (optional): adds the solvent-mask U-net "
+                  "estimate and its combination with Matthews (Skubák 2024, eq. 1-2)"),
     )
     outputs = (
         OutputSpec("copies", Kind.TABLE, "copies in the asymmetric unit: Vm (Å³/Da), solvent fraction, probability"),
         OutputSpec("most_probable_copies", Kind.SCALAR, "copy number with the highest probability"),
         OutputSpec("solvent_fraction", Kind.SCALAR, "solvent fraction for the most probable copy number"),
         OutputSpec("matthews_coefficient", Kind.SCALAR, "Vm for the most probable copy number", unit="Å³/Da"),
+        OutputSpec("solvent_fraction_unet", Kind.SCALAR, "U-net expected solvent content (eq. 1; with --phasing-map)"),
+        OutputSpec("solvent_fraction_combined", Kind.SCALAR, "Matthews and U-net combined (eq. 2; with --phasing-map)"),
     )
 
     def predict(self, request: Request) -> Prediction:
@@ -86,11 +90,21 @@ class SolventContentPredictor:
                         f"asymmetric unit, Vm {best.vm:.2f} Å³/Da, solvent {best.solvent_fraction:.1%} "
                         f"(P = {best.probability:.2f} at {d_min:.2f} Å)")
         request.report(1.0, "done")
+        extra = {}
+        if request.get("phasing_map") is not None:  # solvent-mask U-net, eq. 1-2 (crysplugins/plugins/solvent_mask.py)
+            from crysplugins.plugins.solvent_mask import unet_solvent_content
+
+            comb, notes = unet_solvent_content(request.get("phasing_map"), [r.solvent_fraction for r in result.rows],
+                                               [r.probability for r in result.rows], d_min=float(d_min))
+            messages.extend(notes)
+            extra = {"solvent_fraction_unet": Scalar(comb.expected, "", "mean U-net solvent probability (eq. 1)"),
+                     "solvent_fraction_combined": Scalar(comb.solvent_fraction, "", f"eq. 2 ({comb.branch})")}
         return Prediction(
             scalars={
                 "most_probable_copies": Scalar(float(best.copies), "", "copies in the asymmetric unit"),
                 "solvent_fraction": Scalar(best.solvent_fraction, "", "1 - 1.23/Vm"),
                 "matthews_coefficient": Scalar(best.vm, "Å³/Da", "V_asu / (copies * MW)"),
+                **extra,
             },
             tables={"copies": table},
             messages=messages,
