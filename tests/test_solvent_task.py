@@ -1,0 +1,51 @@
+"""The 'solvent-unet' training task and the section 2.2 U-net (needs torch)."""
+from __future__ import annotations
+
+import gemmi
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from crysplugins.datasets.phasing import prepare_source  # noqa: E402
+from crysplugins.datasets.solvent_windows import load_sources, save_sources  # noqa: E402
+from crysplugins.training.nets.unet3d import UNet3D, count_parameters  # noqa: E402
+from crysplugins.training.solvent_task import make_task  # noqa: E402
+
+
+def test_paper_width_has_about_three_million_parameters():
+    assert 3.0e6 < count_parameters(UNet3D(base=24)) < 3.6e6
+    out = UNet3D(base=4)(torch.zeros(2, 1, 16, 24, 32))
+    assert out.shape == (2, 2, 16, 24, 32)
+
+
+def test_task_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    st = gemmi.Structure()
+    st.cell = gemmi.UnitCell(30.0, 32.0, 34.0, 90, 90, 90)
+    st.spacegroup_hm = "P 21 21 21"
+    model, chain = gemmi.Model("1"), gemmi.Chain("A")
+    for i in range(60):
+        res = gemmi.Residue(); res.name, res.seqid = "GLY", gemmi.SeqId(i + 1, " ")
+        a = gemmi.Atom(); a.name, a.element = "CA", gemmi.Element("C")
+        a.pos = gemmi.Position(*(np.array([6.0, 7.0, 8.0]) + rng.normal(0, 3.0, 3)))
+        a.occ, a.b_iso = 1.0, 20.0
+        res.add_atom(a); chain.add_residue(res)
+    model.add_chain(chain); st.add_model(model); st.setup_entities()
+    src = prepare_source(st, 3.0, name="blob")
+    save_sources([src], tmp_path / "train_sources.npz")
+    save_sources([src], tmp_path / "val_sources.npz")
+    back = load_sources(tmp_path / "train_sources.npz")[0]
+    assert np.array_equal(back.mask, src.mask) and back.spacegroup.hm == src.spacegroup.hm
+    task = make_task({"data": str(tmp_path), "base": 2, "window": 16, "batch_size": 2, "steps_per_epoch": 2,
+                      "val_windows": 2})
+    net = task.build_model({})
+    batches = list(task.batches("train", 0))
+    assert len(batches) == 2 and batches[0]["x"].shape == (2, 1, 16, 16, 16)
+    loss, metrics = task.loss(net, batches[0])
+    loss.backward()
+    assert np.isfinite(metrics["loss"]) and 0.0 <= metrics["accuracy"] <= 1.0
+    ev = task.evaluate(net)
+    assert 0.0 <= ev["val_accuracy"] <= 1.0
+    assert set(task.card()) >= {"input", "output", "tiling"}
+    assert tuple(task.export_example()["x"].shape) == (2, 1, 48, 48, 48)
