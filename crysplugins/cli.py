@@ -301,7 +301,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with atomic_path(out / "demo.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=str))
     failed = [n for n, s in summary.items() if s["status"] == "error"]
-    print(f"demo: {len(summary) - len(failed)} of {len(summary)} predictors ran; results in {out}")
+    ran = [n for n, s in summary.items() if s["status"] == "ok"]
+    skipped = len(summary) - len(ran) - len(failed)
+    print(f"demo: {len(ran)} of {len(summary)} predictors ran, {len(failed)} failed, {skipped} had no example "
+          f"inputs; results in {out}")
     return 1 if failed else 0
 
 

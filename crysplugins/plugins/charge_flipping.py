@@ -54,6 +54,13 @@ class ChargeFlippingPredictor:
         OutputSpec("starts", Kind.TABLE, "figure of merit of every start (amplitudes only)"),
     )
 
+    def example_inputs(self) -> dict:
+        """The shipped held-out test dipeptide (amplitudes MTZ + sequence), the same as patterson-density's."""
+        from crysplugins.examples import fragment_example
+
+        example = fragment_example()
+        return {"mtz": example["reflections"], "sequence": example["sequence"]}
+
     def predict(self, request: Request) -> Prediction:
         refl = request.require("mtz")
         messages: list[str] = []  # column choices are reported by the caller (Reflections.notes)

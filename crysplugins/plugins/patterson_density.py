@@ -17,8 +17,6 @@ convention); a Patterson map does not fix the origin, so ``origin_arbitrary`` is
 """
 from __future__ import annotations
 
-import json
-from importlib import resources
 from typing import Any
 
 import gemmi
@@ -30,7 +28,6 @@ from crysplugins.interface import (CrystalMap, InputSpec, Kind, OutputSpec, Pred
                                    Scalar, Sequence)
 
 DEFAULT_MODEL = "reccrysformer_dipeptide"
-EXAMPLE_DIR = "examples/patterson_density"
 
 
 class PattersonDensityPredictor:
@@ -76,12 +73,10 @@ class PattersonDensityPredictor:
 
     def example_inputs(self) -> dict[str, Any]:
         """The shipped held-out test dipeptide: amplitudes MTZ + sequence (crysplugins/data/examples)."""
-        from crysplugins.crystal import io
+        from crysplugins.examples import fragment_example
 
-        root = resources.files("crysplugins") / "data" / EXAMPLE_DIR
-        info = json.loads((root / "example.json").read_text())
-        refl = io.read_mtz(str(root / info["amplitudes"]), need=("F",), want=("SIGF",))
-        return {"reflections": refl, "sequence": Sequence(info["sequence"], name=info["id"])}
+        example = fragment_example()
+        return {"reflections": example["reflections"], "sequence": example["sequence"]}
 
     # ---------------------------------------------------------------------------------- predict
     def predict(self, request: Request) -> Prediction:

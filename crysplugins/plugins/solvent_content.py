@@ -10,8 +10,6 @@ Registered through the ``register_predictors`` hook exactly like a third-party p
 """
 from __future__ import annotations
 
-import json
-from importlib import resources
 from typing import Any
 
 from crysplugins.crystal import matthews
@@ -115,23 +113,9 @@ class SolventContentPredictor:
 
     def example_inputs(self) -> dict[str, Any]:
         """E. coli DHFR, PDB 1RX2 (cell, space group, SEQRES sequence, 1.80 Å), shipped in the package."""
-        from crysplugins.crystal import io
+        from crysplugins.examples import crystal_example
 
-        return load_example_inputs(EXAMPLE, io)
-
-
-def load_example_inputs(name: str, io: Any) -> dict[str, Any]:
-    """Cell, space group, sequence and resolution of a shipped example (``crysplugins/data/examples``)."""
-    folder = resources.files("crysplugins") / "data" / "examples"
-    meta = json.loads((folder / f"{name}.json").read_text())
-    fasta = (folder / meta["sequence_file"]).read_text()
-    residues = "".join(line.strip() for line in fasta.splitlines() if line.strip() and not line.startswith(">"))
-    return {
-        "cell": io.parse_cell(" ".join(str(x) for x in meta["cell"])),
-        "spacegroup": io.parse_spacegroup(meta["spacegroup"]),
-        "sequence": Sequence(residues, name=meta["id"]),
-        "resolution": float(meta["d_min"]),
-    }
+        return crystal_example(EXAMPLE)
 
 
 @hookimpl

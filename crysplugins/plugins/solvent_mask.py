@@ -141,6 +141,12 @@ class SolventMaskPredictor:
         except CrysError:
             return None
 
+    def example_inputs(self) -> dict:
+        """PDB 1RX4 (P 21 21 21, 2.2 Å) 2mFo-DFc map coefficients shipped in the package."""
+        from crysplugins.examples import phasing_map_example
+
+        return {"reflections": phasing_map_example()}
+
     def predict(self, request: Request) -> Prediction:
         pin = load_phasing_input(request)
         request.report(0.05, "map on the Shannon grid")

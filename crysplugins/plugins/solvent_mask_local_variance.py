@@ -37,6 +37,12 @@ class LocalVarianceMaskPredictor:
         OutputSpec("radius", Kind.SCALAR, "radius of the averaging sphere", unit="Å"),
     )
 
+    def example_inputs(self) -> dict:
+        """PDB 1RX4 (P 21 21 21, 2.2 Å) 2mFo-DFc map coefficients shipped in the package, Matthews solvent fraction."""
+        from crysplugins.examples import phasing_map_example, phasing_map_solvent_fraction
+
+        return {"reflections": phasing_map_example(), "solvent_fraction": phasing_map_solvent_fraction()}
+
     def predict(self, request: Request) -> Prediction:
         fraction = request.get("solvent_fraction")
         if fraction is None:
