@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -21,6 +22,19 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PLUGIN = REPO / "examples" / "third_party_plugin"
+
+
+def _register_module(name: str, path: Path) -> None:
+    """Import ``path`` as module ``name`` so test modules can ``import name`` (importlib import mode)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+
+
+_register_module("crysplugins_test_support", Path(__file__).resolve().parent / "support.py")
+_register_module("crysplugins_tests_coot_helpers", Path(__file__).resolve().parent / "coot_stubs" / "helpers.py")
 
 
 def make_plugin_dist(root: Path, dist_name: str, version: str, modules: Mapping[str, str],

@@ -22,19 +22,7 @@ import pytest
 chapi = pytest.importorskip("coot_headless_api")
 
 
-def _load_helpers():
-    import importlib.util
-
-    name = "crysplugins_tests_coot_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "coot_stubs" / "helpers.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-helpers = _load_helpers()
+import crysplugins_tests_coot_helpers as helpers  # registered by conftest.py
 fake = helpers.fake_coot()
 
 
@@ -110,8 +98,14 @@ def _builtin_map_predictor() -> str | None:
     if proc.returncode != 0:
         return None
     for row in json.loads(proc.stdout)["predictors"]:
-        required = [i for i in row["inputs"] if i["required"]]
-        if [i["kind"] for i in required] == ["map"] and any(o["kind"] in ("map", "mask") for o in row["outputs"]):
+        required = [i["kind"] for i in row["inputs"] if i["required"]]
+        groups: dict[str, set] = {}
+        for i in row["inputs"]:
+            if i.get("group"):
+                groups.setdefault(i["group"], set()).add(i["kind"])
+        map_alone = required in ([], ["map"]) and any(i["kind"] == "map" for i in row["inputs"]) \
+            and all("map" in kinds for kinds in groups.values())
+        if map_alone and any(o["kind"] in ("map", "mask") for o in row["outputs"]):
             return row["name"]
     return None
 

@@ -11,19 +11,7 @@ from crysplugins.cli import main
 from crysplugins.coot_install import COMMAND_LINE, SCRIPT_NAME, default_coot_dirs, find_command
 
 
-def _load_helpers():
-    import importlib.util
-
-    name = "crysplugins_tests_coot_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "coot_stubs" / "helpers.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-helpers = _load_helpers()
+import crysplugins_tests_coot_helpers as helpers  # registered by conftest.py
 fake = helpers.fake_coot()
 
 

@@ -9,30 +9,7 @@ from crysplugins.crystal.masks import (local_variance_mask, local_variance_radiu
                                        true_mask)
 from crysplugins.errors import CrysError
 from crysplugins.interface import CrystalMap
-
-
-def blob_structure(sg: str = "P 21 21 21", cell=(30.0, 36.0, 42.0, 90, 90, 90), n: int = 60,
-                   seed: int = 0) -> gemmi.Structure:
-    """A compact cluster of carbon atoms (a pretend protein) in a crystal."""
-    rng = np.random.default_rng(seed)
-    st = gemmi.Structure()
-    st.cell = gemmi.UnitCell(*cell)
-    st.spacegroup_hm = sg
-    model, chain = gemmi.Model("1"), gemmi.Chain("A")
-    centre = np.array([7.0, 8.0, 9.0])
-    for i in range(n):
-        res = gemmi.Residue()
-        res.name, res.seqid = "GLY", gemmi.SeqId(i + 1, " ")
-        atom = gemmi.Atom()
-        atom.name, atom.element = "CA", gemmi.Element("C")
-        atom.pos = gemmi.Position(*(centre + rng.normal(0, 3.0, 3)))
-        atom.occ, atom.b_iso = 1.0, 20.0
-        res.add_atom(atom)
-        chain.add_residue(res)
-    model.add_chain(chain)
-    st.add_model(model)
-    st.setup_entities()
-    return st
+from crysplugins_test_support import blob_structure
 
 
 def is_symmetric(cmap: CrystalMap) -> bool:
