@@ -61,7 +61,7 @@ def example(args) -> None:
     from crysplugins.crystal.fourier import FourierGrid
     from crysplugins.crystal.metrics import pearson, phase_error
     from crysplugins.interface import Request, Sequence
-    from crysplugins.plugins.patterson_density import EXAMPLE_DIR, PattersonDensityPredictor
+    from crysplugins.plugins.patterson_density import PattersonDensityPredictor
     from crysplugins.runtime import models
 
     ev = json.loads((REPO / args.run / "evaluation.json").read_text())
@@ -74,7 +74,7 @@ def example(args) -> None:
     ds = open_dataset(REPO / args.data)
     row = next(r for r in ds.index if r["id"] == ex_id)
     amp, ph = ds.test_mtz(ex_id)
-    dest = REPO / "crysplugins" / "data" / EXAMPLE_DIR
+    dest = REPO / "crysplugins" / "data" / "examples" / "patterson_density"
     if dest.exists():  # replace the previous example completely
         shutil.rmtree(dest)
     dest.mkdir(parents=True, exist_ok=True)

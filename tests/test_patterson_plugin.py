@@ -93,8 +93,9 @@ def test_user_errors(predictor):
         predictor.predict(Request(inputs))
     refl.mtz.spacegroup = gemmi.SpaceGroup("P 1")
     # a larger cell with the same hkl: the data no longer reach the model's resolution
-    refl.mtz.set_cell_for_all(gemmi.UnitCell(p1_cell.a * 3, p1_cell.b, p1_cell.c, p1_cell.alpha, p1_cell.beta,
-                                              p1_cell.gamma))
+    # (all axes x 1.25: every d-spacing grows by 1.25, while the grid stays within the model's 32 points)
+    refl.mtz.set_cell_for_all(gemmi.UnitCell(p1_cell.a * 1.25, p1_cell.b * 1.25, p1_cell.c * 1.25, p1_cell.alpha,
+                                              p1_cell.beta, p1_cell.gamma))
     with pytest.raises(CrysError, match="trained on data to 1.50"):
         predictor.predict(Request(inputs))
     # a cell whose 0.5 Å grid exceeds the model's largest grid
@@ -116,10 +117,10 @@ def test_user_errors(predictor):
 
 
 def test_cli_predict_on_the_example(tmp_path):
-    from crysplugins.plugins.patterson_density import EXAMPLE_DIR
+    from crysplugins.examples import EXAMPLES
 
     card = shipped_card()
-    root = resources.files("crysplugins") / "data" / EXAMPLE_DIR
+    root = EXAMPLES / "patterson_density"
     ex = card["example"]
     out = subprocess.run([sys.executable, "-m", "crysplugins.cli", "predict", "patterson-density",
                           "--reflections", str(root / ex["amplitudes"]), "--sequence", ex["sequence"],
