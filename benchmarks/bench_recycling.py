@@ -24,7 +24,7 @@ Usage::
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_recycling.py --data data_build/dipeptide \
         --initial runs/dipeptide_v1 --out runs/recycling --minutes 15
 
-Writes OUT/table.md and OUT/table.json (append them to benchmarks/RESULTS_recycling.md by hand).
+Writes OUT/table.md and OUT/table.json (append them to the recycling section of BENCHMARKS.md by hand).
 """
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ PROTEIN_VOLUME_PER_DALTON = 1.23
 
 #: Score (CC of |F_mod| with |F_obs|) at or above which a result is called "refined".  In the
 #: high-solvent P1 fragment cells a wrong map also flattens into a fair amplitude match, so the threshold is
-#: high and one-sided: in benchmarks/RESULTS_classical.md (72 charge-flipping runs, 2–15 residues,
+#: high and one-sided: in BENCHMARKS.md, classical section (72 charge-flipping runs, 2–15 residues,
 #: 1.5–2.25 Å) every run scoring >= 0.99 had a phase error < 60° (33/33), but solved runs scored down to
 #: 0.91 at 2.25 Å while failed ones reached 0.987 — below 0.99 the score does not decide.  It is *not*
 #: SHELXE's 0.2 (the CC of a traced poly-Ala model).  Re-measure before use on ordinary (~50 % solvent)

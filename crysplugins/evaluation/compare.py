@@ -379,7 +379,8 @@ def table_text(rows: list[dict[str, Any]]) -> str:
     lines = ["| predictor | d_min (Å) | n | success (< 60°) | median phase error (°) | median Pearson | median time (s) |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['predictor']} | {r['d_min']:.2f} | {r['n']} | {r['success_rate']:.0%} | "
+        name = str(r["predictor"]).replace("|", "\\|")  # a label may hold '|' (e.g. "charge-flipping | 2 res")
+        lines.append(f"| {name} | {r['d_min']:.2f} | {r['n']} | {r['success_rate']:.0%} | "
                      f"{r['median_phase_error']:.1f} | {r['median_pearson']:.3f} | {r['median_seconds']:.2f} |")
     return "\n".join(lines) + "\n"
 
