@@ -59,7 +59,11 @@ def model_dirs() -> list[Path]:
     try:
         dirs.append(Path(str(resources.files("crysplugins.models"))))
     except ModuleNotFoundError:
-        pass
+        # crysplugins imported from a source checkout without installing it (e.g. `python -m crysplugins.cli`
+        # in the repository root): the shipped models are in the checkout's top-level models/ folder.
+        checkout_models = Path(__file__).resolve().parents[2] / "models"
+        if checkout_models.is_dir():
+            dirs.append(checkout_models)
     return dirs
 
 
