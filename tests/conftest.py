@@ -34,6 +34,7 @@ def _register_module(name: str, path: Path) -> None:
 
 
 _register_module("crysplugins_test_support", Path(__file__).resolve().parent / "support.py")
+_register_module("crysplugins_classical_fixtures", Path(__file__).resolve().parent / "data" / "make_classical_fixtures.py")
 _register_module("crysplugins_tests_coot_helpers", Path(__file__).resolve().parent / "coot_stubs" / "helpers.py")
 
 

@@ -1,7 +1,6 @@
 """Charge flipping (issue #9): E-values, a solved dipeptide at 1.5 Å, and the predictor plugin."""
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 
@@ -17,9 +16,7 @@ from crysplugins.host import Host
 from crysplugins.interface import Reflections, Request
 
 DATA = Path(__file__).parent / "data"
-_spec = importlib.util.spec_from_file_location("classical_fixtures", DATA / "make_classical_fixtures.py")
-fx = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fx)
+import crysplugins_classical_fixtures as fx  # registered by conftest.py
 
 
 @pytest.fixture(scope="module")

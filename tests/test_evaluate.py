@@ -1,7 +1,6 @@
 """`crysplugins evaluate`: predictors run through the host on the same MTZ files, scored against truth."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -19,9 +18,7 @@ from crysplugins.host import Host
 from crysplugins.interface import InputSpec, Kind, OutputSpec, Prediction, Reflections
 
 DATA = Path(__file__).parent / "data"
-_spec = importlib.util.spec_from_file_location("classical_fixtures", DATA / "make_classical_fixtures.py")
-fx = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fx)
+import crysplugins_classical_fixtures as fx  # registered by conftest.py
 
 
 @pytest.fixture(scope="module")

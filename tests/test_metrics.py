@@ -1,7 +1,6 @@
 """Metrics (paper eq. 7, cphasematch-style phase errors) and the numpy Fourier conventions they rely on."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import gemmi
@@ -11,9 +10,7 @@ import pytest
 from crysplugins.crystal import fourier, metrics
 
 DATA = Path(__file__).parent / "data"
-_spec = importlib.util.spec_from_file_location("classical_fixtures", DATA / "make_classical_fixtures.py")
-fx = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fx)
+import crysplugins_classical_fixtures as fx  # registered by conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Origin/hand search for origin-arbitrary P1 solutions (issue #9)."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +9,7 @@ import pytest
 from crysplugins.crystal import fourier, metrics, origin
 
 DATA = Path(__file__).parent / "data"
-_spec = importlib.util.spec_from_file_location("classical_fixtures", DATA / "make_classical_fixtures.py")
-fx = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fx)
+import crysplugins_classical_fixtures as fx  # registered by conftest.py
 
 
 @pytest.fixture(scope="module")

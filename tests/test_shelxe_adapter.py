@@ -1,7 +1,6 @@
 """The SHELXE refiner adapter, run against a fake ``shelxe`` executable that checks its input files."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import stat
 import sys
@@ -19,9 +18,7 @@ from crysplugins.interface import CrystalMap, Reflections
 from crysplugins.plugins import refiners
 
 DATA = Path(__file__).parent / "data"
-_spec = importlib.util.spec_from_file_location("classical_fixtures", DATA / "make_classical_fixtures.py")
-fx = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fx)
+import crysplugins_classical_fixtures as fx  # registered by conftest.py
 
 # A fake SHELXE: validates argv and the .hkl/.ins/.phi it is given (fixed SHELX formats), then writes a
 # .phs with the starting phases shifted by +10° and a log line like SHELXE's autotracing summary.

@@ -42,6 +42,7 @@ import gemmi
 import numpy as np
 
 from crysplugins.errors import CrysError
+from crysplugins.runtime.models import sha256_file
 
 #: settings that must agree for a template set to be resumed
 _SETTING_KEYS = ("model", "cycles", "fraction", "seed", "splits", "input_templates", "mode", "refined_rule")
@@ -78,7 +79,7 @@ class OnnxRunner:
                 self.sequence_input = inp.name
         if self.map_input is None:
             raise CrysError(f"The ONNX model {path} has no 5-D map input.")
-        self.identity = f"onnx:{self.path.name}:{_sha256(self.path)[:16]}"
+        self.identity = f"onnx:{self.path.name}:{sha256_file(self.path)[:16]}"
 
     def __call__(self, x: np.ndarray, sequence: np.ndarray | None) -> np.ndarray:
         feeds: dict[str, np.ndarray] = {self.map_input: np.ascontiguousarray(x, dtype=np.float32)}
@@ -137,14 +138,6 @@ def load_runner(run_dir: str | Path | None, onnx: str | Path | None = None, thre
 
     model, config, identity = load_run_model(run)
     return TorchRunner(model, identity, int(config.get("in_channels", 1)), bool(config.get("partial", True)))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------ one example
