@@ -11,7 +11,9 @@ benchmarks/build_solvent_sources.py, and the structures/diffraction files).  Sec
 * ``--dm``: density modification (crysplugins.crystal.refine.density_modify) of the real diffraction data
   sets (observed FP) from phases with simulated errors, with a fixed U-net mask vs a fixed local-variance
   mask (same solvent fraction), and the refiner's own updating local-variance mask; phase errors
-  (amplitude-weighted, vs the model's phases) before and after.
+  (amplitude-weighted, vs the model's phases) before and after.  ``--dm-weighting sigmaa`` runs the refiner
+  with FOM/sigma-A weighting and phase combination, reading the starting FOMs off the FOM-weighted map
+  (benchmarks/RESULTS_dm_weighting.md).
 * ``--timing``: whole-cell inference of the solvent-mask plugin on 1RX2 (MTZ FP/PHWT/FOM), onnxruntime vs
   torch, ``--threads`` threads.
 
@@ -126,7 +128,8 @@ def bench_masks(session, card, phase_errors, seed: int, out: dict) -> None:
     print(json.dumps(summary, indent=1), flush=True)
 
 
-def bench_dm(session, card, pe: float, cycles: int, seed: int, out: dict, mode: str = "flatten") -> None:
+def bench_dm(session, card, pe: float, cycles: int, seed: int, out: dict, mode: str = "flatten",
+             weighting: str = "none") -> None:
     from crysplugins.crystal.metrics import phase_error
     from crysplugins.crystal.refine import density_modify
     from crysplugins.interface import Reflections
@@ -170,7 +173,10 @@ def bench_dm(session, card, pe: float, cycles: int, seed: int, out: dict, mode: 
             _, lv_mask = local_variance_mask(cmap, frac, d_min=d_min, fom=fom)
             for mlabel, mask in (("unet", unet_mask), ("local_variance", lv_mask), ("refiner_own", None)):
                 t0 = time.perf_counter()
-                res = density_modify(cmap, refl, solvent_fraction=frac, mask=mask, cycles=cycles, mode=mode)
+                # the starting map is the FOM-weighted m·FP synthesis, so its coefficients give the FOMs
+                extra = {} if weighting == "none" else {"weighting": weighting, "fom": "map"}
+                res = density_modify(cmap, refl, solvent_fraction=frac, mask=mask, cycles=cycles, mode=mode,
+                                     **extra)
                 secs = time.perf_counter() - t0
                 hkl = res.hkl
                 phi_true = phases_at(true_map.array, hkl)
@@ -182,10 +188,11 @@ def bench_dm(session, card, pe: float, cycles: int, seed: int, out: dict, mode: 
                                                  "phase_error_before": round(float(before), 2),
                                                  "phase_error_after": round(float(after), 2),
                                                  "seconds": round(secs, 1)}
-                print(name, pe, cycles, mode, mlabel, label, variants[f"{mlabel}@{label}"], flush=True)
+                print(name, pe, cycles, mode, weighting, mlabel, label, variants[f"{mlabel}@{label}"], flush=True)
         rows.append({"name": name, "d_min": d_min, "s_true": round(src.solvent_fraction, 4),
                      "s_matthews": round(s_matthews, 4), "s_combined": round(comb.solvent_fraction, 4),
-                     "target_phase_error": pe, "cycles": cycles, "mode": mode, "variants": variants})
+                     "target_phase_error": pe, "cycles": cycles, "mode": mode, "weighting": weighting,
+                     "variants": variants})
     out.setdefault("dm", []).extend(rows)
 
 
@@ -233,6 +240,9 @@ def main() -> None:
     ap.add_argument("--dm-phase-error", default="65", help="comma-separated mean phase errors (degrees)")
     ap.add_argument("--dm-cycles", default="100", help="comma-separated cycle counts")
     ap.add_argument("--dm-mode", default="flatten", help="comma-separated: flatten, flip")
+    ap.add_argument("--dm-weighting", default="none",
+                    help="density_modify weighting: none (unweighted projection) or sigmaa (FOM/sigma-A weighting, "
+                         "phase combination with the starting phases)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--json", default="benchmarks/solvent_results.json")
@@ -248,7 +258,7 @@ def main() -> None:
         for pe in args.dm_phase_error.split(","):
             for cycles in args.dm_cycles.split(","):
                 for mode in args.dm_mode.split(","):
-                    bench_dm(session, card, float(pe), int(cycles), args.seed, out, mode)
+                    bench_dm(session, card, float(pe), int(cycles), args.seed, out, mode, args.dm_weighting)
     if args.timing:
         bench_timing(session, card, args.threads, out)
     Path(args.json).write_text(json.dumps(out, indent=1))

@@ -66,6 +66,25 @@ def test_trainer_writes_metrics_checkpoint_and_resumes(dataset, tmp_path):
     assert ckpt["state"]["epoch"] == 2 and ckpt["model_config"]["d_t"] == 16
 
 
+def test_init_from_starts_a_new_run_from_another_runs_weights(dataset, tmp_path):
+    from crysplugins.errors import CrysError
+
+    run(config(dataset, epochs=1), tmp_path / "base")
+    base = torch.load(tmp_path / "base" / "checkpoint.pt", weights_only=False)
+    # a zero learning rate keeps the loaded weights, so the new run must end with exactly the base weights
+    cfg = config(dataset, epochs=1, init_from=str(tmp_path / "base"), lr=0.0, max_lr=0.0, final_lr=0.0,
+                 weight_decay=0.0)
+    cfg["loss"]["hand_invariant"] = True
+    metrics = run(cfg, tmp_path / "ft")
+    ft = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=False)
+    assert ft["state"]["step"] == 4  # a fresh schedule and step count, not a resume
+    assert all(torch.equal(base["model"][k], ft["model"][k]) for k in base["model"])
+    assert 0.0 <= metrics["train_hand_inverted"] <= 1.0
+    assert metrics["test_pearson_either_hand"] >= metrics["test_pearson"] - 1e-9
+    with pytest.raises(CrysError, match="no checkpoint"):
+        run(config(dataset, epochs=1, init_from=str(tmp_path / "missing")), tmp_path / "bad")
+
+
 def test_runs_are_deterministic(dataset, tmp_path):
     a = run(config(dataset, epochs=1), tmp_path / "a")
     b = run(config(dataset, epochs=1), tmp_path / "b")

@@ -9,6 +9,8 @@ Steps (all numpy/gemmi + onnxruntime; no torch):
 2. Patterson map P(u) = (1/V) sum |F|^2 cos(2 pi h.u) on that grid (eq. 4; reflections beyond the model's
    d_min are left out, F(000) omitted) with :func:`crysplugins.crystal.maps.patterson_map`;
 3. normalise per the card, run the ONNX model, scale the output back to e/Å^3;
+3b. a Patterson map is centrosymmetric, so a hand-invariant model predicts either hand: the card's hand
+   classifier (``hand_model``, :mod:`crysplugins.runtime.hand`) puts the map on the L-amino-acid hand;
 4. outputs: the predicted density (CCP4 map, e/Å^3) and, for amplitude input, an MTZ with the observed
    amplitudes and the phases of the predicted density (degrees).
 
@@ -151,7 +153,16 @@ class PattersonDensityPredictor:
             out = session.run(None, {k: feeds[k] for k in input_names})[0]
         except Exception as exc:
             raise CrysError(f"The model could not run on a {shape} grid ({str(exc).splitlines()[0][:160]}).") from None
-        request.report(0.8, "density predicted")
+        request.report(0.75, "density predicted")
+        from crysplugins.runtime.hand import choose_hand
+
+        chosen, inverted, logits = choose_hand(out[:, 0], card)
+        out = chosen[:, None]
+        if card.get("hand_model"):
+            messages.append(f"Hand chosen by {card['hand_model']}: "
+                            f"{'inverted through the cell centre' if inverted[0] else 'kept as predicted'} "
+                            f"(classifier logit {logits[0]:+.2f}; |logit| < 1 is an uncertain call).")
+        request.report(0.8, "hand chosen")
         cycles = int(request.get("cycles", 0) or 0)
         table = None
         if cycles > 0:  # recycling at inference (issue #5): see crysplugins.runtime.recycle
@@ -173,7 +184,8 @@ class PattersonDensityPredictor:
         p1 = gemmi.SpaceGroup("P 1")
         density = CrystalMap.from_array(dens.astype(np.float32), cell, p1, name="density", units="e/Å^3")
         pred = Prediction(maps={"density": density}, messages=messages,
-                          meta={"model": card.name, "grid": list(shape), "model_sha256": card.get("sha256")})
+                          meta={"model": card.name, "grid": list(shape), "model_sha256": card.get("sha256"),
+                                "hand_inverted": bool(inverted[0]), "hand_logit": float(logits[0])})
         if refl is not None:
             pred.reflections["phases"] = self._phases(refl, dens, cell, shape)
         pred.scalars["density_rms"] = Scalar(float(dens.std()), "e/Å³", "rms of the predicted density")

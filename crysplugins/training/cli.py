@@ -19,7 +19,7 @@ from crysplugins.errors import CrysError
 #: command-line option -> Trainer key
 OVERRIDES = {"epochs": int, "batch_size": int, "max_minutes": float, "max_steps": int, "seed": int,
              "threads": int, "lr": float, "max_lr": float, "accumulate": int, "eval_every_steps": int,
-             "amp": str}
+             "amp": str, "init_from": str}
 
 
 def load_config(spec: str | None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ import numpy as np
 from crysplugins.crystal.metrics import (fft_amplitude_pearson, fraction_solved_by_shell, pearson, phase_error,
                                          phase_error_shells)
 from crysplugins.errors import CrysError
+from crysplugins.runtime.hand import choose_hand, invert_through_centre
 
 
 def _session(card_path: Path):
@@ -54,6 +56,11 @@ def evaluate(card_path: str | Path, data: str | Path, split: str = "test", limit
     from crysplugins.datasets.store import open_dataset
 
     sess, card = _session(Path(card_path))
+    if card.get("hand_model"):  # the hand classifier is looked up beside the card first
+        from crysplugins.runtime.models import ENV_MODELS
+
+        here = str(Path(card_path).resolve().parent)
+        os.environ[ENV_MODELS] = os.pathsep.join([here] + [p for p in os.environ.get(ENV_MODELS, "").split(os.pathsep) if p])
     names = [i.name for i in sess.get_inputs()]
     ds = open_dataset(data)
     # mean training density per grid shape (baseline)
@@ -80,13 +87,21 @@ def evaluate(card_path: str | Path, data: str | Path, split: str = "test", limit
             sl = slice(start, min(n, start + batch))
             feeds = {"patterson": arrays["patterson"][sl].astype(np.float32)[:, None],
                      "sequence": arrays["sequence_index"][sl].astype(np.int64)}
-            pred = sess.run(None, {k: feeds[k] for k in names})[0][:, 0]
+            raw = sess.run(None, {k: feeds[k] for k in names})[0][:, 0]
+            pred, inverted, logits = choose_hand(raw, card)
             for j, ex_id in enumerate(arrays["ids"][sl]):
                 ex_id = str(ex_id)
                 true = arrays["density"][sl][j].astype(np.float64)
                 p = pred[j].astype(np.float64)
                 rec: dict[str, Any] = {"id": ex_id, "shape": list(shard.shape),
                                        "pearson": pearson(p, true), "fft_pearson": fft_amplitude_pearson(p, true)}
+                if card.get("hand_model"):
+                    rec["hand_inverted"] = bool(inverted[j])
+                    rec["hand_logit"] = float(logits[j])
+                    # diagnostics only (use the truth): the Pearson of the other hand and of the better one
+                    other = pearson(invert_through_centre(p), true)
+                    rec["pearson_other_hand"] = other
+                    rec["hand_right"] = bool(rec["pearson"] >= other)
                 base = mean_maps.get(tuple(shard.shape))
                 if base is not None:
                     rec["baseline_pearson"] = pearson(base, true)
@@ -123,6 +138,18 @@ def evaluate(card_path: str | Path, data: str | Path, split: str = "test", limit
     return summarise(records, card, str(data), split)
 
 
+def _hand_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the hand classifier did (only for models with one): accuracy against the truth, the mean
+    Pearson with the better hand (an upper bound, diagnostic) and with the hand as stored."""
+    rows = [r for r in records if "hand_right" in r]
+    if not rows:
+        return {}
+    return {"hand_accuracy": float(np.mean([r["hand_right"] for r in rows])),
+            "hand_inverted_fraction": float(np.mean([r["hand_inverted"] for r in rows])),
+            "mean_pearson_better_hand": float(np.mean([max(r["pearson"], r["pearson_other_hand"]) for r in rows])),
+            "mean_pearson_worse_hand": float(np.mean([min(r["pearson"], r["pearson_other_hand"]) for r in rows]))}
+
+
 def summarise(records: list[dict[str, Any]], card: dict, data: str, split: str) -> dict[str, Any]:
     def mean(key: str) -> float | None:
         vals = [r[key] for r in records if key in r and np.isfinite(r[key])]
@@ -143,6 +170,7 @@ def summarise(records: list[dict[str, Any]], card: dict, data: str, split: str) 
         "n_with_phases": len(with_phases),
         "mean_phase_error": mean("phase_error"), "median_phase_error": median("phase_error"),
         "baseline_mean_phase_error": mean("baseline_phase_error"),
+        **_hand_summary(records),
         "fraction_phase_error_below_60": (float(np.mean([r["phase_error"] < 60 for r in with_phases]))
                                           if with_phases else None),
         "shells": shells,

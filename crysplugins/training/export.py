@@ -42,13 +42,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models-dir", default="models", help="output folder (default ./models)")
     p.add_argument("--shapes", help="grid shapes for the parity check, e.g. 16x16x24,24x32x16,32x32x32")
     p.add_argument("--static", action="store_true", help="export with fixed shapes (the example's)")
+    p.add_argument("--hand-model", help="name of the hand classifier (an exported hand-classifier run) that "
+                   "the plugin runs on this model's predictions; for models trained with loss.hand_invariant")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")] if args.shapes else None
     card = export_run(args.run_dir, name=args.name, models_dir=args.models_dir, shapes=shapes,
-                      static=args.static)
+                      static=args.static, hand_model=args.hand_model)
     print(json.dumps({"onnx": card["onnx"], "card": f"{card['name']}.json", "sha256": card["sha256"],
                       "onnx_bytes": card.get("onnx_bytes"),
                       "onnx_parity_max_abs_diff": card["onnx_parity"]["max_abs_diff"]}, indent=2))
@@ -165,8 +167,13 @@ def _metrics(run_dir: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ export
 
 def export_run(run_dir: str | Path, name: str | None = None, models_dir: str | Path = "models",
-               shapes: list[tuple[int, int, int]] | None = None, static: bool = False) -> dict[str, Any]:
-    """Export a run; returns the card (also written to ``models_dir/<name>.json``)."""
+               shapes: list[tuple[int, int, int]] | None = None, static: bool = False,
+               hand_model: str | None = None) -> dict[str, Any]:
+    """Export a run; returns the card (also written to ``models_dir/<name>.json``).
+
+    ``hand_model``: the hand classifier the plugin applies to this model's predictions (card key
+    ``hand_model``; see :mod:`crysplugins.runtime.hand`).  It must already be in ``models_dir``.
+    """
     import torch
 
     from crysplugins.runtime.models import CARD_FORMAT, sha256_file
@@ -179,6 +186,12 @@ def export_run(run_dir: str | Path, name: str | None = None, models_dir: str | P
     models_dir.mkdir(parents=True, exist_ok=True)
     if task != "reccrysformer":
         return _export_generic(run_dir, ckpt, name, models_dir)
+    if hand_model and not (models_dir / f"{hand_model}.json").is_file():
+        raise CrysError(f"The hand classifier {hand_model} is not in {models_dir}; export it there first.")
+    hand_invariant = bool((ckpt.get("config", {}).get("loss") or {}).get("hand_invariant"))
+    if hand_invariant and not hand_model:
+        print(f"warning: {run_dir} was trained hand-invariant; without --hand-model its predictions keep "
+              "whichever hand the network chose.")
     model = model_from_checkpoint(ckpt)
     mcfg = model.config
     p = mcfg["patch"]
@@ -274,6 +287,8 @@ def export_run(run_dir: str | Path, name: str | None = None, models_dir: str | P
             "versions": _versions(),
             "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         }
+        if hand_model:
+            card["hand_model"] = hand_model
         ex = run_dir / "example.json"
         if ex.exists():
             card["example"] = json.loads(ex.read_text())
@@ -319,14 +334,18 @@ def _export_generic(run_dir: Path, ckpt: dict[str, Any], name: str, models_dir: 
             import onnxruntime as ort
 
             sess = ort.InferenceSession(str(tmp_onnx), providers=["CPUExecutionProvider"])
-            ref = model(*example.values())
-            got = sess.run(None, {k: v.numpy() for k, v in example.items()})[0]
-            worst = float(np.abs(got - ref.numpy()).max())
+            examples = [example] + list(getattr(task, "parity_examples", lambda: [])())
+            worst = 0.0
+            for ex in examples:  # the export example plus the task's other shapes, if it names any
+                ref = model(*ex.values())
+                got = sess.run(None, {k: v.numpy() for k, v in ex.items()})[0]
+                worst = max(worst, float(np.abs(got - ref.numpy()).max()))
         if worst > PARITY_TOL:
             raise CrysError(f"The ONNX export differs from torch by {worst:.2e}; nothing written.")
         card = {"format": CARD_FORMAT, "name": name, "task": ckpt.get("task"), "onnx": f"{name}.onnx",
                 "sha256": sha256_file(tmp_onnx), "config": config, "metrics": _metrics(run_dir),
-                "onnx_parity": {"tolerance": PARITY_TOL, "max_abs_diff": worst}, "versions": _versions(),
+                "onnx_parity": {"tolerance": PARITY_TOL, "max_abs_diff": worst, "inputs_checked": len(examples)},
+                "versions": _versions(),
                 "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
         card.update(getattr(task, "card", lambda: {})())
         os.replace(tmp_onnx, models_dir / f"{name}.onnx")

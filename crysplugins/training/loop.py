@@ -57,6 +57,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "checkpoint_minutes": 10.0,
     "log_every": 10,
     "threads": None,
+    "init_from": None,             # fine-tuning: a run folder or checkpoint whose *model* weights start the run
 }
 
 
@@ -138,6 +139,23 @@ class Trainer:
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
 
+    def _init_weights(self, model: nn.Module, source: str) -> None:
+        """Load the model weights (not the optimizer or schedule) of a run folder or checkpoint file."""
+        from crysplugins.errors import CrysError
+
+        path = Path(source)
+        if path.is_dir():
+            path = path / "checkpoint.pt"
+        if not path.is_file():
+            raise CrysError(f"init_from: there is no checkpoint at {path}.")
+        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as exc:
+            raise CrysError(f"init_from: the weights in {path} do not fit this model "
+                            f"({str(exc).splitlines()[0][:200]}).") from None
+        self.log(f"initialised the model from {path} (step {ckpt.get('state', {}).get('step')})")
+
     def _amp(self):
         amp = self.cfg["amp"]
         if self.device.type != "cuda" or amp in (None, "none", False):
@@ -204,6 +222,8 @@ class Trainer:
             random.setstate(ckpt["rng"]["python"])
             self.log(f"resumed from {ckpt_path} at epoch {state['epoch']} batch {state['batch']} "
                      f"(step {state['step']})")
+        elif cfg.get("init_from"):
+            self._init_weights(raw_model, cfg["init_from"])
         if self.world_size > 1:
             model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)

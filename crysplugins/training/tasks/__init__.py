@@ -12,6 +12,7 @@ from typing import Any, Callable
 TASKS: dict[str, str | Callable[[dict], Any]] = {
     "reccrysformer": "crysplugins.training.tasks.reccrysformer:make_task",
     "solvent-unet": "crysplugins.training.solvent_task:make_task",
+    "hand-classifier": "crysplugins.training.hand_task:make_task",
 }
 
 
