@@ -49,18 +49,22 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
 
     from crysplugins.datasets.store import open_dataset
-    from crysplugins.runtime.hand import invert_through_centre
+    from crysplugins.crystal.maps import invert_grid
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     card = json.loads(Path(args.model).read_text())
     sess = ort.InferenceSession(str(Path(args.model).parent / card["onnx"]), opts, providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
-    hand_sess = None
-    if args.hand_model:
-        hcard = json.loads(Path(args.hand_model).read_text())
-        hand_sess = ort.InferenceSession(str(Path(args.hand_model).parent / hcard["onnx"]), opts,
-                                         providers=["CPUExecutionProvider"])
+    hand_name = None
+    if args.hand_model:  # run through the runtime (runtime.hand), found beside its card
+        import os
+
+        from crysplugins.runtime.hand import hand_logits
+        from crysplugins.runtime.models import ENV_MODELS
+
+        os.environ[ENV_MODELS] = str(Path(args.hand_model).resolve().parent)
+        hand_name = json.loads(Path(args.hand_model).read_text()).get("name", Path(args.hand_model).stem)
     ds = open_dataset(args.data)
     ids, preds, pc_t, pc_i, logits, cap = [], [], [], [], [], []
     t0 = time.monotonic()
@@ -74,16 +78,14 @@ def main(argv: list[str] | None = None) -> int:
             pred = sess.run(None, {k: feeds[k] for k in names})[0][:, 0]
             true = arrays["density"][sl].astype(np.float32)
             pc_t += pearson_rows(pred, true).tolist()
-            pc_i += pearson_rows(pred, invert_through_centre(true)).tolist()
+            pc_i += pearson_rows(pred, invert_grid(true)).tolist()
             # the best any hand-blind predictor can do: the average of both hands of the truth
-            cap += pearson_rows(0.5 * (true + invert_through_centre(true)), true).tolist()
+            cap += pearson_rows(0.5 * (true + invert_grid(true)), true).tolist()
             ids += [str(i) for i in arrays["ids"][sl]]
             if args.save_predictions:
                 preds.append(pred.astype(np.float16))
-            if hand_sess is not None:
-                x = pred.reshape(len(pred), -1).astype(np.float64)
-                z = (pred - x.mean(1).reshape(-1, 1, 1, 1)) / x.std(1, ddof=1).reshape(-1, 1, 1, 1)
-                logits += hand_sess.run(None, {hand_sess.get_inputs()[0].name: z[:, None].astype(np.float32)})[0].tolist()
+            if hand_name:
+                logits += hand_logits(pred, hand_name, threads=1).tolist()
         sys.stderr.write(f"\r{len(ids)} examples, {len(ids) / (time.monotonic() - t0):.1f}/s")
     sys.stderr.write("\n")
     pc_t, pc_i = np.array(pc_t), np.array(pc_i)
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
            "mean_pearson_two_hand_average_of_truth": float(np.mean(cap)),
            "mean_abs_hand_difference": float(np.abs(pc_t - pc_i).mean()),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    if hand_sess is not None:
+    if hand_name:
         lg = np.array(logits)
         call = lg > 0
         chosen = np.where(call, pc_i, pc_t)

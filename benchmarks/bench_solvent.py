@@ -13,7 +13,7 @@ benchmarks/build_solvent_sources.py, and the structures/diffraction files).  Sec
   mask (same solvent fraction), and the refiner's own updating local-variance mask; phase errors
   (amplitude-weighted, vs the model's phases) before and after.  ``--dm-weighting sigmaa`` runs the refiner
   with FOM/sigma-A weighting and phase combination, reading the starting FOMs off the FOM-weighted map
-  (benchmarks/RESULTS_dm_weighting.md).
+  (BENCHMARKS.md, "The same with σ_A / FOM weighting and phase combination").
 * ``--timing``: whole-cell inference of the solvent-mask plugin on 1RX2 (MTZ FP/PHWT/FOM), onnxruntime vs
   torch, ``--threads`` threads.
 

@@ -4,13 +4,15 @@ patterson-density runtime."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from crysplugins.runtime.hand import choose_hand, invert_through_centre as np_invert  # noqa: E402
+from crysplugins.crystal.maps import invert_grid as np_invert  # noqa: E402
+from crysplugins.runtime.hand import choose_hand  # noqa: E402
 from crysplugins.training.losses import density_loss, invert_through_centre  # noqa: E402
 from crysplugins.training.nets.hand_classifier import HandClassifier  # noqa: E402
 
@@ -158,9 +160,16 @@ def test_export_records_the_hand_model_and_evaluation_and_plugin_use_it(trained_
     assert card["hand_model"] == "tiny_hand"
     monkeypatch.delenv("CRYSPLUGINS_MODELS", raising=False)
     result = evaluate(root / "models" / "tiny_rcf.json", data, progress=False)
-    assert 0.0 <= result["hand_accuracy"] <= 1.0
-    assert result["mean_pearson_better_hand"] >= result["mean_pearson"] - 1e-9
-    assert all("hand_logit" in r for r in result["per_example"])
+    rows = result["per_example"]
+    assert all("hand_logit" in r for r in rows)
+    # the summary agrees with the records, and the records with the maps' own inversion
+    assert result["hand_accuracy"] == pytest.approx(np.mean([r["pearson"] >= r["pearson_other_hand"] for r in rows]))
+    assert result["mean_pearson_better_hand"] == pytest.approx(
+        np.mean([max(r["pearson"], r["pearson_other_hand"]) for r in rows]))
+    assert all(r["hand_inverted"] == (r["hand_logit"] > 0) for r in rows)
+    assert "CRYSPLUGINS_MODELS" not in os.environ  # evaluate() restores the model search path
+    with pytest.raises(CrysError, match="RecCrysFormer runs only"):
+        export_run(root / "run", name="x", models_dir=root / "models", hand_model="tiny_hand")
 
     monkeypatch.setenv("CRYSPLUGINS_MODELS", str(root / "models"))
     models.clear_cache()
@@ -174,4 +183,6 @@ def test_export_records_the_hand_model_and_evaluation_and_plugin_use_it(trained_
                                                         "model": "tiny_rcf"}))
     assert any(m.startswith("Hand chosen by tiny_hand") for m in pred.messages)
     assert isinstance(pred.meta["hand_inverted"], bool) and np.isfinite(pred.meta["hand_logit"])
+    with pytest.raises(CrysError, match="not a 'hand-classifier'"):  # a card naming a wrong model
+        choose_hand(np.zeros((1, 16, 16, 16), np.float32), {"hand_model": "tiny_rcf"})
     models.clear_cache()

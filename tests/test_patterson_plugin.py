@@ -64,6 +64,9 @@ def test_shipped_example_reproduces_the_card(predictor):
     assert p > card["metrics"]["baseline_mean_pearson"] - 0.2  # a real prediction, not noise
     phases = pred.reflections["phases"]
     assert phases.has("PHI") and np.isfinite(phases.values("PHI")).all()
+    # the shipped model has no hand classifier: no hand entries (their NaN logit would not be valid JSON)
+    assert not card.get("hand_model") and "hand_logit" not in pred.meta
+    json.dumps(pred.summary(), allow_nan=False, default=str)
 
 
 def test_patterson_map_input_gives_the_same_density(predictor):

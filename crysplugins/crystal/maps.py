@@ -152,6 +152,17 @@ def structure_factors(structure: gemmi.Structure, d_min: float, method: str = "f
     return hkl, vals
 
 
+def invert_grid(a: np.ndarray) -> np.ndarray:
+    """A whole-cell map inverted through the cell origin on its last three axes: voxel i -> (N - i) mod N.
+
+    On the periodic grid this is ρ(−x), which equals the inversion through the cell centre, x -> 1 − x
+    (fractional); a centre of mass at (1/2, 1/2, 1/2) stays there.  Structure factors become conj(F(h)):
+    same amplitudes, phases −φ.
+    """
+    axes = (-3, -2, -1)
+    return np.roll(np.flip(np.asarray(a), axis=axes), 1, axis=axes)
+
+
 def grid_shape(cell: gemmi.UnitCell, spacing: float, multiple: int = 2) -> tuple[int, int, int]:
     """Smallest grid with spacing <= ``spacing`` (Å) along a, b, c and sizes a multiple of ``multiple``."""
     out = []

@@ -105,7 +105,9 @@ def apply_origin_hand(rho: np.ndarray, shift: np.ndarray, inverted: bool) -> np.
     """
     arr = np.asarray(rho, dtype=np.float64)
     if inverted:
-        arr = np.roll(np.flip(arr, axis=(0, 1, 2)), 1, axis=(0, 1, 2))  # ρ(−x) on the grid
+        from crysplugins.crystal.maps import invert_grid
+
+        arr = invert_grid(arr)  # ρ(−x) on the grid
     x = np.fft.rfftn(arr)
     n = arr.shape
     ku = np.fft.fftfreq(n[0]) * n[0]

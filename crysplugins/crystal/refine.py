@@ -35,7 +35,8 @@ walks away from good starting phases) each cycle instead
 The result's phases are the combined phases, its ``fom`` the combined figures of merit, and its map the
 FOM-weighted synthesis.  On the real 1RX2/1RX4 data (43–44 % solvent, U-net mask) it turned 41–42°
 starting phase errors into 25–32° after 20 or 100 cycles (unweighted: 36–61°), and 61–62° into 51–56°
-(unweighted: 59–75°); see benchmarks/RESULTS_dm_weighting.md.  It needs starting figures of merit.
+(unweighted: 59–75°); see BENCHMARKS.md, "The same with σ_A / FOM weighting and phase combination".
+It needs starting figures of merit.
 
 After a fixed number of cycles the result carries the final map (|F_obs|·exp(iφ) synthesis), the phases,
 and a success score: the Pearson correlation (over reflections) of the modified map's amplitudes |F_mod|
@@ -68,7 +69,8 @@ PROTEIN_VOLUME_PER_DALTON = 1.23
 #: 1.5–2.25 Å) every run scoring >= 0.99 had a phase error < 60° (33/33), but solved runs scored down to
 #: 0.91 at 2.25 Å while failed ones reached 0.987 — below 0.99 the score does not decide.  It is *not*
 #: SHELXE's 0.2 (the CC of a traced poly-Ala model).  Re-measure before use on ordinary (~50 % solvent)
-#: crystals.
+#: crystals.  Measured for ``weighting="none"`` only: with ``"sigmaa"`` the CC comes from a FOM-weighted map
+#: without its free reflections, and this threshold has not been calibrated for it.
 REFINED_CC = 0.99
 
 
@@ -531,7 +533,12 @@ def _starting_fom(fom: np.ndarray | str | None, fobs: np.ndarray, f0: np.ndarray
             raise CrysError(f"The starting figure of merit must be an array or 'map', not '{fom}'.")
         if f0 is None:
             raise CrysError("fom='map' needs a starting map.")
-        return np.clip(np.abs(f0) / np.maximum(fobs, 1e-12), 0.0, MAX_FOM)
+        m = np.abs(f0) / np.maximum(fobs, 1e-12)
+        if np.median(m) > 0.95:
+            raise CrysError("fom='map' reads the figures of merit off a FOM-weighted starting map, but this map's "
+                            f"coefficients are {np.median(m):.2f} x |F_obs| (median): it is not FOM-weighted or "
+                            "is on another scale; give the figures of merit explicitly.")
+        return np.clip(m, 0.0, MAX_FOM)
     m = np.asarray(fom, dtype=np.float64)
     if m.shape != fobs.shape:
         raise CrysError("The starting figures of merit do not match the reflections.")

@@ -183,9 +183,10 @@ class PattersonDensityPredictor:
         dens = out[0, 0].astype(np.float64) * norm["density"]["scale"] + norm["density"]["offset"]
         p1 = gemmi.SpaceGroup("P 1")
         density = CrystalMap.from_array(dens.astype(np.float32), cell, p1, name="density", units="e/Å^3")
-        pred = Prediction(maps={"density": density}, messages=messages,
-                          meta={"model": card.name, "grid": list(shape), "model_sha256": card.get("sha256"),
-                                "hand_inverted": bool(inverted[0]), "hand_logit": float(logits[0])})
+        meta = {"model": card.name, "grid": list(shape), "model_sha256": card.get("sha256")}
+        if card.get("hand_model"):  # without a classifier the logit is NaN, which is not valid JSON
+            meta.update(hand_inverted=bool(inverted[0]), hand_logit=float(logits[0]))
+        pred = Prediction(maps={"density": density}, messages=messages, meta=meta)
         if refl is not None:
             pred.reflections["phases"] = self._phases(refl, dens, cell, shape)
         pred.scalars["density_rms"] = Scalar(float(dens.std()), "e/Å³", "rms of the predicted density")

@@ -13,27 +13,28 @@ from typing import Any
 
 import numpy as np
 
-
-def invert_through_centre(a: np.ndarray) -> np.ndarray:
-    """Inversion through the cell centre on the last three axes: voxel i -> (N - i) mod N.
-
-    Fractional x -> 1 - x; a centre of mass at (1/2, 1/2, 1/2) stays there and the structure-factor
-    amplitudes are unchanged (phases change sign).
-    """
-    axes = (-3, -2, -1)
-    return np.roll(np.flip(a, axis=axes), 1, axis=axes)
+from crysplugins.crystal.maps import invert_grid
 
 
 def hand_logits(maps: np.ndarray, hand_model: str, threads: int | None = None) -> np.ndarray:
     """Logits of the hand classifier for maps (B, N1, N2, N3): > 0 means "this is the inverted (D) hand"."""
+    from crysplugins.errors import CrysError
     from crysplugins.runtime.models import load_model
 
-    session, _card = load_model(hand_model, threads=threads)
+    session, card = load_model(hand_model, threads=threads)
+    if card.get("task") != "hand-classifier":
+        raise CrysError(f"The model {hand_model} named as hand classifier is a '{card.get('task')}' model, "
+                        "not a 'hand-classifier'.")
     x = np.asarray(maps, dtype=np.float64)
     flat = x.reshape(len(x), -1)
     x = (x - flat.mean(axis=1).reshape(-1, 1, 1, 1)) / np.maximum(flat.std(axis=1, ddof=1), 1e-6).reshape(-1, 1, 1, 1)
     name = session.get_inputs()[0].name
-    return np.asarray(session.run(None, {name: x[:, None].astype(np.float32)})[0], dtype=np.float64).reshape(-1)
+    try:
+        out = session.run(None, {name: x[:, None].astype(np.float32)})[0]
+    except Exception as exc:
+        raise CrysError(f"The hand classifier {hand_model} could not run on a {x.shape[1:]} grid "
+                        f"({str(exc).splitlines()[0][:160]}).") from None
+    return np.asarray(out, dtype=np.float64).reshape(-1)
 
 
 def choose_hand(maps: np.ndarray, card: Any, threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -51,5 +52,5 @@ def choose_hand(maps: np.ndarray, card: Any, threads: int | None = None) -> tupl
     inverted = logits > 0
     out = maps.copy()
     if inverted.any():
-        out[inverted] = invert_through_centre(maps[inverted])
+        out[inverted] = invert_grid(maps[inverted])
     return out, inverted, logits

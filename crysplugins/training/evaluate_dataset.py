@@ -20,6 +20,7 @@ model card's "metrics" (the ONNX file and its sha256 are unchanged).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -32,7 +33,8 @@ import numpy as np
 from crysplugins.crystal.metrics import (fft_amplitude_pearson, fraction_solved_by_shell, pearson, phase_error,
                                          phase_error_shells)
 from crysplugins.errors import CrysError
-from crysplugins.runtime.hand import choose_hand, invert_through_centre
+from crysplugins.crystal.maps import invert_grid
+from crysplugins.runtime.hand import choose_hand
 
 
 def _session(card_path: Path):
@@ -49,6 +51,22 @@ def _session(card_path: Path):
     return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"]), card
 
 
+@contextlib.contextmanager
+def _models_beside(card_path: Path):
+    """Search the card's folder for models first (CRYSPLUGINS_MODELS), restoring the variable afterwards."""
+    from crysplugins.runtime.models import ENV_MODELS
+
+    old = os.environ.get(ENV_MODELS)
+    os.environ[ENV_MODELS] = os.pathsep.join([str(card_path.resolve().parent)] + ([old] if old else []))
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENV_MODELS, None)
+        else:
+            os.environ[ENV_MODELS] = old
+
+
 def evaluate(card_path: str | Path, data: str | Path, split: str = "test", limit: int | None = None,
              batch: int = 16, progress: bool = True) -> dict[str, Any]:
     from crysplugins.crystal import io
@@ -56,11 +74,6 @@ def evaluate(card_path: str | Path, data: str | Path, split: str = "test", limit
     from crysplugins.datasets.store import open_dataset
 
     sess, card = _session(Path(card_path))
-    if card.get("hand_model"):  # the hand classifier is looked up beside the card first
-        from crysplugins.runtime.models import ENV_MODELS
-
-        here = str(Path(card_path).resolve().parent)
-        os.environ[ENV_MODELS] = os.pathsep.join([here] + [p for p in os.environ.get(ENV_MODELS, "").split(os.pathsep) if p])
     names = [i.name for i in sess.get_inputs()]
     ds = open_dataset(data)
     # mean training density per grid shape (baseline)
@@ -88,7 +101,8 @@ def evaluate(card_path: str | Path, data: str | Path, split: str = "test", limit
             feeds = {"patterson": arrays["patterson"][sl].astype(np.float32)[:, None],
                      "sequence": arrays["sequence_index"][sl].astype(np.int64)}
             raw = sess.run(None, {k: feeds[k] for k in names})[0][:, 0]
-            pred, inverted, logits = choose_hand(raw, card)
+            with _models_beside(Path(card_path)):  # the hand classifier is looked up beside the card first
+                pred, inverted, logits = choose_hand(raw, card)
             for j, ex_id in enumerate(arrays["ids"][sl]):
                 ex_id = str(ex_id)
                 true = arrays["density"][sl][j].astype(np.float64)
@@ -99,7 +113,7 @@ def evaluate(card_path: str | Path, data: str | Path, split: str = "test", limit
                     rec["hand_inverted"] = bool(inverted[j])
                     rec["hand_logit"] = float(logits[j])
                     # diagnostics only (use the truth): the Pearson of the other hand and of the better one
-                    other = pearson(invert_through_centre(p), true)
+                    other = pearson(invert_grid(p), true)
                     rec["pearson_other_hand"] = other
                     rec["hand_right"] = bool(rec["pearson"] >= other)
                 base = mean_maps.get(tuple(shard.shape))
@@ -139,8 +153,9 @@ def evaluate(card_path: str | Path, data: str | Path, split: str = "test", limit
 
 
 def _hand_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """How the hand classifier did (only for models with one): accuracy against the truth, the mean
-    Pearson with the better hand (an upper bound, diagnostic) and with the hand as stored."""
+    """How the hand classifier did (only for models with one): accuracy against the truth, the fraction
+    of maps it inverted, and the mean Pearson with the better and with the worse hand of each prediction
+    (diagnostics that use the truth; the better hand is an upper bound)."""
     rows = [r for r in records if "hand_right" in r]
     if not rows:
         return {}

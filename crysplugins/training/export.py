@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -185,13 +186,15 @@ def export_run(run_dir: str | Path, name: str | None = None, models_dir: str | P
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     if task != "reccrysformer":
+        if hand_model:
+            raise CrysError(f"--hand-model applies to RecCrysFormer runs only; {run_dir} is a '{task}' run.")
         return _export_generic(run_dir, ckpt, name, models_dir)
     if hand_model and not (models_dir / f"{hand_model}.json").is_file():
         raise CrysError(f"The hand classifier {hand_model} is not in {models_dir}; export it there first.")
     hand_invariant = bool((ckpt.get("config", {}).get("loss") or {}).get("hand_invariant"))
     if hand_invariant and not hand_model:
         print(f"warning: {run_dir} was trained hand-invariant; without --hand-model its predictions keep "
-              "whichever hand the network chose.")
+              "whichever hand the network chose.", file=sys.stderr)
     model = model_from_checkpoint(ckpt)
     mcfg = model.config
     p = mcfg["patch"]

@@ -106,15 +106,23 @@ class HandTask:
     def _load_predictions(self, path: str | None) -> dict[str, np.ndarray]:
         if not path:
             return {}
-        with np.load(path) as z:
-            ids, shapes, inverted, flat = z["ids"], z["shapes"], z["inverted"], z["pred_flat"]
+        from crysplugins.crystal.maps import invert_grid as invert_np
+
+        try:
+            with np.load(path) as z:
+                ids, shapes, inverted, flat = z["ids"], z["shapes"], z["inverted"], z["pred_flat"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise CrysError(f"The predictions file {path} cannot be read as a bench_hand.py --save-predictions "
+                            f"file ({exc}).") from None
+        if sum(int(np.prod(s)) for s in shapes) != len(flat) or not len(ids) == len(shapes) == len(inverted):
+            raise CrysError(f"The predictions file {path} is inconsistent (ids, shapes and pred_flat disagree).")
         out = {}
         offset = 0
         for i, shape, inv in zip(ids, shapes, inverted):
             size = int(np.prod(shape))
             p = flat[offset:offset + size].reshape(tuple(shape)).astype(np.float32)
             offset += size
-            out[str(i)] = np.roll(np.flip(p), 1, axis=(0, 1, 2)).copy() if inv else p
+            out[str(i)] = invert_np(p) if inv else p
         return out
 
     # ------------------------------------------------------------------------------------- data

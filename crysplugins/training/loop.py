@@ -148,7 +148,13 @@ class Trainer:
             path = path / "checkpoint.pt"
         if not path.is_file():
             raise CrysError(f"init_from: there is no checkpoint at {path}.")
-        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        try:
+            ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as exc:
+            raise CrysError(f"init_from: {path} cannot be read as a checkpoint "
+                            f"({str(exc).splitlines()[0][:200]}).") from None
+        if not isinstance(ckpt, dict) or "model" not in ckpt:
+            raise CrysError(f"init_from: {path} is not a training checkpoint (it has no model weights).")
         try:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as exc:
