@@ -120,6 +120,31 @@ def baseline(data: Path, ids: set[str]) -> float:
     return float(np.mean(pcs)) if pcs else float("nan")
 
 
+def better_hand(data: Path, name: str, ids: set[str]) -> tuple[float, float]:
+    """(mean Pearson of each stored prediction with the better hand of the truth, mean Pearson of the
+    average of the prediction's two hands with the truth) over ``ids``: diagnostics for the hand question
+    (a Patterson map cannot fix the hand; BENCHMARKS.md, "The hand ceiling, measured")."""
+    from crysplugins.crystal.maps import invert_grid
+    from crysplugins.crystal.metrics import pearson
+    from crysplugins.datasets.store import open_dataset
+
+    truth = {}
+    for shard in open_dataset(data).shards("test"):
+        arr = shard.load()
+        for i, ex in enumerate(arr["ids"]):
+            if str(ex) in ids:
+                truth[str(ex)] = arr["density"][i].astype(np.float64)
+    best, avg = [], []
+    for path in sorted((data / "templates" / name).glob("test-*.npz")):
+        with np.load(path, allow_pickle=False) as z:
+            for ex, pred in zip(z["ids"], z["prediction"]):
+                if str(ex) in truth:
+                    t, p = truth[str(ex)], pred.astype(np.float64)
+                    best.append(max(pearson(p, t), pearson(invert_grid(p), t)))
+                    avg.append(pearson(0.5 * (p + invert_grid(p)), t))
+    return (float(np.mean(best)), float(np.mean(avg))) if best else (float("nan"), float("nan"))
+
+
 def run_info(run_dir: Path) -> str:
     s = run_dir / "summary.json"
     if not s.exists():
@@ -149,6 +174,8 @@ def main() -> int:
     ap.add_argument("--control-steps", type=int, default=525, help="optimizer steps of the control run")
     ap.add_argument("--tag", default="rc", help="prefix of the template set names in DATA/templates/ (default rc)")
     ap.add_argument("--only-table", action="store_true", help="just recompute the table from existing outputs")
+    ap.add_argument("--extra", action="append", default=[], metavar="NAME=LABEL=RUN_DIR",
+                    help="another template set <tag>_NAME of a recycled run made outside this script, as a column")
     args = ap.parse_args()
     data, initial, out = Path(args.data), Path(args.initial), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -203,6 +230,13 @@ def main() -> int:
         s = load_set(data, f"{args.tag}_{name}")
         if s:
             sets[label] = s
+    extra_dirs = {}
+    for item in args.extra:
+        name, label, rdir = item.split("=", 2)
+        s = load_set(data, f"{args.tag}_{name}")
+        if s:
+            sets[label] = s
+            extra_dirs[label] = Path(rdir)
     ids = set(sets["Initial"])
     for s in sets.values():
         ids &= set(s)
@@ -219,12 +253,21 @@ def main() -> int:
                     "percent_refiner_flag": 100 * mean(s, "refiner_refined", ids),
                     "percent_solved": 100 * float(np.mean([s[i]["refined_phase_error"] < 60 for i in ids])),
                     "mean_refined_phase_error": mean(s, "refined_phase_error", ids)} for label, s in sets.items()}
+    set_names = {"Initial": f"{args.tag}_initial", "Control: +training, zero template": f"{args.tag}_control",
+                 "Recycling": f"{args.tag}_recycling", "Recycling (modified)": f"{args.tag}_recycling_modified",
+                 **{label: f"{args.tag}_{item.split('=', 2)[0]}" for item in args.extra
+                    for label in [item.split("=", 2)[1]]}}
+    for label in rows:
+        rows[label]["mean_pearson_better_hand"], rows[label]["mean_pearson_two_hand_average"] = \
+            better_hand(data, set_names[label], ids)
     base = baseline(data, ids)
     runs_dirs = {"Initial": initial, "Recycling": out / "recycling", "Recycling (modified)": out / "recycling_modified",
-                 "Control: +training, zero template": out / "control_zero_template"}
+                 "Control: +training, zero template": out / "control_zero_template", **extra_dirs}
     labels = list(rows)
     lines = ["| Metric | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
     spec = [("Mean PC(e, e')", "mean_pearson", "{:.3f}"), ("Mean PC(e, e') (not refined)", "mean_pearson_not_refined", "{:.3f}"),
+            ("Mean PC with the better hand of the truth (diagnostic)", "mean_pearson_better_hand", "{:.3f}"),
+            ("Mean PC of the prediction's two-hand average (diagnostic)", "mean_pearson_two_hand_average", "{:.3f}"),
             ("Mean phase error", "mean_phase_error", "{:.1f}°"),
             ("Mean phase error (not refined)", "mean_phase_error_not_refined", "{:.1f}°"),
             (f"Percent refined (rule: {args.refined_rule})", "percent_refined", "{:.0f}"),

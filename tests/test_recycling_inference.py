@@ -134,9 +134,20 @@ def test_patterson_density_plugin_runs_k_cycles(example, models, monkeypatch):
     refl = read_mtz(mtz, need=("F",))
     plugin = PattersonDensityPredictor()
     names = [i.name for i in plugin.inputs]
-    assert "cycles" in names and next(i for i in plugin.inputs if i.name == "cycles").default == 0
+    assert "cycles" in names and next(i for i in plugin.inputs if i.name == "cycles").default is None
     base = plugin.predict(Request({"reflections": refl, "sequence": Sequence(seq), "model": "rc-first"}))
-    assert "recycling" not in base.tables
+    assert "recycling" not in base.tables  # the card has no default_cycles: no recycling unless asked
+    # a card with default_cycles recycles by default with reflections, and an explicit 0 turns it off
+    card = json.loads((models / "rc-first.json").read_text())
+    (models / "rc-first.json").write_text(json.dumps({**card, "default_cycles": 1}))
+    clear_cache()
+    by_default = plugin.predict(Request({"reflections": refl, "sequence": Sequence(seq), "model": "rc-first",
+                                         "dm_cycles": 5}))
+    assert [r["cycle"] for r in by_default.tables["recycling"].as_dicts()] == [0, 1]
+    off = plugin.predict(Request({"reflections": refl, "sequence": Sequence(seq), "model": "rc-first", "cycles": 0}))
+    assert "recycling" not in off.tables
+    (models / "rc-first.json").write_text(json.dumps(card))
+    clear_cache()
     out = plugin.predict(Request({"reflections": refl, "sequence": Sequence(seq), "model": "rc-first",
                                   "cycles": 2, "dm_cycles": 5}))
     table = out.tables["recycling"]

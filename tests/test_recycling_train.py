@@ -74,3 +74,23 @@ def test_recycle_from_a_missing_run_is_one_clear_error(dataset: Path, tmp_path: 
     p = cli("train", "reccrysformer", "--config", "reccrysformer_tiny", "--data", str(dataset),
             "--out", str(tmp_path / "r"), "--recycle-from", str(tmp_path), "--refined-prob", "2/0", "--quiet")
     assert p.returncode != 0 and "probability" in p.stderr
+
+
+def test_template_hand_flip_inverts_training_templates_only():
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("torch")
+    from crysplugins.crystal.maps import invert_grid
+    from crysplugins.training.recycling import template_inputs
+
+    rng0 = np.random.default_rng(0)
+    patt = rng0.normal(size=(6, 8, 8, 12)).astype(np.float32)
+    pred = rng0.normal(size=(6, 8, 8, 12)).astype(np.float32)
+    tpl = {"prediction": pred, "refined": pred + 1.0, "is_refined": np.zeros(6, bool)}
+    x, _ = template_inputs(patt, tpl, 1.0, 0.0, np.random.default_rng(1), hand_flip=1.0)
+    assert np.allclose(x[:, 1], invert_grid(pred)) and np.allclose(x[:, 0], patt)
+    x, _ = template_inputs(patt, tpl, 1.0, 0.0, np.random.default_rng(1), hand_flip=0.5)
+    flipped = [np.allclose(x[i, 1], invert_grid(pred[i])) for i in range(6)]
+    kept = [np.allclose(x[i, 1], pred[i]) for i in range(6)]
+    assert all(f != k for f, k in zip(flipped, kept)) and 0 < sum(flipped) < 6
+    x, _ = template_inputs(patt, tpl, 1.0, 0.0, None, hand_flip=1.0)  # evaluation: never flipped
+    assert np.allclose(x[:, 1], pred)

@@ -49,7 +49,8 @@ class PattersonDensityPredictor:
         InputSpec("model", Kind.TEXT, "model name (a card in the package's models or $CRYSPLUGINS_MODELS)",
                   default=DEFAULT_MODEL),
         InputSpec("cycles", Kind.INT, "recycling cycles: refine, make a template, predict again with the "
-                  "recycled model (paper 000, section 4; needs reflections)", default=0, minimum=0, maximum=20),
+                  "recycled model (paper 000, section 4; needs reflections); when not given, the model card's "
+                  "default_cycles with reflections, else 0", minimum=0, maximum=20),
         InputSpec("dm_cycles", Kind.INT, "density-modification cycles per recycling refinement", default=50,
                   minimum=1, maximum=10000),
     )
@@ -163,7 +164,11 @@ class PattersonDensityPredictor:
                             f"{'inverted through the cell centre' if inverted[0] else 'kept as predicted'} "
                             f"(classifier logit {logits[0]:+.2f}; |logit| < 1 is an uncertain call).")
         request.report(0.8, "hand chosen")
-        cycles = int(request.get("cycles", 0) or 0)
+        given = request.get("cycles")
+        if given is not None:
+            cycles = int(given)
+        else:  # the card says how the model is meant to be run (recycling needs the observed amplitudes)
+            cycles = int(card.get("default_cycles", 0) or 0) if refl is not None else 0
         table = None
         if cycles > 0:  # recycling at inference (issue #5): see crysplugins.runtime.recycle
             from crysplugins.interface import Table

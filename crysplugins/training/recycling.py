@@ -61,6 +61,7 @@ RECYCLING_DEFAULTS: dict[str, Any] = {
     "transfer": True,             # initialise from the previous run (False: the paper's plain "Recycling")
     "transfer_noise": 0.01,       # relative std of the noise added to transferred weights
     "first_conv": "patterson",    # "patterson" | "half-filters" (see the module docstring)
+    "template_hand_flip": 0.0,    # P(template inverted through the cell centre) in training (hand augmentation)
 }
 
 
@@ -279,14 +280,27 @@ class TemplateStore:
 
 
 def template_inputs(patterson: np.ndarray, templates: Mapping[str, np.ndarray], refined_prob: float,
-                    noise_std: float, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+                    noise_std: float, rng: np.random.Generator | None,
+                    hand_flip: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """The two-channel model input of a batch: Patterson + chosen template (+ noise on the template in
     training).  ``rng=None`` = evaluation (refined template wherever refined, no noise).
+
+    ``hand_flip`` (training only): each template is inverted through the cell centre with this probability.
+    A Patterson map cannot fix the hand, and density modification keeps whichever hand its input had, so a
+    refined template is of either hand; on the training split it is more often the true one (the previous
+    model fits its training examples), on new data it is not.  Flipping at random teaches the recycled
+    model that the template's hand carries no information (BENCHMARKS.md, recycling section).
 
     Returns (x float32 (n, 2, N1, N2, N3), used_refined (n,) bool).
     """
     tpl, used = choose_templates(templates["prediction"], templates["refined"], templates["is_refined"],
                                  refined_prob, rng)
+    if rng is not None and hand_flip > 0:
+        from crysplugins.crystal.maps import invert_grid
+
+        flip = rng.random(len(tpl)) < hand_flip
+        tpl = np.asarray(tpl).copy()
+        tpl[flip] = invert_grid(tpl[flip])
     x = with_template(patterson, tpl)
     if rng is not None and noise_std > 0:
         x = add_template_noise(x, noise_std, rng=rng)
@@ -306,6 +320,8 @@ def add_arguments(parser) -> None:
     g.add_argument("--template-noise", type=float, metavar="STD", help="Gaussian noise on the template channel (0.05)")
     g.add_argument("--transfer-noise", type=float, metavar="STD",
                    help="relative noise on transferred weights (0.01 x rms of each tensor)")
+    g.add_argument("--template-hand-flip", type=_fraction, metavar="P",
+                   help="probability of inverting a training template through the cell centre (hand augmentation)")
     g.add_argument("--no-transfer", action="store_true", help="train from scratch (the paper's first 'Recycling')")
     g.add_argument("--first-conv", choices=("patterson", "half-filters"),
                    help="which half of the first conv to transfer in a first recycling run (default patterson)")
@@ -314,7 +330,8 @@ def add_arguments(parser) -> None:
 def apply_arguments(config: dict[str, Any], args) -> None:
     """Copy the recycling options given on the command line into ``config["recycling"]``."""
     r = dict(config.get("recycling") or {})
-    for opt in ("recycle_from", "templates", "refined_prob", "template_noise", "transfer_noise", "first_conv"):
+    for opt in ("recycle_from", "templates", "refined_prob", "template_noise", "transfer_noise", "first_conv",
+                "template_hand_flip"):
         v = getattr(args, opt, None)
         if v is not None:
             r[opt] = v
@@ -350,5 +367,6 @@ def card_recycling_entry(task_recycling: Mapping[str, Any]) -> dict[str, Any]:
             "template_noise": task_recycling.get("template_noise"),
             "transfer": task_recycling.get("transfer"), "transfer_noise": task_recycling.get("transfer_noise"),
             "first_conv": task_recycling.get("first_conv"),
+            "template_hand_flip": task_recycling.get("template_hand_flip", 0.0),
             "template_rule": "refined map post-processed as in appendix E when refined, else the previous prediction",
             "template_info": task_recycling.get("template_info")}

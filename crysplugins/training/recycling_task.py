@@ -91,9 +91,10 @@ class _RecyclingBatchList(_BatchList):
     only, so a resumed epoch sees the same batches."""
 
     def __init__(self, bins: _Bins, plan, refined_prob: float, noise: float, seed: int, epoch: int,
-                 train: bool) -> None:
+                 train: bool, hand_flip: float = 0.0) -> None:
         super().__init__(bins, plan)
         self.refined_prob, self.noise, self.seed, self.epoch, self.train = refined_prob, noise, seed, epoch, train
+        self.hand_flip = hand_flip
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         shape, idx = self.plan[i]
@@ -102,7 +103,7 @@ class _RecyclingBatchList(_BatchList):
         x, used = template_inputs(b["patterson"][idx], {"prediction": b["tpl_prediction"][idx],
                                                          "refined": b["tpl_refined"][idx],
                                                          "is_refined": b["tpl_is_refined"][idx]},
-                                  self.refined_prob, self.noise, rng)
+                                  self.refined_prob, self.noise, rng, hand_flip=self.hand_flip)
         return {"patterson": torch.from_numpy(x),
                 "density": torch.from_numpy(b["density"][idx].astype(np.float32)).unsqueeze(1),
                 "sequence": torch.from_numpy(b["sequence_index"][idx].astype(np.int64)),
@@ -121,6 +122,8 @@ class RecyclingTask(RecCrysFormerTask):
             raise CrysError("A recycling run needs --recycle-from RUN_DIR.")
         if not 0.0 <= float(r["refined_prob"]) <= 1.0:
             raise CrysError("--refined-prob must be between 0 and 1.")
+        if not 0.0 <= float(r.get("template_hand_flip") or 0.0) <= 1.0:
+            raise CrysError("--template-hand-flip must be a probability between 0 and 1.")
         if float(r["template_noise"]) < 0 or float(r["transfer_noise"]) < 0:
             raise CrysError("Noise levels must be 0 or more.")
         self.prev_dir = Path(r["recycle_from"])
@@ -192,7 +195,8 @@ class RecyclingTask(RecCrysFormerTask):
     def batches(self, split: str = "train", epoch: int = 0, rank: int = 0, world_size: int = 1):
         plain = super().batches(split, epoch, rank, world_size)
         return _RecyclingBatchList(plain.bins, plain.plan, float(self.recycling["refined_prob"]),
-                                   float(self.recycling["template_noise"]), self.seed, epoch, split == "train")
+                                   float(self.recycling["template_noise"]), self.seed, epoch, split == "train",
+                                   hand_flip=float(self.recycling.get("template_hand_flip") or 0.0))
 
     def eval_batches(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Test batches with the evaluation template (refined wherever refined; no noise)."""
