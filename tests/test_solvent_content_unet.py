@@ -1,13 +1,13 @@
 """solvent-content with a phasing map: U-net expected solvent content (eq. 1) + combination (eq. 2)."""
 from __future__ import annotations
 
-import gemmi
 import numpy as np
 import pytest
 
 from crysplugins.interface import Request
 from crysplugins.plugins.solvent_content import SolventContentPredictor
 from crysplugins.plugins.solvent_mask import unet_solvent_content
+from crysplugins_test_support import blob_structure  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -15,17 +15,7 @@ def phasing_map():
     from crysplugins.datasets.phasing import phasing_map as make_map, prepare_source, simulate_phasing
 
     rng = np.random.default_rng(4)
-    st = gemmi.Structure()
-    st.cell = gemmi.UnitCell(36.0, 40.0, 44.0, 90, 90, 90)
-    st.spacegroup_hm = "P 21 21 21"
-    model, chain = gemmi.Model("1"), gemmi.Chain("A")
-    for i in range(150):
-        res = gemmi.Residue(); res.name, res.seqid = "GLY", gemmi.SeqId(i + 1, " ")
-        a = gemmi.Atom(); a.name, a.element = "CA", gemmi.Element("C")
-        a.pos = gemmi.Position(*(np.array([8.0, 9.0, 10.0]) + rng.normal(0, 4.0, 3)))
-        a.occ, a.b_iso = 1.0, 20.0
-        res.add_atom(a); chain.add_residue(res)
-    model.add_chain(chain); st.add_model(model); st.setup_entities()
+    st = blob_structure(cell=(36.0, 40.0, 44.0, 90, 90, 90), n=150, centre=(8.0, 9.0, 10.0), spread=4.0, rng=rng)
     src = prepare_source(st, 3.0)
     return make_map(src, simulate_phasing(src, 40.0, rng))
 

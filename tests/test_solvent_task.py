@@ -1,7 +1,6 @@
 """The 'solvent-unet' training task and the section 2.2 U-net (needs torch)."""
 from __future__ import annotations
 
-import gemmi
 import numpy as np
 import pytest
 
@@ -11,6 +10,7 @@ from crysplugins.datasets.phasing import prepare_source  # noqa: E402
 from crysplugins.datasets.solvent_windows import load_sources, save_sources  # noqa: E402
 from crysplugins.training.nets.unet3d import UNet3D, count_parameters  # noqa: E402
 from crysplugins.training.solvent_task import make_task  # noqa: E402
+from crysplugins_test_support import blob_structure  # noqa: E402
 
 
 def test_paper_width_has_about_three_million_parameters():
@@ -20,18 +20,7 @@ def test_paper_width_has_about_three_million_parameters():
 
 
 def test_task_round_trip(tmp_path):
-    rng = np.random.default_rng(0)
-    st = gemmi.Structure()
-    st.cell = gemmi.UnitCell(30.0, 32.0, 34.0, 90, 90, 90)
-    st.spacegroup_hm = "P 21 21 21"
-    model, chain = gemmi.Model("1"), gemmi.Chain("A")
-    for i in range(60):
-        res = gemmi.Residue(); res.name, res.seqid = "GLY", gemmi.SeqId(i + 1, " ")
-        a = gemmi.Atom(); a.name, a.element = "CA", gemmi.Element("C")
-        a.pos = gemmi.Position(*(np.array([6.0, 7.0, 8.0]) + rng.normal(0, 3.0, 3)))
-        a.occ, a.b_iso = 1.0, 20.0
-        res.add_atom(a); chain.add_residue(res)
-    model.add_chain(chain); st.add_model(model); st.setup_entities()
+    st = blob_structure(cell=(30.0, 32.0, 34.0, 90, 90, 90), n=60, seed=0, centre=(6.0, 7.0, 8.0))
     src = prepare_source(st, 3.0, name="blob")
     save_sources([src], tmp_path / "train_sources.npz")
     save_sources([src], tmp_path / "val_sources.npz")
