@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.save_predictions:
                 preds.append(pred.astype(np.float16))
             if hand_name:
-                logits += hand_logits(pred, hand_name, threads=1).tolist()
+                logits += hand_logits(pred, hand_name, threads=1, cells=arrays["cell"][sl]).tolist()
         sys.stderr.write(f"\r{len(ids)} examples, {len(ids) / (time.monotonic() - t0):.1f}/s")
     sys.stderr.write("\n")
     pc_t, pc_i = np.array(pc_t), np.array(pc_i)

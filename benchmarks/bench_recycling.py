@@ -37,6 +37,7 @@ import sys
 import time
 from pathlib import Path
 
+import gemmi
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,6 +146,42 @@ def better_hand(data: Path, name: str, ids: set[str]) -> tuple[float, float]:
     return (float(np.mean(best)), float(np.mean(avg))) if best else (float("nan"), float("nan"))
 
 
+def hand_chosen(data: Path, name: str, ids: set[str], hand_model: str) -> dict[str, dict[str, float]]:
+    """id -> {pearson, phase_error, inverted, logit} of a template set's test predictions after the hand model
+    (``crysplugins.runtime.hand``) has put each on the L hand.  The decision uses the prediction alone; the
+    Pearson (eq. 7) and the amplitude-weighted phase error are then measured against the truth."""
+    from crysplugins.crystal.maps import invert_grid
+    from crysplugins.crystal.metrics import pearson, phase_error
+    from crysplugins.datasets.store import open_dataset
+    from crysplugins.datasets.templates import map_phases, true_reflections
+    from crysplugins.runtime.hand import hand_logits
+
+    ds = open_dataset(data)
+    norm = ds.meta["normalisation"]["density"]
+    out: dict[str, dict[str, float]] = {}
+    for shard in ds.shards("test"):
+        path = data / "templates" / name / f"{shard.path.stem}.npz"
+        if not path.exists():
+            continue
+        arr = shard.load()
+        with np.load(path, allow_pickle=False) as z:
+            rows, exs, preds = z["rows"], z["ids"], z["prediction"].astype(np.float32)
+        keep = [k for k, ex in enumerate(exs) if str(ex) in ids]
+        if not keep:
+            continue
+        logits = hand_logits(preds[keep], hand_model, cells=arr["cell"][rows[keep]])
+        for k, lg in zip(keep, logits):
+            r = int(rows[k])
+            p = invert_grid(preds[k]) if lg > 0 else preds[k]
+            truth = arr["density"][r].astype(np.float64)
+            cell = gemmi.UnitCell(*[float(v) for v in arr["cell"][r]])
+            hkl, f_true = true_reflections(truth, norm, cell, float(arr["d_min"][r]))
+            phi = map_phases(p, cell, float(arr["d_min"][r]), hkl)
+            out[str(exs[k])] = {"pearson": pearson(p, truth), "inverted": float(lg > 0), "logit": float(lg),
+                                "phase_error": phase_error(hkl, np.degrees(np.angle(f_true)), phi, np.abs(f_true))}
+    return out
+
+
 def run_info(run_dir: Path) -> str:
     s = run_dir / "summary.json"
     if not s.exists():
@@ -174,6 +211,8 @@ def main() -> int:
     ap.add_argument("--control-steps", type=int, default=525, help="optimizer steps of the control run")
     ap.add_argument("--tag", default="rc", help="prefix of the template set names in DATA/templates/ (default rc)")
     ap.add_argument("--only-table", action="store_true", help="just recompute the table from existing outputs")
+    ap.add_argument("--hand-model", metavar="NAME",
+                    help="also report each column with the hand chosen by this hand model (crysplugins.runtime.hand)")
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=LABEL=RUN_DIR",
                     help="another template set <tag>_NAME of a recycled run made outside this script, as a column")
     args = ap.parse_args()
@@ -260,6 +299,20 @@ def main() -> int:
     for label in rows:
         rows[label]["mean_pearson_better_hand"], rows[label]["mean_pearson_two_hand_average"] = \
             better_hand(data, set_names[label], ids)
+    if args.hand_model:
+        for label in rows:
+            hc = hand_chosen(data, set_names[label], ids, args.hand_model)
+            rows[label]["hand_pearson"] = mean(hc, "pearson", ids)
+            rows[label]["hand_pearson_not_refined"] = mean(hc, "pearson", not_ref)
+            rows[label]["hand_phase_error"] = mean(hc, "phase_error", ids)
+            rows[label]["hand_phase_error_not_refined"] = mean(hc, "phase_error", not_ref)
+            rows[label]["hand_percent_inverted"] = 100 * mean(hc, "inverted", ids)
+            # paired difference from the initial model as predicted, with a bootstrap 95 % interval
+            order = sorted(ids)
+            delta = np.array([hc[i]["pearson"] - sets["Initial"][i]["pearson"] for i in order])
+            boot = np.random.default_rng(0).choice(delta, size=(2000, len(delta))).mean(axis=1)
+            rows[label]["hand_pearson_delta_vs_initial"] = float(delta.mean())
+            rows[label]["hand_pearson_delta_ci95"] = [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
     base = baseline(data, ids)
     runs_dirs = {"Initial": initial, "Recycling": out / "recycling", "Recycling (modified)": out / "recycling_modified",
                  "Control: +training, zero template": out / "control_zero_template", **extra_dirs}
@@ -274,8 +327,19 @@ def main() -> int:
             ("Percent with the refiner's flag (CC >= threshold)", "percent_refiner_flag", "{:.0f}"),
             ("Percent within 60° of the truth after refinement", "percent_solved", "{:.0f}"),
             ("Mean phase error after refinement", "mean_refined_phase_error", "{:.1f}°")]
+    if args.hand_model:
+        spec += [(f"Mean PC(e, e'), hand chosen by {args.hand_model}", "hand_pearson", "{:.3f}"),
+                 ("Mean PC(e, e') (not refined), hand chosen", "hand_pearson_not_refined", "{:.3f}"),
+                 ("Mean phase error, hand chosen", "hand_phase_error", "{:.1f}°"),
+                 ("Mean phase error (not refined), hand chosen", "hand_phase_error_not_refined", "{:.1f}°"),
+                 ("Percent inverted by the hand model", "hand_percent_inverted", "{:.0f}"),
+                 ("Hand-chosen PC minus the initial model's PC, per example (mean)", "hand_pearson_delta_vs_initial",
+                  "{:+.3f}")]
     for title, key, fmt in spec:
         lines.append(f"| {title} | " + " | ".join(fmt.format(rows[l][key]) for l in labels) + " |")
+    if args.hand_model:
+        lines.append("| (bootstrap 95 % interval of that mean) | " + " | ".join(
+            "[{:+.3f}, {:+.3f}]".format(*rows[l]["hand_pearson_delta_ci95"]) for l in labels) + " |")
     lines.append("| Training | " + " | ".join(run_info(runs_dirs[l]) for l in labels) + " |")
     text = "\n".join(lines) + (f"\n\nTest examples: {len(ids)} ({len(not_ref)} not refined after the initial run). "
                                f"Mean-training-map baseline Pearson on them: {base:.3f}.\n")

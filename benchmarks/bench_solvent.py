@@ -40,8 +40,11 @@ from crysplugins.plugins.solvent_mask import load_solvent_model, solvent_probabi
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
 
+VIEWS = 1  # --views: test-time augmentation of the U-net (mirror views averaged per tile)
+
+
 def sym_prob(cmap: CrystalMap, session, card) -> np.ndarray:
-    prob = solvent_probability(cmap, session, card)
+    prob = solvent_probability(cmap, session, card, views=VIEWS)
     cm = CrystalMap.from_array(prob, cmap.cell, cmap.spacegroup)
     if cmap.spacegroup.number != 1:
         cm.grid.symmetrize_avg()
@@ -245,8 +248,11 @@ def main() -> None:
                          "phase combination with the starting phases)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--views", type=int, default=1, help="U-net test-time augmentation: mirror views per tile (1-8)")
     ap.add_argument("--json", default="benchmarks/solvent_results.json")
     args = ap.parse_args()
+    global VIEWS
+    VIEWS = args.views
     session, card = load_solvent_model(args.model)
     out: dict = {"model": args.model, "checkpoint": args.checkpoint, "card_sha256": card.get("sha256")}
     if Path(args.json).exists():

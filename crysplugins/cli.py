@@ -256,7 +256,7 @@ def _print_human(result: dict) -> None:
         print(f"{name}:")
         print("  " + "\t".join(t["columns"]))
         for row in t["rows"]:
-            print("  " + "\t".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+            print("  " + "\t".join(f"{v:.4g}" if isinstance(v, float) else "-" if v is None else str(v) for v in row))
     for name, m in result["maps"].items():
         print(f"map {name}: grid {m['grid']} cell {m['cell']} {m['spacegroup']}")
     for name, path in result["files"].items():

@@ -285,6 +285,8 @@ class Table:
 
 
 def _fmt(v: Any) -> str:
+    if v is None:  # a value that does not exist (e.g. the change from a previous map in the first row)
+        return ""
     if isinstance(v, float):
         return f"{v:.6g}"
     return str(v)

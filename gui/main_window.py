@@ -382,7 +382,7 @@ class MainWindow(QMainWindow):
             head.setFont(0, font)
             head.setFont(1, font)
             for row in table.rows:
-                cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row]
+                cells = [f"{v:.4g}" if isinstance(v, float) else "-" if v is None else str(v) for v in row]
                 QTreeWidgetItem(t_item, [cells[0], "   ".join(cells[1:]), ""])
             t_item.setExpanded(True)
         top.setExpanded(True)

@@ -53,20 +53,27 @@ def test_shipped_example_reproduces_the_card(predictor):
     ex = card["example"]
     inputs = predictor.example_inputs()
     assert len(inputs["sequence"]) == card["n_residues"]
-    pred = predictor.predict(Request(inputs))
-    dmap = pred.maps["density"]
     truth = io.read_mtz(str(resources.files("crysplugins") / "data" / "examples" / "patterson_density" / ex["phases"]),
                         need=("F", "PHI"))
-    fg = FourierGrid(truth.miller_array(), dmap.shape, float(truth.cell.volume))
-    true_map = fg.to_map(truth.values("F") * np.exp(1j * np.radians(truth.values("PHI"))))
-    p = pearson(true_map, dmap.array)
-    assert p == pytest.approx(ex["pearson"], abs=1e-3)
-    assert p > card["metrics"]["baseline_mean_pearson"] - 0.2  # a real prediction, not noise
-    phases = pred.reflections["phases"]
-    assert phases.has("PHI") and np.isfinite(phases.values("PHI")).all()
-    # the shipped model has no hand classifier: no hand entries (their NaN logit would not be valid JSON)
+    # the default pipeline (card default_cycles: one recycling cycle, then the recycled model's hand model)
+    # and the first model alone (cycles = 0)
+    for request, claimed in ((Request(inputs), ex), (Request({**inputs, "cycles": 0}), ex["first_model"])):
+        pred = predictor.predict(request)
+        dmap = pred.maps["density"]
+        fg = FourierGrid(truth.miller_array(), dmap.shape, float(truth.cell.volume))
+        true_map = fg.to_map(truth.values("F") * np.exp(1j * np.radians(truth.values("PHI"))))
+        assert pearson(true_map, dmap.array) == pytest.approx(claimed["pearson"], abs=1e-3)
+        phases = pred.reflections["phases"]
+        assert phases.has("PHI") and np.isfinite(phases.values("PHI")).all()
+        json.dumps(pred.summary(), allow_nan=False, default=str)
+    # the first model has no hand model (no NaN logit in its meta); the recycled model's card names one
     assert not card.get("hand_model") and "hand_logit" not in pred.meta
-    json.dumps(pred.summary(), allow_nan=False, default=str)
+    assert card["default_cycles"] == 1 and card["recycled_model"] == ex["recycled_model"]
+    default = predictor.predict(Request(inputs))
+    assert "recycling" in default.tables and default.meta["hand_model"] == ex["hand_model"]
+    assert default.meta["hand_inverted"] == ex["hand_inverted"]
+    # a real prediction, not noise, whichever hand it ends in
+    assert max(ex["pearson"], ex["pearson_other_hand"]) > card["metrics"]["baseline_mean_pearson"]
 
 
 def test_patterson_map_input_gives_the_same_density(predictor):
@@ -78,7 +85,7 @@ def test_patterson_map_input_gives_the_same_density(predictor):
     g = card["grid"]
     shape = grid_shape(refl.cell, g["spacing"], g["multiple"])
     pmap = patterson_map((refl.miller_array(), refl.amplitudes()), refl.cell, shape)
-    a = predictor.predict(Request(inputs)).maps["density"].array
+    a = predictor.predict(Request({**inputs, "cycles": 0})).maps["density"].array  # a map alone cannot recycle
     b = predictor.predict(Request({"patterson": pmap, "sequence": inputs["sequence"]})).maps["density"].array
     assert np.allclose(a, b, atol=1e-4)
 

@@ -52,3 +52,18 @@ def test_position_dependent_network_is_blended_not_copied():
 def test_overlap_must_be_smaller_than_window():
     with pytest.raises(ValueError):
         tile_starts(100, 16, 16)
+
+
+def test_mirror_views_average_a_position_dependent_network_and_leave_an_equivariant_one():
+    from crysplugins.runtime.tiling import FLIP_SETS, with_flips
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 1, 6, 6, 6)).astype(np.float32)
+    same = with_flips(lambda a: 2.0 * a, 8)(x)  # voxel-wise: every view agrees
+    assert np.allclose(same, 2.0 * x)
+    ramp = np.arange(6, dtype=np.float64)[None, None, :, None, None]  # depends on the position along axis 2
+    y = with_flips(lambda a: a * 0 + ramp, 2)(x)  # views () and (2,): ramp and its mirror averaged
+    assert np.allclose(y, 2.5)
+    assert with_flips(np.sin, 1)(x) is not None and len(FLIP_SETS) == 8
+    with pytest.raises(ValueError):
+        with_flips(np.sin, 9)

@@ -157,7 +157,7 @@ class PattersonDensityPredictor:
         request.report(0.75, "density predicted")
         from crysplugins.runtime.hand import choose_hand
 
-        chosen, inverted, logits = choose_hand(out[:, 0], card)
+        chosen, inverted, logits = choose_hand(out[:, 0], card, cells=[cell])
         out = chosen[:, None]
         if card.get("hand_model"):
             messages.append(f"Hand chosen by {card['hand_model']}: "
@@ -185,12 +185,19 @@ class PattersonDensityPredictor:
                           "|F_obs|; refined when >= the refiner's threshold)")
             messages.append(f"{cycles} recycling cycle(s) with {outcome.model}; refinement score "
                             + " -> ".join(f"{r[3]:.4f}" for r in outcome.rows) + ".")
+            if outcome.hand_model:
+                messages.append(f"Hand of the last prediction chosen by {outcome.hand_model}: "
+                                f"{'inverted through the cell centre' if outcome.hand_inverted else 'kept'} "
+                                f"(logit {outcome.hand_logit:+.2f}; |logit| < 1 is an uncertain call).")
         dens = out[0, 0].astype(np.float64) * norm["density"]["scale"] + norm["density"]["offset"]
         p1 = gemmi.SpaceGroup("P 1")
         density = CrystalMap.from_array(dens.astype(np.float32), cell, p1, name="density", units="e/Å^3")
         meta = {"model": card.name, "grid": list(shape), "model_sha256": card.get("sha256")}
         if card.get("hand_model"):  # without a classifier the logit is NaN, which is not valid JSON
             meta.update(hand_inverted=bool(inverted[0]), hand_logit=float(logits[0]))
+        if table is not None and outcome.hand_model:
+            meta.update(hand_model=outcome.hand_model, hand_inverted=outcome.hand_inverted,
+                        hand_logit=outcome.hand_logit)
         pred = Prediction(maps={"density": density}, messages=messages, meta=meta)
         if refl is not None:
             pred.reflections["phases"] = self._phases(refl, dens, cell, shape)

@@ -25,7 +25,7 @@ from crysplugins.crystal.solvent_content_combination import expected_solvent_con
 from crysplugins.errors import CrysError
 from crysplugins.hookspecs import hookimpl
 from crysplugins.interface import (CrystalMap, InputSpec, Kind, OutputSpec, Prediction, Request, Scalar)
-from crysplugins.runtime.tiling import predict_tiled
+from crysplugins.runtime.tiling import predict_tiled, with_flips
 
 MODEL_NAME = "solvent-unet"
 
@@ -93,8 +93,11 @@ def _softmax_solvent(logits: np.ndarray) -> np.ndarray:
 
 
 def solvent_probability(cmap: CrystalMap, session: Any, card: dict, overlap: int | None = None,
-                        progress=None) -> np.ndarray:
-    """Per-voxel P(solvent) on ``cmap``'s grid from the U-net (tiled over the whole cell)."""
+                        progress=None, views: int | None = None) -> np.ndarray:
+    """Per-voxel P(solvent) on ``cmap``'s grid from the U-net (tiled over the whole cell).
+
+    ``views``: test-time augmentation, the number of mirror views averaged per tile (1-8,
+    :func:`crysplugins.runtime.tiling.with_flips`); default the card's ``tiling.views`` or 1."""
     inp = card.get("input", {})
     window = int(inp.get("window", 48))
     norm = inp.get("normalisation", "zscore-cell")
@@ -104,7 +107,9 @@ def solvent_probability(cmap: CrystalMap, session: Any, card: dict, overlap: int
     arr = (arr - float(arr.mean())) / max(float(arr.std()), 1e-12)
     in_name = session.get_inputs()[0].name
     overlap = int(card.get("tiling", {}).get("overlap", 16) if overlap is None else overlap)
-    out = predict_tiled(arr, lambda x: _softmax_solvent(session.run(None, {in_name: x})[0]), window=window,
+    views = int(card.get("tiling", {}).get("views", 1) if views is None else views)
+    predict = with_flips(lambda x: _softmax_solvent(session.run(None, {in_name: x})[0]), views)
+    out = predict_tiled(arr, predict, window=window,
                         overlap=overlap, batch_size=int(card.get("tiling", {}).get("batch", 2)), progress=progress)
     return out[0]
 

@@ -2,10 +2,17 @@
 
 A Patterson map cannot tell a structure from its inverse through the cell centre (RecCrysFormer paper
 000, section 3: the Patterson map is centrosymmetric; appendix B puts the centre of mass at the cell
-centre).  A hand-invariant RecCrysFormer predicts one of the two hands; the hand classifier of its card
-(``card["hand_model"]``, :mod:`crysplugins.training.nets.hand_classifier`) says whether the map holds
-L-amino acids (keep it) or D-amino acids (invert it).  The classifier is antisymmetric: its logit for the
-inverted map is minus its logit for the map, so the decision never depends on which hand it is shown.
+centre).  A recycled or hand-invariant RecCrysFormer predicts one of the two hands; the hand model of its
+card (``card["hand_model"]``) says whether the map holds L-amino acids (keep it) or D-amino acids (invert
+it).  Two kinds of hand model, told apart by their card's ``task``:
+
+* ``hand-chirality`` (shipped): a linear score of rotation-invariant pseudoscalar features
+  (:mod:`crysplugins.crystal.chirality`, fitted by :mod:`crysplugins.training.hand_chirality`); numpy
+  only, the weights are in the card.  It needs each map's cell.
+* ``hand-classifier``: an antisymmetric 3-D CNN exported to ONNX (:mod:`crysplugins.training.nets.hand_classifier`).
+
+Both are antisymmetric: the logit of the inverted map is minus the logit of the map, so the decision never
+depends on which hand it is shown.
 """
 from __future__ import annotations
 
@@ -16,15 +23,41 @@ import numpy as np
 from crysplugins.crystal.maps import invert_grid
 
 
-def hand_logits(maps: np.ndarray, hand_model: str, threads: int | None = None) -> np.ndarray:
-    """Logits of the hand classifier for maps (B, N1, N2, N3): > 0 means "this is the inverted (D) hand"."""
+def _chirality_logits(maps: np.ndarray, card: Any, cells: Any) -> np.ndarray:
+    from crysplugins.crystal.chirality import FEATURE_SET, hand_score, n_features, pseudoscalar_features
     from crysplugins.errors import CrysError
-    from crysplugins.runtime.models import load_model
 
+    if card.get("feature_set") != FEATURE_SET:
+        raise CrysError(f"The hand model {card.name} uses the feature set '{card.get('feature_set')}'; this version "
+                        f"computes '{FEATURE_SET}'.")
+    sigmas = [float(s) for s in card["sigmas"]]
+    weights, scale = np.asarray(card["weights"], float), np.asarray(card["scale"], float)
+    if not (len(weights) == len(scale) == n_features(len(sigmas))):
+        raise CrysError(f"The hand model {card.name} has {len(weights)} weights for {len(sigmas)} blurs "
+                        f"({n_features(len(sigmas))} features); the card is damaged.")
+    if cells is None:
+        raise CrysError(f"The hand model {card.name} needs the cell of each map.")
+    cells = list(cells) if not hasattr(cells, "a") else [cells] * len(maps)
+    if len(cells) != len(maps):
+        raise ValueError("one cell per map is needed")
+    feats = np.stack([pseudoscalar_features(m, c, sigmas) for m, c in zip(maps, cells)])
+    return -hand_score(feats, weights, scale)  # score > 0 keeps the hand; logit > 0 means "inverted (D)"
+
+
+def hand_logits(maps: np.ndarray, hand_model: str, threads: int | None = None, cells: Any = None) -> np.ndarray:
+    """Logits of the hand model for maps (B, N1, N2, N3): > 0 means "this is the inverted (D) hand".
+
+    ``cells``: one gemmi.UnitCell or (a, b, c, α, β, γ) per map, or one for all (needed by ``hand-chirality``)."""
+    from crysplugins.errors import CrysError
+    from crysplugins.runtime.models import find_card, load_model
+
+    card = find_card(hand_model)
+    if card.get("task") == "hand-chirality":
+        return _chirality_logits(np.asarray(maps), card, cells)
     session, card = load_model(hand_model, threads=threads)
     if card.get("task") != "hand-classifier":
-        raise CrysError(f"The model {hand_model} named as hand classifier is a '{card.get('task')}' model, "
-                        "not a 'hand-classifier'.")
+        raise CrysError(f"The model {hand_model} named as hand model is a '{card.get('task')}' model, "
+                        "not a 'hand-chirality' or 'hand-classifier'.")
     x = np.asarray(maps, dtype=np.float64)
     flat = x.reshape(len(x), -1)
     x = (x - flat.mean(axis=1).reshape(-1, 1, 1, 1)) / np.maximum(flat.std(axis=1, ddof=1), 1e-6).reshape(-1, 1, 1, 1)
@@ -37,8 +70,9 @@ def hand_logits(maps: np.ndarray, hand_model: str, threads: int | None = None) -
     return np.asarray(out, dtype=np.float64).reshape(-1)
 
 
-def choose_hand(maps: np.ndarray, card: Any, threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Put each predicted map (B, N1, N2, N3) on the L-amino-acid hand with the card's hand classifier.
+def choose_hand(maps: np.ndarray, card: Any, threads: int | None = None, cells: Any = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Put each predicted map (B, N1, N2, N3) on the L-amino-acid hand with the card's hand model.
 
     Returns (maps, inverted (B,) bool, logits (B,)).  A card without ``hand_model`` returns the maps as
     they are (nothing inverted, logits NaN).
@@ -48,7 +82,7 @@ def choose_hand(maps: np.ndarray, card: Any, threads: int | None = None) -> tupl
     name = get("hand_model")
     if not name:
         return maps, np.zeros(len(maps), bool), np.full(len(maps), np.nan)
-    logits = hand_logits(maps, str(name), threads=threads)
+    logits = hand_logits(maps, str(name), threads=threads, cells=cells)
     inverted = logits > 0
     out = maps.copy()
     if inverted.any():

@@ -102,7 +102,7 @@ def run_cycles(first_prediction: np.ndarray, predict_with_template: Callable[[np
         if progress is not None:
             progress(k / (cycles + 1), f"recycling cycle {k}/{cycles}: refining")
         res = refine(pred)
-        change = pearson(previous, pred) if previous is not None else float("nan")
+        change = pearson(previous, pred) if previous is not None else None  # None: valid JSON, no previous map
         out.rows.append([k, "first" if k == 0 else "recycled", template_kind, float(res.score), bool(res.refined),
                          change])
         out.refinement = res
@@ -158,4 +158,13 @@ def predict_cycles(card: Any, first_output: np.ndarray, patterson_norm: np.ndarr
 
     outcome = run_cycles(first_output, predict_with_template, refine, cycles, cell, progress=progress)
     outcome.model = name  # type: ignore[attr-defined]
+    # the recycled model follows the (random) hand of its template: its card's hand model puts the last
+    # prediction on the L hand (crysplugins.runtime.hand; BENCHMARKS.md, issue #5)
+    from crysplugins.runtime.hand import choose_hand
+
+    chosen, inverted, logits = choose_hand(outcome.prediction[None], card2, cells=[cell])
+    outcome.prediction = chosen[0]
+    outcome.hand_model = card2.get("hand_model")  # type: ignore[attr-defined]
+    outcome.hand_inverted = bool(inverted[0])  # type: ignore[attr-defined]
+    outcome.hand_logit = float(logits[0])  # type: ignore[attr-defined]
     return outcome.prediction, outcome

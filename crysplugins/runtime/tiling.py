@@ -95,6 +95,31 @@ def predict_tiled(arr: np.ndarray, predict: Callable[[np.ndarray], np.ndarray], 
     return (acc / wsum[None]).astype(np.float32)
 
 
+#: test-time augmentation: the 8 mirror combinations of the three window axes (the U-net of paper 004 was
+#: trained with flips and 90° rotations, section 2.2, so each is an equally valid view of a window)
+FLIP_SETS: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4))
+
+
+def with_flips(predict: Callable[[np.ndarray], np.ndarray], n: int) -> Callable[[np.ndarray], np.ndarray]:
+    """``predict`` averaged over the first ``n`` (1-8) of :data:`FLIP_SETS`: each batch (b, 1, w, w, w) is
+    mirrored, predicted and mirrored back.  ``n`` = 1 is ``predict`` itself."""
+    if not 1 <= int(n) <= len(FLIP_SETS):
+        raise ValueError(f"test-time augmentation takes 1 to {len(FLIP_SETS)} views, not {n}")
+    if int(n) == 1:
+        return predict
+
+    def averaged(x: np.ndarray) -> np.ndarray:
+        total = None
+        for axes in FLIP_SETS[:int(n)]:
+            xf = np.ascontiguousarray(np.flip(x, axis=axes)) if axes else x
+            y = np.asarray(predict(xf), dtype=np.float64)
+            y = np.flip(y, axis=axes) if axes else y
+            total = y if total is None else total + y
+        return total / int(n)
+
+    return averaged
+
+
 def coverage(shape: tuple[int, int, int], window: int = 48, overlap: int = 16) -> np.ndarray:
     """How many tiles cover each voxel (int array of ``shape``); every entry is >= 1."""
     count = np.zeros(shape, dtype=np.int64)

@@ -42,7 +42,7 @@ def load_config(spec: str | None) -> dict[str, Any]:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model (needs torch)",
                        description="Train a model with the crysplugins Trainer (checkpoints, resume, DDP).")
-    p.add_argument("task", help="task name: reccrysformer, solvent-unet, ...")
+    p.add_argument("task", help="task name: reccrysformer, solvent-unet, hand-classifier, hand-chirality")
     p.add_argument("--config", help="JSON config file or shipped config name")
     p.add_argument("--data", help="dataset folder (overrides the config's 'data')")
     p.add_argument("--out", required=True, help="run folder (checkpoint.pt, metrics.csv, config.json)")
@@ -55,6 +55,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from crysplugins.training.recycling import add_arguments as add_recycling_arguments  # issue #5
 
     add_recycling_arguments(p)
+    from crysplugins.training.hand_chirality import add_arguments as add_hand_arguments
+
+    add_hand_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -95,6 +98,10 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.task == "hand-chirality":  # a numpy fit, not a Trainer run (see crysplugins.training.hand_chirality)
+        from crysplugins.training.hand_chirality import run_cli
+
+        return run_cli(args)
     from crysplugins.training.loop import Trainer
     from crysplugins.training.tasks import get_task_factory
 

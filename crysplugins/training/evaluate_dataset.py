@@ -102,7 +102,7 @@ def evaluate(card_path: str | Path, data: str | Path, split: str = "test", limit
                      "sequence": arrays["sequence_index"][sl].astype(np.int64)}
             raw = sess.run(None, {k: feeds[k] for k in names})[0][:, 0]
             with _models_beside(Path(card_path)):  # the hand classifier is looked up beside the card first
-                pred, inverted, logits = choose_hand(raw, card)
+                pred, inverted, logits = choose_hand(raw, card, cells=arrays["cell"][sl])
             for j, ex_id in enumerate(arrays["ids"][sl]):
                 ex_id = str(ex_id)
                 true = arrays["density"][sl][j].astype(np.float64)

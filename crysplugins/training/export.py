@@ -52,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")] if args.shapes else None
     card = export_run(args.run_dir, name=args.name, models_dir=args.models_dir, shapes=shapes,
                       static=args.static, hand_model=args.hand_model)
+    if "onnx" not in card:  # a hand-chirality model: weights in the card
+        print(json.dumps({"card": f"{card['name']}.json", "task": card.get("task"),
+                          "test": (card.get("metrics") or {}).get("test")}, indent=2))
+        return 0
     print(json.dumps({"onnx": card["onnx"], "card": f"{card['name']}.json", "sha256": card["sha256"],
                       "onnx_bytes": card.get("onnx_bytes"),
                       "onnx_parity_max_abs_diff": card["onnx_parity"]["max_abs_diff"]}, indent=2))
@@ -172,9 +176,15 @@ def export_run(run_dir: str | Path, name: str | None = None, models_dir: str | P
                hand_model: str | None = None) -> dict[str, Any]:
     """Export a run; returns the card (also written to ``models_dir/<name>.json``).
 
-    ``hand_model``: the hand classifier the plugin applies to this model's predictions (card key
+    ``hand_model``: the hand model the plugin applies to this model's predictions (card key
     ``hand_model``; see :mod:`crysplugins.runtime.hand`).  It must already be in ``models_dir``.
+    A ``hand-chirality`` run (``RUN_DIR/hand_chirality.json``, no torch) is copied as it is: its card holds
+    its weights.
     """
+    if (Path(run_dir) / "hand_chirality.json").is_file():
+        if hand_model:
+            raise CrysError("--hand-model applies to RecCrysFormer runs only.")
+        return _export_hand_chirality(Path(run_dir), name, Path(models_dir))
     import torch
 
     from crysplugins.runtime.models import CARD_FORMAT, sha256_file
@@ -306,6 +316,28 @@ def export_run(run_dir: str | Path, name: str | None = None, models_dir: str | P
             tmp.write_text(json.dumps(card, indent=2, default=str) + "\n")
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+    return card
+
+
+def _export_hand_chirality(run_dir: Path, name: str | None, models_dir: Path) -> dict[str, Any]:
+    """Copy a hand-chirality run's card (weights included) to ``models_dir/<name>.json``."""
+    from crysplugins.crystal.io import atomic_path
+
+    try:
+        card = json.loads((run_dir / "hand_chirality.json").read_text())
+    except ValueError as exc:
+        raise CrysError(f"{run_dir}/hand_chirality.json is not valid JSON ({exc}).") from None
+    card["name"] = name or run_dir.name
+    import gemmi
+
+    from crysplugins import __version__
+
+    card["versions"] = {"crysplugins": __version__, "numpy": np.__version__, "gemmi": gemmi.__version__,
+                        "python": platform.python_version()}
+    card["created"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(models_dir / f"{card['name']}.json") as tmp:
+        tmp.write_text(json.dumps(card, indent=1) + "\n")
     return card
 
 

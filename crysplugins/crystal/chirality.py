@@ -1,0 +1,124 @@
+"""Chirality (hand) features of a density map: rotation-invariant pseudoscalars (numpy + gemmi; no torch).
+
+A Patterson map cannot tell a fragment from its inverse through the cell centre (RecCrysFormer paper 000,
+section 3: the Patterson function is centrosymmetric).  Only chemistry can: proteins hold L-amino acids.
+This module measures the handedness of a map with quantities that
+
+* do not change under a proper rotation of the density (they are built from dot and cross products of
+  Cartesian vectors that rotate together), and
+* change sign under inversion, ρ(x) → ρ(−x) (they are triple products of an odd number of vectors that
+  flip sign), so a linear function of them without intercept is antisymmetric by construction:
+  the score of the inverted map is minus the score of the map.
+
+For a blur σ (Å; Gaussian, structure factors times exp(−2π²σ²s²)), the fields are the blurred map
+ρ_σ, its gradient g_σ = ∇ρ_σ (1/Å) and its Hessian H_σ (1/Å²), all by FFT on the cell's Cartesian frame
+(gemmi's orthogonalisation; s = Fᵀh with F the fractionalisation matrix).  The pseudoscalar fields are
+
+* t_σ = g·(Hg × H²g) at one blur (a local "twist" of the density's gradient flow), also normalised by
+  |g||Hg||H²g|;
+* g_a·(g_b × g_c), gradients at three different blurs;
+* g_a·(H_a g_a × g_c), mixed.
+
+Each field is summed over the cell with three weights (uniform; ρ₊ = max(ρ, 0); ρ₊²), giving the vector
+:func:`pseudoscalar_features`; each entry is compressed by a signed cube root (sign kept, so the
+antisymmetry holds).  :mod:`crysplugins.runtime.hand` turns the vector into a hand decision with weights
+fitted by :mod:`crysplugins.training.hand_chirality`.
+
+Units: σ in Å; the map's own units cancel in the decision (the features are used after a fixed scaling).
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Sequence
+
+import gemmi
+import numpy as np
+
+#: blurs (Å) of the shipped feature set ``pseudoscalar-v1``
+SIGMAS: tuple[float, ...] = (0.0, 0.3, 0.5, 0.7, 0.9, 1.2, 1.6, 2.0)
+FEATURE_SET = "pseudoscalar-v1"
+_AXES = (0, 1, 2)
+
+
+def _cell(cell) -> gemmi.UnitCell:
+    if isinstance(cell, gemmi.UnitCell):
+        return cell
+    return gemmi.UnitCell(*[float(x) for x in cell])
+
+
+def reciprocal_vectors(cell, shape: Sequence[int]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Cartesian reciprocal-space components (s_x, s_y, s_z) (1/Å) on the ``rfftn`` half grid of ``shape``,
+    and s² (1/Å²).  ``cell``: gemmi.UnitCell or (a, b, c, α, β, γ) in Å and degrees."""
+    frac = np.array(_cell(cell).frac.mat.tolist())  # x_frac = F x_cart, so s_cart = Fᵀ h
+    n = tuple(int(v) for v in shape)
+    h = np.meshgrid(np.fft.fftfreq(n[0]) * n[0], np.fft.fftfreq(n[1]) * n[1], np.fft.rfftfreq(n[2]) * n[2],
+                    indexing="ij")
+    s = [frac[0, i] * h[0] + frac[1, i] * h[1] + frac[2, i] * h[2] for i in range(3)]
+    return s, s[0] ** 2 + s[1] ** 2 + s[2] ** 2
+
+
+def _triple(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """a·(b × c) for vector fields of shape (3, N1, N2, N3)."""
+    return (a[0] * (b[1] * c[2] - b[2] * c[1]) + a[1] * (b[2] * c[0] - b[0] * c[2])
+            + a[2] * (b[0] * c[1] - b[1] * c[0]))
+
+
+def _matvec(h: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.einsum("ij...,j...->i...", h, v)
+
+
+def pseudoscalar_features(density: np.ndarray, cell, sigmas: Sequence[float] = SIGMAS) -> np.ndarray:
+    """The chirality feature vector of a whole-cell map (N1, N2, N3) on the grid of ``cell`` (P 1).
+
+    Invariant under proper rotations of the content, negated by inversion (see the module docstring).
+    Length: 5·S + 2·C(S, 3) + S·(S − 1) for S blurs (208 for the default 8).
+    """
+    rho = np.asarray(density, dtype=np.float64)
+    if rho.ndim != 3:
+        raise ValueError("pseudoscalar_features needs a 3-D map")
+    n = rho.shape
+    s, s2 = reciprocal_vectors(cell, n)
+    spectrum = np.fft.rfftn(rho, axes=_AXES)
+    w1 = np.clip(rho, 0, None)
+    w1 = w1 / (w1.sum() + 1e-12)
+    w2 = w1 ** 2
+    w2 = w2 / (w2.sum() + 1e-12)
+    grads, hessians, feats = [], [], []
+    for sigma in sigmas:
+        blurred = spectrum * np.exp(-2 * np.pi ** 2 * sigma ** 2 * s2)
+        g = np.stack([np.fft.irfftn(2j * np.pi * s[i] * blurred, n, axes=_AXES) for i in range(3)])
+        h = np.empty((3, 3) + n)
+        for i in range(3):
+            for j in range(i, 3):
+                h[i, j] = h[j, i] = np.fft.irfftn(-4 * np.pi ** 2 * s[i] * s[j] * blurred, n, axes=_AXES)
+        grads.append(g)
+        hessians.append(h)
+        hg = _matvec(h, g)
+        hhg = _matvec(h, hg)
+        t = _triple(g, hg, hhg)
+        tn = t / (np.sqrt((g ** 2).sum(0) * (hg ** 2).sum(0) * (hhg ** 2).sum(0)) + 1e-12)
+        feats += [t.mean(), (t * w1).sum(), (t * w2).sum(), (tn * w1).sum(), (tn * w2).sum()]
+    for a, b, c in itertools.combinations(range(len(grads)), 3):
+        t = _triple(grads[a], grads[b], grads[c])
+        feats += [t.mean(), (t * w1).sum()]
+    for a in range(len(grads)):
+        hg = _matvec(hessians[a], grads[a])
+        for c in range(len(grads)):
+            if a != c:
+                feats.append((_triple(grads[a], hg, grads[c]) * w1).sum())
+    f = np.array(feats)
+    return np.sign(f) * np.abs(f) ** (1.0 / 3.0)
+
+
+def n_features(n_sigmas: int) -> int:
+    """Length of :func:`pseudoscalar_features` for ``n_sigmas`` blurs."""
+    s = int(n_sigmas)
+    return 5 * s + 2 * (s * (s - 1) * (s - 2) // 6) + s * (s - 1)
+
+
+def hand_score(features: np.ndarray, weights: Sequence[float], scale: Sequence[float]) -> np.ndarray:
+    """Linear, intercept-free score of feature vectors (..., F): > 0 means "L-amino acids as shown".
+
+    ``scale`` (F,) divides the features first (the mean |feature| on the training maps)."""
+    f = np.asarray(features, dtype=np.float64) / np.asarray(scale, dtype=np.float64)
+    return f @ np.asarray(weights, dtype=np.float64)

@@ -1,0 +1,207 @@
+"""``crysplugins train hand-chirality``: the hand model that puts a predicted fragment on the L hand.
+
+Why: a Patterson map is the same for a fragment and its inverse through the cell centre (paper 000,
+section 3), so a RecCrysFormer trained on it can only learn the hand from the chemistry (L-amino acids).
+Our small CPU models do not; a recycled model (section 4) follows the hand of its template, which density
+modification leaves random (BENCHMARKS.md, "Table 1 form from the shipped model").
+
+What it fits: for every example of the train split, the predictor run's prediction (with its template
+when the run is a recycled, two-channel model), its rotation-invariant pseudoscalar features
+(:func:`crysplugins.crystal.chirality.pseudoscalar_features`) and the label "the prediction correlates
+better with the true density than its inverse does" (Pearson, eq. 7).  A logistic regression without
+intercept, fitted on each example and on its inverse (features negated, label flipped), so the score is
+exactly antisymmetric: score(inverted map) = −score(map).  Newton's method with an L2 penalty; the
+penalty comes from 5-fold cross-validation on the train split (criterion: mean Pearson with the chosen
+hand).  The test split (held-out families) is only evaluated.
+
+Output: ``RUN_DIR/hand_chirality.json``, a model card (task ``hand-chirality``; weights, feature scale,
+blurs, training summary, test metrics); ``crysplugins export RUN_DIR`` copies it to ``models/``.
+``RUN_DIR/features-<split>.npz`` caches the features so a refit is fast.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from crysplugins.errors import CrysError
+
+TASK = "hand-chirality"
+LAMBDAS = (1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("hand-chirality (fits the hand model of a predictor run; numpy only)")
+    g.add_argument("--predictor-run", metavar="RUN_DIR",
+                   help="the RecCrysFormer run whose predictions get a hand (with --templates for a recycled run)")
+    g.add_argument("--fraction", type=float, default=0.1, help="fraction of each train shard (default 0.1)")
+    g.add_argument("--test-fraction", type=float, default=0.25, help="fraction of each test shard (default 0.25)")
+
+
+def predictions_with_labels(data: str | Path, runner: Any, templates: str | None, split: str, fraction: float,
+                            seed: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
+    """Features, labels and Pearsons of ``runner``'s predictions on ``fraction`` of each ``split`` shard.
+
+    Rows are those of :func:`crysplugins.datasets.templates.select_rows` (the rows a template set of the same
+    fraction and seed holds).  Returns X (n, F), y (n,) 1.0 when the prediction's own hand is the better
+    one, pearson / pearson_inverted (n,) against the true density, ids (n,)."""
+    from crysplugins.crystal.chirality import pseudoscalar_features
+    from crysplugins.crystal.maps import invert_grid
+    from crysplugins.crystal.metrics import pearson
+    from crysplugins.datasets.store import open_dataset
+    from crysplugins.datasets.templates import select_rows
+    from crysplugins.training.recycling import TemplateStore, choose_templates, with_template
+
+    ds = open_dataset(data)
+    store = None
+    if runner.in_channels > 1:
+        if not templates:
+            raise CrysError("The predictor run takes a template channel: give --templates NAME (its template set).")
+        store = TemplateStore(ds.root, templates)
+    X, y, pa, pb, ids = [], [], [], [], []
+    t0 = time.monotonic()
+    for shard in ds.shards(split):
+        arrays = shard.load()
+        rows = select_rows(shard.n, fraction, seed, shard.path.stem)
+        for start in range(0, len(rows), 16):
+            idx = rows[start:start + 16]
+            x = arrays["patterson"][idx].astype(np.float32)[:, None]
+            if store is not None:
+                tpl = store.lookup(shard.path.name, idx)
+                if tpl is None:
+                    raise CrysError(f"The template set '{templates}' lacks rows of {shard.path.stem} "
+                                    f"(build it with the same --fraction and seed).")
+                t, _ = choose_templates(tpl["prediction"], tpl["refined"], tpl["is_refined"], 1.0, None)
+                x = with_template(x, t)
+            pred = runner(x, arrays["sequence_index"][idx].astype(np.int64))
+            for j, row in enumerate(idx):
+                truth = arrays["density"][row].astype(np.float64)
+                a, b = pearson(pred[j], truth), pearson(invert_grid(pred[j]), truth)
+                X.append(pseudoscalar_features(pred[j], arrays["cell"][row]))
+                y.append(float(a >= b))
+                pa.append(a)
+                pb.append(b)
+                ids.append(str(arrays["ids"][row]))
+        if progress:
+            progress(f"{split} {shard.path.stem}: {len(X)} examples, {time.monotonic() - t0:.0f} s")
+    if not X:
+        raise CrysError(f"No {split} examples were selected.")
+    return {"X": np.array(X), "y": np.array(y), "pearson": np.array(pa), "pearson_inverted": np.array(pb),
+            "ids": np.array(ids)}
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, lam: float, iterations: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """Antisymmetric logistic regression (no intercept; each example also enters inverted with label 1 − y).
+
+    Returns (weights, scale): score = (X / scale) @ weights, > 0 for "keep the hand".  Newton's method on
+    the L2-penalised mean log-loss (penalty ``lam``·|w|²/2)."""
+    X = np.asarray(X, dtype=np.float64)
+    scale = np.abs(X).mean(axis=0) + 1e-12
+    Z = np.concatenate([X / scale, -X / scale])
+    t = np.concatenate([y, 1 - np.asarray(y, dtype=np.float64)])
+    w = np.zeros(Z.shape[1])
+    eye = np.eye(len(w))
+    for _ in range(iterations):
+        p = 1 / (1 + np.exp(-np.clip(Z @ w, -30, 30)))
+        grad = Z.T @ (p - t) / len(t) + lam * w
+        hess = (Z * (p * (1 - p))[:, None]).T @ Z / len(t) + lam * eye
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    return w, scale
+
+
+def evaluate(score: np.ndarray, d: dict[str, np.ndarray]) -> dict[str, float]:
+    """Hand accuracy and mean Pearsons (as predicted, with the chosen hand, with the better hand)."""
+    keep = np.asarray(score) > 0
+    chosen = np.where(keep, d["pearson"], d["pearson_inverted"])
+    return {"n": int(len(keep)), "hand_accuracy": float((keep == (d["y"] > 0.5)).mean()),
+            "pearson_as_predicted": float(d["pearson"].mean()), "pearson_chosen_hand": float(chosen.mean()),
+            "pearson_better_hand": float(np.maximum(d["pearson"], d["pearson_inverted"]).mean()),
+            "inverted_fraction": float((~keep).mean())}
+
+
+def choose_lambda(d: dict[str, np.ndarray], lambdas=LAMBDAS, folds: int = 5, seed: int = 0
+                  ) -> tuple[float, list[dict[str, float]]]:
+    """The L2 penalty with the best cross-validated mean Pearson (chosen hand) on the train examples."""
+    fold = np.random.default_rng(seed).integers(0, folds, len(d["y"]))
+    table = []
+    for lam in lambdas:
+        chosen = []
+        for k in range(folds):
+            w, sc = fit_logistic(d["X"][fold != k], d["y"][fold != k], lam)
+            part = {key: v[fold == k] for key, v in d.items()}
+            chosen.append(evaluate((part["X"] / sc) @ w, part)["pearson_chosen_hand"])
+        table.append({"lambda": lam, "cv_pearson_chosen_hand": float(np.mean(chosen))})
+    best = max(table, key=lambda r: r["cv_pearson_chosen_hand"])
+    return float(best["lambda"]), table
+
+
+def _cached(path: Path, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    d = make()
+    tmp = path.with_suffix(".part.npz")
+    np.savez(tmp, **d)
+    tmp.replace(path)
+    return d
+
+
+def train_hand_chirality(data: str | Path, predictor_run: str | Path, out: str | Path, templates: str | None = None,
+                         fraction: float = 0.1, test_fraction: float = 0.25, seed: int = 0, threads: int = 1,
+                         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Fit and evaluate the hand model of ``predictor_run``; writes ``out/hand_chirality.json`` (returned)."""
+    from crysplugins.crystal.chirality import FEATURE_SET, SIGMAS
+    from crysplugins.datasets.store import open_dataset
+    from crysplugins.datasets.templates import load_runner
+    from crysplugins.runtime.models import CARD_FORMAT
+
+    if not (0 < fraction <= 1 and 0 < test_fraction <= 1):
+        raise CrysError("--fraction and --test-fraction must be in (0, 1].")
+    ds = open_dataset(data)
+    runner = load_runner(predictor_run, threads=threads)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    key = f"{Path(predictor_run).name}-{templates or 'none'}-{seed}"
+    train = _cached(out / f"features-train-{key}-{fraction:g}.npz",
+                    lambda: predictions_with_labels(ds.root, runner, templates, "train", fraction, seed, progress))
+    test = _cached(out / f"features-test-{key}-{test_fraction:g}.npz",
+                   lambda: predictions_with_labels(ds.root, runner, templates, "test", test_fraction, seed, progress))
+    lam, cv = choose_lambda(train, seed=seed)
+    w, sc = fit_logistic(train["X"], train["y"], lam)
+    card = {
+        "format": CARD_FORMAT, "task": TASK, "name": out.name,
+        "description": "Hand (L vs D) of a predicted fragment density from rotation-invariant pseudoscalar "
+                       "features; score > 0 keeps the map, < 0 inverts it through the cell centre.",
+        "feature_set": FEATURE_SET, "sigmas": list(SIGMAS), "weights": w.tolist(), "scale": sc.tolist(),
+        "training": {"dataset": str(ds.root), "predictor_run": str(predictor_run), "predictor": runner.identity,
+                     "templates": templates, "fraction": fraction, "seed": seed, "n_train": int(len(train["y"])),
+                     "train_true_hand_fraction": float(train["y"].mean()), "lambda": lam, "cv": cv},
+        "metrics": {"train": evaluate((train["X"] / sc) @ w, train),
+                    "test": evaluate((test["X"] / sc) @ w, test), "test_fraction": test_fraction},
+    }
+    tmp = out / "hand_chirality.json.part"
+    tmp.write_text(json.dumps(card, indent=1))
+    tmp.replace(out / "hand_chirality.json")
+    return card
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """``crysplugins train hand-chirality ...`` (called by :mod:`crysplugins.training.cli`)."""
+    if not args.predictor_run:
+        raise CrysError("train hand-chirality needs --predictor-run RUN_DIR (the model whose predictions get a hand).")
+    if not args.data:
+        raise CrysError("train hand-chirality needs --data DIR (a Patterson dataset).")
+    say = None if args.quiet else (lambda m: print(m, flush=True))
+    card = train_hand_chirality(args.data, args.predictor_run, args.out, templates=args.templates,
+                                fraction=args.fraction, test_fraction=args.test_fraction, seed=args.seed or 0,
+                                threads=args.threads or 1, progress=say)
+    print(json.dumps({"card": str(Path(args.out) / "hand_chirality.json"), "lambda": card["training"]["lambda"],
+                      "train": card["metrics"]["train"], "test": card["metrics"]["test"]}, indent=1))
+    return 0

@@ -1,0 +1,181 @@
+"""Hand from chirality (issue #5): pseudoscalar features of a map are invariant under proper rotations and
+change sign under mirror images, the antisymmetric logistic fit, the hand-chirality model card at runtime
+(choose_hand, recycling) and its export."""
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import gemmi
+import numpy as np
+import pytest
+
+from crysplugins.crystal.chirality import SIGMAS, hand_score, n_features, pseudoscalar_features
+from crysplugins.crystal.maps import invert_grid
+from crysplugins.errors import CrysError
+from crysplugins.runtime import models
+from crysplugins.runtime.hand import choose_hand, hand_logits
+from crysplugins.training.hand_chirality import evaluate, fit_logistic
+
+CELL = (19.0, 21.0, 23.0, 100.0, 110.0, 95.0)  # triclinic: catches a fractional-frame mistake
+SHAPE = (40, 42, 46)
+_Z = {"C": 6.0, "N": 7.0, "O": 8.0, "S": 16.0}
+
+
+def _residue(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Ideal heavy-atom coordinates (Å) and electron counts of an L-amino acid (shipped monomers.json)."""
+    data = json.loads((resources.files("crysplugins") / "data" / "monomers.json").read_text())
+    atoms = data["residues"][name]["atoms"]  # [name, element, x, y, z]
+    xyz = np.array([a[2:5] for a in atoms], float)
+    z = np.array([_Z[a[1]] for a in atoms])
+    return xyz - xyz.mean(0), z
+
+
+def _density(xyz: np.ndarray, z: np.ndarray, sigma: float = 0.8) -> np.ndarray:
+    """Gaussian atoms (σ in Å; 0.8 Å looks like a 1.5 Å map) at Cartesian ``xyz`` around the cell centre, on
+    the SHAPE grid (P 1)."""
+    cell = gemmi.UnitCell(*CELL)
+    orth = np.array(cell.orth.mat.tolist())
+    frac = np.array(cell.frac.mat.tolist())
+    centre = orth @ np.array([0.5, 0.5, 0.5])
+    g = np.stack(np.meshgrid(*[np.arange(n) / n for n in SHAPE], indexing="ij"), -1).reshape(-1, 3)
+    rho = np.zeros(len(g))
+    for p, zz in zip(xyz + centre, z):
+        d = g - frac @ p
+        d -= np.round(d)
+        r2 = ((d @ orth.T) ** 2).sum(1)
+        rho += zz * np.exp(-r2 / (2 * sigma ** 2))
+    return rho.reshape(SHAPE)
+
+
+def _cos(a, b):
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+@pytest.fixture(scope="module")
+def phe():
+    xyz, z = _residue("F")
+    return xyz, z, pseudoscalar_features(_density(xyz, z), CELL)
+
+
+def test_features_are_pseudoscalars_rotation_invariant_and_odd_under_mirroring(phe):
+    xyz, z, f = phe
+    assert f.shape == (n_features(len(SIGMAS)),) and np.isfinite(f).all()
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        q, _r = np.linalg.qr(rng.normal(size=(3, 3)))
+        q *= np.sign(np.linalg.det(q))  # a proper rotation
+        f_rot = pseudoscalar_features(_density(xyz @ q.T, z), CELL)
+        assert _cos(f_rot, f) > 0.95  # sums over voxels: invariant up to grid sampling
+    mirror = xyz * np.array([-1.0, 1.0, 1.0])  # the D enantiomer, made by a mirror plane, not the grid
+    f_mir = pseudoscalar_features(_density(mirror, z), CELL)
+    assert _cos(f_mir, f) < -0.95
+    # the grid inversion through the cell centre negates the features exactly
+    rho = _density(xyz, z)
+    assert np.allclose(pseudoscalar_features(invert_grid(rho), CELL), -f, atol=1e-4)  # (cube root of round-off)
+
+
+def test_a_linear_score_without_intercept_is_antisymmetric_and_the_fit_learns_a_sign():
+    rng = np.random.default_rng(0)
+    w_true = rng.normal(size=12)
+    X = rng.normal(size=(400, 12))
+    y = (X @ w_true + 0.3 * rng.normal(size=400) > 0).astype(float)
+    w, scale = fit_logistic(X, y, lam=1e-3)
+    s = hand_score(X, w, scale)
+    assert np.allclose(hand_score(-X, w, scale), -s)
+    assert ((s > 0) == (y > 0.5)).mean() > 0.9
+    pa, pb = rng.uniform(0.5, 0.9, 400), rng.uniform(0.2, 0.6, 400)
+    m = evaluate(s, {"y": y, "pearson": pa, "pearson_inverted": pb})
+    assert m["pearson_as_predicted"] == pytest.approx(pa.mean())
+    assert m["pearson_better_hand"] >= m["pearson_chosen_hand"] >= min(pa.mean(), pb.mean())
+
+
+def _card(tmp_path, weights, scale, **extra):
+    from crysplugins.crystal.chirality import FEATURE_SET
+
+    card = {"format": models.CARD_FORMAT, "task": "hand-chirality", "name": "toy_hand",
+            "feature_set": FEATURE_SET, "sigmas": list(SIGMAS), "weights": list(weights), "scale": list(scale)}
+    card.update(extra)
+    (tmp_path / "toy_hand.json").write_text(json.dumps(card))
+
+
+def test_runtime_puts_the_mirror_image_back_on_the_hand_of_the_model(phe, tmp_path, monkeypatch):
+    xyz, z, f = phe
+    monkeypatch.setenv(models.ENV_MODELS, str(tmp_path))
+    _card(tmp_path, f / np.abs(f).sum(), np.ones_like(f))  # a score that calls this L-Phe map "keep"
+    rho = _density(xyz, z)
+    mir = _density(xyz * np.array([1.0, -1.0, 1.0]), z)
+    maps = np.stack([rho, mir]).astype(np.float32)
+    out, inverted, logits = choose_hand(maps, {"hand_model": "toy_hand"}, cells=[CELL, CELL])
+    assert list(inverted) == [False, True] and logits[0] < 0 < logits[1]
+    assert np.array_equal(out[0], maps[0]) and np.array_equal(out[1], invert_grid(maps[1]))
+    assert np.allclose(hand_logits(out, "toy_hand", cells=gemmi.UnitCell(*CELL))[1], -logits[1])
+    with pytest.raises(CrysError, match="needs the cell"):
+        choose_hand(maps, {"hand_model": "toy_hand"})
+
+
+def test_damaged_or_foreign_hand_cards_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv(models.ENV_MODELS, str(tmp_path))
+    m = np.zeros((1,) + SHAPE, np.float32)
+    _card(tmp_path, [1.0, 2.0], [1.0, 1.0])
+    with pytest.raises(CrysError, match="damaged"):
+        choose_hand(m, {"hand_model": "toy_hand"}, cells=[CELL])
+    _card(tmp_path, [1.0], [1.0], feature_set="other-v9")
+    with pytest.raises(CrysError, match="feature set"):
+        choose_hand(m, {"hand_model": "toy_hand"}, cells=[CELL])
+
+
+def test_export_copies_a_hand_chirality_run_to_models(tmp_path):
+    from crysplugins.training.export import export_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "hand_chirality.json").write_text(json.dumps({"format": models.CARD_FORMAT, "task": "hand-chirality",
+                                                         "weights": [1.0], "metrics": {"test": {"n": 3}}}))
+    card = export_run(run, name="my_hand", models_dir=tmp_path / "models")
+    saved = json.loads((tmp_path / "models" / "my_hand.json").read_text())
+    assert saved["name"] == card["name"] == "my_hand" and saved["task"] == "hand-chirality"
+    assert "torch" not in saved["versions"]
+    with pytest.raises(CrysError, match="RecCrysFormer runs only"):
+        export_run(run, name="x", models_dir=tmp_path / "models", hand_model="other")
+
+
+def test_predictions_with_labels_on_a_built_dataset(tmp_path):
+    """The hand model's training examples: a real dataset built from tests/data/dataset, a tiny random
+    RecCrysFormer; labels agree with the Pearsons and the features are those of the predictions."""
+    torch = pytest.importorskip("torch", reason="the test model is built with torch (the training extra)")
+    from pathlib import Path
+
+    from crysplugins.datasets.build import BuildConfig, build
+    from crysplugins.datasets.templates import TorchRunner
+    from crysplugins.training.hand_chirality import choose_lambda, predictions_with_labels
+    from crysplugins.training.nets.reccrysformer import RecCrysFormer
+
+    data = Path(__file__).parent / "data" / "dataset"
+    out = tmp_path / "ds"
+    build(BuildConfig(structures=str(data), out=str(out), n_residues=2, overlap=1, d_min=2.0, rate=2.5,
+                      max_grid=16, test_fraction=0.3, max_examples=10, shard_size=4, progress=False, partial_box=8))
+    torch.manual_seed(0)
+    net = RecCrysFormer(dict(in_channels=1, conv_channels=4, conv_kernel=3, d_t=16, heads=2, depth=1, d_ff=32,
+                             attention="exact", partial=False, decoder_channels=4, decoder_kernel=3,
+                             max_patches_per_axis=8)).eval()
+    runner = TorchRunner(net, "tiny", 1, needs_sequence=False)
+    d = predictions_with_labels(out, runner, None, "train", 1.0)
+    n = len(d["y"])
+    assert n >= 3 and d["X"].shape == (n, n_features(len(SIGMAS))) and np.isfinite(d["X"]).all()
+    assert np.array_equal(d["y"] > 0.5, d["pearson"] >= d["pearson_inverted"])
+    lam, table = choose_lambda(d, folds=2)
+    assert lam in [r["lambda"] for r in table]
+    with pytest.raises(CrysError, match="template channel"):
+        two = TorchRunner(net, "tiny2", 2, needs_sequence=False)
+        predictions_with_labels(out, two, None, "train", 1.0)
+
+
+def test_cli_hand_chirality_needs_a_predictor_run(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "crysplugins.cli", "train", "hand-chirality", "--data", str(tmp_path),
+                        "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "--predictor-run" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "run").exists()
