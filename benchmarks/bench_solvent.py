@@ -248,13 +248,15 @@ def main() -> None:
                          "phase combination with the starting phases)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=11)
-    ap.add_argument("--views", type=int, default=1, help="U-net test-time augmentation: mirror views per tile (1-8)")
+    ap.add_argument("--views", type=int, default=1, choices=range(1, 9),
+                    help="U-net test-time augmentation: mirror views per tile (1-8)")
     ap.add_argument("--json", default="benchmarks/solvent_results.json")
     args = ap.parse_args()
     global VIEWS
     VIEWS = args.views
     session, card = load_solvent_model(args.model)
-    out: dict = {"model": args.model, "checkpoint": args.checkpoint, "card_sha256": card.get("sha256")}
+    out: dict = {"model": args.model, "checkpoint": args.checkpoint, "card_sha256": card.get("sha256"),
+                 "views": args.views}
     if Path(args.json).exists():
         out = {**json.loads(Path(args.json).read_text()), **out}
     if args.masks:

@@ -4,6 +4,7 @@ change sign under mirror images, the antisymmetric logistic fit, the hand-chiral
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 
 import gemmi
@@ -128,10 +129,18 @@ def test_damaged_or_foreign_hand_cards_are_refused(tmp_path, monkeypatch):
 def test_export_copies_a_hand_chirality_run_to_models(tmp_path):
     from crysplugins.training.export import export_run
 
+    from crysplugins.crystal.chirality import FEATURE_SET
+
     run = tmp_path / "run"
     run.mkdir()
-    (run / "hand_chirality.json").write_text(json.dumps({"format": models.CARD_FORMAT, "task": "hand-chirality",
-                                                         "weights": [1.0], "metrics": {"test": {"n": 3}}}))
+    nf = n_features(len(SIGMAS))
+    good = {"format": models.CARD_FORMAT, "task": "hand-chirality", "feature_set": FEATURE_SET,
+            "sigmas": list(SIGMAS), "weights": [0.1] * nf, "scale": [1.0] * nf, "metrics": {"test": {"n": 3}}}
+    (run / "hand_chirality.json").write_text(json.dumps({**good, "weights": [1.0]}))
+    with pytest.raises(CrysError, match="not a complete"):
+        export_run(run, name="my_hand", models_dir=tmp_path / "models")
+    assert not (tmp_path / "models" / "my_hand.json").exists()
+    (run / "hand_chirality.json").write_text(json.dumps(good))
     card = export_run(run, name="my_hand", models_dir=tmp_path / "models")
     saved = json.loads((tmp_path / "models" / "my_hand.json").read_text())
     assert saved["name"] == card["name"] == "my_hand" and saved["task"] == "hand-chirality"
@@ -164,11 +173,65 @@ def test_predictions_with_labels_on_a_built_dataset(tmp_path):
     n = len(d["y"])
     assert n >= 3 and d["X"].shape == (n, n_features(len(SIGMAS))) and np.isfinite(d["X"]).all()
     assert np.array_equal(d["y"] > 0.5, d["pearson"] >= d["pearson_inverted"])
+    # the first row: the features and the Pearsons of the runner's prediction for that example
+    from crysplugins.crystal.metrics import pearson
+    from crysplugins.datasets.store import open_dataset
+
+    shard = open_dataset(out).shards("train")[0]
+    arr = shard.load()
+    assert str(arr["ids"][0]) == d["ids"][0]
+    pred = runner(arr["patterson"][:1].astype(np.float32)[:, None], None)[0]
+    assert np.allclose(d["X"][0], pseudoscalar_features(pred, arr["cell"][0]), atol=1e-6)
+    assert d["pearson"][0] == pytest.approx(pearson(pred, arr["density"][0].astype(np.float64)))
+    assert d["pearson_inverted"][0] == pytest.approx(pearson(invert_grid(pred), arr["density"][0].astype(np.float64)))
     lam, table = choose_lambda(d, folds=2)
-    assert lam in [r["lambda"] for r in table]
+    assert lam in [r["lambda"] for r in table] and all(np.isfinite(r["cv_pearson_chosen_hand"]) for r in table)
     with pytest.raises(CrysError, match="template channel"):
         two = TorchRunner(net, "tiny2", 2, needs_sequence=False)
         predictions_with_labels(out, two, None, "train", 1.0)
+
+    # end to end: a run folder holding the ONNX export, the fit, the cache, the export and the runtime
+    import crysplugins.training.hand_chirality as hc
+    from crysplugins.training.export import export_run
+
+    run = tmp_path / "pred_run"
+    run.mkdir()
+    torch.onnx.export(net, (torch.zeros(2, 1, 16, 16, 16),), str(run / "tiny.onnx"), input_names=["patterson"],
+                      output_names=["density"], dynamic_axes={"patterson": {0: "b", 2: "n1", 3: "n2", 4: "n3"}},
+                      dynamo=False)
+    card = hc.train_hand_chirality(out, run, tmp_path / "hand_run", fraction=1.0, test_fraction=1.0)
+    assert (tmp_path / "hand_run" / "hand_chirality.json").is_file() and card["task"] == "hand-chirality"
+    assert card["metrics"]["test"]["n"] >= 1 and card["training"]["predictor"].startswith("onnx:tiny.onnx")
+    assert len(card["weights"]) == n_features(len(SIGMAS))
+
+    def no_recompute(*a, **k):
+        raise AssertionError("features recomputed")
+
+    real = hc.predictions_with_labels
+    hc.predictions_with_labels = no_recompute
+    try:
+        again = hc.train_hand_chirality(out, run, tmp_path / "hand_run", fraction=1.0, test_fraction=1.0)
+        assert again["weights"] == card["weights"]  # from the cache
+        torch.manual_seed(1)
+        other = RecCrysFormer(dict(net.config)).eval()  # another model in the same folder: no stale cache
+        torch.onnx.export(other, (torch.zeros(2, 1, 16, 16, 16),), str(run / "tiny.onnx"),
+                          input_names=["patterson"], output_names=["density"],
+                          dynamic_axes={"patterson": {0: "b", 2: "n1", 3: "n2", 4: "n3"}}, dynamo=False)
+        with pytest.raises(AssertionError, match="recomputed"):
+            hc.train_hand_chirality(out, run, tmp_path / "hand_run", fraction=1.0, test_fraction=1.0)
+    finally:
+        hc.predictions_with_labels = real
+    export_run(tmp_path / "hand_run", name="tiny_hand", models_dir=tmp_path / "models")
+    os.environ[models.ENV_MODELS] = str(tmp_path / "models")
+    try:
+        maps = np.stack([pred, invert_grid(pred)])
+        logits = hand_logits(maps, "tiny_hand", cells=arr["cell"][0])
+        assert np.isfinite(logits).all() and logits[0] == pytest.approx(-logits[1], rel=1e-6)
+    finally:
+        del os.environ[models.ENV_MODELS]
+    with pytest.raises(CrysError, match="own"):  # never into a network's run folder
+        (run / "checkpoint.pt").write_bytes(b"")
+        hc.train_hand_chirality(out, run, run)
 
 
 def test_cli_hand_chirality_needs_a_predictor_run(tmp_path):

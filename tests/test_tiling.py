@@ -64,6 +64,12 @@ def test_mirror_views_average_a_position_dependent_network_and_leave_an_equivari
     ramp = np.arange(6, dtype=np.float64)[None, None, :, None, None]  # depends on the position along axis 2
     y = with_flips(lambda a: a * 0 + ramp, 2)(x)  # views () and (2,): ramp and its mirror averaged
     assert np.allclose(y, 2.5)
+    # a two-channel network like the U-net's (b, 2, w, w, w) output, with ramps along two different axes:
+    # every output axis is mirrored back, so 8 views average each ramp to its mean in every channel
+    ramps = np.stack([np.broadcast_to(ramp, (1, 1, 6, 6, 6))[0, 0],
+                      np.broadcast_to(np.arange(6.0)[None, None, None, None, :], (1, 1, 6, 6, 6))[0, 0]])
+    two = with_flips(lambda a: np.broadcast_to(ramps, (len(a), 2, 6, 6, 6)), 8)(x)
+    assert two.shape == (2, 2, 6, 6, 6) and np.allclose(two, 2.5)
     assert with_flips(np.sin, 1)(x) is not None and len(FLIP_SETS) == 8
     with pytest.raises(ValueError):
         with_flips(np.sin, 9)

@@ -19,12 +19,15 @@ For a blur σ (Å; Gaussian, structure factors times exp(−2π²σ²s²)), the 
 * g_a·(g_b × g_c), gradients at three different blurs;
 * g_a·(H_a g_a × g_c), mixed.
 
-Each field is summed over the cell with three weights (uniform; ρ₊ = max(ρ, 0); ρ₊²), giving the vector
-:func:`pseudoscalar_features`; each entry is compressed by a signed cube root (sign kept, so the
-antisymmetry holds).  :mod:`crysplugins.runtime.hand` turns the vector into a hand decision with weights
-fitted by :mod:`crysplugins.training.hand_chirality`.
+Each field is summed over the cell with the weights uniform, ρ₊ = max(ρ, 0) (normalised to sum 1) and
+ρ₊² (likewise): t_σ with all three, the normalised twist with ρ₊ and ρ₊², the gradient triples with
+uniform and ρ₊, the mixed terms with ρ₊; see :func:`pseudoscalar_features` for the order.  Each entry is
+compressed by a signed cube root (sign kept, so the antisymmetry holds).  :mod:`crysplugins.runtime.hand`
+turns the vector into a hand decision with weights fitted by :mod:`crysplugins.training.hand_chirality`.
 
-Units: σ in Å; the map's own units cancel in the decision (the features are used after a fixed scaling).
+Units: σ in Å, gradients in map units/Å, Hessians in map units/Å².  The features are not scale-free
+(ρ → cρ scales the groups differently), so fitted weights hold only for maps on the scale they were fitted
+on: the normalised maps of a RecCrysFormer card (dataset normalisation, values in [−1, 1]).
 """
 from __future__ import annotations
 

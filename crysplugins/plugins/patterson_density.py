@@ -195,9 +195,12 @@ class PattersonDensityPredictor:
         meta = {"model": card.name, "grid": list(shape), "model_sha256": card.get("sha256")}
         if card.get("hand_model"):  # without a classifier the logit is NaN, which is not valid JSON
             meta.update(hand_inverted=bool(inverted[0]), hand_logit=float(logits[0]))
-        if table is not None and outcome.hand_model:
-            meta.update(hand_model=outcome.hand_model, hand_inverted=outcome.hand_inverted,
-                        hand_logit=outcome.hand_logit)
+        if table is not None:  # the first model's hand call does not describe the recycled map
+            for k in ("hand_inverted", "hand_logit"):
+                meta.pop(k, None)
+            if outcome.hand_model:
+                meta.update(hand_model=outcome.hand_model, hand_inverted=outcome.hand_inverted,
+                            hand_logit=outcome.hand_logit)
         pred = Prediction(maps={"density": density}, messages=messages, meta=meta)
         if refl is not None:
             pred.reflections["phases"] = self._phases(refl, dens, cell, shape)

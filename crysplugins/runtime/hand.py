@@ -30,14 +30,22 @@ def _chirality_logits(maps: np.ndarray, card: Any, cells: Any) -> np.ndarray:
     if card.get("feature_set") != FEATURE_SET:
         raise CrysError(f"The hand model {card.name} uses the feature set '{card.get('feature_set')}'; this version "
                         f"computes '{FEATURE_SET}'.")
-    sigmas = [float(s) for s in card["sigmas"]]
-    weights, scale = np.asarray(card["weights"], float), np.asarray(card["scale"], float)
-    if not (len(weights) == len(scale) == n_features(len(sigmas))):
-        raise CrysError(f"The hand model {card.name} has {len(weights)} weights for {len(sigmas)} blurs "
-                        f"({n_features(len(sigmas))} features); the card is damaged.")
+    try:
+        sigmas = [float(s) for s in card.get("sigmas")]
+        weights = np.asarray(card.get("weights"), dtype=float)
+        scale = np.asarray(card.get("scale"), dtype=float)
+        ok = weights.ndim == 1 and len(weights) == len(scale) == n_features(len(sigmas)) and \
+            bool(np.isfinite(weights).all() and np.isfinite(scale).all() and (scale > 0).all())
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise CrysError(f"The hand model {card.name} has no valid blurs, weights and scale for its features; "
+                        "the card is damaged.")
     if cells is None:
         raise CrysError(f"The hand model {card.name} needs the cell of each map.")
-    cells = list(cells) if not hasattr(cells, "a") else [cells] * len(maps)
+    if hasattr(cells, "a") or np.shape(cells) == (6,):  # one cell for every map
+        cells = [cells] * len(maps)
+    cells = list(cells)
     if len(cells) != len(maps):
         raise ValueError("one cell per map is needed")
     feats = np.stack([pseudoscalar_features(m, c, sigmas) for m, c in zip(maps, cells)])

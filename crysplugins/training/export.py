@@ -182,6 +182,9 @@ def export_run(run_dir: str | Path, name: str | None = None, models_dir: str | P
     its weights.
     """
     if (Path(run_dir) / "hand_chirality.json").is_file():
+        if (Path(run_dir) / "checkpoint.pt").is_file():
+            raise CrysError(f"{run_dir} holds both a network (checkpoint.pt) and a hand model (hand_chirality.json); "
+                            "move one of them to a folder of its own.")
         if hand_model:
             raise CrysError("--hand-model applies to RecCrysFormer runs only.")
         return _export_hand_chirality(Path(run_dir), name, Path(models_dir))
@@ -323,10 +326,20 @@ def _export_hand_chirality(run_dir: Path, name: str | None, models_dir: Path) ->
     """Copy a hand-chirality run's card (weights included) to ``models_dir/<name>.json``."""
     from crysplugins.crystal.io import atomic_path
 
+    from crysplugins.crystal.chirality import FEATURE_SET, n_features
+
     try:
         card = json.loads((run_dir / "hand_chirality.json").read_text())
     except ValueError as exc:
         raise CrysError(f"{run_dir}/hand_chirality.json is not valid JSON ({exc}).") from None
+    try:
+        ok = (card["task"] == "hand-chirality" and card["feature_set"] == FEATURE_SET
+              and len(card["weights"]) == len(card["scale"]) == n_features(len(card["sigmas"]))
+              and np.isfinite(np.asarray(card["weights"] + card["scale"], dtype=float)).all())
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise CrysError(f"{run_dir}/hand_chirality.json is not a complete hand-chirality model card.")
     card["name"] = name or run_dir.name
     import gemmi
 

@@ -9,18 +9,23 @@ What it fits: for every example of the train split, the predictor run's predicti
 when the run is a recycled, two-channel model), its rotation-invariant pseudoscalar features
 (:func:`crysplugins.crystal.chirality.pseudoscalar_features`) and the label "the prediction correlates
 better with the true density than its inverse does" (Pearson, eq. 7).  A logistic regression without
-intercept, fitted on each example and on its inverse (features negated, label flipped), so the score is
-exactly antisymmetric: score(inverted map) = −score(map).  Newton's method with an L2 penalty; the
-penalty comes from 5-fold cross-validation on the train split (criterion: mean Pearson with the chosen
-hand).  The test split (held-out families) is only evaluated.
+intercept: since every feature is a pseudoscalar, the score is exactly antisymmetric, score(inverted map)
+= −score(map), and the fit is the same whichever hand the examples are shown in.  Newton's method with an
+L2 penalty; the penalty comes from 5-fold cross-validation on the train split, folds grouped by PDB entry
+(criterion: mean Pearson with the chosen hand).  The test split (held-out families) is only evaluated.
+
+The features are computed on the predictor's normalised maps (the dataset / model-card scale); the
+fitted weights are valid on that scale only.
 
 Output: ``RUN_DIR/hand_chirality.json``, a model card (task ``hand-chirality``; weights, feature scale,
 blurs, training summary, test metrics); ``crysplugins export RUN_DIR`` copies it to ``models/``.
-``RUN_DIR/features-<split>.npz`` caches the features so a refit is fast.
+``RUN_DIR/features-<split>-<key>.npz`` caches the features (the key hashes the dataset, the predictor's
+identity, the template set, the rows and the feature set), so a refit is fast and never stale.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -95,25 +100,34 @@ def predictions_with_labels(data: str | Path, runner: Any, templates: str | None
 
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, lam: float, iterations: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    """Antisymmetric logistic regression (no intercept; each example also enters inverted with label 1 − y).
+    """Logistic regression without intercept (antisymmetric for pseudoscalar features).
 
     Returns (weights, scale): score = (X / scale) @ weights, > 0 for "keep the hand".  Newton's method on
-    the L2-penalised mean log-loss (penalty ``lam``·|w|²/2)."""
+    the L2-penalised mean log-loss (penalty ``lam``·|w|²/2), which is convex: the step is halved while it
+    does not lower the loss.  Raises CrysError when it has not converged after ``iterations`` steps."""
     X = np.asarray(X, dtype=np.float64)
+    t = np.asarray(y, dtype=np.float64)
     scale = np.abs(X).mean(axis=0) + 1e-12
-    Z = np.concatenate([X / scale, -X / scale])
-    t = np.concatenate([y, 1 - np.asarray(y, dtype=np.float64)])
+    Z = X / scale
     w = np.zeros(Z.shape[1])
     eye = np.eye(len(w))
+
+    def loss(v: np.ndarray) -> float:
+        m = Z @ v
+        return float(np.mean(np.logaddexp(0, m) - t * m) + 0.5 * lam * v @ v)
+
     for _ in range(iterations):
         p = 1 / (1 + np.exp(-np.clip(Z @ w, -30, 30)))
         grad = Z.T @ (p - t) / len(t) + lam * w
         hess = (Z * (p * (1 - p))[:, None]).T @ Z / len(t) + lam * eye
         step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-9:
-            break
-    return w, scale
+        before, size = loss(w), 1.0
+        while size > 1e-6 and loss(w - size * step) > before + 1e-15:
+            size /= 2
+        w = w - size * step
+        if np.abs(size * step).max() < 1e-9:
+            return w, scale
+    raise CrysError(f"The hand-model fit did not converge in {iterations} Newton steps (penalty {lam:g}).")
 
 
 def evaluate(score: np.ndarray, d: dict[str, np.ndarray]) -> dict[str, float]:
@@ -128,8 +142,16 @@ def evaluate(score: np.ndarray, d: dict[str, np.ndarray]) -> dict[str, float]:
 
 def choose_lambda(d: dict[str, np.ndarray], lambdas=LAMBDAS, folds: int = 5, seed: int = 0
                   ) -> tuple[float, list[dict[str, float]]]:
-    """The L2 penalty with the best cross-validated mean Pearson (chosen hand) on the train examples."""
-    fold = np.random.default_rng(seed).integers(0, folds, len(d["y"]))
+    """The L2 penalty with the best cross-validated mean Pearson (chosen hand) on the train examples.
+
+    Folds are drawn by PDB entry (the id's prefix), so overlapping fragments of one chain stay together."""
+    entries = np.array([str(i).split("_")[0] for i in d["ids"]]) if "ids" in d else np.arange(len(d["y"])).astype(str)
+    unique = np.unique(entries)
+    if len(unique) < 2:
+        raise CrysError("The hand model needs training examples from at least 2 structures to cross-validate.")
+    folds = min(folds, len(unique))
+    fold_of = dict(zip(np.random.default_rng(seed).permutation(unique), np.arange(len(unique)) % folds))
+    fold = np.array([fold_of[e] for e in entries])
     table = []
     for lam in lambdas:
         chosen = []
@@ -165,13 +187,20 @@ def train_hand_chirality(data: str | Path, predictor_run: str | Path, out: str |
     if not (0 < fraction <= 1 and 0 < test_fraction <= 1):
         raise CrysError("--fraction and --test-fraction must be in (0, 1].")
     ds = open_dataset(data)
-    runner = load_runner(predictor_run, threads=threads)
     out = Path(out)
+    if (out / "checkpoint.pt").exists():
+        raise CrysError(f"{out} holds a training run (checkpoint.pt); give the hand model a folder of its own.")
+    runner = load_runner(predictor_run, threads=threads)
     out.mkdir(parents=True, exist_ok=True)
-    key = f"{Path(predictor_run).name}-{templates or 'none'}-{seed}"
-    train = _cached(out / f"features-train-{key}-{fraction:g}.npz",
+
+    def key(split: str, frac: float) -> str:
+        what = json.dumps([str(ds.root.resolve()), runner.identity, templates, seed, split, frac, FEATURE_SET,
+                           list(SIGMAS)])
+        return hashlib.sha256(what.encode()).hexdigest()[:16]
+
+    train = _cached(out / f"features-train-{key('train', fraction)}.npz",
                     lambda: predictions_with_labels(ds.root, runner, templates, "train", fraction, seed, progress))
-    test = _cached(out / f"features-test-{key}-{test_fraction:g}.npz",
+    test = _cached(out / f"features-test-{key('test', test_fraction)}.npz",
                    lambda: predictions_with_labels(ds.root, runner, templates, "test", test_fraction, seed, progress))
     lam, cv = choose_lambda(train, seed=seed)
     w, sc = fit_logistic(train["X"], train["y"], lam)
