@@ -148,16 +148,26 @@ def better_hand(data: Path, name: str, ids: set[str]) -> tuple[float, float]:
 
 def hand_chosen(data: Path, name: str, ids: set[str], hand_model: str) -> dict[str, dict[str, float]]:
     """id -> {pearson, phase_error, inverted, logit} of a template set's test predictions after the hand model
-    (``crysplugins.runtime.hand``) has put each on the L hand.  The decision uses the prediction alone; the
-    Pearson (eq. 7) and the amplitude-weighted phase error are then measured against the truth."""
+    (``crysplugins.runtime.hand``) has put each on the L hand.  The decision uses the prediction, or for an
+    ``input: refined`` hand model its density-modified map (against the example's amplitudes, as the plugin's
+    last recycling cycle does); the Pearson (eq. 7) and the amplitude-weighted phase error are then measured
+    against the truth."""
     from crysplugins.crystal.maps import invert_grid
     from crysplugins.crystal.metrics import pearson, phase_error
     from crysplugins.datasets.store import open_dataset
     from crysplugins.datasets.templates import map_phases, true_reflections
-    from crysplugins.runtime.hand import hand_logits
+    from crysplugins.runtime.hand import hand_input, hand_logits
+    from crysplugins.training.hand_chirality import refined_map
 
     ds = open_dataset(data)
     norm = ds.meta["normalisation"]["density"]
+    reads_refined = hand_input({"hand_model": hand_model}) == "refined"
+    cycles = 50
+    if reads_refined:
+        from crysplugins.runtime.models import find_card
+
+        cycles = int(((find_card(hand_model).get("training") or {}).get("refinement") or {}).get("cycles", 50))
+    types = ds.meta.get("residue_types", "ACDEFGHIKLMNPQRSTVWY")
     out: dict[str, dict[str, float]] = {}
     for shard in ds.shards("test"):
         path = data / "templates" / name / f"{shard.path.stem}.npz"
@@ -169,7 +179,13 @@ def hand_chosen(data: Path, name: str, ids: set[str], hand_model: str) -> dict[s
         keep = [k for k, ex in enumerate(exs) if str(ex) in ids]
         if not keep:
             continue
-        logits = hand_logits(preds[keep], hand_model, cells=arr["cell"][rows[keep]])
+        read = preds[keep]
+        if reads_refined:  # the hand model reads the density-modified map of each prediction (as the plugin does)
+            read = np.stack([refined_map(preds[k], arr["density"][int(rows[k])].astype(np.float64), norm,
+                                         arr["cell"][int(rows[k])], float(arr["d_min"][int(rows[k])]),
+                                         "".join(types[i] for i in arr["sequence_index"][int(rows[k])]), cycles)
+                             for k in keep])
+        logits = hand_logits(read, hand_model, cells=arr["cell"][rows[keep]])
         for k, lg in zip(keep, logits):
             r = int(rows[k])
             p = invert_grid(preds[k]) if lg > 0 else preds[k]

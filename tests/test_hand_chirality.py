@@ -113,6 +113,14 @@ def test_runtime_puts_the_mirror_image_back_on_the_hand_of_the_model(phe, tmp_pa
     assert np.allclose(hand_logits(out, "toy_hand", cells=gemmi.UnitCell(*CELL))[1], -logits[1])
     with pytest.raises(CrysError, match="needs the cell"):
         choose_hand(maps, {"hand_model": "toy_hand"})
+    # a hand model that reads the density-modified maps: the decision comes from `refined` (any scale: rms
+    # units), and is applied to `maps`
+    _card(tmp_path, f / np.abs(f).sum(), np.ones_like(f), input="refined")
+    with pytest.raises(CrysError, match="density-modified"):
+        choose_hand(maps, {"hand_model": "toy_hand"}, cells=[CELL, CELL])
+    flat = np.zeros_like(maps)
+    out2, inv2, _ = choose_hand(flat + 1.0, {"hand_model": "toy_hand"}, cells=[CELL, CELL], refined=maps[::-1] * 7.0)
+    assert list(inv2) == [True, False] and np.array_equal(out2[1], flat[1] + 1.0)
 
 
 def test_damaged_or_foreign_hand_cards_are_refused(tmp_path, monkeypatch):
@@ -184,6 +192,9 @@ def test_predictions_with_labels_on_a_built_dataset(tmp_path):
     assert np.allclose(d["X"][0], pseudoscalar_features(pred, arr["cell"][0]), atol=1e-6)
     assert d["pearson"][0] == pytest.approx(pearson(pred, arr["density"][0].astype(np.float64)))
     assert d["pearson_inverted"][0] == pytest.approx(pearson(invert_grid(pred), arr["density"][0].astype(np.float64)))
+    # read off the density-modified maps instead: same labels (the prediction's hand), other features
+    dr = predictions_with_labels(out, runner, None, "train", 1.0, on="refined", dm_cycles=3)
+    assert np.array_equal(dr["y"], d["y"]) and np.isfinite(dr["X"]).all() and not np.allclose(dr["X"], d["X"])
     lam, table = choose_lambda(d, folds=2)
     assert lam in [r["lambda"] for r in table] and all(np.isfinite(r["cv_pearson_chosen_hand"]) for r in table)
     with pytest.raises(CrysError, match="template channel"):

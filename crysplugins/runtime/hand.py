@@ -48,8 +48,31 @@ def _chirality_logits(maps: np.ndarray, card: Any, cells: Any) -> np.ndarray:
     cells = list(cells)
     if len(cells) != len(maps):
         raise ValueError("one cell per map is needed")
+    if card.get("input", "prediction") == "refined":  # a refined map is on its amplitudes' scale: use rms units
+        maps = [rms_normalised(m) for m in maps]
     feats = np.stack([pseudoscalar_features(m, c, sigmas) for m, c in zip(maps, cells)])
     return -hand_score(feats, weights, scale)  # score > 0 keeps the hand; logit > 0 means "inverted (D)"
+
+
+def rms_normalised(a: np.ndarray) -> np.ndarray:
+    """(a − mean) / rms: the scale a ``hand-chirality`` model with ``input: refined`` reads maps on."""
+    a = np.asarray(a, dtype=np.float64)
+    a = a - a.mean()
+    return a / max(float(np.sqrt((a * a).mean())), 1e-12)
+
+
+def hand_input(card: Any) -> str | None:
+    """What the card's hand model reads: "prediction" (the predicted map itself), "refined" (the density-
+    modified map of the prediction, :func:`crysplugins.runtime.recycle.refined_map_on_grid` of the refiner's
+    result) or None when the card names no hand model."""
+    get = card.get if hasattr(card, "get") else dict(card).get
+    name = get("hand_model")
+    if not name:
+        return None
+    from crysplugins.runtime.models import find_card
+
+    hcard = find_card(str(name))
+    return str(hcard.get("input", "prediction")) if hcard.get("task") == "hand-chirality" else "prediction"
 
 
 def hand_logits(maps: np.ndarray, hand_model: str, threads: int | None = None, cells: Any = None) -> np.ndarray:
@@ -78,9 +101,12 @@ def hand_logits(maps: np.ndarray, hand_model: str, threads: int | None = None, c
     return np.asarray(out, dtype=np.float64).reshape(-1)
 
 
-def choose_hand(maps: np.ndarray, card: Any, threads: int | None = None, cells: Any = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def choose_hand(maps: np.ndarray, card: Any, threads: int | None = None, cells: Any = None,
+                refined: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Put each predicted map (B, N1, N2, N3) on the L-amino-acid hand with the card's hand model.
+
+    ``refined`` (B, N1, N2, N3): the density-modified maps of the predictions, which a hand model with
+    ``input: refined`` reads (the decision is then applied to ``maps``).
 
     Returns (maps, inverted (B,) bool, logits (B,)).  A card without ``hand_model`` returns the maps as
     they are (nothing inverted, logits NaN).
@@ -90,7 +116,15 @@ def choose_hand(maps: np.ndarray, card: Any, threads: int | None = None, cells: 
     name = get("hand_model")
     if not name:
         return maps, np.zeros(len(maps), bool), np.full(len(maps), np.nan)
-    logits = hand_logits(maps, str(name), threads=threads, cells=cells)
+    read = maps
+    if hand_input(card) == "refined":
+        from crysplugins.errors import CrysError
+
+        if refined is None:
+            raise CrysError(f"The hand model {name} reads the density-modified map of a prediction; it is used "
+                            "after recycling (cycles >= 1), where that map exists.")
+        read = np.asarray(refined)
+    logits = hand_logits(read, str(name), threads=threads, cells=cells)
     inverted = logits > 0
     out = maps.copy()
     if inverted.any():

@@ -162,7 +162,9 @@ def predict_cycles(card: Any, first_output: np.ndarray, patterson_norm: np.ndarr
     # prediction on the L hand (crysplugins.runtime.hand; BENCHMARKS.md, issue #5)
     from crysplugins.runtime.hand import choose_hand
 
-    chosen, inverted, logits = choose_hand(outcome.prediction[None], card2, cells=[cell])
+    res = outcome.refinement  # the last prediction's own refinement: what an 'input: refined' hand model reads
+    refined = refined_map_on_grid(res.hkl, res.amplitudes, res.phases, outcome.prediction.shape, cell)
+    chosen, inverted, logits = choose_hand(outcome.prediction[None], card2, cells=[cell], refined=refined[None])
     outcome.prediction = chosen[0]
     outcome.hand_model = card2.get("hand_model")  # type: ignore[attr-defined]
     outcome.hand_inverted = bool(inverted[0])  # type: ignore[attr-defined]

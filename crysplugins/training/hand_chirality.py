@@ -6,16 +6,19 @@ Our small CPU models do not; a recycled model (section 4) follows the hand of it
 modification leaves random (BENCHMARKS.md, "Table 1 form from the shipped model").
 
 What it fits: for every example of the train split, the predictor run's prediction (with its template
-when the run is a recycled, two-channel model), its rotation-invariant pseudoscalar features
-(:func:`crysplugins.crystal.chirality.pseudoscalar_features`) and the label "the prediction correlates
+when the run is a recycled, two-channel model), the rotation-invariant pseudoscalar features of that
+prediction or (``--hand-input refined``, the default) of its density-modified map, which the recycling
+pipeline computes for its last prediction anyway (:func:`crysplugins.crystal.chirality.pseudoscalar_features`),
+and the label "the prediction correlates
 better with the true density than its inverse does" (Pearson, eq. 7).  A logistic regression without
 intercept: since every feature is a pseudoscalar, the score is exactly antisymmetric, score(inverted map)
 = −score(map), and the fit is the same whichever hand the examples are shown in.  Newton's method with an
 L2 penalty; the penalty comes from 5-fold cross-validation on the train split, folds grouped by PDB entry
 (criterion: mean Pearson with the chosen hand).  The test split (held-out families) is only evaluated.
 
-The features are computed on the predictor's normalised maps (the dataset / model-card scale); the
-fitted weights are valid on that scale only.
+The features are computed on the predictor's normalised maps (the dataset / model-card scale), or on the
+refined map in rms units (its amplitudes' absolute scale is unknown at inference); the fitted weights are
+valid on that scale only.
 
 Output: ``RUN_DIR/hand_chirality.json``, a model card (task ``hand-chirality``; weights, feature scale,
 blurs, training summary, test metrics); ``crysplugins export RUN_DIR`` copies it to ``models/``.
@@ -45,15 +48,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="the RecCrysFormer run whose predictions get a hand (with --templates for a recycled run)")
     g.add_argument("--fraction", type=float, default=0.1, help="fraction of each train shard (default 0.1)")
     g.add_argument("--test-fraction", type=float, default=0.25, help="fraction of each test shard (default 0.25)")
+    g.add_argument("--hand-input", choices=("prediction", "refined"), default="refined",
+                   help="read the hand off the prediction or off its density-modified map (default refined: "
+                        "the recycling pipeline refines its last prediction anyway)")
+    g.add_argument("--dm-cycles", type=int, default=50, help="density-modification cycles for --hand-input refined")
+
+
+def refined_map(prediction: np.ndarray, density_norm: np.ndarray, norm: dict, cell_params: Any, d_min: float,
+                sequence: str, cycles: int) -> np.ndarray:
+    """The density-modified map of a prediction (the pipeline's last refinement, paper 000 section 4):
+    ``cycles`` cycles of :func:`crysplugins.crystal.refine.density_modify` against the example's amplitudes
+    (|F| of the un-normalised true density to ``d_min``, like the test MTZs), |F|·exp(iφ) on the grid."""
+    import gemmi
+
+    from crysplugins.crystal.refine import density_modify
+    from crysplugins.datasets.templates import true_reflections
+    from crysplugins.interface import CrystalMap
+    from crysplugins.runtime.recycle import refined_map_on_grid
+
+    cell = gemmi.UnitCell(*[float(v) for v in cell_params])
+    hkl, f = true_reflections(density_norm, norm, cell, float(d_min))
+    keep = np.abs(f) > 0
+    pred = np.asarray(prediction, dtype=np.float32)
+    res = density_modify(CrystalMap.from_array(pred, cell, gemmi.SpaceGroup("P 1")), (cell, hkl[keep], np.abs(f)[keep]),
+                         sequence=sequence, cycles=cycles)
+    return refined_map_on_grid(res.hkl, res.amplitudes, res.phases, pred.shape, cell)
 
 
 def predictions_with_labels(data: str | Path, runner: Any, templates: str | None, split: str, fraction: float,
-                            seed: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
+                            seed: int = 0, progress: Callable[[str], None] | None = None, on: str = "prediction",
+                            dm_cycles: int = 50) -> dict[str, np.ndarray]:
     """Features, labels and Pearsons of ``runner``'s predictions on ``fraction`` of each ``split`` shard.
 
     Rows are those of :func:`crysplugins.datasets.templates.select_rows` (the rows a template set of the same
-    fraction and seed holds).  Returns X (n, F), y (n,) 1.0 when the prediction's own hand is the better
-    one, pearson / pearson_inverted (n,) against the true density, ids (n,)."""
+    fraction and seed holds).  ``on``: the map the features are read off, "prediction" or "refined" (its
+    density-modified map, :func:`refined_map`, in rms units).  Returns X (n, F), y (n,) 1.0 when the
+    prediction's own hand is the better one, pearson / pearson_inverted (n,) of the prediction against the
+    true density, ids (n,)."""
+    from crysplugins.runtime.hand import rms_normalised
+
+    if on not in ("prediction", "refined"):
+        raise CrysError(f"The hand model reads 'prediction' or 'refined' maps, not '{on}'.")
     from crysplugins.crystal.chirality import pseudoscalar_features
     from crysplugins.crystal.maps import invert_grid
     from crysplugins.crystal.metrics import pearson
@@ -67,6 +102,8 @@ def predictions_with_labels(data: str | Path, runner: Any, templates: str | None
         if not templates:
             raise CrysError("The predictor run takes a template channel: give --templates NAME (its template set).")
         store = TemplateStore(ds.root, templates)
+    norm = ds.meta["normalisation"]["density"]
+    residue_types = ds.meta.get("residue_types", "ACDEFGHIKLMNPQRSTVWY")
     X, y, pa, pb, ids = [], [], [], [], []
     t0 = time.monotonic()
     for shard in ds.shards(split):
@@ -86,7 +123,13 @@ def predictions_with_labels(data: str | Path, runner: Any, templates: str | None
             for j, row in enumerate(idx):
                 truth = arrays["density"][row].astype(np.float64)
                 a, b = pearson(pred[j], truth), pearson(invert_grid(pred[j]), truth)
-                X.append(pseudoscalar_features(pred[j], arrays["cell"][row]))
+                if on == "refined":
+                    seq = "".join(residue_types[k] for k in arrays["sequence_index"][row])
+                    m = rms_normalised(refined_map(pred[j], truth, norm, arrays["cell"][row], arrays["d_min"][row],
+                                                   seq, dm_cycles))
+                else:
+                    m = pred[j]
+                X.append(pseudoscalar_features(m, arrays["cell"][row]))
                 y.append(float(a >= b))
                 pa.append(a)
                 pb.append(b)
@@ -177,7 +220,8 @@ def _cached(path: Path, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, 
 
 def train_hand_chirality(data: str | Path, predictor_run: str | Path, out: str | Path, templates: str | None = None,
                          fraction: float = 0.1, test_fraction: float = 0.25, seed: int = 0, threads: int = 1,
-                         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                         progress: Callable[[str], None] | None = None, on: str = "prediction",
+                         dm_cycles: int = 50) -> dict[str, Any]:
     """Fit and evaluate the hand model of ``predictor_run``; writes ``out/hand_chirality.json`` (returned)."""
     from crysplugins.crystal.chirality import FEATURE_SET, SIGMAS
     from crysplugins.datasets.store import open_dataset
@@ -195,22 +239,26 @@ def train_hand_chirality(data: str | Path, predictor_run: str | Path, out: str |
 
     def key(split: str, frac: float) -> str:
         what = json.dumps([str(ds.root.resolve()), runner.identity, templates, seed, split, frac, FEATURE_SET,
-                           list(SIGMAS)])
+                           list(SIGMAS), on, dm_cycles if on == "refined" else None])
         return hashlib.sha256(what.encode()).hexdigest()[:16]
 
     train = _cached(out / f"features-train-{key('train', fraction)}.npz",
-                    lambda: predictions_with_labels(ds.root, runner, templates, "train", fraction, seed, progress))
+                    lambda: predictions_with_labels(ds.root, runner, templates, "train", fraction, seed, progress,
+                                                    on, dm_cycles))
     test = _cached(out / f"features-test-{key('test', test_fraction)}.npz",
-                   lambda: predictions_with_labels(ds.root, runner, templates, "test", test_fraction, seed, progress))
+                   lambda: predictions_with_labels(ds.root, runner, templates, "test", test_fraction, seed, progress,
+                                                   on, dm_cycles))
     lam, cv = choose_lambda(train, seed=seed)
     w, sc = fit_logistic(train["X"], train["y"], lam)
     card = {
         "format": CARD_FORMAT, "task": TASK, "name": out.name,
         "description": "Hand (L vs D) of a predicted fragment density from rotation-invariant pseudoscalar "
                        "features; score > 0 keeps the map, < 0 inverts it through the cell centre.",
-        "feature_set": FEATURE_SET, "sigmas": list(SIGMAS), "weights": w.tolist(), "scale": sc.tolist(),
+        "input": on, "feature_set": FEATURE_SET, "sigmas": list(SIGMAS), "weights": w.tolist(), "scale": sc.tolist(),
         "training": {"dataset": str(ds.root), "predictor_run": str(predictor_run), "predictor": runner.identity,
                      "templates": templates, "fraction": fraction, "seed": seed, "n_train": int(len(train["y"])),
+                     "refinement": ({"cycles": dm_cycles, "amplitudes": "|F| of the true density to d_min (noise-free)",
+                                     "map_scale": "rms"} if on == "refined" else None),
                      "train_true_hand_fraction": float(train["y"].mean()), "lambda": lam, "cv": cv},
         "metrics": {"train": evaluate((train["X"] / sc) @ w, train),
                     "test": evaluate((test["X"] / sc) @ w, test), "test_fraction": test_fraction},
@@ -230,7 +278,7 @@ def run_cli(args: argparse.Namespace) -> int:
     say = None if args.quiet else (lambda m: print(m, flush=True))
     card = train_hand_chirality(args.data, args.predictor_run, args.out, templates=args.templates,
                                 fraction=args.fraction, test_fraction=args.test_fraction, seed=args.seed or 0,
-                                threads=args.threads or 1, progress=say)
+                                threads=args.threads or 1, progress=say, on=args.hand_input, dm_cycles=args.dm_cycles)
     print(json.dumps({"card": str(Path(args.out) / "hand_chirality.json"), "lambda": card["training"]["lambda"],
                       "train": card["metrics"]["train"], "test": card["metrics"]["test"]}, indent=1))
     return 0
