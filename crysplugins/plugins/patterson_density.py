@@ -169,6 +169,9 @@ class PattersonDensityPredictor:
             cycles = int(given)
         else:  # the card says how the model is meant to be run (recycling needs the observed amplitudes)
             cycles = int(card.get("default_cycles", 0) or 0) if refl is not None else 0
+            if refl is None and card.get("default_cycles"):
+                messages.append(f"The model's default of {card['default_cycles']} recycling cycle(s) needs the "
+                                "observed amplitudes; from a Patterson map alone this is the first model's prediction.")
         table = None
         if cycles > 0:  # recycling at inference (issue #5): see crysplugins.runtime.recycle
             from crysplugins.interface import Table
