@@ -38,7 +38,9 @@ def predictor(monkeypatch):
 def test_registered_and_torch_free():
     code = ("import sys; from crysplugins.host import default_host; h = default_host(); "
             "p = h.get('patterson-density'); import crysplugins.plugins.patterson_density, "
-            "crysplugins.runtime.models; print('torch' in sys.modules)")
+            "crysplugins.runtime.models; from crysplugins.interface import Request; "
+            "r = p.predict(Request(p.example_inputs())); "  # the default: recycling + the hand model
+            "assert 'recycling' in r.tables and r.meta['hand_model']; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
