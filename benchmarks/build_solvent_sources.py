@@ -4,7 +4,8 @@ Writes ``data_build/solvent/{train,val,test}_sources.npz`` (see crysplugins.data
 train and val come from the training families (val = 10 % of the crystals, for monitoring only); test
 from the held-out families TEST_FAMILIES.  Usage (from the repository root):
 
-    OMP_NUM_THREADS=1 python benchmarks/build_solvent_sources.py [--corpus ../shared/corpus]
+    OMP_NUM_THREADS=1 python benchmarks/build_solvent_sources.py [--corpus ../shared/corpus] [--out DIR]
+        [--solvent-range 0.25 0.70]
 """
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ def main() -> None:
     ap.add_argument("--out", default="data_build/solvent")
     ap.add_argument("--max-packed", type=int, default=60)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--solvent-range", type=float, nargs=2, default=(0.40, 0.60), metavar=("LO", "HI"),
+                    help="solvent fraction drawn for chains packed into training/validation crystals (the test "
+                         "crystals always use the default 0.40-0.60, so every build has the same test set)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -32,7 +36,7 @@ def main() -> None:
                                families=set(TEST_FAMILIES))
     print(f"test: {len(test)} crystals ({time.time() - t0:.0f} s)", flush=True)
     train = load_corpus_sources(Path(args.corpus), rng, max_packed_per_family=args.max_packed,
-                                exclude_families=set(TEST_FAMILIES))
+                                exclude_families=set(TEST_FAMILIES), solvent_range=tuple(args.solvent_range))
     print(f"train+val: {len(train)} crystals ({time.time() - t0:.0f} s)", flush=True)
     order = rng.permutation(len(train))
     n_val = max(2, len(train) // 10)

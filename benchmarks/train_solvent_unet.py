@@ -34,6 +34,8 @@ def main() -> None:
                     help="window x batch : fraction of the time budget, in order")
     ap.add_argument("--eval-every", type=float, default=4.0, help="minutes between evaluations/checkpoints")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--data", default="data_build/solvent",
+                    help="folder with train_sources.npz and val_sources.npz (benchmarks/build_solvent_sources.py)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     run = Path(args.run_dir)
@@ -44,7 +46,8 @@ def main() -> None:
         w, b = wb.split("x")
         phases.append((int(w), int(b), float(frac)))
 
-    task = SolventUNetTask({"base": args.base})
+    task = SolventUNetTask({"base": args.base, "sources": str(Path(args.data) / "train_sources.npz"),
+                            "val_sources": str(Path(args.data) / "val_sources.npz")})
     model = task.build_model()
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     state = {"step": 0, "elapsed": 0.0, "best": 0.0}

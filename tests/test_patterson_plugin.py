@@ -50,6 +50,7 @@ def test_shipped_example_reproduces_the_card(predictor):
     from crysplugins.crystal import io
     from crysplugins.crystal.fourier import FourierGrid
     from crysplugins.crystal.metrics import pearson
+    from crysplugins.crystal.maps import invert_grid
 
     card = shipped_card()
     ex = card["example"]
@@ -74,6 +75,13 @@ def test_shipped_example_reproduces_the_card(predictor):
     default = predictor.predict(Request(inputs))
     assert "recycling" in default.tables and default.meta["hand_model"] == ex["hand_model"]
     assert default.meta["hand_inverted"] == ex["hand_inverted"]
+    # the rejected hand comes with it: the recycled prediction as it came out, before a wrong inversion
+    other = default.maps["density_other_hand"].array
+    assert np.array_equal(other, invert_grid(default.maps["density"].array))
+    fg = FourierGrid(truth.miller_array(), other.shape, float(truth.cell.volume))
+    true_map = fg.to_map(truth.values("F") * np.exp(1j * np.radians(truth.values("PHI"))))
+    assert pearson(true_map, other) == pytest.approx(ex["pearson_other_hand"], abs=1e-3)
+    assert "density_other_hand" not in predictor.predict(Request({**inputs, "cycles": 0})).maps  # no hand call
     # a real prediction, not noise, whichever hand it ends in
     assert max(ex["pearson"], ex["pearson_other_hand"]) > card["metrics"]["baseline_mean_pearson"]
 

@@ -89,3 +89,16 @@ def test_windows_and_augmentation(packed):
     a = np.arange(27).reshape(3, 3, 3)
     xa, ya = augment(a, a.copy(), np.random.default_rng(5))
     assert np.array_equal(xa, ya) and sorted(xa.ravel()) == list(range(27))
+
+
+def test_packing_draws_the_solvent_fraction_from_the_given_range():
+    chain = chain_structure(150)
+    cells = {}
+    for s in (0.35, 0.65):
+        st = pack_chain(chain, np.random.default_rng(3), spacegroup="P 21 21 21", solvent_range=(s, s))
+        assert st is not None and not has_clash(st)
+        cells[s] = st.cell.volume
+    # Matthews: V_cell = Z·V_protein/(1 − solvent); the cell may only grow (by 5 % steps) to clear clashes
+    v_prot = 4 * 1.23 * sum(a.element.weight for r in chain[0][0] for a in r)
+    assert cells[0.65] >= v_prot / (1 - 0.65) * 0.999
+    assert cells[0.35] < cells[0.65]

@@ -4,7 +4,8 @@ Crystals come from two places:
 
 * corpus entries with a real cell and space group (``MANIFEST.tsv`` space_group != NA), as deposited;
 * single chains packed into cells of our own (:func:`pack_chain`): a random orientation, a space group
-  drawn from P 21 21 21, P 1 21 1 and C 1 2 1, a cell sized for a drawn solvent fraction (40-60 %), and a
+  drawn from P 21 21 21, P 1 21 1 and C 1 2 1, a cell sized for a solvent fraction drawn uniformly from
+  ``solvent_range`` (default 40-60 %; real crystals span about 25-75 %, Matthews 1968), and a
   coarse clash check on CA atoms with gemmi's ``ContactSearch`` over symmetry mates (CA-CA >= 4 Å); the
   cell grows until no clash remains.
 
@@ -74,10 +75,12 @@ def has_clash(structure: gemmi.Structure, min_distance: float = 4.0) -> bool:
 
 
 def pack_chain(structure: gemmi.Structure, rng: np.random.Generator, spacegroup: str | None = None,
-               solvent: float | None = None, max_solvent: float = 0.75) -> gemmi.Structure | None:
+               solvent: float | None = None, max_solvent: float = 0.75,
+               solvent_range: tuple[float, float] = (0.40, 0.60)) -> gemmi.Structure | None:
     """Put the first model of ``structure`` into a crystal of our own (see module docstring).
 
-    Returns None when no clash-free cell below ``max_solvent`` was found.
+    ``solvent`` (fraction of the cell volume, from the Matthews volume of 1.23 Å³/Da) is drawn uniformly from
+    ``solvent_range`` when not given.  Returns None when no clash-free cell below ``max_solvent`` was found.
     """
     st = structure.clone()
     st.remove_hydrogens()
@@ -89,7 +92,7 @@ def pack_chain(structure: gemmi.Structure, rng: np.random.Generator, spacegroup:
     sg_name = spacegroup or str(rng.choice(PACKING_SPACEGROUPS))
     sg = gemmi.SpaceGroup(sg_name)
     z = len(sg.operations())
-    solvent = float(rng.uniform(0.40, 0.60)) if solvent is None else solvent
+    solvent = float(rng.uniform(*solvent_range)) if solvent is None else solvent
     xyz = np.array([a.pos.tolist() for ch in st[0] for r in ch for a in r])
     rot = _rotation(rng)
     centre = xyz.mean(0)
@@ -147,8 +150,10 @@ def read_manifest(corpus: Path) -> list[CorpusEntry]:
 def load_corpus_sources(corpus: Path, rng: np.random.Generator, max_packed_per_family: int = 60,
                         d_range: tuple[float, float] = (1.8, 3.0), families: set[str] | None = None,
                         exclude_families: set[str] | None = None, packed: bool = True,
-                        log=print) -> list[PhasingSource]:
+                        solvent_range: tuple[float, float] = (0.40, 0.60), log=print) -> list[PhasingSource]:
     """PhasingSources for corpus entries with real cells plus packed chains (see module docstring).
+
+    Packed chains get a solvent fraction drawn from ``solvent_range`` (:func:`pack_chain`).
 
     Real entries use their stated resolution kept within [1.5, 3.5] Å (a drawn one in ``d_range`` when
     unstated); packed chains draw d_min in ``d_range``.
@@ -171,7 +176,7 @@ def load_corpus_sources(corpus: Path, rng: np.random.Generator, max_packed_per_f
             src.meta["kind"] = "real"
             out.append(src)
         elif packed and per_family.get(e.family, 0) < max_packed_per_family:
-            crystal = pack_chain(st, rng)
+            crystal = pack_chain(st, rng, solvent_range=solvent_range)
             if crystal is None:
                 log(f"skip {e.id}: no clash-free packing")
                 continue

@@ -1,0 +1,131 @@
+"""Where the `patterson-density` default pipeline loses Pearson (issue #4): measured variants of its output.
+
+For each example (test MTZ pairs of a dataset built by #3 from ../shared/corpus, or an ``--mtz-dir`` such as
+the output of ``benchmarks/make_validation_mtz.py``) this runs the plugin with ``--cycles K`` exactly as the
+CLI does, keeps every prediction and every refinement of the recycling (by wrapping
+``crysplugins.runtime.recycle.run_cycles``), and scores against the true phases, map Pearson over every
+voxel (paper 000, eq. 7):
+
+* ``output``            the plugin's density (hand model applied to the last prediction);
+* ``better_hand``       the last prediction or its inverse, whichever is better (an oracle: the hand ceiling);
+* ``hand_mean_logits``  the hand chosen by the mean of the hand model's logits over the refinements of every
+  recycled prediction (they share the hand: each follows its template's hand), instead of the last alone;
+* ``fobs_phases``       |F_obs|·exp(iφ_pred) of the output (the MTZ the plugin writes), to d_min;
+* ``fobs_sigmaa``       m·|F_obs|·exp(iφ_pred) with m = I1(X)/I0(X), X = 2σ_A|E_o||E_c|/(1−σ_A²) (Read 1986),
+  σ_A per resolution shell from amplitudes alone: corr(|E_o|², |E_c|²) = σ_A² for acentric reflections.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_pipeline_variants.py --cycles 3 --mtz-dir /tmp/validation \
+        --json runs/variants_val.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from crysplugins.crystal.fourier import FourierGrid, stol2
+from crysplugins.crystal.maps import invert_grid
+from crysplugins.crystal.metrics import pearson
+from crysplugins.crystal.refine import fom_from_kappa, resolution_bins
+from crysplugins.evaluation.compare import (PredictorLabel, _true_data, examples_from_dataset, examples_from_mtz_dir,
+                                            run_one)
+from crysplugins.host import default_host
+from crysplugins.runtime import hand, recycle
+
+_CAPTURED: dict = {}
+
+
+def _capturing_run_cycles(original):
+    def run_cycles(first, predict_with_template, refine, cycles, cell, progress=None, use_unrefined=False):
+        steps = []
+
+        def refine_and_keep(prediction):
+            result = refine(prediction)
+            steps.append((prediction, result))
+            return result
+
+        out = original(first, predict_with_template, refine_and_keep, cycles, cell, progress=progress,
+                       use_unrefined=use_unrefined)
+        _CAPTURED.update(steps=steps, cell=cell, outcome=out)
+        return out
+    return run_cycles
+
+
+def sigmaa_weights_from_amplitudes(f_obs: np.ndarray, f_calc: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """Per-reflection figure of merit m of calculated phases, from amplitudes alone (see module docstring)."""
+    nb = int(bins.max()) + 1
+    count = np.maximum(np.bincount(bins, minlength=nb), 1)
+    eo = f_obs / np.sqrt(np.bincount(bins, f_obs ** 2, nb) / count)[bins]
+    ec = np.abs(f_calc) / np.sqrt(np.maximum(np.bincount(bins, np.abs(f_calc) ** 2, nb) / count, 1e-30))[bins]
+    sa = np.zeros(nb)
+    for b in range(nb):
+        s = bins == b
+        if s.sum() > 3:
+            sa[b] = np.sqrt(max(float(np.corrcoef(eo[s] ** 2, ec[s] ** 2)[0, 1]), 0.0))
+    sa = np.minimum(sa, 0.98)[bins]
+    return fom_from_kappa(2 * sa * eo * ec / (1 - sa ** 2))
+
+
+def score_example(example, host, label, hand_model: str, n_bins: int) -> dict:
+    prediction, _ = run_one(host, label, example)
+    cell, hkl, f, phi = _true_data(example)
+    output = np.asarray(prediction.maps["density"].array, dtype=np.float64)
+    fg = FourierGrid(hkl, output.shape, float(cell.volume))
+    true = fg.to_map(f * np.exp(1j * np.radians(phi)))
+    rec = {"id": example.id, "output": pearson(true, output)}
+    steps = _CAPTURED.get("steps") or []
+    if len(steps) > 1:
+        last = np.asarray(steps[-1][0], dtype=np.float64)
+        keep, flip = pearson(true, last), pearson(true, invert_grid(last))
+        logits = []
+        for pred, res in steps[1:]:
+            refined = recycle.refined_map_on_grid(res.hkl, res.amplitudes, res.phases, pred.shape, cell)
+            logits.append(float(hand.hand_logits(refined[None], hand_model, cells=[cell])[0]))
+        rec.update(better_hand=max(keep, flip), hand_right=bool((logits[-1] > 0) == (flip > keep)),
+                   hand_mean_logits=flip if np.mean(logits) > 0 else keep, logits=logits)
+    f_pred, _ = fg.from_map(output)
+    phase = np.exp(1j * np.angle(f_pred))
+    rec["fobs_phases"] = pearson(true, fg.to_map(f * phase))
+    m = sigmaa_weights_from_amplitudes(f, f_pred, resolution_bins(stol2(cell, hkl), n_bins))
+    rec["fobs_sigmaa"] = pearson(true, fg.to_map(m * f * phase))
+    return rec
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="data_build/dipeptide", help="dataset whose test MTZs are used")
+    ap.add_argument("--mtz-dir", help="instead: a folder of <id>_amplitudes.mtz / <id>_phases.mtz / <id>.seq")
+    ap.add_argument("--cycles", type=int, default=1)
+    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--every", type=int, default=27, help="take every N-th test example (ignored with --mtz-dir)")
+    ap.add_argument("--hand-model", default="reccrysformer_dipeptide_recycled_hand")
+    ap.add_argument("--shells", type=int, default=12, help="resolution shells for σ_A")
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args(argv)
+    recycle.run_cycles = _capturing_run_cycles(recycle.run_cycles)
+    examples = (examples_from_mtz_dir(args.mtz_dir) if args.mtz_dir
+                else examples_from_dataset(args.data)[::args.every])[:args.n]
+    host = default_host()
+    label = PredictorLabel.parse(f"patterson-density:cycles={args.cycles}")
+    records = []
+    for i, ex in enumerate(examples):
+        _CAPTURED.clear()
+        records.append(score_example(ex, host, label, args.hand_model, args.shells))
+        if (i + 1) % 50 == 0:
+            print(f"{i + 1}/{len(examples)}", flush=True)
+    keys = [k for k in ("output", "better_hand", "hand_mean_logits", "fobs_phases", "fobs_sigmaa") if k in records[0]]
+    summary = {k: float(np.mean([r[k] for r in records])) for k in keys}
+    if "hand_right" in records[0]:
+        summary["hand_accuracy"] = float(np.mean([r["hand_right"] for r in records]))
+    summary["n"] = len(records)
+    summary["cycles"] = args.cycles
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps({"summary": summary, "records": records}, indent=1))
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
