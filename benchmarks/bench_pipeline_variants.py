@@ -10,9 +10,13 @@ voxel (paper 000, eq. 7):
 * ``better_hand``       the last prediction or its inverse, whichever is better (an oracle: the hand ceiling);
 * ``hand_mean_logits``  the hand chosen by the mean of the hand model's logits over the refinements of every
   recycled prediction (they share the hand: each follows its template's hand), instead of the last alone;
+* ``low_pass``          the output with everything beyond d_min removed;
 * ``fobs_phases``       |F_obs|·exp(iφ_pred) of the output (the MTZ the plugin writes), to d_min;
 * ``fobs_sigmaa``       m·|F_obs|·exp(iφ_pred) with m = I1(X)/I0(X), X = 2σ_A|E_o||E_c|/(1−σ_A²) (Read 1986),
-  σ_A per resolution shell from amplitudes alone: corr(|E_o|², |E_c|²) = σ_A² for acentric reflections.
+  σ_A per resolution shell from amplitudes alone: corr(|E_o|², |E_c|²) = σ_A² for acentric reflections;
+* cycle 1 run again on the *inverted* template (Q beside the real P): how often the template holds the true
+  hand, how often P follows it, whether the amplitude CC of P vs Q with |F_obs| or the density-modification
+  score of P vs Q tells the true hand (``*_hand_accuracy``), and the better-hand Pearson of P + inverse(Q).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_pipeline_variants.py --cycles 3 --mtz-dir /tmp/validation \
         --json runs/variants_val.json
@@ -48,7 +52,8 @@ def _capturing_run_cycles(original):
 
         out = original(first, predict_with_template, refine_and_keep, cycles, cell, progress=progress,
                        use_unrefined=use_unrefined)
-        _CAPTURED.update(steps=steps, cell=cell, outcome=out)
+        _CAPTURED.update(steps=steps, cell=cell, outcome=out, predict_with_template=predict_with_template,
+                         refine=refine)
         return out
     return run_cycles
 
@@ -68,6 +73,25 @@ def sigmaa_weights_from_amplitudes(f_obs: np.ndarray, f_calc: np.ndarray, bins: 
     return fom_from_kappa(2 * sa * eo * ec / (1 - sa ** 2))
 
 
+def inverted_template(true: np.ndarray, fg: FourierGrid, f_obs: np.ndarray, cell) -> dict:
+    """Cycle 1 run again on the inverted template: does the recycled model, or anything it outputs, prefer
+    the template's true hand?  P = prediction from the template T, Q = from T inverted."""
+    from crysplugins.crystal.metrics import pearson as pc
+
+    (first, res0), (p, res_p) = _CAPTURED["steps"][0], _CAPTURED["steps"][1]
+    template, _ = recycle.template_from_refinement(res0, first, cell)
+    q = np.asarray(_CAPTURED["predict_with_template"](invert_grid(template)), dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    amp = [float(np.corrcoef(np.abs(fg.from_map(m)[0]), f_obs)[0, 1]) for m in (p, q)]
+    template_true = pc(true, template) > pc(true, invert_grid(template))
+    ens = p + invert_grid(q)
+    return {"template_true_hand": bool(template_true),
+            "p_follows_template": bool((pc(true, p) > pc(true, invert_grid(p))) == template_true),
+            "amplitude_cc_prefers_template": bool(amp[0] > amp[1]),
+            "dm_score_prefers_template": bool(res_p.score > _CAPTURED["refine"](q).score),
+            "ensemble_better_hand": max(pc(true, ens), pc(true, invert_grid(ens)))}
+
+
 def score_example(example, host, label, hand_model: str, n_bins: int) -> dict:
     prediction, _ = run_one(host, label, example)
     cell, hkl, f, phi = _true_data(example)
@@ -85,7 +109,9 @@ def score_example(example, host, label, hand_model: str, n_bins: int) -> dict:
             logits.append(float(hand.hand_logits(refined[None], hand_model, cells=[cell])[0]))
         rec.update(better_hand=max(keep, flip), hand_right=bool((logits[-1] > 0) == (flip > keep)),
                    hand_mean_logits=flip if np.mean(logits) > 0 else keep, logits=logits)
+        rec.update(inverted_template(true, fg, f, cell))
     f_pred, _ = fg.from_map(output)
+    rec["low_pass"] = pearson(true, fg.to_map(f_pred))
     phase = np.exp(1j * np.angle(f_pred))
     rec["fobs_phases"] = pearson(true, fg.to_map(f * phase))
     m = sigmaa_weights_from_amplitudes(f, f_pred, resolution_bins(stol2(cell, hkl), n_bins))
@@ -115,8 +141,16 @@ def main(argv: list[str] | None = None) -> int:
         records.append(score_example(ex, host, label, args.hand_model, args.shells))
         if (i + 1) % 50 == 0:
             print(f"{i + 1}/{len(examples)}", flush=True)
-    keys = [k for k in ("output", "better_hand", "hand_mean_logits", "fobs_phases", "fobs_sigmaa") if k in records[0]]
+    keys = [k for k in ("output", "better_hand", "hand_mean_logits", "low_pass", "fobs_phases", "fobs_sigmaa",
+                        "ensemble_better_hand") if k in records[0]]
     summary = {k: float(np.mean([r[k] for r in records])) for k in keys}
+    if "template_true_hand" in records[0]:  # fractions; for the two 'prefers' signals: how often they are right
+        t = np.array([r["template_true_hand"] for r in records])
+        summary["template_true_hand"] = float(t.mean())
+        summary["p_follows_template"] = float(np.mean([r["p_follows_template"] for r in records]))
+        for k in ("amplitude_cc_prefers_template", "dm_score_prefers_template"):
+            summary[k.replace("prefers_template", "hand_accuracy")] = float(
+                np.mean(np.array([r[k] for r in records]) == t))
     if "hand_right" in records[0]:
         summary["hand_accuracy"] = float(np.mean([r["hand_right"] for r in records]))
     summary["n"] = len(records)
