@@ -208,13 +208,14 @@ class PattersonDensityPredictor:
                 meta.update(hand_model=outcome.hand_model, hand_inverted=outcome.hand_inverted,
                             hand_logit=outcome.hand_logit)
         pred = Prediction(maps={"density": density}, messages=messages, meta=meta)
-        if "hand_model" in meta or card.get("hand_model"):  # the call is right ~70 % of the time (BENCHMARKS.md)
+        hand_model = meta.get("hand_model") or card.get("hand_model")
+        if hand_model:  # a hand call can be wrong (BENCHMARKS.md): give the rejected hand too
             from crysplugins.crystal.maps import invert_grid
 
             pred.maps["density_other_hand"] = CrystalMap.from_array(
                 invert_grid(dens).astype(np.float32), cell, p1, name="density_other_hand", units="e/Å^3")
-            messages.append("The other hand is in 'density_other_hand': the hand call is right about 7 times in "
-                            "10 on held-out dipeptides, so check which map holds L-amino acids.")
+            messages.append("The rejected hand is in 'density_other_hand'; check which map holds L-amino acids"
+                            + self._hand_accuracy_note(str(hand_model)) + ".")
         if refl is not None:
             pred.reflections["phases"] = self._phases(refl, dens, cell, shape)
         pred.scalars["density_rms"] = Scalar(float(dens.std()), "e/Å³", "rms of the predicted density")
@@ -222,6 +223,17 @@ class PattersonDensityPredictor:
             pred.tables["recycling"] = table
         request.report(1.0, "done")
         return pred
+
+    @staticmethod
+    def _hand_accuracy_note(hand_model: str) -> str:
+        """' (the hand model was right in N % of its held-out test maps)' from its card, or ''."""
+        from crysplugins.runtime.models import find_card
+
+        try:
+            acc = float(((find_card(hand_model).get("metrics") or {}).get("test") or {})["hand_accuracy"])
+        except (CrysError, KeyError, TypeError, ValueError):
+            return ""
+        return f" (the hand model was right in {100 * acc:.0f} % of its held-out test maps)"
 
     @staticmethod
     def _check_cell(cell: gemmi.UnitCell, card) -> None:
