@@ -76,8 +76,7 @@ def sigmaa_weights_from_amplitudes(f_obs: np.ndarray, f_calc: np.ndarray, bins: 
 def inverted_template(true: np.ndarray, fg: FourierGrid, f_obs: np.ndarray, cell) -> dict:
     """Cycle 1 run again on the inverted template: does the recycled model, or anything it outputs, prefer
     the template's true hand?  P = prediction from the template T, Q = from T inverted."""
-    from crysplugins.crystal.metrics import pearson as pc
-
+    pc = pearson
     (first, res0), (p, res_p) = _CAPTURED["steps"][0], _CAPTURED["steps"][1]
     template, _ = recycle.template_from_refinement(res0, first, cell)
     q = np.asarray(_CAPTURED["predict_with_template"](invert_grid(template)), dtype=np.float64)
