@@ -76,19 +76,18 @@ def sigmaa_weights_from_amplitudes(f_obs: np.ndarray, f_calc: np.ndarray, bins: 
 def inverted_template(true: np.ndarray, fg: FourierGrid, f_obs: np.ndarray, cell) -> dict:
     """Cycle 1 run again on the inverted template: does the recycled model, or anything it outputs, prefer
     the template's true hand?  P = prediction from the template T, Q = from T inverted."""
-    pc = pearson
     (first, res0), (p, res_p) = _CAPTURED["steps"][0], _CAPTURED["steps"][1]
     template, _ = recycle.template_from_refinement(res0, first, cell)
     q = np.asarray(_CAPTURED["predict_with_template"](invert_grid(template)), dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
     amp = [float(np.corrcoef(np.abs(fg.from_map(m)[0]), f_obs)[0, 1]) for m in (p, q)]
-    template_true = pc(true, template) > pc(true, invert_grid(template))
+    template_true = pearson(true, template) > pearson(true, invert_grid(template))
     ens = p + invert_grid(q)
     return {"template_true_hand": bool(template_true),
-            "p_follows_template": bool((pc(true, p) > pc(true, invert_grid(p))) == template_true),
+            "p_follows_template": bool((pearson(true, p) > pearson(true, invert_grid(p))) == template_true),
             "amplitude_cc_prefers_template": bool(amp[0] > amp[1]),
             "dm_score_prefers_template": bool(res_p.score > _CAPTURED["refine"](q).score),
-            "ensemble_better_hand": max(pc(true, ens), pc(true, invert_grid(ens)))}
+            "ensemble_better_hand": max(pearson(true, ens), pearson(true, invert_grid(ens)))}
 
 
 def score_example(example, host, label, hand_model: str, n_bins: int) -> dict:
