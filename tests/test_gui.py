@@ -9,6 +9,7 @@ waits are ``qtbot.waitSignal`` / ``waitUntil``.
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import numpy as np
@@ -60,6 +61,7 @@ class SmoothPredictor:
 
     def __init__(self) -> None:
         self.steps_done = 0
+        self.gate: threading.Event | None = None  # if set: the half-way step waits for the GUI thread to open it
 
     def predict(self, request: Request) -> Prediction:
         cmap = request.require("map")
@@ -67,6 +69,8 @@ class SmoothPredictor:
         arr = cmap.array.astype(np.float32, copy=True)
         self.steps_done = 0
         for i in range(steps):
+            if self.gate is not None and i == steps // 2 and not self.gate.wait(timeout=60):
+                raise CrysError("the GUI event loop did not run while the predictor was running")
             arr = smooth_once(arr)
             self.steps_done = i + 1
             request.report((i + 1) / steps, f"step {i + 1} of {steps}")
@@ -372,39 +376,42 @@ def test_drag_and_drop_opens_files(window):
     assert kinds == ["map", "sequence"]
 
 
-def test_ui_stays_responsive_on_a_1rx2_sized_map(window, qtbot):
-    """1RX2: cell 34.32 45.51 98.91 Å, P 21 21 21, ~1.8 Å -> a 72 x 96 x 200 grid (1.38 M voxels)."""
+def test_ui_stays_responsive_on_a_1rx2_sized_map(window, qtbot, smoother):
+    """1RX2: cell 34.32 45.51 98.91 Å, P 21 21 21, ~1.8 Å -> a 72 x 96 x 200 grid (1.38 M voxels).
+
+    Not timed: half-way through, the predictor waits until a 10 ms timer on the GUI thread has fired 20 times
+    and opens a gate.  If the run blocked the event loop the gate would never open and the run would fail.
+    The tick rate is printed for the record, not asserted.
+    """
     rng = np.random.default_rng(0)
     arr = rng.standard_normal((72, 96, 200)).astype(np.float32)
     cmap = CrystalMap.from_array(arr, gemmi.UnitCell(34.32, 45.51, 98.91, 90, 90, 90), "P 21 21 21", "1rx2-sized")
     window.add_map(cmap)
     panel = window.panel
     panel.select("gui-test-smooth")
-    panel.set_value("steps", "150")
+    panel.set_value("steps", "20")
+    smoother.gate = threading.Event()
     ticks: list[float] = []
-    ends: list[float] = []
-    panel.progressChanged.connect(lambda f, m: ends.append(time.monotonic()) if f >= 1.0 else None)
+
+    def tick() -> None:
+        ticks.append(time.monotonic())
+        if len(ticks) >= 20:
+            smoother.gate.set()
+
     timer = QTimer()
     timer.setInterval(10)
-    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
-    timer.start()
+    timer.timeout.connect(tick)
     t0 = time.monotonic()
-    with qtbot.waitSignal(panel.predictionFinished, timeout=120000):
+    with qtbot.waitSignal(panel.runDone, timeout=120000):
+        timer.start()
         panel.run()
-    t_shown = time.monotonic()
     timer.stop()
-    qtbot.waitUntil(lambda: not panel.running, timeout=10000)
-    assert ends, "the predictor never reported completion"
-    t_end = ends[0]
-    during = [t for t in ticks if t <= t_end]
-    elapsed = t_end - t0
-    rate = len(during) / elapsed
-    gaps = np.diff([t0] + during + [t_end])
-    print(f"\n1rx2-sized run (72x96x200): {elapsed:.2f} s, {len(during)} ticks of a 10 ms timer = {rate:.0f}/s, "
-          f"longest gap {gaps.max() * 1000:.0f} ms, median {np.median(gaps) * 1000:.1f} ms; "
-          f"adding the result to the window took {(t_shown - t_end) * 1000:.0f} ms")
-    assert elapsed > 0.3  # the run was long enough to measure
-    assert rate >= 20, f"the event loop ticked only {rate:.1f} times/s while the predictor ran"
+    elapsed = time.monotonic() - t0
+    assert panel.last_error is None, panel.last_error
+    assert smoother.gate.is_set() and smoother.steps_done == 20
+    gaps = np.diff([t0] + ticks)
+    print(f"\n1rx2-sized run (72x96x200): {elapsed:.2f} s, {len(ticks)} ticks of a 10 ms timer, "
+          f"longest gap {gaps.max() * 1000:.0f} ms, median {np.median(gaps) * 1000:.1f} ms")
     assert window.map_view.second is not None and window.map_view.second.shape == (72, 96, 200)
 
 
