@@ -253,3 +253,32 @@ def test_cli_hand_chirality_needs_a_predictor_run(tmp_path):
                         "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "--predictor-run" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_pipeline_features_on_the_shipped_example(monkeypatch):
+    """``train hand-chirality --pipeline-mtz``: the features of the map the plugin reads the hand off, before
+    the shipped hand model's decision, labelled by the true phases; the same from two worker processes."""
+    from pathlib import Path
+
+    from crysplugins.evaluation.compare import examples_from_mtz_dir
+    from crysplugins.training.hand_chirality import pipeline_features_with_labels
+
+    monkeypatch.delenv(models.ENV_MODELS, raising=False)
+    models.clear_cache()
+    card = json.loads((resources.files("crysplugins.models") / "reccrysformer_dipeptide.json").read_text())
+    ex = card["example"]
+    folder = Path(__file__).resolve().parents[1] / "crysplugins" / "data" / "examples" / "patterson_density"
+    examples = examples_from_mtz_dir(folder)
+    assert [e.id for e in examples] == [ex["id"]]
+    d = pipeline_features_with_labels(examples, "patterson-density")
+    assert d["X"].shape == (1, n_features(len(SIGMAS))) and np.isfinite(d["X"]).all()
+    # the map before the hand call: the output's other hand when the hand model inverted it
+    before, after = (ex["pearson_other_hand"], ex["pearson"]) if ex["hand_inverted"] else (ex["pearson"],
+                                                                                          ex["pearson_other_hand"])
+    assert d["pearson"][0] == pytest.approx(before, abs=1e-3)
+    assert d["pearson_inverted"][0] == pytest.approx(after, abs=1e-3)
+    assert d["y"][0] == float(d["pearson"][0] >= d["pearson_inverted"][0])
+    twice = pipeline_features_with_labels(examples * 2, "patterson-density", workers=2)
+    assert np.allclose(twice["X"], np.concatenate([d["X"], d["X"]]))
+    with pytest.raises(CrysError, match="output=refined"):
+        pipeline_features_with_labels(examples, "patterson-density:output=prediction")

@@ -137,3 +137,20 @@ def test_patterson_map_expands_symmetry_of_a_non_p1_mtz(fragment):
     arr = np.array(pmap.grid, copy=False)
     assert keep.sum() < 0.3 * len(hkl)
     assert np.corrcoef(arr.ravel(), p1_patterson.ravel())[0, 1] > 0.999
+
+
+def test_centre_density_puts_a_shifted_fragment_back_at_the_cell_centre(fragment):
+    """The training data put the centre of mass at the cell centre (appendix B); a map displaced by a few
+    tenths of an Å (any fraction of a voxel) is moved back, and inverting the centred map keeps it there."""
+    frag, placed = fragment
+    rho = maps.density_map(_structure(frag, placed), 1.5, shape=maps.grid_shape(placed.cell, 0.5)).array
+    rho = np.asarray(rho, dtype=np.float64)
+    assert np.abs(maps.density_centroid(rho)).max() < 0.01  # the placed fragment is centred already
+    t = np.array([0.031, -0.047, 0.018])
+    moved = maps.shift_grid(rho, t)
+    assert np.corrcoef(moved.ravel(), rho.ravel())[0, 1] < 0.9  # a real displacement
+    assert np.allclose(maps.shift_grid(moved, -t), rho, atol=1e-6 * np.abs(rho).max())
+    back, shift = maps.centre_density(moved)
+    assert np.allclose(shift, -t, atol=0.005)
+    assert np.corrcoef(back.ravel(), rho.ravel())[0, 1] > 0.99
+    assert np.abs(maps.density_centroid(maps.invert_grid(back))).max() < 0.005

@@ -75,14 +75,26 @@ def test_shipped_example_reproduces_the_card(predictor):
     default = predictor.predict(Request(inputs))
     assert "recycling" in default.tables and default.meta["hand_model"] == ex["hand_model"]
     assert default.meta["hand_inverted"] == ex["hand_inverted"]
-    # the rejected hand comes with it: the recycled prediction as it came out, before a wrong inversion
+    # the rejected hand comes with it, and the network's own map beside the density-modified 'density'
+    assert default.meta["output"] == card["default_output"] == ex["output"] == "refined"
     other = default.maps["density_other_hand"].array
     assert np.array_equal(other, invert_grid(default.maps["density"].array))
     fg = FourierGrid(truth.miller_array(), other.shape, float(truth.cell.volume))
     true_map = fg.to_map(truth.values("F") * np.exp(1j * np.radians(truth.values("PHI"))))
     assert pearson(true_map, other) == pytest.approx(ex["pearson_other_hand"], abs=1e-3)
+    network = default.maps["density_prediction"].array
+    assert pearson(true_map, network) == pytest.approx(ex["pearson_prediction"], abs=1e-3)
+    as_predicted = predictor.predict(Request({**inputs, "output": "prediction"}))
+    assert "density_prediction" not in as_predicted.maps
+    assert np.allclose(as_predicted.maps["density"].array, network, atol=1e-5)
+    # every map the plugin returns is centred where the training data put the centre of mass
+    from crysplugins.crystal.maps import density_centroid
+
+    for m in (default.maps["density"].array, other, network):
+        assert np.abs(density_centroid(m)).max() < 5e-3
     hand_card = json.loads((resources.files("crysplugins.models") / f"{ex['hand_model']}.json").read_text())
-    quoted = f"{100 * hand_card['metrics']['test']['hand_accuracy']:.0f} %"  # the message quotes the hand card
+    metrics = hand_card["metrics"]  # the message quotes the hand card: its accuracy in the shipped pipeline
+    quoted = f"{100 * (metrics.get('pipeline_test') or metrics['test'])['hand_accuracy']:.0f} %"
     assert any("density_other_hand" in m and quoted in m for m in default.messages)
     assert "density_other_hand" not in predictor.predict(Request({**inputs, "cycles": 0})).maps  # no hand call
     # a real prediction, not noise, whichever hand it ends in

@@ -157,6 +157,17 @@ def test_patterson_density_plugin_runs_k_cycles(example, models, monkeypatch):
     assert out.maps["density"].shape == base.maps["density"].shape
     assert not np.allclose(out.maps["density"].array, base.maps["density"].array)  # the recycled model's map
     assert any("recycling cycle" in m for m in out.messages)
+    assert out.meta["output"] == "prediction" and "density_prediction" not in out.maps  # the card has no default_output
+    # the refined output: a final density modification of the last prediction, centred; the network's map beside it
+    refined = plugin.predict(Request({"reflections": refl, "sequence": Sequence(seq), "model": "rc-first",
+                                      "cycles": 2, "dm_cycles": 5, "final_dm_cycles": 7, "output": "refined"}))
+    assert refined.meta["output"] == "refined"
+    np.testing.assert_allclose(refined.maps["density_prediction"].array, out.maps["density"].array, atol=1e-5)
+    assert not np.allclose(refined.maps["density"].array, out.maps["density"].array)
+    assert any("density-modified map of the last prediction (7 cycles" in m for m in refined.messages)
+    with pytest.raises(CrysError, match="'refined' or 'prediction'"):
+        plugin.predict(Request({"reflections": refl, "sequence": Sequence(seq), "model": "rc-first", "cycles": 1,
+                                "dm_cycles": 5, "output": "best"}))
     # a first model without a recycled companion: one clear error
     card = json.loads((models / "rc-first.json").read_text())
     card.pop("recycled_model")

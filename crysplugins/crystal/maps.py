@@ -163,6 +163,53 @@ def invert_grid(a: np.ndarray) -> np.ndarray:
     return np.roll(np.flip(np.asarray(a), axis=axes), 1, axis=axes)
 
 
+def density_centroid(a: np.ndarray, z_min: float = 1.0) -> np.ndarray:
+    """Fractional centroid (u, v, w) of a whole-cell map's strong density, measured from the cell centre.
+
+    Weights: the map in rms units above ``z_min`` (z − z_min is not used: the weights are z itself where
+    z > z_min, else 0), so solvent noise does not pull the centroid.  Coordinates run over (−1/2, 1/2)
+    around the centre (voxel N/2 is fractional 1/2; the boundary plane, at ±1/2, counts as 0, so the centroid
+    of the inverted map is exactly minus this one), which is right for a fragment placed near the centre,
+    the convention of the training data (paper 000, appendix B; :func:`crysplugins.crystal.cells.centre`).
+    """
+    z = np.asarray(a, dtype=np.float64)
+    z = (z - z.mean()) / (z.std() + 1e-12)
+    w = np.where(z > z_min, z, 0.0)
+    if w.sum() <= 0:
+        return np.zeros(3)
+    out = []
+    for axis, n in enumerate(w.shape):
+        u = np.arange(n) / n - 0.5
+        u[0] = 0.0  # the boundary plane is at -1/2 and +1/2 alike: counting it at 0 keeps the centroid odd under inversion
+        out.append(float(np.tensordot(w.sum(axis=tuple(i for i in range(3) if i != axis)), u, axes=1) / w.sum()))
+    return np.array(out)
+
+
+def shift_grid(a: np.ndarray, shift: Sequence[float]) -> np.ndarray:
+    """A whole-cell map translated by a fractional ``shift`` (any fraction of a voxel): ρ'(x) = ρ(x − t),
+    by a phase ramp on its Fourier coefficients (exact for a band-limited map)."""
+    a = np.asarray(a, dtype=np.float64)
+    spectrum = np.fft.rfftn(a)
+    n = a.shape
+    k = np.meshgrid(np.fft.fftfreq(n[0]) * n[0], np.fft.fftfreq(n[1]) * n[1], np.fft.rfftfreq(n[2]) * n[2],
+                    indexing="ij")
+    ramp = np.exp(-2j * np.pi * sum(float(t) * ki for t, ki in zip(shift, k)))
+    return np.fft.irfftn(spectrum * ramp, n, axes=(0, 1, 2))
+
+
+def centre_density(a: np.ndarray, z_min: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(map translated so that its strong-density centroid is at the cell centre, the fractional shift).
+
+    The RecCrysFormer training data put each fragment's centre of mass at the cell centre (paper 000,
+    appendix B), so a predicted or density-modified map of a fragment is put there too: density
+    modification in P 1 keeps whatever origin error its starting map had, and the map Pearson (eq. 7)
+    counts every voxel at a fixed origin.  Inversion through the centre (:func:`invert_grid`) then keeps
+    the centroid where it is.  Units: fractional coordinates; ``z_min`` in rms units.
+    """
+    shift = -density_centroid(a, z_min)
+    return shift_grid(a, shift), shift
+
+
 def grid_shape(cell: gemmi.UnitCell, spacing: float, multiple: int = 2) -> tuple[int, int, int]:
     """Smallest grid with spacing <= ``spacing`` (Å) along a, b, c and sizes a multiple of ``multiple``."""
     out = []

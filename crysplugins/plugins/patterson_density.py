@@ -11,12 +11,21 @@ Steps (all numpy/gemmi + onnxruntime; no torch):
 3. normalise per the card, run the ONNX model, scale the output back to e/Å^3;
 3b. a Patterson map is centrosymmetric, so a hand-invariant model predicts either hand: the card's hand
    classifier (``hand_model``, :mod:`crysplugins.runtime.hand`) puts the map on the L-amino-acid hand;
-4. outputs: the predicted density (CCP4 map, e/Å^3), the same density on the other hand when a hand
-   model chose (``density_other_hand``, for checking the call), and, for amplitude input, an MTZ with the
-   observed amplitudes and the phases of the predicted density (degrees).
+3c. with amplitudes, recycling (``cycles``, the card's ``default_cycles``; :mod:`crysplugins.runtime.recycle`):
+   density modification, the recycled model on the refined template, then a final density modification of
+   the last prediction (``final_dm_cycles``, the card's, 200 for the shipped model), whose map the recycled
+   model's hand model reads;
+3d. centring: the training data put the fragment's centre of mass at the cell centre (appendix B), and a
+   prediction's small origin error survives density modification, so every map is moved (by a fraction of
+   a voxel if need be) to put its strong-density centroid there (:func:`crysplugins.crystal.maps.centre_density`);
+4. outputs: ``density`` (CCP4 map, e/Å^3): after recycling, the final density-modified map when ``output``
+   is ``refined`` (the card's ``default_output``; then the network's own map is ``density_prediction``), else
+   the prediction; the same map on the other hand when a hand model chose (``density_other_hand``, for
+   checking the call); and, for amplitude input, an MTZ with the observed amplitudes and the phases of
+   ``density`` (degrees).
 
-The model predicts a density centred on the fragment's centre of mass at the cell centre (the training
-convention); a Patterson map does not fix the origin, so ``origin_arbitrary`` is True.
+A Patterson map does not fix the origin, so ``origin_arbitrary`` is True; the maps are placed by the
+training convention above.
 """
 from __future__ import annotations
 
@@ -54,11 +63,19 @@ class PattersonDensityPredictor:
                   "default_cycles with reflections, else 0", minimum=0, maximum=20),
         InputSpec("dm_cycles", Kind.INT, "density-modification cycles per recycling refinement", default=50,
                   minimum=1, maximum=10000),
+        InputSpec("final_dm_cycles", Kind.INT, "density-modification cycles on the last recycled prediction, the "
+                  "map the hand model reads and the 'refined' output; 0 reuses the last recycling refinement; "
+                  "when not given, the model card's final_dm_cycles", minimum=0, maximum=10000),
+        InputSpec("output", Kind.CHOICE, "what 'density' holds after recycling: the density-modified map of the "
+                  "last prediction ('refined') or the network's prediction itself ('prediction'); when not "
+                  "given, the model card's default_output", choices=("refined", "prediction")),
     )
     outputs = (
         OutputSpec("density", Kind.MAP, "predicted electron density", unit="e/Å³"),
         OutputSpec("density_other_hand", Kind.MAP, "the predicted density inverted through the cell centre: the "
                    "hand the hand model rejected, to check its call (only when a hand model chose)", unit="e/Å³"),
+        OutputSpec("density_prediction", Kind.MAP, "the recycled network's own prediction (hand and centring "
+                   "applied), when 'density' holds the refined map", unit="e/Å³"),
         OutputSpec("phases", Kind.REFLECTIONS, "observed amplitudes with the phases of the predicted density"),
         OutputSpec("recycling", Kind.TABLE, "per recycling cycle: model, template, refinement score (CC), refined"),
     )
@@ -86,7 +103,7 @@ class PattersonDensityPredictor:
 
     # ---------------------------------------------------------------------------------- predict
     def predict(self, request: Request) -> Prediction:
-        from crysplugins.crystal.maps import grid_shape, patterson_map
+        from crysplugins.crystal.maps import centre_density, grid_shape, patterson_map
 
         session, card = self._model(request.get("model"))
         request.report(0.05, "model loaded")
@@ -182,10 +199,15 @@ class PattersonDensityPredictor:
 
             if refl is None:
                 raise CrysError("Recycling (cycles > 0) refines against the observed amplitudes: give reflections.")
+            final_dm = request.get("final_dm_cycles")
+            final_dm = int(card.get("final_dm_cycles", 0) or 0) if final_dm is None else int(final_dm)
+            output = request.get("output") or str(card.get("default_output", "prediction"))
+            if output not in ("refined", "prediction"):
+                raise CrysError(f"The output must be 'refined' or 'prediction', not '{output}'.")
             last, outcome = predict_cycles(
                 card, out[0, 0], pn, {k: v for k, v in feeds.items() if k != "patterson"},
                 (cell, hkl[keep], amp[keep]), seq, cycles, int(request.get("dm_cycles", 50) or 50),
-                progress=lambda f, m: request.report(0.8 + 0.19 * f, m))
+                progress=lambda f, m: request.report(0.8 + 0.19 * f, m), final_dm_cycles=final_dm)
             out = last[None, None]
             table = Table(CycleOutcome.columns, outcome.rows, "recycling cycles (dm_score: CC of |F_mod| with "
                           "|F_obs|; refined when >= the refiner's threshold)")
@@ -196,6 +218,16 @@ class PattersonDensityPredictor:
                                 f"{'inverted through the cell centre' if outcome.hand_inverted else 'kept'} "
                                 f"(logit {outcome.hand_logit:+.2f}; |logit| < 1 is an uncertain call).")
         dens = out[0, 0].astype(np.float64) * norm["density"]["scale"] + norm["density"]["offset"]
+        dens, shift = centre_density(dens)
+        messages.append("Map moved by (" + ", ".join(f"{t:+.3f}" for t in shift) + ") (fractional) to put its "
+                        "density centroid at the cell centre, where the training data put the centre of mass.")
+        network = None
+        if table is not None and output == "refined":  # the density-modified map, on the prediction's mean
+            network = dens
+            dens = centre_density(outcome.refined_map)[0] + float(dens.mean())
+            messages.append(f"'density' is the density-modified map of the last prediction "
+                            f"({final_dm or int(request.get('dm_cycles', 50) or 50)} cycles, |F_obs| and refined "
+                            "phases); the network's own map is 'density_prediction'.")
         p1 = gemmi.SpaceGroup("P 1")
         density = CrystalMap.from_array(dens.astype(np.float32), cell, p1, name="density", units="e/Å^3")
         meta = {"model": card.name, "grid": list(shape), "model_sha256": card.get("sha256")}
@@ -207,7 +239,13 @@ class PattersonDensityPredictor:
             if outcome.hand_model:
                 meta.update(hand_model=outcome.hand_model, hand_inverted=outcome.hand_inverted,
                             hand_logit=outcome.hand_logit)
+        meta["centring_shift"] = [float(t) for t in shift]  # fractional, applied to the network's map
+        if table is not None:
+            meta["output"] = output
         pred = Prediction(maps={"density": density}, messages=messages, meta=meta)
+        if network is not None:
+            pred.maps["density_prediction"] = CrystalMap.from_array(network.astype(np.float32), cell, p1,
+                                                                    name="density_prediction", units="e/Å^3")
         hand_model = meta.get("hand_model") or card.get("hand_model")
         if hand_model:  # a hand call can be wrong (BENCHMARKS.md): give the rejected hand too
             from crysplugins.crystal.maps import invert_grid
@@ -226,11 +264,15 @@ class PattersonDensityPredictor:
 
     @staticmethod
     def _hand_accuracy_note(hand_model: str) -> str:
-        """' (the hand model was right in N % of its held-out test maps)' from its card, or ''."""
+        """' (the hand model was right in N % of its held-out test maps)' from its card, or ''.
+
+        The card's ``metrics.pipeline_test`` (measured on the maps the plugin's default pipeline gives it)
+        comes first; else ``metrics.test`` (the maps it was fitted on)."""
         from crysplugins.runtime.models import find_card
 
         try:
-            acc = float(((find_card(hand_model).get("metrics") or {}).get("test") or {})["hand_accuracy"])
+            metrics = find_card(hand_model).get("metrics") or {}
+            acc = float((metrics.get("pipeline_test") or metrics.get("test") or {})["hand_accuracy"])
         except (CrysError, KeyError, TypeError, ValueError):
             return ""
         return f" (the hand model was right in {100 * acc:.0f} % of its held-out test maps)"

@@ -121,12 +121,16 @@ def run_cycles(first_prediction: np.ndarray, predict_with_template: Callable[[np
 
 def predict_cycles(card: Any, first_output: np.ndarray, patterson_norm: np.ndarray, extra_feeds: dict[str, np.ndarray],
                    observed: tuple[gemmi.UnitCell, np.ndarray, np.ndarray], sequence: Any, cycles: int,
-                   dm_cycles: int = 50, progress: Callable[[float, str], None] | None = None) -> tuple[np.ndarray, Any]:
+                   dm_cycles: int = 50, progress: Callable[[float, str], None] | None = None,
+                   final_dm_cycles: int = 0) -> tuple[np.ndarray, Any]:
     """The ``patterson-density`` plugin's recycling: ``cycles`` cycles after the first model's output.
 
     ``first_output`` and ``patterson_norm`` are normalised maps (N1, N2, N3) on the model grid;
     ``extra_feeds`` the other model inputs (the sequence); ``observed`` (cell, hkl, |F|) the amplitudes the
-    refiner works against (to the model's resolution).  Returns (last normalised prediction, CycleOutcome).
+    refiner works against (to the model's resolution).  ``final_dm_cycles`` > 0 refines the last prediction
+    once more, for that many cycles, and that map is the one the hand model reads and the outcome keeps as
+    ``refined_map``; 0 keeps the last recycling refinement (``dm_cycles``).  The hand model's decision is
+    applied to the prediction and to ``refined_map`` alike.  Returns (last normalised prediction, CycleOutcome).
     """
     from crysplugins.crystal.refine import density_modify
     from crysplugins.interface import CrystalMap
@@ -144,9 +148,9 @@ def predict_cycles(card: Any, first_output: np.ndarray, patterson_norm: np.ndarr
     cell = observed[0]
     pn = np.asarray(patterson_norm, dtype=np.float32)
 
-    def refine(pred: np.ndarray) -> Any:
+    def refine(pred: np.ndarray, n_cycles: int = dm_cycles) -> Any:
         cmap = CrystalMap.from_array(np.asarray(pred, dtype=np.float32), cell, "P 1")
-        return density_modify(cmap, observed, sequence=sequence, cycles=dm_cycles)
+        return density_modify(cmap, observed, sequence=sequence, cycles=n_cycles)
 
     def predict_with_template(template: np.ndarray) -> np.ndarray:
         feeds = {"patterson": np.stack([pn, np.asarray(template, dtype=np.float32)])[None], **extra_feeds}
@@ -160,12 +164,19 @@ def predict_cycles(card: Any, first_output: np.ndarray, patterson_norm: np.ndarr
     outcome.model = name  # type: ignore[attr-defined]
     # the recycled model follows the (random) hand of its template: its card's hand model puts the last
     # prediction on the L hand (crysplugins.runtime.hand; BENCHMARKS.md, issue #5)
+    from crysplugins.crystal.maps import invert_grid
     from crysplugins.runtime.hand import choose_hand
 
     res = outcome.refinement  # the last prediction's own refinement: what an 'input: refined' hand model reads
+    if final_dm_cycles > 0:
+        if progress is not None:
+            progress(0.97, f"final density modification ({final_dm_cycles} cycles)")
+        res = refine(outcome.prediction, int(final_dm_cycles))
+    outcome.final_refinement = res  # type: ignore[attr-defined]
     refined = refined_map_on_grid(res.hkl, res.amplitudes, res.phases, outcome.prediction.shape, cell)
     chosen, inverted, logits = choose_hand(outcome.prediction[None], card2, cells=[cell], refined=refined[None])
     outcome.prediction = chosen[0]
+    outcome.refined_map = invert_grid(refined) if inverted[0] else refined  # type: ignore[attr-defined]
     outcome.hand_model = card2.get("hand_model")  # type: ignore[attr-defined]
     outcome.hand_inverted = bool(inverted[0])  # type: ignore[attr-defined]
     outcome.hand_logit = float(logits[0])  # type: ignore[attr-defined]

@@ -52,6 +52,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="read the hand off the prediction or off its density-modified map (default refined: "
                         "the recycling pipeline refines its last prediction anyway)")
     g.add_argument("--dm-cycles", type=int, default=50, help="density-modification cycles for --hand-input refined")
+    g.add_argument("--pipeline-mtz", metavar="DIR",
+                   help="instead of --predictor-run: fit on the maps the patterson-density plugin's pipeline reads "
+                        "the hand off (its final density-modified map) for the MTZ pairs in DIR, e.g. written by "
+                        "benchmarks/make_validation_mtz.py from training rows the recycled model never saw")
+    g.add_argument("--pipeline", default="patterson-density:output=refined",
+                   help="the plugin and its options for --pipeline-mtz (NAME:key=value,...; output=refined needed)")
+    g.add_argument("--test-every", type=int, default=8,
+                   help="with --pipeline-mtz: evaluate on every N-th test example of --data (default 8)")
+    g.add_argument("--workers", type=int, default=1, help="with --pipeline-mtz: processes running the plugin")
 
 
 def refined_map(prediction: np.ndarray, density_norm: np.ndarray, norm: dict, cell_params: Any, d_min: float,
@@ -142,6 +151,64 @@ def predictions_with_labels(data: str | Path, runner: Any, templates: str | None
             "ids": np.array(ids)}
 
 
+def pipeline_features_with_labels(examples: list, pipeline: str, progress: Callable[[str], None] | None = None,
+                                  workers: int = 1) -> dict[str, np.ndarray]:
+    """Features, labels and Pearsons of the map the ``patterson-density`` pipeline reads the hand off.
+
+    ``examples``: :class:`crysplugins.evaluation.compare.Example` (amplitudes + true-phase MTZ, sequence).
+    The plugin runs as the CLI runs it (``pipeline``, e.g. ``patterson-density:output=refined``: recycling,
+    then the final density modification of the last prediction, whose map is ``density``).  The plugin has
+    already applied its current hand model and centring; undoing the recorded inversion gives the map as it
+    came out of the refinement (the features are translation-invariant, so the centring does not matter).
+    X: pseudoscalar features of that map in rms units; y: 1.0 when its own hand correlates better with the
+    true-phase map (eq. 7) than its inverse; pearson / pearson_inverted; ids.  ``workers`` > 1 runs
+    contiguous chunks of the examples in that many processes (same result, in the same order)."""
+    if workers > 1 and len(examples) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        chunks = [list(c) for c in np.array_split(np.arange(len(examples)), workers) if len(c)]
+        with ProcessPoolExecutor(len(chunks)) as pool:
+            parts = list(pool.map(pipeline_features_with_labels, [[examples[i] for i in c] for c in chunks],
+                                  [pipeline] * len(chunks)))
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    from crysplugins.crystal.chirality import pseudoscalar_features
+    from crysplugins.crystal.fourier import FourierGrid
+    from crysplugins.crystal.maps import invert_grid
+    from crysplugins.crystal.metrics import pearson
+    from crysplugins.evaluation.compare import PredictorLabel, _true_data, run_one
+    from crysplugins.host import default_host
+    from crysplugins.runtime.hand import rms_normalised
+
+    label = PredictorLabel.parse(pipeline)
+    if label.options.get("output", "refined") != "refined":
+        raise CrysError("The hand model is fitted on the pipeline's refined map: use output=refined.")
+    label.options["output"] = "refined"
+    host = default_host()
+    X, y, pa, pb, ids = [], [], [], [], []
+    t0 = time.monotonic()
+    for i, example in enumerate(examples):
+        prediction, _ = run_one(host, label, example)
+        m = np.asarray(prediction.maps["density"].array, dtype=np.float64)
+        if prediction.meta.get("output") != "refined":
+            raise CrysError(f"{label.name} did not return its refined map for {example.id} (cycles = 0?).")
+        if prediction.meta.get("hand_inverted"):
+            m = invert_grid(m)
+        cell, hkl, f, phi = _true_data(example)
+        true = FourierGrid(hkl, m.shape, float(cell.volume)).to_map(f * np.exp(1j * np.radians(phi)))
+        a, b = pearson(true, m), pearson(true, invert_grid(m))
+        X.append(pseudoscalar_features(rms_normalised(m), cell))
+        y.append(float(a >= b))
+        pa.append(a)
+        pb.append(b)
+        ids.append(example.id)
+        if progress and (i + 1) % 200 == 0:
+            progress(f"{i + 1}/{len(examples)} maps, {time.monotonic() - t0:.0f} s")
+    if not X:
+        raise CrysError("No examples were given.")
+    return {"X": np.array(X), "y": np.array(y), "pearson": np.array(pa), "pearson_inverted": np.array(pb),
+            "ids": np.array(ids)}
+
+
 def fit_logistic(X: np.ndarray, y: np.ndarray, lam: float, iterations: int = 50) -> tuple[np.ndarray, np.ndarray]:
     """Logistic regression without intercept (antisymmetric for pseudoscalar features).
 
@@ -226,7 +293,6 @@ def train_hand_chirality(data: str | Path, predictor_run: str | Path, out: str |
     from crysplugins.crystal.chirality import FEATURE_SET, SIGMAS
     from crysplugins.datasets.store import open_dataset
     from crysplugins.datasets.templates import load_runner
-    from crysplugins.runtime.models import CARD_FORMAT
 
     if not (0 < fraction <= 1 and 0 < test_fraction <= 1):
         raise CrysError("--fraction and --test-fraction must be in (0, 1].")
@@ -248,6 +314,20 @@ def train_hand_chirality(data: str | Path, predictor_run: str | Path, out: str |
     test = _cached(out / f"features-test-{key('test', test_fraction)}.npz",
                    lambda: predictions_with_labels(ds.root, runner, templates, "test", test_fraction, seed, progress,
                                                    on, dm_cycles))
+    training = {"dataset": str(ds.root), "predictor_run": str(predictor_run), "predictor": runner.identity,
+                "templates": templates, "fraction": fraction, "seed": seed,
+                "refinement": ({"cycles": dm_cycles, "amplitudes": "|F| of the true density to d_min (noise-free)",
+                                "map_scale": "rms"} if on == "refined" else None)}
+    return fit_and_write_card(train, test, out, on, training, {"test_fraction": test_fraction}, seed)
+
+
+def fit_and_write_card(train: dict[str, np.ndarray], test: dict[str, np.ndarray], out: Path, on: str,
+                       training: dict[str, Any], test_info: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+    """Choose the penalty by cross-validation on ``train``, fit, evaluate on ``test``; write
+    ``out/hand_chirality.json`` (the card ``crysplugins export`` copies) and return it."""
+    from crysplugins.crystal.chirality import FEATURE_SET, SIGMAS
+    from crysplugins.runtime.models import CARD_FORMAT
+
     lam, cv = choose_lambda(train, seed=seed)
     w, sc = fit_logistic(train["X"], train["y"], lam)
     card = {
@@ -255,13 +335,10 @@ def train_hand_chirality(data: str | Path, predictor_run: str | Path, out: str |
         "description": "Hand (L vs D) of a predicted fragment density from rotation-invariant pseudoscalar "
                        "features; score > 0 keeps the map, < 0 inverts it through the cell centre.",
         "input": on, "feature_set": FEATURE_SET, "sigmas": list(SIGMAS), "weights": w.tolist(), "scale": sc.tolist(),
-        "training": {"dataset": str(ds.root), "predictor_run": str(predictor_run), "predictor": runner.identity,
-                     "templates": templates, "fraction": fraction, "seed": seed, "n_train": int(len(train["y"])),
-                     "refinement": ({"cycles": dm_cycles, "amplitudes": "|F| of the true density to d_min (noise-free)",
-                                     "map_scale": "rms"} if on == "refined" else None),
-                     "train_true_hand_fraction": float(train["y"].mean()), "lambda": lam, "cv": cv},
+        "training": {**training, "n_train": int(len(train["y"])), "train_true_hand_fraction": float(train["y"].mean()),
+                     "lambda": lam, "cv": cv},
         "metrics": {"train": evaluate((train["X"] / sc) @ w, train),
-                    "test": evaluate((test["X"] / sc) @ w, test), "test_fraction": test_fraction},
+                    "test": evaluate((test["X"] / sc) @ w, test), **test_info},
     }
     tmp = out / "hand_chirality.json.part"
     tmp.write_text(json.dumps(card, indent=1))
@@ -269,13 +346,57 @@ def train_hand_chirality(data: str | Path, predictor_run: str | Path, out: str |
     return card
 
 
+def train_from_pipeline(mtz_dir: str | Path, data: str | Path, out: str | Path, pipeline: str, test_every: int = 8,
+                        seed: int = 0, progress: Callable[[str], None] | None = None, workers: int = 1
+                        ) -> dict[str, Any]:
+    """Fit the hand model on the maps the plugin pipeline reads the hand off (:func:`pipeline_features_with_labels`):
+    training maps from the MTZ pairs in ``mtz_dir``, test maps from every ``test_every``-th test MTZ of the
+    dataset ``data`` (held-out families; only evaluated).  Features are cached in ``out`` by a key of the
+    examples, the pipeline and the shipped models' checksums."""
+    from crysplugins.crystal.chirality import FEATURE_SET, SIGMAS
+    from crysplugins.evaluation.compare import examples_from_dataset, examples_from_mtz_dir
+    from crysplugins.runtime.models import list_models
+
+    if test_every < 1:
+        raise CrysError("--test-every must be 1 or more.")
+    out = Path(out)
+    train_examples = examples_from_mtz_dir(mtz_dir)
+    if not train_examples:
+        raise CrysError(f"{mtz_dir} holds no <id>_amplitudes.mtz + <id>_phases.mtz pairs.")
+    test_examples = examples_from_dataset(data)[::test_every]
+    out.mkdir(parents=True, exist_ok=True)
+    # the maps depend on every model the pipeline runs, not on the hand model (its call is undone)
+    models = sorted((c.name, c.get("sha256")) for c in list_models() if c.get("task") != TASK)
+
+    def key(examples: list) -> str:
+        what = json.dumps([[e.id for e in examples], pipeline, models, FEATURE_SET, list(SIGMAS)])
+        return hashlib.sha256(what.encode()).hexdigest()[:16]
+
+    train = _cached(out / f"features-pipeline-train-{key(train_examples)}.npz",
+                    lambda: pipeline_features_with_labels(train_examples, pipeline, progress, workers))
+    test = _cached(out / f"features-pipeline-test-{key(test_examples)}.npz",
+                   lambda: pipeline_features_with_labels(test_examples, pipeline, progress, workers))
+    training = {"pipeline": pipeline, "mtz_dir": str(mtz_dir), "seed": seed,
+                "maps": "the pipeline's final density-modified map of the last recycled prediction, rms units"}
+    return fit_and_write_card(train, test, out, "refined", training,
+                              {"test_examples": f"every {test_every}th test example of {data}"}, seed)
+
+
 def run_cli(args: argparse.Namespace) -> int:
     """``crysplugins train hand-chirality ...`` (called by :mod:`crysplugins.training.cli`)."""
+    say = None if args.quiet else (lambda m: print(m, flush=True))
+    if args.pipeline_mtz:
+        if not args.data:
+            raise CrysError("train hand-chirality --pipeline-mtz needs --data DIR (its test MTZs are the test set).")
+        card = train_from_pipeline(args.pipeline_mtz, args.data, args.out, args.pipeline, args.test_every,
+                                   seed=args.seed or 0, progress=say, workers=args.workers)
+        print(json.dumps({"card": str(Path(args.out) / "hand_chirality.json"), "lambda": card["training"]["lambda"],
+                          "train": card["metrics"]["train"], "test": card["metrics"]["test"]}, indent=1))
+        return 0
     if not args.predictor_run:
         raise CrysError("train hand-chirality needs --predictor-run RUN_DIR (the model whose predictions get a hand).")
     if not args.data:
         raise CrysError("train hand-chirality needs --data DIR (a Patterson dataset).")
-    say = None if args.quiet else (lambda m: print(m, flush=True))
     card = train_hand_chirality(args.data, args.predictor_run, args.out, templates=args.templates,
                                 fraction=args.fraction, test_fraction=args.test_fraction, seed=args.seed or 0,
                                 threads=args.threads or 1, progress=say, on=args.hand_input, dm_cycles=args.dm_cycles)

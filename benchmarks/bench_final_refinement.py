@@ -1,0 +1,129 @@
+"""What the `patterson-density` pipeline's last steps are worth (issue #4): centring and the final refinement.
+
+For each example (test MTZ pairs of a dataset built by #3 from ../shared/corpus, every N-th, or an
+``--mtz-dir`` such as the output of ``benchmarks/make_validation_mtz.py``) this runs the plugin exactly as
+the CLI does (the card's defaults unless ``--pipeline`` says otherwise), keeps the last recycled prediction
+and its refinements (by wrapping ``crysplugins.runtime.recycle.run_cycles``), and scores maps against the
+true-phase map, Pearson over every voxel (paper 000, eq. 7):
+
+* ``output``                 the plugin's ``density``;
+* ``prediction``             the last recycled prediction as it came out of the network (before the hand);
+* ``dm50``                   its density-modified map after the recycling refinement (``dm_cycles``, 50);
+* ``dm_final``               its final density-modified map (``final_dm_cycles`` of the card, 200);
+* ``*_centred``              the same maps moved so that their strong-density centroid is at the cell
+  centre (:func:`crysplugins.crystal.maps.centre_density`), where the training data put the centre of mass;
+* ``*_circular``             centred by the circular (periodic) mean instead, for comparison;
+
+each with the hand the plugin's hand model chose (``*`` as returned by the pipeline: the same decision for
+every map) and with the better hand (oracle ceiling).  Also: how often the hand model is right for each map,
+and the phase error of the output (amplitude-weighted, degrees).
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_final_refinement.py --every 8 --json runs/final_refinement_test.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from crysplugins.crystal.fourier import FourierGrid
+from crysplugins.crystal.maps import centre_density, invert_grid, shift_grid
+from crysplugins.crystal.metrics import pearson, phase_error
+from crysplugins.evaluation.compare import (PredictorLabel, _true_data, examples_from_dataset, examples_from_mtz_dir,
+                                            run_one)
+from crysplugins.host import default_host
+from crysplugins.runtime import recycle
+
+_CAPTURED: dict = {}
+
+
+def _capturing_run_cycles(original):
+    def run_cycles(first, predict_with_template, refine, cycles, cell, progress=None, use_unrefined=False):
+        out = original(first, predict_with_template, refine, cycles, cell, progress=progress,
+                       use_unrefined=use_unrefined)
+        _CAPTURED.update(outcome=out, cell=cell)
+        return out
+    return run_cycles
+
+
+def circular_centred(a: np.ndarray, z_min: float = 1.0) -> np.ndarray:
+    """``a`` moved so that the circular (periodic) mean of its strong density is at the cell centre."""
+    a = np.asarray(a, dtype=np.float64)
+    z = (a - a.mean()) / a.std()
+    w = np.where(z > z_min, z, 0.0)
+    shift = []
+    for axis, n in enumerate(a.shape):
+        profile = w.sum(axis=tuple(i for i in range(3) if i != axis))
+        angle = 2 * np.pi * (np.arange(n) / n - 0.5)
+        shift.append(-np.arctan2((profile * np.sin(angle)).sum(), (profile * np.cos(angle)).sum()) / (2 * np.pi))
+    return shift_grid(a, shift)
+
+
+def score_example(example, host, label) -> dict:
+    prediction, _ = run_one(host, label, example)
+    cell, hkl, f, phi = _true_data(example)
+    output = np.asarray(prediction.maps["density"].array, dtype=np.float64)
+    fg = FourierGrid(hkl, output.shape, float(cell.volume))
+    true = fg.to_map(f * np.exp(1j * np.radians(phi)))
+    f_out, _ = fg.from_map(output)
+    rec = {"id": example.id, "output": pearson(true, output),
+           "output_phase_error": phase_error(hkl, phi, np.degrees(np.angle(f_out)), weights=f)}
+    outcome = _CAPTURED.get("outcome")
+    if outcome is None:
+        return rec
+    inverted = bool(outcome.hand_inverted)
+    # the maps as the pipeline had them before the hand model's decision
+    last = np.asarray(outcome.prediction, dtype=np.float64)
+    last = invert_grid(last) if inverted else last
+    maps = {"prediction": last}
+    res = outcome.refinement  # the last recycling refinement (dm_cycles)
+    maps["dm50"] = recycle.refined_map_on_grid(res.hkl, res.amplitudes, res.phases, last.shape, cell)
+    res = outcome.final_refinement
+    maps["dm_final"] = recycle.refined_map_on_grid(res.hkl, res.amplitudes, res.phases, last.shape, cell)
+    for name in ("prediction", "dm50", "dm_final"):
+        maps[f"{name}_centred"] = centre_density(maps[name])[0]
+    for name in ("prediction", "dm_final"):
+        maps[f"{name}_circular"] = circular_centred(maps[name])
+    for name, m in maps.items():
+        keep, flip = pearson(true, m), pearson(true, invert_grid(m))
+        rec[name] = flip if inverted else keep  # with the hand the hand model chose
+        rec[f"{name}_better_hand"] = max(keep, flip)
+        rec[f"{name}_hand_right"] = bool((flip > keep) == inverted)
+    rec["hand_logit"] = float(outcome.hand_logit)
+    return rec
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="data_build/dipeptide", help="dataset whose test MTZs are used")
+    ap.add_argument("--mtz-dir", help="instead: a folder of <id>_amplitudes.mtz / <id>_phases.mtz / <id>.seq")
+    ap.add_argument("--every", type=int, default=8, help="take every N-th test example (ignored with --mtz-dir)")
+    ap.add_argument("--n", type=int, help="at most N examples")
+    ap.add_argument("--pipeline", default="patterson-density", help="plugin and options (NAME:key=value,...)")
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args(argv)
+    recycle.run_cycles = _capturing_run_cycles(recycle.run_cycles)
+    examples = (examples_from_mtz_dir(args.mtz_dir) if args.mtz_dir
+                else examples_from_dataset(args.data)[::args.every])[:args.n]
+    host = default_host()
+    label = PredictorLabel.parse(args.pipeline)
+    records = []
+    for i, ex in enumerate(examples):
+        _CAPTURED.clear()
+        records.append(score_example(ex, host, label))
+        if (i + 1) % 100 == 0:
+            print(f"{i + 1}/{len(examples)}: output {np.mean([r['output'] for r in records]):.3f}", flush=True)
+    keys = [k for k in records[0] if k not in ("id", "hand_logit")]
+    summary = {k: float(np.mean([r[k] for r in records])) for k in keys}
+    summary.update(n=len(records), pipeline=args.pipeline,
+                   examples=args.mtz_dir or f"every {args.every}th test example of {args.data}")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps({"summary": summary, "records": records}, indent=1))
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
