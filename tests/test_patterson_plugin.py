@@ -58,7 +58,7 @@ def test_shipped_example_reproduces_the_card(predictor):
     assert len(inputs["sequence"]) == card["n_residues"]
     truth = io.read_mtz(str(resources.files("crysplugins") / "data" / "examples" / "patterson_density" / ex["phases"]),
                         need=("F", "PHI"))
-    # the default pipeline (card default_cycles: one recycling cycle, then the recycled model's hand model)
+    # the default pipeline (card default_cycles: three recycling cycles, then the recycled model's hand model)
     # and the first model alone (cycles = 0)
     for request, claimed in ((Request(inputs), ex), (Request({**inputs, "cycles": 0}), ex["first_model"])):
         pred = predictor.predict(request)
@@ -71,9 +71,10 @@ def test_shipped_example_reproduces_the_card(predictor):
         json.dumps(pred.summary(), allow_nan=False, default=str)
     # the first model has no hand model (no NaN logit in its meta); the recycled model's card names one
     assert not card.get("hand_model") and "hand_logit" not in pred.meta
-    assert card["default_cycles"] == 1 and card["recycled_model"] == ex["recycled_model"]
+    assert card["default_cycles"] == 3 and card["recycled_model"] == ex["recycled_model"]
     default = predictor.predict(Request(inputs))
     assert "recycling" in default.tables and default.meta["hand_model"] == ex["hand_model"]
+    assert [r["cycle"] for r in default.tables["recycling"].as_dicts()] == list(range(card["default_cycles"] + 1))
     assert default.meta["hand_inverted"] == ex["hand_inverted"]
     # the rejected hand comes with it, and the network's own map beside the density-modified 'density'
     assert default.meta["output"] == card["default_output"] == ex["output"] == "refined"

@@ -219,15 +219,21 @@ class PattersonDensityPredictor:
                                 f"(logit {outcome.hand_logit:+.2f}; |logit| < 1 is an uncertain call).")
         dens = out[0, 0].astype(np.float64) * norm["density"]["scale"] + norm["density"]["offset"]
         dens, shift = centre_density(dens)
-        messages.append("Map moved by (" + ", ".join(f"{t:+.3f}" for t in shift) + ") (fractional) to put its "
-                        "density centroid at the cell centre, where the training data put the centre of mass.")
+
+        def moved(t: np.ndarray) -> str:
+            return "(" + ", ".join(f"{v:+.3f}" for v in t) + ")"
+
+        messages.append(f"The network's map was moved by {moved(shift)} (fractional) to put its density centroid "
+                        "at the cell centre, where the training data put the centre of mass.")
         network = None
         if table is not None and output == "refined":  # the density-modified map, on the prediction's mean
             network = dens
-            dens = centre_density(outcome.refined_map)[0] + float(dens.mean())
+            refined, refined_shift = centre_density(outcome.refined_map)
+            dens = refined + float(dens.mean())
             messages.append(f"'density' is the density-modified map of the last prediction "
                             f"({final_dm or int(request.get('dm_cycles', 50) or 50)} cycles, |F_obs| and refined "
-                            "phases); the network's own map is 'density_prediction'.")
+                            f"phases), centred the same way (moved by {moved(refined_shift)}); the network's own "
+                            "map is 'density_prediction'.")
         p1 = gemmi.SpaceGroup("P 1")
         density = CrystalMap.from_array(dens.astype(np.float32), cell, p1, name="density", units="e/Å^3")
         meta = {"model": card.name, "grid": list(shape), "model_sha256": card.get("sha256")}
