@@ -1,14 +1,14 @@
 """Merge `crysplugins evaluate` runs (e.g. halves of a split run on two cores) into one results folder.
 
-Each input is a run folder or its results.json, optionally followed by ``:OLD=NEW`` to rename a predictor
-label (to set one run's predictor beside another's with the same name, e.g. an earlier default, for
-``benchmarks/paired_pearson.py``).  Records are concatenated and summarised exactly as `crysplugins
-evaluate` summarises them (``crysplugins.evaluation.compare.summarise``); an example that appears twice
-for one predictor is an error.
+Each input is a run folder or its results.json, optionally followed by ``::OLD::NEW`` to rename a predictor
+label (labels may hold ``:`` and ``=``, never ``::``), to set one run's predictor beside another's of the
+same name, e.g. an earlier default, for ``benchmarks/paired_pearson.py``.  Records are concatenated and
+summarised exactly as `crysplugins evaluate` summarises them (``crysplugins.evaluation.compare.summarise``);
+an example that appears twice for one predictor is an error.
 
     python benchmarks/merge_evaluations.py --out runs/eval_full runs/eval_half0 runs/eval_half1
     python benchmarks/merge_evaluations.py --out runs/eval_vs_old runs/eval_full \\
-        runs/eval_pipeline_full:patterson-density=patterson-density@session3
+        runs/eval_pipeline_full::patterson-density::patterson-density@session3
 """
 from __future__ import annotations
 
@@ -20,15 +20,15 @@ from crysplugins.evaluation import compare
 
 
 def load(spec: str) -> tuple[list[dict], dict]:
-    path, _, rename = spec.partition(":")
+    path, *rename = spec.split("::")
     p = Path(path)
     p = p / "results.json" if p.is_dir() else p
     data = json.loads(p.read_text())
     records = data["records"]
     if rename:
-        old, _, new = rename.partition("=")
-        if not new:
-            raise SystemExit(f"'{spec}': write PATH:OLD=NEW to rename a predictor.")
+        if len(rename) != 2 or not all(rename):
+            raise SystemExit(f"'{spec}': write PATH::OLD::NEW to rename a predictor.")
+        old, new = rename
         for r in records:
             if r["predictor"] == old:
                 r["predictor"] = new
@@ -37,7 +37,7 @@ def load(spec: str) -> tuple[list[dict], dict]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("inputs", nargs="+", help="run folders or results.json files, each optionally :OLD=NEW")
+    ap.add_argument("inputs", nargs="+", help="run folders or results.json files, each optionally ::OLD::NEW")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     records, metas = [], []
