@@ -166,11 +166,11 @@ def invert_grid(a: np.ndarray) -> np.ndarray:
 def density_centroid(a: np.ndarray, z_min: float = 1.0) -> np.ndarray:
     """Fractional centroid (u, v, w) of a whole-cell map's strong density, measured from the cell centre.
 
-    Weights: the map in rms units above ``z_min`` (z − z_min is not used: the weights are z itself where
-    z > z_min, else 0), so solvent noise does not pull the centroid.  Coordinates run over (−1/2, 1/2)
-    around the centre (voxel N/2 is fractional 1/2; the boundary plane, at ±1/2, counts as 0, so the centroid
-    of the inverted map is exactly minus this one), which is right for a fragment placed near the centre,
-    the convention of the training data (paper 000, appendix B; :func:`crysplugins.crystal.cells.centre`).
+    Weights: the map value z in rms units where z > ``z_min``, else 0, so solvent noise does not pull the
+    centroid.  Coordinates run over (−1/2, 1/2) around the centre (voxel N/2 is fractional 1/2); the
+    boundary plane, at ±1/2, counts as 0, so the centroid of the inverted map is exactly minus this one.
+    This suits a fragment placed near the centre, the convention of the training data (paper 000,
+    appendix B; :func:`crysplugins.crystal.cells.centre`).
     """
     z = np.asarray(a, dtype=np.float64)
     z = (z - z.mean()) / (z.std() + 1e-12)
@@ -180,7 +180,7 @@ def density_centroid(a: np.ndarray, z_min: float = 1.0) -> np.ndarray:
     out = []
     for axis, n in enumerate(w.shape):
         u = np.arange(n) / n - 0.5
-        u[0] = 0.0  # the boundary plane is at -1/2 and +1/2 alike: counting it at 0 keeps the centroid odd under inversion
+        u[0] = 0.0  # the boundary plane is at -1/2 and +1/2 alike
         out.append(float(np.tensordot(w.sum(axis=tuple(i for i in range(3) if i != axis)), u, axes=1) / w.sum()))
     return np.array(out)
 

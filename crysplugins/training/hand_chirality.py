@@ -20,6 +20,11 @@ The features are computed on the predictor's normalised maps (the dataset / mode
 refined map in rms units (its amplitudes' absolute scale is unknown at inference); the fitted weights are
 valid on that scale only.
 
+``--pipeline-mtz DIR`` fits instead on the maps the ``patterson-density`` plugin itself reads the hand off
+(its final density-modified map, with the card's defaults), for MTZ pairs such as the validation rows of
+``benchmarks/make_validation_mtz.py``; every N-th test MTZ of ``--data`` is the test set
+(:func:`train_from_pipeline`).
+
 Output: ``RUN_DIR/hand_chirality.json``, a model card (task ``hand-chirality``; weights, feature scale,
 blurs, training summary, test metrics); ``crysplugins export RUN_DIR`` copies it to ``models/``.
 ``RUN_DIR/features-<split>-<key>.npz`` caches the features (the key hashes the dataset, the predictor's
