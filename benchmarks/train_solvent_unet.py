@@ -34,6 +34,11 @@ def main() -> None:
                     help="window x batch : fraction of the time budget, in order")
     ap.add_argument("--eval-every", type=float, default=4.0, help="minutes between evaluations/checkpoints")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--init", default=None,
+                    help="start from the weights of this checkpoint (fine-tuning; new optimizer and schedule)")
+    ap.add_argument("--phase-error-range", type=float, nargs=2, default=(35.0, 80.0), metavar=("LO", "HI"),
+                    help="mean phase errors (degrees) drawn for the training maps")
+    ap.add_argument("--val-phase-error", type=float, default=65.0, help="mean phase error of the validation maps")
     ap.add_argument("--data", default="data_build/solvent",
                     help="folder with train_sources.npz and val_sources.npz (benchmarks/build_solvent_sources.py)")
     args = ap.parse_args()
@@ -47,8 +52,14 @@ def main() -> None:
         phases.append((int(w), int(b), float(frac)))
 
     task = SolventUNetTask({"base": args.base, "sources": str(Path(args.data) / "train_sources.npz"),
-                            "val_sources": str(Path(args.data) / "val_sources.npz")})
+                            "val_sources": str(Path(args.data) / "val_sources.npz"),
+                            "phase_error_range": list(args.phase_error_range),
+                            "val_phase_error": args.val_phase_error})
     model = task.build_model()
+    if args.init and not (run / "checkpoint.pt").exists():
+        model.load_state_dict(torch.load(args.init, weights_only=False)["model"])
+        task.config["init"] = args.init
+        print(f"initialised from {args.init}", flush=True)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     state = {"step": 0, "elapsed": 0.0, "best": 0.0}
     ckpt = run / "checkpoint.pt"
@@ -59,7 +70,7 @@ def main() -> None:
         state = saved["state"]
         print(f"resumed at step {state['step']} ({state['elapsed'] / 60:.1f} min)", flush=True)
     (run / "config.json").write_text(json.dumps({**task.config, "lr": args.lr, "lr_min": args.lr_min,
-                                                 "schedule": args.schedule, "trainer": "benchmarks/train_solvent_unet.py"},
+                                                 "schedule": args.schedule, "init": args.init, "trainer": "benchmarks/train_solvent_unet.py"},
                                                 indent=1))
     budget = args.minutes * 60.0
     metrics_path = run / "metrics.csv"

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from crysplugins.datasets.phasing import prepare_source  # noqa: E402
 from crysplugins.datasets.solvent_windows import load_sources, save_sources  # noqa: E402
-from crysplugins.training.nets.unet3d import UNet3D, count_parameters  # noqa: E402
+from crysplugins.training.nets.unet3d import UNet3D, UNet3DEnsemble, count_parameters  # noqa: E402
 from crysplugins.training.solvent_task import make_task  # noqa: E402
 from crysplugins_test_support import blob_structure  # noqa: E402
 
@@ -17,6 +17,21 @@ def test_paper_width_has_about_three_million_parameters():
     assert 3.0e6 < count_parameters(UNet3D(base=24)) < 3.6e6
     out = UNet3D(base=4)(torch.zeros(2, 1, 16, 24, 32))
     assert out.shape == (2, 2, 16, 24, 32)
+
+
+def test_ensemble_output_is_the_log_of_the_members_mean_probability():
+    torch.manual_seed(0)
+    members = [UNet3D(base=2).eval(), UNet3D(base=3).eval()]
+    ensemble = UNet3DEnsemble(members).eval()
+    x = torch.randn(1, 1, 8, 8, 16)
+    with torch.no_grad():
+        out = ensemble(x)
+        mean = (torch.softmax(members[0](x), 1) + torch.softmax(members[1](x), 1)) / 2
+    assert out.shape == (1, 2, 8, 8, 16)
+    assert torch.allclose(torch.softmax(out, 1), mean, atol=1e-6)
+    assert ensemble.config == {"members": [members[0].config, members[1].config]}
+    with pytest.raises(ValueError):
+        UNet3DEnsemble(members[:1])
 
 
 def test_task_round_trip(tmp_path):

@@ -62,3 +62,23 @@ class UNet3D(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class UNet3DEnsemble(nn.Module):
+    """Several independently trained section 2.2 U-nets on the same window, their class probabilities averaged.
+
+    The output is log of the mean softmax probability per class, so it is still a logit vector
+    (softmax(log p̄) = p̄) and the solvent-mask plugin reads it like a single net's output.  Averaging
+    probabilities of separately trained nets is the usual deep ensemble (Lakshminarayanan et al., 2017).
+    """
+
+    def __init__(self, members: list[UNet3D]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("An ensemble needs at least two U-nets.")
+        self.members = nn.ModuleList(members)
+        self.config = {"members": [dict(m.config) for m in members]}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([torch.softmax(m(x), dim=1) for m in self.members]).mean(0)
+        return torch.log(probs.clamp_min(1e-7))
