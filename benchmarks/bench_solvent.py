@@ -35,7 +35,7 @@ from crysplugins.crystal.solvent_content_combination import LogitCutoffDistribut
 from crysplugins.datasets.phasing import phasing_map, prepare_source, simulate_phasing
 from crysplugins.datasets.solvent_windows import load_sources
 from crysplugins.interface import CrystalMap
-from crysplugins.plugins.solvent_mask import load_solvent_model, solvent_probability
+from crysplugins.plugins.solvent_mask import load_solvent_model, solvent_probability, symmetry_averaged
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
@@ -44,11 +44,7 @@ VIEWS = 1  # --views: test-time augmentation of the U-net (mirror views averaged
 
 
 def sym_prob(cmap: CrystalMap, session, card) -> np.ndarray:
-    prob = solvent_probability(cmap, session, card, views=VIEWS)
-    cm = CrystalMap.from_array(prob, cmap.cell, cmap.spacegroup)
-    if cmap.spacegroup.number != 1:
-        cm.grid.symmetrize_avg()
-    return cm.array.copy()
+    return symmetry_averaged(cmap, solvent_probability(cmap, session, card, views=VIEWS))
 
 
 def composition(name: str) -> tuple[float, int]:

@@ -25,8 +25,7 @@ import numpy as np
 from crysplugins.crystal.masks import local_variance_mask, mask_scores, threshold_fraction
 from crysplugins.datasets.phasing import phasing_map, simulate_phasing
 from crysplugins.datasets.solvent_windows import load_sources
-from crysplugins.interface import CrystalMap
-from crysplugins.plugins.solvent_mask import load_solvent_model, solvent_probability
+from crysplugins.plugins.solvent_mask import load_solvent_model, solvent_probability, symmetry_averaged
 
 N_LAYERS = 4  # layers 0..N_LAYERS-1 are reported one by one, the rest together
 
@@ -50,14 +49,6 @@ def boundary_layers(mask: np.ndarray, n_layers: int = N_LAYERS) -> np.ndarray:
     return layers
 
 
-def symmetric_probability(cmap: CrystalMap, session, card) -> np.ndarray:
-    prob = solvent_probability(cmap, session, card)
-    cm = CrystalMap.from_array(prob, cmap.cell, cmap.spacegroup)
-    if cmap.spacegroup.number != 1:
-        cm.grid.symmetrize_avg()
-    return cm.array.copy()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="solvent-unet")
@@ -76,7 +67,7 @@ def main() -> None:
             sim = simulate_phasing(src, pe, rng)
             cmap = phasing_map(src, sim)
             truth = src.mask > 0.5
-            prob = symmetric_probability(cmap, session, card)
+            prob = symmetry_averaged(cmap, solvent_probability(cmap, session, card))
             _, lv = local_variance_mask(cmap, src.solvent_fraction, d_min=src.d_min, fom=float(np.mean(sim.fom)))
             masks = {"unet_p05": prob > 0.5, "unet_true_fraction": threshold_fraction(prob, src.solvent_fraction) > 0.5,
                      "lv_true_fraction": np.asarray(lv.array) > 0.5}

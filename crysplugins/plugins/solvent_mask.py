@@ -159,7 +159,7 @@ class SolventMaskPredictor:
         overlap = request.get("overlap")
         prob = solvent_probability(pin.map, session, card, overlap,
                                    progress=lambda f, m: request.report(0.05 + 0.85 * f, m))
-        expected = expected_solvent_content(_symmetrized(pin, prob))
+        expected = expected_solvent_content(symmetry_averaged(pin.map, prob))
         fraction = request.get("solvent_fraction")
         messages = list(pin.messages)
         if fraction is None:
@@ -188,7 +188,7 @@ def unet_solvent_content(cmap: CrystalMap, matthews_s: list[float], matthews_p: 
 
     pin = from_map(cmap, d_min)
     session, card = load_solvent_model(model_name)
-    prob = _symmetrized(pin, solvent_probability(pin.map, session, card))
+    prob = symmetry_averaged(pin.map, solvent_probability(pin.map, session, card))
     dist = LogitCutoffDistribution.from_card(card.get("p_u"))
     expected = expected_solvent_content(prob)
     thresholds = card.get("combination", {})
@@ -202,11 +202,12 @@ def unet_solvent_content(cmap: CrystalMap, matthews_s: list[float], matthews_p: 
     return result, messages
 
 
-def _symmetrized(pin: PhasingInput, prob: np.ndarray) -> np.ndarray:
-    cm = CrystalMap.from_array(prob, pin.map.cell, pin.map.spacegroup)
-    if pin.map.spacegroup is not None and pin.map.spacegroup.number != 1:
+def symmetry_averaged(cmap: CrystalMap, values: np.ndarray) -> np.ndarray:
+    """``values`` (an array on ``cmap``'s grid) averaged over the space group's symmetry mates (a copy)."""
+    cm = CrystalMap.from_array(np.asarray(values, dtype=np.float32), cmap.cell, cmap.spacegroup)
+    if cmap.spacegroup is not None and cmap.spacegroup.number != 1:
         cm.grid.symmetrize_avg()
-    return cm.array
+    return cm.array.copy()
 
 
 @hookimpl

@@ -197,19 +197,15 @@ def calibrate_pu(session: Any, card: dict, sources: list, phase_errors: tuple[fl
     """
     from crysplugins.crystal.solvent_content_combination import LogitCutoffDistribution, logit_cutoff
     from crysplugins.datasets.phasing import phasing_map, simulate_phasing
-    from crysplugins.plugins.solvent_mask import solvent_probability
+    from crysplugins.plugins.solvent_mask import solvent_probability, symmetry_averaged
 
     rng = np.random.default_rng(seed)
     cutoffs = []
     for i, src in enumerate(sources):
         pe = phase_errors[i % len(phase_errors)]
         cmap = phasing_map(src, simulate_phasing(src, pe, rng))
-        prob = solvent_probability(cmap, session, card)
-        g = cmap.grid.clone()
-        np.array(g, copy=False)[:] = prob
-        if src.spacegroup.number != 1:
-            g.symmetrize_avg()
-        cutoffs.append(logit_cutoff(np.array(g, copy=False), src.solvent_fraction))
+        prob = symmetry_averaged(cmap, solvent_probability(cmap, session, card))
+        cutoffs.append(logit_cutoff(prob, src.solvent_fraction))
     if edges is None:
         lo, hi = np.floor(min(cutoffs)) - 0.5, np.ceil(max(cutoffs)) + 0.5
         edges = tuple(np.arange(lo, hi + 1e-9, 0.5))
