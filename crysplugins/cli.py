@@ -27,7 +27,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("crysplugins.training.cli", "train a model (needs the 'train' extra: torch)", "train"),
     "export": ("crysplugins.training.export", "export a training run to ONNX + model card", "train"),
     "evaluate": ("crysplugins.evaluation.cli", "evaluate predictors against true phases/maps", ""),
-    "refine": ("crysplugins.crystal.refine_cli", "density-modify a map against observed amplitudes", ""),
+    "refine": ("crysplugins.refine_cli", "density-modify a map against observed amplitudes", ""),
     "gui": ("crysplugins.gui.app", "open the desktop app (needs the 'gui' extra: PyQt6)", "gui"),
     "coot-install": ("crysplugins.coot_install", "install the crysplugins menu into Coot", ""),
 }

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from crysplugins.crystal import charge_flipping as cf
-from crysplugins.crystal import io, metrics
+from crysplugins.crystal import io
+from crysplugins.crystal.origin import search_origin_hand
 from crysplugins.crystal.refine import observed_data
 from crysplugins.errors import CrysError
 from crysplugins.host import Host
@@ -40,7 +41,7 @@ def test_solves_dipeptide_at_1p5(frag2):
     st, hkl, f, phi, seq = frag2
     res = cf.solve(st.cell, hkl, f, sequence=seq, n_starts=8, seed=0)
     assert res.origin_arbitrary
-    aligned = metrics.best_origin_and_hand(hkl, f, phi, res.refined.phases)
+    aligned = search_origin_hand(hkl, f, phi, res.refined.phases)
     assert aligned.phase_error < 60.0, f"charge flipping failed: {aligned.phase_error:.1f}°"
     assert aligned.phase_error < 15.0  # measured 3.3°
     assert res.refined.refined
@@ -64,7 +65,7 @@ def test_predictor_plugin(frag2, tmp_path):
     assert set(out.maps) == {"density"} and set(out.reflections) == {"phases"}
     refl = out.reflections["phases"]
     back_phi = refl.values("PHI")
-    res = metrics.best_origin_and_hand(refl.miller_array(), refl.values("F"),
+    res = search_origin_hand(refl.miller_array(), refl.values("F"),
                                        _phases_at(hkl, phi, refl.miller_array()), back_phi)
     assert res.phase_error < 60.0
     assert out.meta["origin_arbitrary"] is True

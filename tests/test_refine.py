@@ -11,6 +11,7 @@ import pytest
 from crysplugins.cli import main
 from crysplugins.crystal import io, metrics, refine
 from crysplugins.crystal.fourier import fourier_grid
+from crysplugins.crystal.origin import search_origin_hand
 from crysplugins.errors import CrysError
 from crysplugins.host import Host
 from crysplugins.interface import CrystalMap, Sequence
@@ -56,7 +57,7 @@ def test_random_start_is_not_called_refined(frag5):
     rng = np.random.default_rng(11)
     res = refine.density_modify(None, (st.cell, hkl, f), phases=rng.uniform(-180, 180, len(f)), sequence=seq,
                                 cycles=60)
-    err = metrics.best_origin_and_hand(hkl, f, phi, res.phases).phase_error
+    err = search_origin_hand(hkl, f, phi, res.phases).phase_error
     assert err > 45.0  # this seed does not solve (measured: 70°) ...
     assert not res.refined and res.score < refine.REFINED_CC  # ... and the amplitude-only score says so
 
@@ -132,4 +133,4 @@ def test_origin_stays_where_the_start_put_it():
     assert err_kept < 12.0 and err_drifted > err_kept + 5.0
     assert np.abs(kept.info["origin_shift_back"]).max() > 0
     # the two differ by an origin shift only
-    assert metrics.best_origin_and_hand(hkl, f, kept.phases, drifted.phases).phase_error < 1.0
+    assert search_origin_hand(hkl, f, kept.phases, drifted.phases).phase_error < 1.0

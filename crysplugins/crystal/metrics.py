@@ -6,8 +6,9 @@
 * :func:`phase_error` — mean absolute phase difference in degrees (0–180), amplitude-weighted like
   cphasematch's weighted mean phase error (weights = |F|, usually the observed/true amplitudes).
 * :func:`phase_error_shells` — the same in equal-count resolution shells (12 by default, like cphasematch).
-* :func:`best_origin_and_hand` — for origin-arbitrary predictors (P1 ab initio phasing): the origin shift
-  and hand that best match a reference (see :mod:`crysplugins.crystal.origin`).
+
+Origin-arbitrary predictors (P1 ab initio phasing) are aligned to a reference first with
+:func:`crysplugins.crystal.origin.search_origin_hand`.
 
 Phases are in degrees, resolutions in Å.  numpy only (no torch).
 """
@@ -121,11 +122,3 @@ def fraction_solved_by_shell(per_example_shells: list[list[dict[str, Any]]], cut
             "n_examples": len(rows),
         })
     return out
-
-
-def best_origin_and_hand(hkl: np.ndarray, f: np.ndarray, phi_ref: np.ndarray, phi: np.ndarray,
-                         allow_hand: bool = True):
-    """Best P1 origin shift and hand of ``phi`` against ``phi_ref`` (degrees); see :func:`crysplugins.crystal.origin.search_origin_hand`."""
-    from crysplugins.crystal.origin import search_origin_hand
-
-    return search_origin_hand(hkl, f, phi_ref, phi, allow_hand=allow_hand)

@@ -1,4 +1,4 @@
-"""Origin and hand search for P1 phase sets (issue #9): how to compare an origin-arbitrary solution.
+"""Origin and hand search for P1 phase sets: how to compare an origin-arbitrary solution.
 
 In P1 any origin is allowed and a structure and its inverse have the same amplitudes, so an ab initio
 solution (charge flipping) may be the true structure shifted by any vector t and/or inverted.  For a
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from crysplugins.crystal.fourier import FourierGrid, good_fft_size, phase_shift
+from crysplugins.crystal.maps import invert_grid
 from crysplugins.crystal.metrics import phase_error
 
 
@@ -105,8 +106,6 @@ def apply_origin_hand(rho: np.ndarray, shift: np.ndarray, inverted: bool) -> np.
     """
     arr = np.asarray(rho, dtype=np.float64)
     if inverted:
-        from crysplugins.crystal.maps import invert_grid
-
         arr = invert_grid(arr)  # ρ(−x) on the grid
     x = np.fft.rfftn(arr)
     n = arr.shape

@@ -14,7 +14,10 @@ import argparse
 import json
 from pathlib import Path
 
+from crysplugins.crystal import io
 from crysplugins.errors import CrysError
+from crysplugins.host import default_host
+from crysplugins.inputs import parse_columns
 
 
 def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
@@ -41,10 +44,6 @@ def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
 
 
 def run(args: argparse.Namespace) -> int:
-    from crysplugins.crystal import io
-    from crysplugins.host import default_host
-    from crysplugins.inputs import parse_columns
-
     host = default_host()
     refiner = host.get_refiner(args.refiner)
     cmap = io.read_map(args.map)
