@@ -68,6 +68,17 @@ def cell_d(cell: gemmi.UnitCell, hkl: np.ndarray) -> np.ndarray:
         return 1.0 / np.sqrt(s2)
 
 
+def usable_reflections(hkl: np.ndarray, f: np.ndarray, *more: np.ndarray) -> np.ndarray:
+    """Mask of the reflections fit to use: finite, non-negative amplitude ``f``, every array in ``more``
+    (phases, figures of merit) finite, and not F(000), which no map synthesis or phase comparison uses."""
+    hkl = np.asarray(hkl).reshape(-1, 3)
+    f = np.asarray(f, dtype=np.float64)
+    ok = np.isfinite(f) & (f >= 0) & np.any(hkl != 0, axis=1)
+    for values in more:
+        ok &= np.isfinite(np.asarray(values, dtype=np.float64))
+    return ok
+
+
 def stol2(cell: gemmi.UnitCell, hkl: np.ndarray) -> np.ndarray:
     """(sin θ/λ)² = 1/(4d²) of each reflection, Å⁻²."""
     frac = np.array(cell.frac.mat.tolist())  # rows: fractionalisation matrix

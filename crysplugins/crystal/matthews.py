@@ -38,8 +38,9 @@ import numpy as np
 
 from crysplugins.errors import CrysError
 
-#: Solvent fraction constant: solvent = 1 - SOLVENT_CONSTANT / Vm (Å³/Da).
-SOLVENT_CONSTANT = 1.23
+#: Protein volume per dalton, Å³/Da (partial specific volume 0.74 cm³/g; Matthews 1968).  The one value used
+#: everywhere: solvent fraction = 1 - PROTEIN_VOLUME_PER_DALTON / Vm.
+PROTEIN_VOLUME_PER_DALTON = 1.23
 
 # Kantardjieff & Rupp (2003) fit parameters per resolution bin, protein crystals (CCP4 ctruncate table).
 #: Upper edge of each protein resolution bin, Å.
@@ -69,7 +70,7 @@ def matthews_coefficient(v_asu: float, molecular_weight: float, copies: int | np
 
 def solvent_fraction(vm: float | np.ndarray) -> float | np.ndarray:
     """Solvent fraction 1 - 1.23 / Vm (Vm in Å³/Da); negative values mean the copies do not fit."""
-    return 1.0 - SOLVENT_CONSTANT / np.asarray(vm, dtype=float)
+    return 1.0 - PROTEIN_VOLUME_PER_DALTON / np.asarray(vm, dtype=float)
 
 
 def resolution_bin(d_min: float) -> int:
@@ -136,10 +137,10 @@ def matthews_table(cell: gemmi.UnitCell, spacegroup: gemmi.SpaceGroup, molecular
     """
     v_asu = asu_volume(cell, spacegroup)
     vm1 = float(matthews_coefficient(v_asu, molecular_weight, 1))
-    n_max = int(np.floor(vm1 / SOLVENT_CONSTANT - 1e-12))
+    n_max = int(np.floor(vm1 / PROTEIN_VOLUME_PER_DALTON - 1e-12))
     if n_max < 1:
         raise CrysError(f"A molecule of {molecular_weight:.0f} Da does not fit in the asymmetric unit "
-                        f"({v_asu:.0f} Å³; Vm would be {vm1:.2f} Å³/Da, below {SOLVENT_CONSTANT}).")
+                        f"({v_asu:.0f} Å³; Vm would be {vm1:.2f} Å³/Da, below {PROTEIN_VOLUME_PER_DALTON}).")
     n_max = min(n_max, max_copies)
     copies = np.arange(1, n_max + 1)
     vm = vm1 / copies

@@ -55,13 +55,12 @@ from typing import Any, Callable
 import gemmi
 import numpy as np
 
-from crysplugins.crystal.fourier import FourierGrid, fourier_grid
+from crysplugins.crystal.fourier import FourierGrid, fourier_grid, usable_reflections
 from crysplugins.crystal.masks import _cone_kernel_ft  # cone-weighted sphere, shared with the mask plugin
+from crysplugins.crystal.matthews import PROTEIN_VOLUME_PER_DALTON
 from crysplugins.errors import CrysError
 from crysplugins.interface import CrystalMap, Reflections, Sequence
 
-#: Protein partial specific volume in Å³ per dalton (0.74 cm³/g × 1.66; Matthews 1968).
-PROTEIN_VOLUME_PER_DALTON = 1.23
 
 #: Score (CC of |F_mod| with |F_obs|) at or above which a result is called "refined".  In the
 #: high-solvent P1 fragment cells a wrong map also flattens into a fair amplitude match, so the threshold is
@@ -147,7 +146,7 @@ def observed_data(reflections: Reflections | tuple[gemmi.UnitCell, np.ndarray, n
         cell, hkl, f = reflections
         hkl = np.asarray(hkl, dtype=np.int64).reshape(-1, 3)
         f = np.asarray(f, dtype=np.float64)
-    keep = np.isfinite(f) & (f >= 0) & np.any(hkl != 0, axis=1)
+    keep = usable_reflections(hkl, f)
     hkl, f = hkl[keep], f[keep]
     # merge Friedel mates / duplicates into one of each pair (l>0, or l=0 and h>0, or l=h=0 and k>0)
     flip = (hkl[:, 2] < 0) | ((hkl[:, 2] == 0) & (hkl[:, 0] < 0)) | ((hkl[:, 2] == 0) & (hkl[:, 0] == 0) & (hkl[:, 1] < 0))

@@ -27,11 +27,11 @@ from pathlib import Path
 import gemmi
 import numpy as np
 
+from crysplugins.crystal.matthews import PROTEIN_VOLUME_PER_DALTON
 from crysplugins.datasets.phasing import PhasingSource, normalise_map, phasing_map, prepare_source, simulate_phasing
 from crysplugins.runtime.tiling import extract_window
 
 PACKING_SPACEGROUPS = ("P 21 21 21", "P 1 21 1", "C 1 2 1")
-DALTON_VOLUME = 1.23  # Å³ per Da of protein (Matthews 1968: density 1.35 g/cm³)
 
 #: families held out for the benchmark (never used in training)
 TEST_FAMILIES = ("F03", "F06", "F07", "F12", "F14")
@@ -97,7 +97,7 @@ def pack_chain(structure: gemmi.Structure, rng: np.random.Generator, spacegroup:
     rot = _rotation(rng)
     centre = xyz.mean(0)
     ext = np.ptp((xyz - centre) @ rot.T, axis=0) + 3.0
-    v_prot = _mass(st[0]) * DALTON_VOLUME
+    v_prot = _mass(st[0]) * PROTEIN_VOLUME_PER_DALTON
     beta = 90.0 if sg_name == "P 21 21 21" else float(rng.uniform(93.0, 115.0))
     shape = ext * rng.uniform(0.85, 1.25, 3)
     if sg_name == "P 21 21 21":  # every axis carries a screw: two molecules stack along each

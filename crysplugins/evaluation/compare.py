@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from crysplugins.crystal import io
-from crysplugins.crystal.fourier import FourierGrid, fourier_grid
+from crysplugins.crystal.fourier import FourierGrid, fourier_grid, usable_reflections
 from crysplugins.crystal.metrics import (fft_amplitude_pearson, fraction_solved_by_shell, pearson, phase_error,
                                          phase_error_shells)
 from crysplugins.crystal.origin import apply_origin_hand, search_origin_hand
@@ -155,7 +155,7 @@ def _true_data(example: Example):
     hkl = refl.miller_array().astype(np.int64)
     f = refl.values("F")
     phi = refl.values("PHI")
-    ok = np.isfinite(f) & np.isfinite(phi) & np.any(hkl != 0, axis=1)
+    ok = usable_reflections(hkl, f, phi)
     return refl.cell, hkl[ok], f[ok], phi[ok]
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import gemmi
 import numpy as np
 
+from crysplugins.crystal.fourier import usable_reflections
 from crysplugins.errors import CrysError
 from crysplugins.hookspecs import hookimpl
 from crysplugins.interface import (CrystalMap, InputSpec, Kind, OutputSpec, Prediction, Reflections, Request,
@@ -130,7 +131,7 @@ class PattersonDensityPredictor:
             self._check_cell(cell, card)
             hkl = refl.miller_array()
             amp = refl.amplitudes()
-            ok = np.isfinite(amp) & np.any(hkl != 0, axis=1)
+            ok = usable_reflections(hkl, amp)
             from crysplugins.crystal.fourier import cell_d
 
             d = cell_d(cell, hkl[ok]) if ok.any() else np.array([])
@@ -301,7 +302,7 @@ class PattersonDensityPredictor:
 
         hkl = refl.miller_array()
         amp = refl.amplitudes()
-        ok = np.isfinite(amp) & np.any(hkl != 0, axis=1)
+        ok = usable_reflections(hkl, amp)
         fg = FourierGrid(hkl[ok], tuple(shape), float(cell.volume))
         f_pred, _ = fg.from_map(dens)
         cols = {"F": ("F", amp[ok]), "PHI": ("P", np.degrees(np.angle(f_pred)))}

@@ -31,6 +31,7 @@ import gemmi
 import numpy as np
 
 from crysplugins.crystal.fourier import FourierGrid, fourier_grid
+from crysplugins.crystal.matthews import PROTEIN_VOLUME_PER_DALTON
 from crysplugins.crystal.refine import (REFINED_CC, DensityModificationRefiner, RefineResult, observed_data,
                                         solvent_fraction_from_sequence)
 from crysplugins.errors import CrysError
@@ -83,7 +84,7 @@ def write_ins(path: Path, cell: gemmi.UnitCell, sequence: Sequence | None, solve
             c, n, o, s, hh = c + a[0], n + a[1], o + a[2], s + a[3], hh + a[4]
         o += 1  # terminal oxygen
     else:  # carbon-equivalent content: protein volume ≈ 1.23 Å³/Da, ~ 7.7 heavy atoms per 100 Da
-        mw = (1.0 - solvent_fraction) * cell.volume / 1.23
+        mw = (1.0 - solvent_fraction) * cell.volume / PROTEIN_VOLUME_PER_DALTON
         heavy = max(int(round(mw / 100 * 7.7)), 1)
         c, n, o, s, hh = int(heavy * 0.64), int(heavy * 0.17), int(heavy * 0.18), 0, int(heavy * 1.0)
     units = [max(x, 1) for x in (c, hh, n, o, s)]
