@@ -1,6 +1,7 @@
 """The ``crysplugins`` command line.
 
-Core commands (no torch, no Qt): ``list``, ``info NAME``, ``predict NAME ...``, ``demo``.
+Core commands (no torch, no Qt): ``list``, ``info NAME``, ``predict NAME ...``, ``demo``; they parse
+arguments and print, and leave loading, running and writing to :mod:`crysplugins.request`.
 Further commands live in their own modules and are imported only when used, so a missing optional
 extra (torch for ``train``, PyQt6 for ``gui``) gives one clear sentence instead of an ImportError:
 see ``LAZY_COMMANDS``.  Each such module defines ``add_parser(subparsers)`` that registers its parser
@@ -20,6 +21,9 @@ from typing import Any, Sequence
 
 from crysplugins import __version__
 from crysplugins.errors import CrysError
+from crysplugins.host import Host, default_host
+from crysplugins.interface import Kind
+from crysplugins.request import load_request_inputs, run_prediction, write_json, write_prediction
 
 #: command name -> (module, help, extra that provides its dependencies)
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -65,9 +69,7 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
-def _host():
-    from crysplugins.host import default_host
-
+def _host() -> Host:
     return default_host()
 
 
@@ -140,8 +142,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def build_predict_parser(predictor) -> argparse.ArgumentParser:
     """An argparse parser with one flag per declared input of ``predictor``."""
-    from crysplugins.interface import Kind
-
     parser = argparse.ArgumentParser(prog=f"crysplugins predict {predictor.name}", description=predictor.summary)
     for spec in predictor.inputs:
         flag = "--" + spec.name.replace("_", "-")
@@ -159,58 +159,6 @@ def build_predict_parser(predictor) -> argparse.ArgumentParser:
     return parser
 
 
-def load_request_inputs(predictor, values: dict[str, Any]) -> dict[str, Any]:
-    """Load every given input value (strings) into crystal objects and check the request."""
-    from crysplugins.inputs import load_input, parse_columns
-    from crysplugins.interface import check_request
-
-    inputs: dict[str, Any] = {}
-    for spec in predictor.inputs:
-        raw = values.get(spec.name)
-        columns = parse_columns(values.get(f"{spec.name}__columns"))
-        value = load_input(spec, raw, columns)
-        if value is None and spec.default is not None:
-            value = load_input(spec, str(spec.default)) if isinstance(spec.default, (int, float, str)) else spec.default
-        if value is not None:
-            inputs[spec.name] = value
-    check_request(predictor, inputs)
-    return inputs
-
-
-def run_prediction(predictor, inputs: dict[str, Any], progress=None, cancel=None):
-    from crysplugins.interface import CancelToken, Request
-
-    request = Request(inputs=inputs, progress=progress, cancel=cancel or CancelToken())
-    return predictor.predict(request)
-
-
-def write_prediction(prediction, out_dir: Path, stem: str = "") -> dict[str, str]:
-    """Write maps (CCP4), reflections (MTZ) and tables (TSV) to ``out_dir``; return {name: path}.
-
-    Each file is written atomically; if any write fails, the files already written are removed.
-    """
-    from crysplugins.crystal import io
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    prefix = f"{stem}_" if stem else ""
-    written: dict[str, str] = {}
-    try:
-        for name, cmap in prediction.maps.items():
-            written[name] = str(io.write_map(cmap, out_dir / f"{prefix}{name}.ccp4"))
-        for name, refl in prediction.reflections.items():
-            written[name] = str(io.write_mtz(refl.mtz, out_dir / f"{prefix}{name}.mtz"))
-        for name, table in prediction.tables.items():
-            path = out_dir / f"{prefix}{name}.tsv"
-            with io.atomic_path(path) as tmp:
-                tmp.write_text(table.to_tsv())
-            written[name] = str(path)
-    except BaseException:
-        for path in written.values():
-            Path(path).unlink(missing_ok=True)
-        raise
-    return written
-
-
 def cmd_predict(argv: Sequence[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: crysplugins predict NAME [inputs...] [--out DIR] [--json]\n"
@@ -221,7 +169,8 @@ def cmd_predict(argv: Sequence[str]) -> int:
     parser = build_predict_parser(predictor)
     args = parser.parse_args(list(argv[1:]))
     values = {k: v for k, v in vars(args).items() if k not in ("out", "json", "quiet")}
-    inputs = load_request_inputs(predictor, values)
+    columns = {k[:-len("__columns")]: v for k, v in values.items() if k.endswith("__columns")}
+    inputs = load_request_inputs(predictor, values, columns)
     notes = [n for v in inputs.values() for n in getattr(v, "notes", [])]
     bar = ProgressBar(predictor.name, enabled=not args.quiet and not args.json)
     t0 = time.monotonic()
@@ -234,10 +183,7 @@ def cmd_predict(argv: Sequence[str]) -> int:
     result = prediction.summary() | {"predictor": predictor.name, "version": predictor.version,
                                      "files": files, "seconds": round(elapsed, 3), "input_notes": notes}
     if args.out:
-        from crysplugins.crystal.io import atomic_path
-
-        with atomic_path(Path(args.out) / "result.json") as tmp:
-            tmp.write_text(json.dumps(result, indent=2, default=str))
+        write_json(Path(args.out) / "result.json", result)
     if args.json:
         _print_json(result)
     else:
@@ -296,10 +242,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"{name}: ok in {summary[name]['seconds']:.2f} s -> {out / name}")
         for sname, s in prediction.scalars.items():
             print(f"    {sname}: {s.value:.4g} {s.unit}".rstrip())
-    from crysplugins.crystal.io import atomic_path
-
-    with atomic_path(out / "demo.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, default=str))
+    write_json(out / "demo.json", summary)
     failed = [n for n, s in summary.items() if s["status"] == "error"]
     ran = [n for n, s in summary.items() if s["status"] == "ok"]
     skipped = len(summary) - len(ran) - len(failed)

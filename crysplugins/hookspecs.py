@@ -1,4 +1,4 @@
-"""pluggy markers and hook specifications of the crysplugins host.
+"""pluggy markers and typed hook specifications of the crysplugins host.
 
 A plugin (a module or object) implements hooks with ``@hookimpl``::
 
@@ -8,11 +8,16 @@ A plugin (a module or object) implements hooks with ``@hookimpl``::
     def register_predictors(register):
         register(MyPredictor())
 
-Third-party distributions expose such a module under the entry-point group ``crysplugins``.
+Third-party distributions expose such a module under the entry-point group ``crysplugins``; the built-in
+plugins are the modules listed in :data:`crysplugins.plugins.BUILTINS` and use the same hooks.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import pluggy
+
+from crysplugins.interface import Predictor, Refiner
 
 PROJECT = "crysplugins"
 
@@ -21,7 +26,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def register_predictors(register):  # type: ignore[no-untyped-def]
+def register_predictors(register: Callable[[Predictor], None]) -> None:
     """Register predictors by calling ``register(predictor)`` once per predictor.
 
     ``predictor`` must satisfy :class:`crysplugins.interface.Predictor`.
@@ -29,9 +34,9 @@ def register_predictors(register):  # type: ignore[no-untyped-def]
 
 
 @hookspec
-def register_refiners(register):  # type: ignore[no-untyped-def]
-    """Register density-modification refiners by calling ``register(refiner)``.
+def register_refiners(register: Callable[[Refiner], None]) -> None:
+    """Register refiners (density modification and the like) by calling ``register(refiner)``.
 
-    A refiner has ``name``, ``summary`` and ``refine(map, reflections, **options) -> RefineResult``
-    (see :mod:`crysplugins.crystal.refine`).
+    ``refiner`` must satisfy :class:`crysplugins.interface.Refiner`: ``name``, ``summary`` and
+    ``refine(map, observed, **options)`` returning a :class:`crysplugins.interface.RefineOutcome`.
     """

@@ -3,12 +3,15 @@
 Every predictor (built-in or third-party) implements :class:`Predictor`: a name, a version, a one-line
 summary, the inputs it accepts (:class:`InputSpec`) and the outputs it returns (:class:`OutputSpec`), and
 ``predict(request) -> Prediction``.  Progress is reported through ``request.report(fraction, message)`` and
-cancellation is honoured by calling ``request.check_cancelled()`` between steps.
+cancellation is honoured by calling ``request.check_cancelled()`` between steps.  Refiners (density
+modification and the like) implement :class:`Refiner`; predictors find them in ``request.refiners``.
 
 Inputs and outputs are crystal objects that keep their unit cell and space group:
 
 * :class:`CrystalMap` wraps a ``gemmi.FloatGrid`` (cell, space group and grid travel with the values);
 * :class:`Reflections` wraps a ``gemmi.Mtz`` plus the column labels chosen for each role (F, SIGF, PHI, ...);
+* :class:`ObservedAmplitudes` is observed data parsed once (cell, space group, hkl, |F|), what refiners
+  and pipelines take;
 * :class:`Sequence` is a validated one-letter protein sequence;
 * structures are ``gemmi.Structure``; cells ``gemmi.UnitCell``; space groups ``gemmi.SpaceGroup``;
 * :class:`Scalar` is a number with a unit; :class:`Table` a small list of rows with named columns.
@@ -227,6 +230,42 @@ class Reflections:
         }
 
 
+@dataclass(frozen=True)
+class ObservedAmplitudes:
+    """Observed amplitudes parsed once: cell, space group, Miller indices and |F| (and σ(F) when given).
+
+    Only usable reflections are kept: a finite, non-negative amplitude and not F(000).  Amplitudes come
+    from the F column, or sqrt(max(I, 0)) when only intensities were given (file units, usually e).
+    """
+
+    cell: gemmi.UnitCell
+    spacegroup: gemmi.SpaceGroup
+    hkl: np.ndarray                  # (n, 3) int64
+    amplitudes: np.ndarray           # (n,) float64
+    sigmas: np.ndarray | None = None  # (n,) σ(F), when the reflections had a SIGF column
+
+    @classmethod
+    def from_reflections(cls, reflections: Reflections) -> "ObservedAmplitudes":
+        hkl = reflections.miller_array().astype(np.int64)
+        amp = reflections.amplitudes()
+        keep = np.isfinite(amp) & (amp >= 0) & np.any(hkl != 0, axis=1)
+        sig = reflections.values("SIGF")[keep] if reflections.has("SIGF") else None
+        return cls(reflections.cell, reflections.spacegroup, hkl[keep], amp[keep], sig)
+
+    def __len__(self) -> int:
+        return len(self.hkl)
+
+    def d(self) -> np.ndarray:
+        """Resolution of each reflection in Å."""
+        return np.asarray(self.cell.calculate_d_array(self.hkl), dtype=np.float64)
+
+    def within(self, d_min: float) -> "ObservedAmplitudes":
+        """The reflections to ``d_min`` Å (a relative tolerance of 1e-6 keeps those exactly at the limit)."""
+        keep = self.d() >= d_min * (1 - 1e-6)
+        sig = None if self.sigmas is None else self.sigmas[keep]
+        return ObservedAmplitudes(self.cell, self.spacegroup, self.hkl[keep], self.amplitudes[keep], sig)
+
+
 #: One-letter codes of the 20 standard amino acids.
 STANDARD_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -317,14 +356,16 @@ class CancelToken:
 class Request:
     """What a caller hands to ``Predictor.predict``.
 
-    ``inputs`` maps input names to crystal objects (already loaded, see :mod:`crysplugins.inputs`).
+    ``inputs`` maps input names to crystal objects (already loaded, see :mod:`crysplugins.request`).
     ``progress`` is called with a fraction in [0, 1] and a short message; ``cancel`` is polled through
-    :meth:`check_cancelled`.
+    :meth:`check_cancelled`.  ``refiners``: the host's registered refiners by name
+    (:func:`crysplugins.request.run_prediction` fills it in), for predictors that refine their maps.
     """
 
     inputs: dict[str, Any] = field(default_factory=dict)
     progress: ProgressCallback | None = None
     cancel: CancelToken = field(default_factory=CancelToken)
+    refiners: dict[str, "Refiner"] = field(default_factory=dict)
 
     def get(self, name: str, default: Any = None) -> Any:
         value = self.inputs.get(name)
@@ -392,6 +433,47 @@ class Predictor(Protocol):
     outputs: tuple[OutputSpec, ...]
 
     def predict(self, request: Request) -> Prediction: ...
+
+
+class RefineOutcome(Protocol):
+    """What a refiner returns (e.g. :class:`crysplugins.crystal.refine.RefineResult`): the refined map,
+    the observed reflections it used (``hkl``, ``amplitudes``) with their refined ``phases`` (degrees), a
+    success ``score`` (higher is better) and whether that counts as ``refined``."""
+
+    map: CrystalMap
+    hkl: np.ndarray
+    amplitudes: np.ndarray
+    phases: np.ndarray
+    score: float
+    refined: bool
+
+
+@runtime_checkable
+class Refiner(Protocol):
+    """What every refiner plugin provides (registered through ``register_refiners``).
+
+    ``refine(map, observed, **options)`` improves the phases of a starting map (or of starting
+    ``phases=``) against observed amplitudes: ``observed`` is :class:`Reflections` or
+    :class:`ObservedAmplitudes`.  Options every refiner understands: ``cycles``, ``sequence`` and
+    ``solvent_fraction``; others it may ignore.
+    """
+
+    name: str
+    summary: str
+
+    def refine(self, cmap: CrystalMap | None, observed: Reflections | ObservedAmplitudes,
+               **options: Any) -> RefineOutcome: ...
+
+
+def validate_refiner(obj: Any) -> list[str]:
+    """Return the problems that stop ``obj`` from being a usable refiner (empty when fine)."""
+    problems = []
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not name:
+        problems.append("'name' must be a non-empty string")
+    if not callable(getattr(obj, "refine", None)):
+        problems.append("'refine' must be callable")
+    return problems
 
 
 def validate_predictor(obj: Any) -> list[str]:

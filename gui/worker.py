@@ -1,8 +1,8 @@
 """Run a predictor off the GUI thread: a ``QRunnable`` for a ``QThreadPool`` that reports through signals.
 
-The worker loads the raw input values with :func:`crysplugins.inputs.load_input` (file paths are read
-here, not on the GUI thread), checks the request, and calls ``predictor.predict(Request)``.  Progress
-from ``Request.progress`` is forwarded as a Qt signal (queued to the GUI thread), at most every 50 ms or
+The worker goes the command line's way, :mod:`crysplugins.request`: it loads the raw input values (file
+paths are read here, not on the GUI thread), fills in defaults, checks the request and runs the
+predictor.  Progress from ``Request.progress`` is forwarded as a Qt signal (queued to the GUI thread), at most every 50 ms or
 0.5 % so that a chatty predictor cannot flood the event loop.  ``cancel()`` sets the request's
 :class:`~crysplugins.interface.CancelToken`; the predictor stops at its next ``request.report`` or
 ``check_cancelled`` and the worker emits ``cancelled``.  Exactly one of ``finished``, ``failed``,
@@ -18,13 +18,13 @@ from typing import Any
 from PyQt6.QtCore import QObject, QRunnable, pyqtSignal
 
 from crysplugins.errors import Cancelled, CrysError
-from crysplugins.inputs import load_input
-from crysplugins.interface import CancelToken, InputSpec, Prediction, Request, check_request
+from crysplugins.interface import CancelToken, InputSpec
+from crysplugins.request import load_request_inputs, run_prediction
 
 
 @dataclass
 class RawInput:
-    """One value from the form: an object already loaded, or a string for ``load_input``."""
+    """One value from the form: an object already loaded, or a string (a path, a number) to load."""
 
     spec: InputSpec
     value: Any
@@ -39,21 +39,6 @@ class WorkerSignals(QObject):
     failed = pyqtSignal(str, str)            # one-sentence message, details (traceback for unexpected errors)
     cancelled = pyqtSignal()
     done = pyqtSignal()
-
-
-def load_raw_inputs(predictor: Any, raw: dict[str, RawInput]) -> dict[str, Any]:
-    """Load every given value (defaults for the rest) and check the request: the CLI's rules."""
-    inputs: dict[str, Any] = {}
-    for spec in predictor.inputs:
-        item = raw.get(spec.name)
-        value = load_input(spec, item.value, item.columns) if item is not None else None
-        if value is None and spec.default is not None:
-            default = spec.default
-            value = load_input(spec, str(default)) if isinstance(default, (int, float, str)) and not isinstance(default, bool) else default
-        if value is not None:
-            inputs[spec.name] = value
-    check_request(predictor, inputs)
-    return inputs
 
 
 class PredictionWorker(QRunnable):
@@ -83,12 +68,11 @@ class PredictionWorker(QRunnable):
     def run(self) -> None:  # executed on a pool thread
         t0 = time.monotonic()
         try:
-            inputs = load_raw_inputs(self.predictor, self.raw)
+            values = {name: item.value for name, item in self.raw.items()}
+            columns = {name: item.columns for name, item in self.raw.items() if item.columns}
+            inputs = load_request_inputs(self.predictor, values, columns)
             self.token_check()
-            request = Request(inputs=inputs, progress=self._progress, cancel=self.token)
-            prediction = self.predictor.predict(request)
-            if not isinstance(prediction, Prediction):
-                raise CrysError(f"{self.predictor.name} returned {type(prediction).__name__}, not a Prediction.")
+            prediction = run_prediction(self.predictor, inputs, progress=self._progress, cancel=self.token)
             self.seconds = time.monotonic() - t0
             self.signals.finished.emit(prediction)
         except Cancelled:

@@ -58,7 +58,7 @@ def test_predictor_plugin(frag2, tmp_path):
     pred = host.get("charge-flipping")
     assert pred.origin_arbitrary is True
     io.write_mtz(_mtz(st, hkl, f), tmp_path / "amp.mtz")
-    from crysplugins.cli import load_request_inputs, run_prediction
+    from crysplugins.request import load_request_inputs, run_prediction
 
     inputs = load_request_inputs(pred, {"mtz": str(tmp_path / "amp.mtz"), "sequence": seq})
     out = run_prediction(pred, inputs)
@@ -95,7 +95,7 @@ def test_missing_amplitudes_is_one_clear_error(frag2, tmp_path):
     mtz = io.make_mtz(st.cell, gemmi.SpaceGroup("P 1"), hkl, {"PHI": ("P", phi)})
     io.write_mtz(mtz, tmp_path / "phi_only.mtz")
     pred = Host(autoload=False).get("charge-flipping")
-    from crysplugins.cli import load_request_inputs
+    from crysplugins.request import load_request_inputs
 
     with pytest.raises(CrysError, match="no F"):
         load_request_inputs(pred, {"mtz": str(tmp_path / "phi_only.mtz")})

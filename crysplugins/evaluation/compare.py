@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import gemmi
 import numpy as np
 
 from crysplugins.crystal import io
@@ -35,6 +36,7 @@ from crysplugins.crystal.metrics import (fft_amplitude_pearson, fraction_solved_
 from crysplugins.crystal.origin import apply_origin_hand, search_origin_hand
 from crysplugins.errors import CrysError
 from crysplugins.interface import Kind, Prediction
+from crysplugins.request import load_request_inputs, run_prediction
 
 SUCCESS_CUTOFF = 60.0  # degrees (paper section 5: phases considered solved below ~60°)
 
@@ -139,24 +141,27 @@ def predictor_inputs(predictor: Any, label: PredictorLabel, example: Example) ->
 
 def run_one(host: Any, label: PredictorLabel, example: Example) -> tuple[Prediction, float]:
     """Load the inputs like the CLI does, run the predictor, return (prediction, seconds)."""
-    from crysplugins.cli import load_request_inputs, run_prediction
-
     predictor = host.get(label.name)
     inputs = load_request_inputs(predictor, predictor_inputs(predictor, label, example))
+    refiners = {name: entry.refiner for name, entry in host.refiners.items()}
     t0 = time.perf_counter()
-    prediction = run_prediction(predictor, inputs)
+    prediction = run_prediction(predictor, inputs, refiners=refiners)
     return prediction, time.perf_counter() - t0
 
 
 # ------------------------------------------------------------------------------------------ scoring
 
-def _true_data(example: Example):
+def true_data(example: Example) -> tuple[gemmi.UnitCell, np.ndarray, np.ndarray, np.ndarray]:
+    """(cell, hkl, true |F|, true φ in degrees) of an example's phases MTZ, usable reflections only."""
     refl = io.read_mtz(example.phases, need=("F", "PHI"))
     hkl = refl.miller_array().astype(np.int64)
     f = refl.values("F")
     phi = refl.values("PHI")
     ok = usable_reflections(hkl, f, phi)
     return refl.cell, hkl[ok], f[ok], phi[ok]
+
+
+_true_data = true_data  # the older name, still imported by the hand-chirality fit
 
 
 def _lookup(hkl: np.ndarray, src_hkl: np.ndarray, src_phi: np.ndarray) -> np.ndarray:
@@ -202,7 +207,7 @@ def predicted_phases(prediction: Prediction, cell, hkl: np.ndarray) -> tuple[np.
 def score_prediction(prediction: Prediction, example: Example, origin_arbitrary: bool,
                      n_shells: int = 12) -> dict[str, Any]:
     """Phase error (overall and per shell) and map Pearson of one prediction against the truth."""
-    cell, hkl, f, phi_true = _true_data(example)
+    cell, hkl, f, phi_true = true_data(example)
     phi_pred, source = predicted_phases(prediction, cell, hkl)
     ok = np.isfinite(phi_pred)
     shift, inverted = np.zeros(3), False

@@ -1,0 +1,87 @@
+"""The one request path: raw user values → a checked :class:`~crysplugins.interface.Request` → a run → files.
+
+The command line (``crysplugins predict`` and ``demo``), the Qt worker and the evaluation all go through
+these functions, so they accept the same inputs, apply the same defaults, hand the predictor the same
+refiners and write the same files.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+from crysplugins.crystal import io
+from crysplugins.errors import CrysError
+from crysplugins.inputs import load_input, parse_columns
+from crysplugins.interface import (CancelToken, Prediction, Predictor, ProgressCallback, Refiner, Request,
+                                   check_request)
+
+#: what a column choice may be: "F=FP,SIGF=SIGFP" (command line) or {"F": "FP"} (GUI dialog)
+Columns = Mapping[str, str] | str | None
+
+
+def load_request_inputs(predictor: Predictor, values: Mapping[str, Any],
+                        columns: Mapping[str, Columns] | None = None) -> dict[str, Any]:
+    """Load every given input value into crystal objects, fill in declared defaults and check the request.
+
+    ``values`` maps input names to strings (file paths, numbers) or objects already loaded; ``columns``
+    maps a REFLECTIONS input's name to its column choice.  A default of a plain type (numbers, strings,
+    booleans) is loaded like a user's string, so it meets the same checks.
+    """
+    inputs: dict[str, Any] = {}
+    for spec in predictor.inputs:
+        chosen = (columns or {}).get(spec.name)
+        value = load_input(spec, values.get(spec.name),
+                           chosen if isinstance(chosen, Mapping) else parse_columns(chosen))
+        if value is None and spec.default is not None:
+            default = spec.default
+            value = load_input(spec, str(default)) if isinstance(default, (int, float, str)) else default
+        if value is not None:
+            inputs[spec.name] = value
+    check_request(predictor, inputs)
+    return inputs
+
+
+def run_prediction(predictor: Predictor, inputs: dict[str, Any], progress: ProgressCallback | None = None,
+                   cancel: CancelToken | None = None, refiners: Mapping[str, Refiner] | None = None) -> Prediction:
+    """Run ``predictor`` on loaded ``inputs``; the refiners default to the host's registry."""
+    if refiners is None:
+        from crysplugins.host import default_host  # the host loads every plugin: only when a run needs it
+
+        refiners = {name: entry.refiner for name, entry in default_host().refiners.items()}
+    request = Request(inputs=inputs, progress=progress, cancel=cancel or CancelToken(), refiners=dict(refiners))
+    prediction = predictor.predict(request)
+    if not isinstance(prediction, Prediction):
+        raise CrysError(f"{predictor.name} returned {type(prediction).__name__}, not a Prediction.")
+    return prediction
+
+
+def write_prediction(prediction: Prediction, out_dir: Path, stem: str = "") -> dict[str, str]:
+    """Write maps (CCP4), reflections (MTZ) and tables (TSV) to ``out_dir``; return {name: path}.
+
+    Each file is written atomically; if any write fails, the files already written are removed.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prefix = f"{stem}_" if stem else ""
+    written: dict[str, str] = {}
+    try:
+        for name, cmap in prediction.maps.items():
+            written[name] = str(io.write_map(cmap, out_dir / f"{prefix}{name}.ccp4"))
+        for name, refl in prediction.reflections.items():
+            written[name] = str(io.write_mtz(refl.mtz, out_dir / f"{prefix}{name}.mtz"))
+        for name, table in prediction.tables.items():
+            path = out_dir / f"{prefix}{name}.tsv"
+            with io.atomic_path(path) as tmp:
+                tmp.write_text(table.to_tsv())
+            written[name] = str(path)
+    except BaseException:
+        for path in written.values():
+            Path(path).unlink(missing_ok=True)
+        raise
+    return written
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically (values JSON does not know are written as strings)."""
+    with io.atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=str))
