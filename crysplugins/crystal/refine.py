@@ -59,7 +59,7 @@ from crysplugins.crystal.fourier import FourierGrid, fourier_grid, usable_reflec
 from crysplugins.crystal.masks import _cone_kernel_ft  # cone-weighted sphere, shared with the mask plugin
 from crysplugins.crystal.matthews import PROTEIN_VOLUME_PER_DALTON
 from crysplugins.errors import CrysError
-from crysplugins.interface import CrystalMap, Reflections, Sequence
+from crysplugins.interface import CrystalMap, ObservedAmplitudes, Reflections, Sequence
 
 
 #: Score (CC of |F_mod| with |F_obs|) at or above which a result is called "refined".  In the
@@ -129,7 +129,10 @@ def observed_data(reflections: Reflections | tuple[gemmi.UnitCell, np.ndarray, n
     """(cell, hkl (n,3), |F_obs| (n,)) from Reflections (other space groups expanded to P1) or a tuple.
 
     Reflections without an amplitude, and 000, are dropped.  Intensities are converted with sqrt(max(I,0)).
+    :class:`ObservedAmplitudes` (P1, already parsed) are taken as they are.
     """
+    if isinstance(reflections, ObservedAmplitudes):
+        reflections = (reflections.cell, reflections.hkl, reflections.amplitudes)
     if isinstance(reflections, Reflections):
         mtz = reflections.mtz
         if mtz.spacegroup is not None and mtz.spacegroup.number != 1:
