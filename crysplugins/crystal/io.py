@@ -37,14 +37,22 @@ def _existing_file(path: PathLike, what: str) -> Path:
 def read_map(path: PathLike, name: str | None = None) -> CrystalMap:
     """Read a CCP4/MRC map and expand it to the whole unit cell (symmetry applied by gemmi).
 
-    Maps that cover only part of the cell (a box around a model) are refused: predictors work on the
-    periodic unit cell.
+    The 1024-byte header is checked field by field before gemmi reads the file (:func:`check_ccp4_header`),
+    because gemmi trusts it (a grid sampling of 0 divides by zero and kills the process).  Voxels that
+    are NaN or infinite are refused.  Maps that cover only part of the cell (a box around a model) are
+    refused: predictors work on the periodic unit cell.
     """
     p = _existing_file(path, "map")
+    check_ccp4_header(p)
     try:
         ccp4 = gemmi.read_ccp4_map(str(p))
     except Exception as exc:
         raise CrysError(f"{p} is not a readable CCP4/MRC map ({_short(exc)}).") from None
+    raw = np.array(ccp4.grid, copy=False)
+    bad = int(np.count_nonzero(~np.isfinite(raw)))
+    if bad:
+        raise CrysError(f"The map {p} holds {bad} NaN or infinite values out of {raw.size}; "
+                        f"it cannot be used.")
     try:
         ccp4.setup(float("nan"))
     except Exception as exc:
@@ -54,11 +62,81 @@ def read_map(path: PathLike, name: str | None = None) -> CrystalMap:
         raise CrysError(f"The map {p} has an empty or degenerate grid {arr.shape}.")
     if np.isnan(arr).any():
         covered = 1.0 - float(np.isnan(arr).mean())
-        raise CrysError(f"The map {p} covers only {covered:.0%} of the unit cell; export the whole cell.")
+        raise CrysError(f"The map {p} covers only {_percent_floor(covered)} of the unit cell; "
+                        f"export the whole cell.")
     cell = ccp4.grid.unit_cell
     if cell.volume <= 0 or not np.isfinite(cell.volume):
         raise CrysError(f"The map {p} has an invalid unit cell.")
     return CrystalMap(grid=ccp4.grid, name=name or p.stem)
+
+
+#: bytes per voxel of the CCP4/MRC modes gemmi reads into a real-valued grid
+_CCP4_MODE_BYTES = {0: 1, 1: 2, 2: 4, 6: 2, 12: 2}
+#: the largest whole-cell grid read (voxels; 2**28 float32 values are 1 GiB)
+MAX_MAP_VOXELS = 2 ** 28
+
+
+def check_ccp4_header(path: PathLike) -> None:
+    """Check every CCP4/MRC header field gemmi relies on; raise CrysError with one sentence otherwise.
+
+    Fields (1-based words of the 256-word header): 1-3 NC/NR/NS (grid points in the file), 4 MODE,
+    8-10 MX/MY/MZ (grid sampling of the cell), 11-16 cell (Å, degrees), 17-19 MAPC/MAPR/MAPS (axis
+    order), 23 ISPG, 24 NSYMBT (bytes of symmetry records), 53 'MAP ', 54 machine stamp (byte order).
+    The file must be at least as long as header + symmetry + data.
+    """
+    p = Path(path)
+    size = p.stat().st_size
+    with open(p, "rb") as fh:
+        head = fh.read(1024)
+    if len(head) < 1024:
+        raise CrysError(f"{p} is not a readable CCP4/MRC map (only {size} bytes; the header alone is 1024).")
+    if head[208:212] != b"MAP ":
+        raise CrysError(f"{p} is not a readable CCP4/MRC map (no 'MAP ' tag at byte 208).")
+    order = ">" if head[212] == 0x11 else "<"
+    ints = np.frombuffer(head, dtype=f"{order}i4")
+    floats = np.frombuffer(head, dtype=f"{order}f4")
+    nc, nr, ns, mode = (int(x) for x in ints[0:4])
+    mx, my, mz = (int(x) for x in ints[7:10])
+    axes = [int(x) for x in ints[16:19]]
+    ispg, nsymbt = int(ints[22]), int(ints[23])
+    if mode not in _CCP4_MODE_BYTES:
+        raise CrysError(f"{p} has map mode {mode}; only real-valued modes "
+                        f"{', '.join(map(str, _CCP4_MODE_BYTES))} can be read.")
+    if min(nc, nr, ns) < 1:
+        raise CrysError(f"{p} has an invalid grid size in its header ({nc} x {nr} x {ns} points).")
+    if min(mx, my, mz) < 1:
+        raise CrysError(f"{p} has an invalid grid sampling of the cell in its header "
+                        f"(MX, MY, MZ = {mx}, {my}, {mz}; each must be at least 1).")
+    if mx * my * mz > MAX_MAP_VOXELS or nc * nr * ns > MAX_MAP_VOXELS:
+        raise CrysError(f"{p} declares a grid of more than {MAX_MAP_VOXELS} points; it is too large to read.")
+    if sorted(axes) != [1, 2, 3]:
+        raise CrysError(f"{p} has an invalid axis order in its header (MAPC, MAPR, MAPS = "
+                        f"{', '.join(map(str, axes))}; a permutation of 1, 2, 3 is needed).")
+    _check_header_cell(p, [float(x) for x in floats[10:16]])
+    if not (0 <= ispg <= 230 or 401 <= ispg <= 630):
+        raise CrysError(f"{p} has an invalid space-group number {ispg} in its header.")
+    if nsymbt < 0 or nsymbt % 80:
+        raise CrysError(f"{p} has an invalid symmetry-record length {nsymbt} in its header "
+                        f"(a multiple of 80 bytes is needed).")
+    needed = 1024 + nsymbt + nc * nr * ns * _CCP4_MODE_BYTES[mode]
+    if size < needed:
+        raise CrysError(f"{p} is not a readable CCP4/MRC map (truncated: its header announces {needed} bytes, "
+                        f"the file has {size}).")
+
+
+def _check_header_cell(p: Path, values: list[float]) -> None:
+    a, b, c, al, be, ga = values
+    if not all(np.isfinite(values)) or min(a, b, c) <= 0 or not all(0 < x < 180 for x in (al, be, ga)):
+        shown = ", ".join(f"{v:g}" for v in values)
+        raise CrysError(f"{p} has an invalid unit cell in its header ({shown}).")
+    volume = gemmi.UnitCell(a, b, c, al, be, ga).volume
+    if not np.isfinite(volume) or volume <= 0:
+        raise CrysError(f"{p} has a unit cell in its header whose angles give no volume.")
+
+
+def _percent_floor(fraction: float) -> str:
+    """A coverage fraction as a percentage that never rounds up to '100 %' while something is missing."""
+    return f"{np.floor(fraction * 1000) / 10:.1f} %"
 
 
 def write_map(cmap: CrystalMap, path: PathLike) -> Path:
@@ -90,7 +168,8 @@ def read_mtz(path: PathLike, columns: Mapping[str, str] | None = None, need: tup
         raise CrysError(f"{p} is not a readable MTZ file ({_short(exc)}).") from None
     if mtz.nreflections == 0:
         raise CrysError(f"The MTZ file {p} holds no reflections.")
-    labels = {c.label: c.type for c in mtz.columns}
+    labels = _column_types(mtz, p)
+    _check_mtz_crystal(mtz, p)
     chosen: dict[str, str] = {}
     notes: list[str] = []
     for role, label in (columns or {}).items():
@@ -98,6 +177,7 @@ def read_mtz(path: PathLike, columns: Mapping[str, str] | None = None, need: tup
         if label not in labels:
             raise CrysError(f"The MTZ file {p.name} has no column '{label}' "
                             f"(columns: {', '.join(f'{k}({v})' for k, v in labels.items())}).")
+        _check_column_type(p, role, label, labels[label])
         chosen[role] = label
     for item in need + want:
         alternatives = item.split("|")
@@ -120,7 +200,61 @@ def read_mtz(path: PathLike, columns: Mapping[str, str] | None = None, need: tup
             guess = "SIG" + chosen[role]
             if labels.get(guess) == "Q":
                 chosen[sig] = guess
+    _check_mtz_values(mtz, p, chosen)
     return Reflections(mtz=mtz, columns=chosen, name=name or p.stem, notes=notes)
+
+
+#: MTZ column types a role accepts when the user names the column (anomalous variants included)
+ROLE_TYPES: dict[str, str] = {"F": "FG", "FWT": "FG", "SIGF": "QL", "I": "JK", "SIGI": "QM", "PHI": "P",
+                              "FOM": "W"}
+_TYPE_NAMES = {"F": "an amplitude", "G": "an anomalous amplitude", "Q": "a standard deviation",
+               "L": "an anomalous standard deviation", "J": "an intensity", "K": "an anomalous intensity",
+               "M": "an anomalous standard deviation", "P": "a phase", "W": "a weight", "H": "a Miller index",
+               "I": "an integer", "R": "a real number", "A": "a phase probability", "D": "an anomalous difference",
+               "B": "a batch number", "Y": "an M/ISYM flag"}
+
+
+def _column_types(mtz: gemmi.Mtz, p: Path) -> dict[str, str]:
+    """{label: type letter}; labels or types that are not text mean a damaged header."""
+    try:
+        return {c.label: c.type for c in mtz.columns}
+    except (UnicodeDecodeError, ValueError):
+        raise CrysError(f"The MTZ file {p} has a damaged column header (a label or type is not text).") from None
+
+
+def _check_column_type(p: Path, role: str, label: str, typ: str) -> None:
+    accepted = ROLE_TYPES.get(role)
+    if accepted and typ not in accepted:
+        what = _TYPE_NAMES.get(typ, f"of type {typ}")
+        need = " or ".join(f"{_TYPE_NAMES[t]} (type {t})" for t in accepted)
+        raise CrysError(f"The column '{label}' of {p.name} is {what} (type {typ}), but {role} needs {need}.")
+
+
+def _check_mtz_crystal(mtz: gemmi.Mtz, p: Path) -> None:
+    cell = mtz.cell
+    values = [cell.a, cell.b, cell.c, cell.alpha, cell.beta, cell.gamma]
+    if not all(np.isfinite(values)) or min(values[:3]) <= 0 or not np.isfinite(cell.volume) or cell.volume <= 0:
+        raise CrysError(f"The MTZ file {p} has an invalid unit cell "
+                        f"({', '.join(f'{v:g}' for v in values)}).")
+    if mtz.spacegroup is None:
+        raise CrysError(f"The MTZ file {p} names no space group gemmi knows.")
+
+
+def _check_mtz_values(mtz: gemmi.Mtz, p: Path, chosen: Mapping[str, str]) -> None:
+    """Miller indices must be finite integers; a chosen column may miss values (NaN) but not be empty
+    of numbers, and holds no infinities."""
+    data = np.array(mtz, copy=False)
+    if data.ndim != 2 or data.shape[0] == 0 or data.shape[1] < 3:
+        raise CrysError(f"The MTZ file {p} holds no usable reflection data.")
+    hkl = data[:, :3]
+    if not np.isfinite(hkl).all() or (hkl != np.round(hkl)).any() or np.abs(hkl).max() > 10000:
+        raise CrysError(f"The MTZ file {p} has Miller indices that are not whole numbers.")
+    for role, label in chosen.items():
+        values = mtz.column_with_label(label).array
+        if np.isinf(values).any():
+            raise CrysError(f"The column '{label}' ({role}) of {p.name} holds infinite values.")
+        if not np.isfinite(values).any():
+            raise CrysError(f"The column '{label}' ({role}) of {p.name} holds no numbers (all missing).")
 
 
 def _auto_pick(role: str, labels: Mapping[str, str]) -> str | None:
