@@ -1,0 +1,228 @@
+"""Density modification against cctbx's ``mmtbx.density_modification`` on simulated experimental phasing.
+
+Crystals: 1RX2 and 1RX4 with their measured amplitudes (``../shared/corpus/diffraction``), and every corpus
+entry with a real cell and space group (``MANIFEST.tsv`` space_group != NA; amplitudes |F_model| with
+noise).  True phases come from the deposited model (protein + flat bulk solvent, gemmi).  For each mean
+start error (``--levels``, degrees) and seed, :func:`crysplugins.datasets.phasing.simulate_phasing` draws
+von Mises phase errors whose κ falls with resolution, FOM = I1/I0(κ), centric reflections flipped by 180°
+with the matching probability; the experimental HL coefficients are HLA = κ cos φ, HLB = κ sin φ (centric:
+atanh(FOM) along φ).  Every method gets the same HL coefficients, amplitudes and solvent fraction (that
+of the model's van der Waals mask), and is scored by the |F_obs|-weighted mean absolute error of its best
+phases (PHIB) against the model's, over the reflections in the input's ASU.
+
+Methods: ``ours-lv`` (:mod:`crysplugins.crystal.dm`, local-deviation mask every cycle), ``ours-unet`` (the
+same engine with the solvent U-net re-run on the current map every ``provider_every`` cycles), ``cctbx``
+(the ``cctbx-dm`` refiner's subprocess, default parameters; results cached in ``--cctbx-cache`` because
+they do not depend on our code).  Writes ``benchmarks/out/density_modify.json``.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_density_modify.py [--crystals 1RX4,1HPV] [--levels 50]
+        [--seeds 1 2] [--methods ours-lv,ours-unet,cctbx] [--max-reflections N]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gemmi
+import numpy as np
+
+from crysplugins.crystal.dm import DMSettings, ReflectionSet, run_dm
+from crysplugins.crystal.dm.hl import hl_from_phase_fom
+from crysplugins.crystal.dm.masking import MaskRequest
+from crysplugins.datasets.phasing import PhasingSource, prepare_source, simulate_phasing
+from crysplugins.datasets.solvent_windows import load_corpus_sources, load_sources, save_sources
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus"
+OUT = ROOT / "benchmarks" / "out"
+#: Crystals the engine's settings were tuned on (the rest are only measured).
+DEV_SPLIT = ("1RX4", "1HPV", "1GBT")
+
+
+@dataclass
+class Case:
+    name: str
+    level: float
+    seed: int
+    refl: ReflectionSet
+    hl: np.ndarray
+    f_true: np.ndarray
+    solvent_fraction: float
+    start_error: float
+
+
+def load_crystals(cache: Path) -> list[PhasingSource]:
+    """1RX2/1RX4 with measured FP (``-real``), then the corpus entries with real cells (cached)."""
+    out = []
+    for name in ("1rx2", "1rx4"):
+        mtz = gemmi.read_mtz_file(str(CORPUS / "diffraction" / f"{name}_phases.mtz"))
+        st = gemmi.read_structure(str(CORPUS / "diffraction" / f"{name}.pdb"))
+        st.setup_entities()
+        src = prepare_source(st, float(mtz.resolution_high()), name=f"{name.upper()}-real", f_obs_mtz=mtz)
+        out.append(src)
+    if not cache.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        srcs = load_corpus_sources(CORPUS, np.random.default_rng(7), packed=False)
+        save_sources(srcs, cache)
+    out.extend(load_sources(cache))
+    return out
+
+
+def make_case(src: PhasingSource, level: float, seed: int) -> Case:
+    """Simulated phasing of ``src`` at mean start error ``level`` (degrees), as ASU reflections + HL."""
+    rng = np.random.default_rng(seed * 1000 + int(level))
+    sim = simulate_phasing(src, level, rng)
+    ok = np.isfinite(sim.f_obs) & (sim.f_obs > 0)
+    refl = ReflectionSet(src.cell, src.spacegroup, src.hkl[ok], sim.f_obs[ok], sim.sig_f[ok])
+    hl = hl_from_phase_fom(np.radians(sim.phi[ok]), sim.fom[ok], refl.centric)
+    f_true = src.f_model[ok]
+    err = phase_error(refl.fobs, np.angle(f_true), np.radians(sim.phi[ok]))
+    return Case(src.name, level, seed, refl, hl, f_true, src.solvent_fraction, err)
+
+
+def phase_error(weights: np.ndarray, phi_true: np.ndarray, phi: np.ndarray) -> float:
+    """|F|-weighted mean absolute phase difference in degrees (radians in)."""
+    d = np.abs(np.angle(np.exp(1j * (phi - phi_true))))
+    return float(np.degrees(np.average(d, weights=weights)))
+
+
+def unet_provider(session, card):
+    """Mask provider: the solvent U-net on the current map at its Shannon grid (P(solvent))."""
+    from crysplugins.crystal.phasing_input import shannon_grid_shape
+    from crysplugins.plugins.solvent_mask import solvent_probability
+
+    def provide(req: MaskRequest):
+        shape = shannon_grid_shape(req.map.cell, req.map.spacegroup, req.d_min)
+        cmap = req.map_on(shape)
+        prob = solvent_probability(cmap, session, card)
+        from crysplugins.interface import CrystalMap
+        return CrystalMap.from_array(prob, cmap.cell, cmap.spacegroup)
+    return provide
+
+
+def run_ours(case: Case, settings: DMSettings, provider=None) -> dict:
+    t0 = time.perf_counter()
+    res = run_dm(case.refl, case.hl, settings, solvent_fraction=case.solvent_fraction, mask_provider=provider)
+    secs = time.perf_counter() - t0
+    err = phase_error(case.refl.fobs, np.angle(case.f_true), np.radians(res.phib))
+    return {"error": round(err, 2), "seconds": round(secs, 2), "fom": round(res.trace[-1]["fom"], 3)}
+
+
+def run_cctbx(case: Case, cache: dict) -> dict:
+    from crysplugins.plugins.cctbx_dm import run_cctbx_dm
+
+    key = f"{case.name}|{case.level:g}|{case.seed}"
+    if key in cache:
+        return cache[key]
+    r = case.refl
+    out = run_cctbx_dm(r.cell, r.spacegroup, r.hkl, r.fobs, r.sigf, case.hl, case.solvent_fraction, timeout=3600)
+    f_true = r.values_at(case.f_true, out.hkl)
+    fo = r.values_at(r.fobs.astype(np.complex128), out.hkl)
+    ok = np.isfinite(f_true) & np.isfinite(fo)
+    err = phase_error(np.abs(fo[ok]), np.angle(f_true[ok]), np.radians(out.phib[ok]))
+    cache[key] = {"error": round(err, 2), "seconds": round(out.seconds, 2), "fom": round(float(np.mean(out.fom)), 3),
+                  "n": int(ok.sum())}
+    return cache[key]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--crystals", default="", help="comma-separated names (default: all)")
+    ap.add_argument("--levels", type=float, nargs="+", default=[40, 50, 65, 80])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--methods", default="ours-lv,ours-unet,cctbx")
+    ap.add_argument("--max-reflections", type=int, default=0, help="skip crystals with more ASU reflections")
+    ap.add_argument("--sources-cache", default=str(ROOT / "data_build" / "dm_bench_sources.npz"))
+    ap.add_argument("--cctbx-cache", default=str(OUT / "density_modify_cctbx_cache.json"))
+    ap.add_argument("--json", default=str(OUT / "density_modify.json"))
+    ap.add_argument("--set", nargs="*", default=[], help="engine settings overrides, e.g. weighting.damping=0.5")
+    args = ap.parse_args()
+    methods = args.methods.split(",")
+    settings = DMSettings()
+    for kv in args.set:
+        _override(settings, kv)
+    cache_path = Path(args.cctbx_cache)
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    provider = None
+    if "ours-unet" in methods:
+        from crysplugins.plugins.solvent_mask import load_solvent_model
+        provider = unet_provider(*load_solvent_model())
+    want = set(filter(None, args.crystals.split(",")))
+    rows = []
+    for src in load_crystals(Path(args.sources_cache)):
+        if want and src.name not in want:
+            continue
+        if args.max_reflections and len(src.hkl) > args.max_reflections:
+            print(f"skip {src.name}: {len(src.hkl)} reflections", flush=True)
+            continue
+        for level in args.levels:
+            for seed in args.seeds:
+                case = make_case(src, level, seed)
+                row = {"name": case.name, "spacegroup": src.spacegroup.hm, "d_min": round(src.d_min, 2),
+                       "reflections": len(case.refl.hkl), "level": level, "seed": seed,
+                       "solvent_fraction": round(case.solvent_fraction, 3), "start": round(case.start_error, 2),
+                       "dev_split": src.name.split("-")[0] in DEV_SPLIT}
+                if "ours-lv" in methods:
+                    row["ours-lv"] = run_ours(case, settings)
+                if "ours-unet" in methods:
+                    row["ours-unet"] = run_ours(case, settings, provider)
+                if "cctbx" in methods:
+                    try:
+                        row["cctbx"] = run_cctbx(case, cache)
+                    except Exception as exc:  # noqa: BLE001 - a failed peer run is recorded, not fatal
+                        row["cctbx"] = {"failed": str(exc)}
+                    cache_path.write_text(json.dumps(cache, indent=0))
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    out = {"settings": repr(settings), "rows": rows, "summary": summarise(rows, methods)}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(out, indent=1))
+    print(json.dumps(out["summary"], indent=1))
+
+
+def summarise(rows: list[dict], methods: list[str]) -> dict:
+    summary = {}
+    for level in sorted({r["level"] for r in rows}):
+        sel = [r for r in rows if r["level"] == level and all("error" in r.get(m, {}) for m in methods)]
+        if not sel:
+            continue
+        s = {"n": len(sel), "start": round(float(np.mean([r["start"] for r in sel])), 2)}
+        for m in methods:
+            s[m] = round(float(np.mean([r[m]["error"] for r in sel])), 2)
+            s[f"{m}_seconds"] = round(float(np.mean([r[m]["seconds"] for r in sel])), 2)
+        if "cctbx" in methods:
+            for m in ("ours-lv", "ours-unet"):
+                if m in methods:
+                    s[f"{m}_worse_than_cctbx_by_over_0.5"] = sum(r[m]["error"] > r["cctbx"]["error"] + 0.5 for r in sel)
+        if "ours-lv" in methods and "ours-unet" in methods:
+            s["unet_better_than_lv"] = sum(r["ours-unet"]["error"] < r["ours-lv"]["error"] for r in sel)
+        summary[str(level)] = s
+    return summary
+
+
+def _override(settings: DMSettings, kv: str) -> None:
+    key, value = kv.split("=", 1)
+    obj = settings
+    parts = key.split(".")
+    for p in parts[:-1]:
+        obj = getattr(obj, p)
+    old = getattr(obj, parts[-1])
+    if value == "None":
+        new = None
+    elif isinstance(old, bool):
+        new = value.lower() in ("1", "true", "yes")
+    elif isinstance(old, (int, float)) and not isinstance(old, bool) or old is None:
+        try:
+            new = int(value) if value.isdigit() else float(value)
+        except ValueError:
+            new = value
+    else:
+        new = value
+    setattr(obj, parts[-1], new)
+
+
+if __name__ == "__main__":
+    main()

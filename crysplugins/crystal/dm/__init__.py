@@ -1,0 +1,12 @@
+"""Density modification of experimental phases in any space group (numpy + gemmi).
+
+Modules, one idea each: :mod:`.settings` (dataclasses), :mod:`.reflections` (symmetry expansion, maps),
+:mod:`.hl` (Hendrickson–Lattman phase probabilities), :mod:`.masking` (local-deviation mask, mask
+providers), :mod:`.solvent` (flipping with the γ correction, level adjustment), :mod:`.protein`
+(truncation), :mod:`.weighting` (σ_A), :mod:`.engine` (the cycles).
+"""
+from crysplugins.crystal.dm.engine import DMResult, run_dm
+from crysplugins.crystal.dm.reflections import ReflectionSet
+from crysplugins.crystal.dm.settings import DMSettings
+
+__all__ = ["DMResult", "DMSettings", "ReflectionSet", "run_dm"]

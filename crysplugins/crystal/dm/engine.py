@@ -1,0 +1,159 @@
+"""The density-modification cycle (the order of cctbx's ``mmtbx.density_modification`` and of DM/Parrot):
+
+1. map from the current coefficients (FOM-weighted; 2mFo − DFc after the first cycle);
+2. solvent mask: local standard deviation with a radius shrinking from d_min + 1 Å to d_min, or a mask
+   provider (the U-net, re-run on the current map every few cycles);
+3. protein truncation (:mod:`.protein`), solvent flipping + level adjustment (:mod:`.solvent`);
+4. structure factors of the modified map, σ_A weighting against |F_obs| (:mod:`.weighting`), phase
+   combination with the experimental HL coefficients (:mod:`.hl`): HL = HL_exp + HL_mod (the
+   experimental phases are never forgotten);
+5. optional phase extension: reflections beyond the current resolution limit, which moves from
+   ``initial_d_min`` to d_min over the shrink cycles, are left out of maps until reached.
+
+One trace row per cycle: mean FOM, mean phase change (°, |F_obs|-weighted), solvent fraction of the
+mask, agreement of the mask with the previous cycle's, the flip factor k, mean σ_A.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from crysplugins.crystal.dm.hl import phase_fom_from_hl
+from crysplugins.crystal.dm.masking import (LocalDeviation, MaskProvider, MaskRequest, resample, solvent_mask,
+                                            symmetrized)
+from crysplugins.crystal.dm.protein import truncate_protein
+from crysplugins.crystal.dm.reflections import ReflectionSet
+from crysplugins.crystal.dm.settings import DMSettings
+from crysplugins.crystal.dm.solvent import adjust_solvent_level, modify_solvent
+from crysplugins.crystal.dm.weighting import (map_coefficients, modified_phase_hl, normalise, scale_to_obs,
+                                              sigmaa_ml)
+from crysplugins.errors import CrysError
+from crysplugins.interface import CrystalMap
+
+
+@dataclass
+class DMResult:
+    """Output of :func:`run_dm`: best phases ``phib`` (degrees), figures of merit ``fom``, combined HL
+    coefficients ``hl`` (n, 4), weighted map coefficients ``fwt`` (complex), the final map (engine grid),
+    the final solvent mask (True = solvent), the per-cycle ``trace`` and ``info``."""
+
+    reflections: ReflectionSet
+    phib: np.ndarray
+    fom: np.ndarray
+    hl: np.ndarray
+    fwt: np.ndarray
+    map: CrystalMap
+    mask: np.ndarray
+    trace: list[dict[str, float]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _schedule(settings: DMSettings, cycle: int, start: float, end: float) -> float:
+    """Linear move from ``start`` to ``end`` over the shrink steps (cctbx's radius schedule)."""
+    if cycle < settings.initial_steps or settings.shrink_steps <= 0:
+        return start if cycle < settings.initial_steps else end
+    t = min((cycle - settings.initial_steps + 1) / settings.shrink_steps, 1.0)
+    return start + (end - start) * t
+
+
+def _free_set(refl: ReflectionSet, fraction: float, seed: int) -> np.ndarray:
+    if fraction <= 0:
+        return np.zeros(len(refl.hkl), dtype=bool)
+    return np.random.default_rng(seed).random(len(refl.hkl)) < fraction
+
+
+def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solvent_fraction: float | None = None,
+           mask_provider: MaskProvider | None = None,
+           progress: Callable[[float, str], None] | None = None) -> DMResult:
+    """Density-modify experimental phases (HL coefficients ``hl_exp`` aligned with ``refl``)."""
+    t0 = time.monotonic()
+    s_frac = solvent_fraction if solvent_fraction is not None else settings.solvent_fraction
+    if s_frac is None or not 0.0 < s_frac < 1.0:
+        raise CrysError("Density modification needs a solvent fraction between 0 and 1.")
+    hl_exp = np.asarray(hl_exp, dtype=np.float64)
+    if hl_exp.shape != (len(refl.hkl), 4):
+        raise CrysError("The phase probabilities do not match the reflections.")
+    d_min = refl.d_min
+    shape = refl.grid_shape(settings.grid_rate)
+    lsd = LocalDeviation(refl.cell, shape)
+    w = settings.weighting
+    fobs, eps, cen = refl.fobs, refl.epsilon, refl.centric
+    bins = refl.resolution_bins(w.per_bin, w.bins)
+    free = _free_set(refl, w.free_fraction, settings.seed)
+    d_start = max(settings.initial_d_min or d_min, d_min) if settings.phase_extension else d_min
+
+    phib, fom = phase_fom_from_hl(hl_exp, cen, refl.centric_phase)
+    hl_cur, hl_mod_prev = hl_exp.copy(), None
+    coef = fom * fobs * np.exp(1j * phib)
+    trace: list[dict[str, float]] = []
+    mask_prev: np.ndarray | None = None
+    provider_score: np.ndarray | None = None
+    n_cycles = settings.cycles
+    for cycle in range(n_cycles):
+        last = cycle == n_cycles - 1
+        d_now = _schedule(settings, cycle, d_start, d_min)
+        active = (refl.d >= d_now - 1e-6) & ~free
+        rho = refl.to_map(np.where(active, coef, 0.0), shape)
+        radius = _schedule(settings, cycle, d_min + settings.mask.radius_extra, d_min * settings.mask.radius_scale)
+        if mask_provider is not None and (provider_score is None or cycle % settings.mask.provider_every == 0):
+            provider_score = _provider_score(mask_provider, refl, coef * active, shape, cycle, d_min,
+                                             float(np.average(fom, weights=fobs)))
+        if provider_score is not None:
+            score = provider_score
+        else:
+            score = -lsd(rho, radius)
+            if settings.mask.symmetrize:
+                score = symmetrized(score, refl.cell, refl.spacegroup)
+        solvent = solvent_mask(score, s_frac)
+        protein = ~solvent
+        rms_before = float(np.sqrt(np.mean(rho[protein] ** 2)))
+        rho, truncated = truncate_protein(rho, protein, settings.protein)
+        rms_after = float(np.sqrt(np.mean(rho[protein] ** 2)))
+        rho, k = modify_solvent(rho, solvent, s_frac, settings.solvent, rms_after / max(rms_before, 1e-12), last)
+        added = adjust_solvent_level(rho, solvent, settings.solvent)
+
+        fmod = refl.from_map(rho)
+        sel = active if not free.any() else free & (refl.d >= d_now - 1e-6)
+        fmod_s = scale_to_obs(fobs, fmod, eps, bins, sel)
+        eo, ec = normalise(fobs, eps, bins, sel), normalise(fmod_s, eps, bins, sel)
+        sa_bin = np.clip(sigmaa_ml(eo, ec, cen, bins, sel) * w.sigmaa_scale, 0.0, 0.99)
+        hl_mod = modified_phase_hl(fobs, fmod_s, eps, cen, bins, sa_bin)
+        if hl_mod_prev is not None and w.damping > 0:
+            hl_mod = (1.0 - w.damping) * hl_mod + w.damping * hl_mod_prev
+        hl_mod_prev = hl_mod
+        inside = refl.d >= d_now - 1e-6
+        hl_new = hl_exp + np.where(inside[:, None], hl_mod, 0.0)
+        phib_new, fom_new = phase_fom_from_hl(hl_new, cen, refl.centric_phase)
+        change = float(np.degrees(np.average(np.abs(np.angle(np.exp(1j * (phib_new - phib)))), weights=fobs)))
+        phib, fom, hl_cur = phib_new, fom_new, hl_new
+        coef = map_coefficients(fobs, phib, fom, fmod_s, sa_bin[bins], cen, w.map_coefficients)
+        agree = float((solvent == mask_prev).mean()) if mask_prev is not None else float("nan")
+        mask_prev = solvent
+        trace.append({"cycle": cycle + 1, "fom": float(np.average(fom, weights=fobs)), "phase_change": change,
+                      "solvent_fraction": float(solvent.mean()), "mask_agreement": agree,
+                      "radius": round(radius, 3), "d_min": round(d_now, 3), "k_flip": k,
+                      "truncated": truncated, "solvent_add": added,
+                      "sigmaa": float(np.mean(sa_bin)), "mask_source": "provider" if provider_score is not None else "lsd"})
+        if progress is not None:
+            progress((cycle + 1) / n_cycles, f"density modification cycle {cycle + 1}/{n_cycles}, "
+                                             f"FOM {trace[-1]['fom']:.3f}")
+    final = refl.to_map(coef, shape)
+    return DMResult(reflections=refl, phib=np.degrees(phib), fom=fom, hl=hl_cur, fwt=coef,
+                    map=refl.crystal_map(final, name="density-modified"), mask=mask_prev,
+                    trace=trace, info={"solvent_fraction": float(s_frac), "grid": list(shape), "cycles": n_cycles,
+                                       "seconds": round(time.monotonic() - t0, 3)})
+
+
+def _provider_score(provider: MaskProvider, refl: ReflectionSet, coef: np.ndarray, shape: tuple[int, int, int],
+                    cycle: int, d_min: float, mean_fom: float) -> np.ndarray:
+    """The provider's solvent score on the engine grid, symmetry-averaged."""
+    def map_on(sh: tuple[int, int, int]) -> CrystalMap:
+        return refl.crystal_map(refl.to_map(coef, tuple(int(x) for x in sh)), name="current")
+
+    out = provider(MaskRequest(cycle=cycle, map=map_on(shape), map_on=map_on, d_min=d_min, mean_fom=mean_fom))
+    arr = out.array if isinstance(out, CrystalMap) else np.asarray(out)
+    arr = resample(np.asarray(arr, dtype=np.float64), shape)
+    return symmetrized(arr, refl.cell, refl.spacegroup)

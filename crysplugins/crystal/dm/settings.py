@@ -1,0 +1,96 @@
+"""Settings of the density-modification engine, one dataclass for every idea (see the modules named).
+
+Distances in Å, phases in degrees, fractions of the cell volume.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SolventSettings:
+    """Solvent flipping (Abrahams & Leslie 1996) and the solvent-level adjustment (:mod:`.solvent`).
+
+    ``method``: ``"flip"`` (ρ_s + k(ρ − ρ_s) with k = −γ(1 − S)/S, the γ correction that removes the
+    input map's own contribution from the modified map) or ``"flatten"``.  ``gamma`` scales the flip;
+    ``scale_flip`` multiplies k by the squared ratio of protein rms after/before truncation;
+    ``flatten_last`` flattens in the final cycle (the output map then carries no flipped noise).
+    ``adjust_level`` raises the solvent level to what a protein/solvent density ratio of
+    ``protein_solvent_ratio`` implies (the map has no F000).
+    """
+
+    method: str = "flip"
+    gamma: float = 1.0
+    scale_flip: bool = True
+    flatten_last: bool = True
+    adjust_level: bool = True
+    protein_solvent_ratio: float = 1.31
+
+
+@dataclass
+class ProteinSettings:
+    """Protein-density modification (:mod:`.protein`): truncation of the lowest ``fraction_min`` and the
+    highest ``fraction_max`` of the protein-region density (None: no truncation at that end)."""
+
+    fraction_min: float | None = 0.35
+    fraction_max: float | None = None
+
+
+@dataclass
+class MaskSettings:
+    """The solvent mask (:mod:`.masking`): local standard deviation in a cone-weighted sphere whose radius
+    shrinks linearly from d_min + ``radius_extra`` to d_min × ``radius_scale`` over the shrink cycles, or
+    scores from a mask provider; re-made every ``every`` cycles (providers: every ``provider_every``)."""
+
+    radius_extra: float = 1.0
+    radius_scale: float = 1.0
+    every: int = 1
+    provider_every: int = 5
+    symmetrize: bool = True
+
+
+@dataclass
+class WeightingSettings:
+    """σ_A weighting of the modified map against |F_obs| (:mod:`.weighting`).
+
+    ``bins``: resolution shells (equal counts; ``per_bin`` reflections each when None).
+    ``map_coefficients``: ``"2mFo-DFc"`` (acentric; centric mFo) or ``"mFo"``.  ``free_fraction``: part
+    of the reflections left out of every cycle's map so that σ_A of the modified phases can be measured
+    without the map's own bias (0 = estimate on all reflections).  ``damping``: weight of the previous
+    cycle's modified-map phase term (a running mean, 0 = none).  ``sigmaa_scale`` shrinks σ_A.
+    """
+
+    bins: int | None = None
+    per_bin: int = 500
+    map_coefficients: str = "2mFo-DFc"
+    free_fraction: float = 0.0
+    damping: float = 0.0
+    sigmaa_scale: float = 1.0
+
+
+@dataclass
+class DMSettings:
+    """Everything the engine (:func:`crysplugins.crystal.dm.engine.run_dm`) needs besides the data.
+
+    Cycle schedule as cctbx's: ``initial_steps`` at the initial radius (and initial resolution when
+    ``phase_extension``), ``shrink_steps`` over which radius (and resolution) move to their final values,
+    ``final_steps`` at the end.  ``grid_rate``: grid spacing d_min / rate.  ``solvent_fraction`` None:
+    the caller must give one to the engine.
+    """
+
+    solvent_fraction: float | None = None
+    initial_steps: int = 10
+    shrink_steps: int = 20
+    final_steps: int = 10
+    grid_rate: float = 3.0
+    phase_extension: bool = False
+    initial_d_min: float | None = None
+    solvent: SolventSettings = field(default_factory=SolventSettings)
+    protein: ProteinSettings = field(default_factory=ProteinSettings)
+    mask: MaskSettings = field(default_factory=MaskSettings)
+    weighting: WeightingSettings = field(default_factory=WeightingSettings)
+    seed: int = 0
+
+    @property
+    def cycles(self) -> int:
+        return self.initial_steps + self.shrink_steps + self.final_steps
