@@ -16,8 +16,8 @@ What it does:
   MTZ file the map was calculated from (``mtz_hklin_for_map``) to predictors that read reflections, runs
   ``crysplugins predict NAME ... --out DIR --json`` as a child process, polls it from the GUI main loop
   (``GLib.timeout_add``; ``gobject.timeout_add`` in Coot 0.9) so Coot never freezes, then reads each map
-  the predictor wrote with ``read_ccp4_map``, names it, contours it (masks at 0.5 absolute, other maps at
-  1 rmsd) and shows the numbers the predictor returned (solvent content, scores) in an info dialog and
+  the predictor wrote with ``read_ccp4_map``, names it, contours it (masks and probability maps at 0.5
+  absolute, other maps at 1 rmsd) and shows the numbers the predictor returned (solvent content, scores) in an info dialog and
   the status bar.  A failing run shows the command's one-sentence error in an info dialog.
 
 Only the standard library and Coot's own modules are imported here (this file also runs under the
@@ -29,14 +29,17 @@ the child; Coot's own PYTHONHOME/PYTHONPATH are never passed on, they would brea
 """
 from __future__ import print_function
 
+import atexit
 import io
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 #: The command that runs crysplugins, as a list of arguments.  ``crysplugins coot-install`` replaces
 #: this line with the absolute path of the ``crysplugins`` executable of the environment it ran in.
@@ -50,8 +53,17 @@ CRYSPLUGINS_MENU_RETRIES = 10
 #: contour levels for maps read back: masks (values 0/1) at an absolute level, other maps in rmsd units
 CRYSPLUGINS_MASK_LEVEL = 0.5
 CRYSPLUGINS_MAP_LEVEL_SIGMA = 1.0
+#: map units of outputs that hold a probability or a 0/1 mask (contoured at CRYSPLUGINS_MASK_LEVEL)
+CRYSPLUGINS_FRACTION_UNITS = ("P(", "probability", "=1", "fraction")
 #: the input kinds that make a predictor appear in the menu
 CRYSPLUGINS_MENU_KINDS = ("map", "reflections")
+#: map inputs whose name holds one of these words take a special map, never the density map shown in Coot
+CRYSPLUGINS_SPECIAL_MAP_WORDS = ("patterson", "mask", "difference")
+#: prediction folders kept per Coot session (older ones are removed when a new prediction starts)
+CRYSPLUGINS_KEEP_RUNS = 5
+#: leftover session folders of Coot sessions that ended without cleaning up are removed after this (s)
+CRYSPLUGINS_STALE_SECONDS = 2 * 24 * 3600
+CRYSPLUGINS_SESSION_PREFIX = "crysplugins-coot-session-"
 #: column labels that hold map coefficients, not observed amplitudes
 CRYSPLUGINS_MAP_COEFF_LABELS = ("FWT", "DELFWT", "2FOFCWT", "FOFCWT", "FC", "FC_ALL", "FCALC",
                                 "FWT_ALL", "DELFWT_ALL", "PARTIAL_FWT")
@@ -89,6 +101,73 @@ def _crysplugins_say(text):
         print(text)
     except UnicodeError:
         print(text.encode("ascii", "replace").decode("ascii"))
+
+
+def crysplugins_action_key(name, taken):
+    """A Gio action-name fragment for ``name``: GTK allows only letters, digits, '-' and '.', so every
+    other character becomes '-'; a suffix keeps two names that map to the same key apart."""
+    key = re.sub(r"[^A-Za-z0-9.-]", "-", name) or "predictor"
+    candidate, n = key, 2
+    while candidate in taken:
+        candidate = "%s-%d" % (key, n)
+        n += 1
+    return candidate
+
+
+def crysplugins_input_flag(spec):
+    """The command-line flag of a ``crysplugins list --json`` input (its ``flag`` when the CLI names one)."""
+    return spec.get("flag") or "--" + spec["name"].replace("_", "-")
+
+
+def crysplugins_is_density_input(spec):
+    """True for a map input that takes the density map shown in Coot (not a Patterson map, a mask, ...)."""
+    if spec.get("kind") != "map":
+        return False
+    name = spec["name"].lower()
+    return not any(word in name for word in CRYSPLUGINS_SPECIAL_MAP_WORDS)
+
+
+def crysplugins_is_fraction_map(kind, units):
+    """True for a mask or a probability map: contoured at an absolute 0.5, not in rmsd units."""
+    units = units or ""
+    return kind == "mask" or any(word in units for word in CRYSPLUGINS_FRACTION_UNITS)
+
+
+def crysplugins_process_alive(pid):
+    """True when process ``pid`` runs (POSIX only: elsewhere os.kill would end it, so None)."""
+    if os.name != "posix":
+        return None
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno != 3  # ESRCH: no such process; EPERM: it runs under another user
+    return True
+
+
+def crysplugins_prune_sessions(folder, now=None):
+    """Remove prediction folders that earlier Coot sessions left in ``folder`` (a crash, a Coot whose
+    Python never ran atexit): those of processes that ended, or older than CRYSPLUGINS_STALE_SECONDS
+    where process ids cannot be checked.  Returns the paths removed."""
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for entry in names:
+        match = re.match(re.escape(CRYSPLUGINS_SESSION_PREFIX) + r"(\d+)-", entry)
+        path = os.path.join(folder, entry)
+        if match is None or not os.path.isdir(path) or int(match.group(1)) == os.getpid():
+            continue
+        alive = crysplugins_process_alive(int(match.group(1)))
+        try:
+            old = now - os.path.getmtime(path) > CRYSPLUGINS_STALE_SECONDS
+        except OSError:
+            continue
+        if alive is False or (alive is None and old):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def crysplugins_cli_error(stderr_text, returncode):
@@ -167,7 +246,10 @@ class CrysPluginsCoot(object):
         self.menu = None
         self.predictors = {}
         self.menu_names = []
+        self.action_keys = set()
         self.jobs = []
+        self.session_dir = None
+        self.run_dirs = []
         self.timer = self.find_timer()
         self.last_result = None
 
@@ -283,8 +365,9 @@ class CrysPluginsCoot(object):
         elif self.generation == "0.9":
             self.menu = self.call("coot_menubar_menu", CRYSPLUGINS_MENU_LABEL)
         if self.menu is None:
-            print("crysplugins: this Coot has no menus to add to (no GUI?); the crysplugins menu is not added.")
-            return None
+            # Coot 0.9's coot_menubar_menu catches its own errors and returns None while the main window
+            # does not exist yet: raise, so that try_install retries from the main loop
+            raise RuntimeError("Coot returned no menu (its main window is not ready)")
         self.add_item("Refresh predictor list", "refresh", self.refresh)
         self.add_item("Stop running predictions", "stop", self.stop_all)
         return self.menu
@@ -292,6 +375,8 @@ class CrysPluginsCoot(object):
     def add_item(self, label, key, callback):
         """One menu entry; in Coot 1.x a Gio action named ``crysplugins-KEY``."""
         if self.generation == "1":
+            key = crysplugins_action_key(key, self.action_keys)
+            self.action_keys.add(key)
             action_name = CRYSPLUGINS_ACTION_PREFIX + key
             self.coot_gui.add_simple_action_to_menu(self.menu, label, action_name,
                                                     lambda _action, _parameter: callback())
@@ -388,115 +473,183 @@ class CrysPluginsCoot(object):
         phi = self.try_call("mtz_phi_for_map", imol) or ""
         weight = self.try_call("mtz_weight_for_map", imol) or ""
         chosen = []
+        coefficients = fp.upper() in CRYSPLUGINS_MAP_COEFF_LABELS
         if fp:
-            role = "FWT" if fp.upper() in CRYSPLUGINS_MAP_COEFF_LABELS else "F"
+            role = "FWT" if coefficients else "F"
             if role in roles:
                 chosen.append("%s=%s" % (role, fp))
         if phi and "PHI" in roles:
             chosen.append("PHI=%s" % phi)
-        if weight and "FOM" in roles:
+        if weight and "FOM" in roles and not coefficients:  # map coefficients are weighted already
             chosen.append("FOM=%s" % weight)
         return ",".join(chosen)
 
-    def build_inputs(self, row, imol, workdir, sequence=None):
+    def build_inputs(self, row, imol, workdir, answers=None):
         """Command-line arguments for predictor ``row`` (a ``crysplugins list --json`` entry) from map ``imol``.
 
-        Maps are exported; reflections are the MTZ the map was calculated from; a required sequence comes
-        from the first model molecule (or ``sequence``); cell, space group and resolution are taken from
-        the map when the predictor accepts them and no MTZ carries them.  Returns (args, problem, needs):
-        ``problem`` is a sentence when the run cannot start, ``needs`` is 'sequence' when a sequence must be
-        asked for first.
+        The map shown in Coot goes to the predictor's density-map input (exported with ``export_map``), the
+        MTZ it was calculated from to its reflections input; of two alternatives (a group such as map *or*
+        reflections) only the map is given.  A required sequence comes from the first model molecule (or
+        ``answers``, what the user typed into a dialog: input name -> text); cell, space group and resolution
+        come from the map when no MTZ is passed.  Returns (args, problem, needs): ``problem`` is a sentence
+        when the run cannot start, ``needs`` the input spec (a sequence, a number) to ask for first.
         """
         specs = row.get("inputs", [])
         groups = {}
         for spec in specs:
             if spec.get("group"):
                 groups.setdefault(spec["group"], []).append(spec["name"])
-        args, given = [], set()
         mtz = self.try_call("mtz_hklin_for_map", imol) or ""
         if mtz and not os.path.isfile(mtz):
             mtz = ""
-        # pass 1: the map itself and its MTZ
+        args, given, problem = self.map_and_mtz_args(specs, groups, imol, mtz, workdir)
+        if problem:
+            return None, problem, None
+        with_mtz = any(spec["name"] in given and spec.get("kind") == "reflections" for spec in specs)
         for spec in specs:
-            name, kind, flag = spec["name"], spec.get("kind"), "--" + spec["name"].replace("_", "-")
-            if kind == "map":
-                path = os.path.join(workdir, "coot_map_%d.ccp4" % imol)
-                ok = self.try_call("export_map", imol, path)
-                if not ok or not os.path.isfile(path):
-                    return None, "Coot could not export map %d to %s." % (imol, path), None
-                args += [flag, path]
-                given.add(name)
-            elif kind == "reflections" and mtz:
-                roles = [alt.upper() for r in spec.get("columns", []) for alt in r.rstrip("?").split("|")]
-                args += [flag, mtz]
-                columns = self.mtz_columns(imol, roles)
-                if columns:
-                    args += [flag + "-columns", columns]
-                given.add(name)
-
-        def wanted(spec):
-            if spec.get("required"):
-                return True
-            group = spec.get("group")
-            return bool(group) and not any(n in given for n in groups[group])
-
-        # pass 2: what else the predictor needs (or can use from the map's header)
-        for spec in specs:
-            name, kind, flag = spec["name"], spec.get("kind"), "--" + spec["name"].replace("_", "-")
-            if name in given:
+            if spec["name"] in given:
                 continue
-            value = None
-            if kind in ("cell", "spacegroup") or (kind == "float" and name in ("resolution", "d_min")):
-                if mtz:
-                    continue  # the MTZ carries them
-                if kind == "cell":
-                    cell = self.try_call("cell_py", imol)
-                    value = " ".join("%g" % x for x in cell) if cell else None
-                elif kind == "spacegroup":
-                    sg = self.try_call("show_spacegroup", imol)
-                    value = sg if sg and "no spacegroup" not in str(sg).lower() else None
-                else:
-                    d_min = self.try_call("data_resolution", imol)
-                    value = "%g" % d_min if d_min is not None and d_min > 0 else None
-            elif not wanted(spec):
-                continue
-            elif kind == "sequence":
-                value = sequence
-                if not value:
-                    model = self.model_molecule()
-                    value = self.sequence_from_model(model) if model is not None else ""
-                if not value:
-                    return None, None, "sequence"
-                path = os.path.join(workdir, "sequence.fasta")
-                with io.open(path, "w", encoding="utf-8") as handle:
-                    handle.write(u">coot\n%s\n" % value)
-                value = path
-            elif kind == "structure":
-                model = self.model_molecule()
-                path = os.path.join(workdir, "coot_model.pdb")
-                if model is None or not self.try_call("write_pdb_file", model, path):
-                    return None, "%s needs a model; load one in Coot first." % row["name"], None
-                value = path
-            elif kind == "reflections":
-                if spec.get("group") and len(groups[spec["group"]]) > 1:
-                    continue  # another member of the group may be given
-                return None, ("%s needs the MTZ file the map was calculated from; map %d was not made from "
-                              "an MTZ file in this Coot session." % (row["name"], imol)), None
+            value, problem, needs = self.derived_value(row, spec, groups, given, imol, workdir, with_mtz,
+                                                       answers or {})
+            if problem or needs:
+                return None, problem, needs
             if value is not None:
-                args += [flag, value]
-                given.add(name)
-            elif spec.get("required") and spec.get("default") is None:
-                return None, ("%s needs %s, which the Coot menu cannot fill in; run 'crysplugins predict %s "
-                              "--help' in a terminal." % (row["name"], flag, row["name"])), None
+                args += [crysplugins_input_flag(spec), value]
+                given.add(spec["name"])
         for group, members in sorted(groups.items()):
             if not any(n in given for n in members):
+                kinds = [s.get("kind") for s in specs if s["name"] in members]
+                if "reflections" in kinds and not mtz:
+                    return None, ("%s needs the MTZ file the map was calculated from; map %d was not made from "
+                                  "an MTZ file in this Coot session." % (row["name"], imol)), None
+                flags = [crysplugins_input_flag(s) for s in specs if s["name"] in members]
                 return None, ("%s needs one of %s; none could be taken from Coot." %
-                              (row["name"], ", ".join("--" + n.replace("_", "-") for n in members))), None
+                              (row["name"], ", ".join(flags))), None
         return args, None, None
+
+    def map_and_mtz_args(self, specs, groups, imol, mtz, workdir):
+        """Arguments for the map shown in Coot and its MTZ: (args, names given, problem sentence or None).
+
+        A Patterson or mask input never gets the density map; a reflections input that is an alternative
+        to a map already given is left out (the command refuses both)."""
+        args, given = [], set()
+
+        def taken(spec):
+            group = spec.get("group")
+            return bool(group) and any(n in given for n in groups[group])
+
+        for spec in specs:
+            if not crysplugins_is_density_input(spec) or taken(spec):
+                continue
+            path = os.path.join(workdir, "coot_map_%d.ccp4" % imol)
+            ok = self.try_call("export_map", imol, path)
+            if not ok or not os.path.isfile(path):
+                return None, given, "Coot could not export map %d to %s." % (imol, path)
+            args += [crysplugins_input_flag(spec), path]
+            given.add(spec["name"])
+        for spec in specs:
+            if spec.get("kind") != "reflections" or not mtz or taken(spec):
+                continue
+            flag = crysplugins_input_flag(spec)
+            roles = [alt.upper() for r in spec.get("columns", []) for alt in r.rstrip("?").split("|")]
+            args += [flag, mtz]
+            columns = self.mtz_columns(imol, roles)
+            if columns:
+                args += [spec.get("columns_flag") or flag + "-columns", columns]
+            given.add(spec["name"])
+        return args, given, None
+
+    def derived_value(self, row, spec, groups, given, imol, workdir, with_mtz, answers):
+        """The value of one more input taken from Coot or ``answers``: (value or None, problem, needs)."""
+        name, kind = spec["name"], spec.get("kind")
+        group = spec.get("group")
+        wanted = spec.get("required") or (bool(group) and not any(n in given for n in groups[group]))
+        if kind in ("cell", "spacegroup") or (kind == "float" and name in ("resolution", "d_min")):
+            if with_mtz:
+                return None, None, None  # the MTZ carries them
+            if kind == "cell":
+                cell = self.try_call("cell_py", imol)
+                return (" ".join("%g" % x for x in cell) if cell else None), None, None
+            if kind == "spacegroup":
+                sg = self.try_call("show_spacegroup", imol)
+                return (sg if sg and "no spacegroup" not in str(sg).lower() else None), None, None
+            d_min = self.try_call("data_resolution", imol)
+            return ("%g" % d_min if d_min is not None and d_min > 0 else None), None, None
+        if not wanted:
+            return None, None, None
+        if kind == "sequence":
+            value = answers.get(name)
+            if not value:
+                model = self.model_molecule()
+                value = self.sequence_from_model(model) if model is not None else ""
+            if not value:
+                return None, None, spec
+            path = os.path.join(workdir, "sequence.fasta")
+            with io.open(path, "w", encoding="utf-8") as handle:
+                handle.write(u">coot\n%s\n" % value)
+            return path, None, None
+        if kind == "structure":
+            model = self.model_molecule()
+            path = os.path.join(workdir, "coot_model.pdb")
+            if model is None or not self.try_call("write_pdb_file", model, path):
+                return None, "%s needs a model; load one in Coot first." % row["name"], None
+            return path, None, None
+        if kind == "reflections" or (kind == "map" and group):
+            if group and len(groups[group]) > 1:
+                return None, None, None  # another member of the group may be given
+            return None, ("%s needs the MTZ file the map was calculated from; map %d was not made from "
+                          "an MTZ file in this Coot session." % (row["name"], imol)), None
+        if kind in ("float", "int") and spec.get("required") and spec.get("default") is None:
+            if name in answers:
+                return answers[name], None, None
+            return None, None, spec
+        if spec.get("required") and spec.get("default") is None:
+            flag = crysplugins_input_flag(spec)
+            return None, ("%s needs %s, which the Coot menu cannot fill in; run 'crysplugins predict %s "
+                          "--help' in a terminal." % (row["name"], flag, row["name"])), None
+        return None, None, None
+
+    # ------------------------------------------------------------------ prediction folders
+
+    def new_run_dir(self, name):
+        """A fresh folder for one prediction inside this Coot session's folder.  Only the newest
+        CRYSPLUGINS_KEEP_RUNS folders are kept (Coot holds the maps it read in memory); the session
+        folder goes when Coot exits."""
+        if self.session_dir is None or not os.path.isdir(self.session_dir):
+            crysplugins_prune_sessions(tempfile.gettempdir())
+            self.session_dir = tempfile.mkdtemp(prefix="%s%d-" % (CRYSPLUGINS_SESSION_PREFIX, os.getpid()))
+            self.run_dirs = []
+            atexit.register(self.cleanup)
+        running = set(job.workdir for job in self.jobs if not job.finished)
+        removable = [d for d in self.run_dirs if d not in running]
+        while removable and len(self.run_dirs) >= CRYSPLUGINS_KEEP_RUNS:
+            old = removable.pop(0)
+            self.run_dirs.remove(old)
+            shutil.rmtree(old, ignore_errors=True)
+        path = tempfile.mkdtemp(prefix=crysplugins_action_key(name, ()) + "-", dir=self.session_dir)
+        self.run_dirs.append(path)
+        return path
+
+    def remove_inputs(self, workdir):
+        """Delete the copies of Coot's molecules a finished prediction read (maps can be large)."""
+        for entry in os.listdir(workdir) if os.path.isdir(workdir) else []:
+            if entry.startswith("coot_map_") or entry in ("sequence.fasta", "coot_model.pdb"):
+                try:
+                    os.remove(os.path.join(workdir, entry))
+                except OSError:
+                    pass
+
+    def cleanup(self):
+        """Stop running predictions and remove this session's prediction folders (at Coot's exit)."""
+        for job in self.jobs:
+            job.stop()
+        if self.session_dir is not None:
+            shutil.rmtree(self.session_dir, ignore_errors=True)
+        self.run_dirs = []
 
     # ------------------------------------------------------------------ actions
 
-    def run_predictor(self, name, sequence=None):
+    def run_predictor(self, name, answers=None):
         """The menu action: export the map, start ``crysplugins predict`` in the background."""
         row = self.predictors.get(name)
         if row is None:
@@ -506,10 +659,13 @@ class CrysPluginsCoot(object):
         if imol is None:
             self.info("Load a map (or an MTZ file) in Coot first: %s works on a map." % name)
             return None
-        workdir = tempfile.mkdtemp(prefix="crysplugins-coot-%s-" % name)
-        args, problem, needs = self.build_inputs(row, imol, workdir, sequence)
-        if needs == "sequence":
-            return self.ask_sequence(name)
+        workdir = self.new_run_dir(name)
+        args, problem, needs = self.build_inputs(row, imol, workdir, answers)
+        if needs is not None or problem:
+            self.run_dirs.remove(workdir)
+            shutil.rmtree(workdir, ignore_errors=True)
+        if needs is not None:
+            return self.ask_value(name, needs, answers or {})
         if problem:
             self.info(problem)
             return None
@@ -520,17 +676,38 @@ class CrysPluginsCoot(object):
                              lambda job, rc, out, err: self.on_predict_done(job, rc, out, err, name, imol, out_dir))
         return job
 
-    def ask_sequence(self, name):
-        """Ask for the sequence in a one-line dialog; the Go button starts the prediction."""
+    def ask_value(self, name, spec, answers):
+        """Ask for a sequence or a number in a one-line dialog; its button starts the prediction again."""
         dialog = self.fn("generic_single_entry")
+        flag = crysplugins_input_flag(spec)
+        if spec.get("kind") == "sequence":
+            question = "%s needs the protein sequence (one-letter codes):" % name
+        else:
+            question = "%s needs %s: %s" % (name, flag, spec.get("help") or spec["name"])
         if dialog is None:
-            self.info("%s needs the sequence: load a model in Coot first." % name)
+            if spec.get("kind") == "sequence":
+                self.info("%s needs the sequence: load a model in Coot first." % name)
+            else:
+                self.info("%s needs %s; run 'crysplugins predict %s --help' in a terminal." % (name, flag, name))
             return None
-        dialog("%s needs the protein sequence (one-letter codes):" % name, "", "Run",
-               lambda text: self.run_predictor(name, sequence="".join(str(text).split())))
+
+        def go(text):
+            given = dict(answers)
+            value = "".join(str(text).split())
+            if spec.get("kind") in ("float", "int"):
+                try:
+                    float(value)
+                except ValueError:
+                    self.info("%s needs a number for %s, not '%s'." % (name, flag, text))
+                    return None
+            given[spec["name"]] = value
+            return self.run_predictor(name, given)
+
+        dialog(question, "", "Run", go)
         return None
 
     def on_predict_done(self, job, returncode, stdout, stderr, name, imol, out_dir):
+        self.remove_inputs(job.workdir)
         if returncode != 0:
             self.info("crysplugins %s failed:\n%s" % (name, crysplugins_cli_error(stderr, returncode)))
             return
@@ -558,7 +735,8 @@ class CrysPluginsCoot(object):
                     self.info("Coot could not read the map %s written by %s." % (path, name))
                     continue
                 self.try_call("set_molecule_name", imol, "crysplugins %s: %s" % (name, out_name))
-                if output_kinds.get(out_name) == "mask":
+                units = result.get("maps", {}).get(out_name, {}).get("units", "")
+                if crysplugins_is_fraction_map(output_kinds.get(out_name), units):
                     self.try_call("set_contour_level_absolute", imol, CRYSPLUGINS_MASK_LEVEL)
                 else:
                     self.try_call("set_contour_level_in_sigma", imol, CRYSPLUGINS_MAP_LEVEL_SIGMA)
@@ -586,7 +764,7 @@ class CrysPluginsCoot(object):
             lines.append("map %s -> molecule %d" % (out_name, imol))
         files = result.get("files", {})
         if files:
-            lines.append("files in %s" % os.path.dirname(list(files.values())[0]))
+            lines.append("files in %s (removed when Coot exits)" % os.path.dirname(list(files.values())[0]))
         self.status(" ; ".join(lines[:1] + [l for l in lines[1:] if ":" in l][:3]))
         self.info("\n".join(lines))
         return loaded

@@ -167,8 +167,9 @@ def test_round_trip_builtin_charge_flipping_from_the_maps_mtz(monkeypatch, tmp_p
     rec.run_timers()
     assert app.menu_names == ["charge-flipping"]
     job = rec.activate("crysplugins", "charge-flipping...")
-    assert job.argv[job.argv.index("--mtz") + 1] == str(helpers.MTZ)
-    assert "--mtz-columns" not in job.argv  # FWT is not an observed amplitude: F is picked by the CLI
+    flag = input_flag(app.predictors["charge-flipping"], "reflections")
+    assert job.argv[job.argv.index(flag) + 1] == str(helpers.MTZ)
+    assert not any(a.endswith("-columns") for a in job.argv)  # FWT is no observed amplitude: the CLI picks F
     rec.run_timers(timeout=120)
     assert job.returncode == 0, Path(job.stderr_path).read_text()
     result = json.loads(Path(job.stdout_path).read_text())
@@ -181,3 +182,88 @@ def test_round_trip_builtin_charge_flipping_from_the_maps_mtz(monkeypatch, tmp_p
     check_in_container(mc, imol, tmp_path / "cf_from_coot.ccp4", grid, cell)
     assert "dm_score:" in rec.dialogs[0]
     assert rec.called("make_and_draw_map") == []  # the density map is shown; the phases MTZ is not doubled
+
+
+# ------------------------------------------- every built-in menu action on a map Coot made from an MTZ
+
+PATTERSON_EXAMPLE = Path(__file__).resolve().parents[1] / "crysplugins" / "data" / "examples" / "patterson_density"
+#: predictor -> (MTZ Coot calculates the map from, F, PHI, what the user types into the script's dialogs)
+MTZ_MAPS = {
+    "solvent-mask": (helpers.MTZ, "FWT", "PHWT", {}),
+    "solvent-mask-local-variance": (helpers.MTZ, "FWT", "PHWT", {"--solvent-fraction": "0.5"}),
+    "solvent-content": (helpers.MTZ, "FWT", "PHWT", {"sequence": "MKVLAAGIVG"}),
+    "charge-flipping": (helpers.MTZ, "FWT", "PHWT", {}),
+    "patterson-density": (PATTERSON_EXAMPLE / "2XHE_1_460_phases.mtz", "F", "PHI", {"sequence": "TM"}),
+}
+
+
+def input_flag(row: dict, kind: str) -> str:
+    """The flag of the first input of ``kind`` in a ``crysplugins list --json`` row."""
+    spec = next(i for i in row["inputs"] if i["kind"] == kind)
+    return spec.get("flag") or "--" + spec["name"].replace("_", "-")
+
+
+def answer_dialogs(rec, answers: dict):
+    """Type the answers into the script's one-line dialogs until the prediction starts."""
+    job = None
+    while job is None and rec.entry_dialogs:
+        label, handler = rec.entry_dialogs.pop(0)
+        key = next(k for k in answers if k in label)
+        job = handler(answers[key])
+    return job
+
+
+@pytest.mark.parametrize("generation", ["1", "0.9"])
+@pytest.mark.parametrize("name", sorted(MTZ_MAPS))
+def test_menu_action_on_a_map_made_from_an_mtz(monkeypatch, tmp_path, name, generation):
+    """The README's main workflow: open an MTZ in Coot, choose a crysplugins item.  Coot's map code is
+    the real coot_headless_api; the command is the real CLI; maps come back into the container."""
+    mtz_path, f, phi, answers = MTZ_MAPS[name]
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    helpers.setup_env(monkeypatch, tmp_path, only_test_plugin=False)
+    monkeypatch.setenv("CRYSPLUGINS_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    mc = chapi.molecules_container_t(False)
+    mc.set_make_backups(False)
+    rec = fake.Recorder()
+    coot = fake.HeadlessCoot(rec, mc)
+    imol = coot.refinement_map = coot.load_mtz(str(mtz_path), f, phi)
+    fake.install_modules(monkeypatch, generation, coot, rec)
+    app = helpers.run_script()["crysplugins_coot"]
+    rec.run_timers()
+    if name not in app.menu_names:
+        pytest.skip(f"the built-in {name} predictor is not installed")
+    row = app.predictors[name]
+    job = rec.activate("crysplugins", f"{name}...") or answer_dialogs(rec, answers)
+    assert job is not None, rec.dialogs
+    argv = job.argv
+    # one member per group of alternatives (the command refuses a map and reflections together) ...
+    for group in {i["group"] for i in row["inputs"] if i.get("group")}:
+        flags = [i.get("flag") or "--" + i["name"].replace("_", "-") for i in row["inputs"] if i.get("group") == group]
+        assert sum(flag in argv for flag in flags) <= 1, (group, argv)
+    # ... and a Patterson input never gets the 2mFo-DFc map
+    assert not any(a.startswith("--patterson") for a in argv)
+    exported = [args[1] for args in rec.called("export_map")]
+    if exported:  # (a run that first asked for a value exported once more when it started)
+        assert exported[-1] == argv[argv.index(input_flag(row, "map")) + 1]
+    rec.run_timers(timeout=300)
+    assert job.returncode == 0, Path(job.stderr_path).read_text()[-1500:]
+    result = json.loads(Path(job.stdout_path).read_text())
+    dialog = rec.dialogs[-1]
+    assert dialog.startswith(f"{name} finished")
+    for scalar in result["scalars"]:
+        assert f"{scalar}:" in dialog
+    read = [path for path, _ in rec.called("read_ccp4_map")]
+    assert sorted(read) == sorted(p for p in result["files"].values() if p.endswith(".ccp4"))
+    fraction_maps = {n for n, m in result["maps"].items() if m.get("units") in ("P(solvent)", "solvent=1")}
+    absolute = {i for i, _ in rec.called("set_contour_level_absolute")}
+    for out_name, info in result["maps"].items():
+        path = result["files"][out_name]
+        back = [i for i, m in coot.molecules.items() if m["path"] == path][-1]
+        assert mc.get_molecule_name(back) == f"crysplugins {name}: {out_name}"
+        assert (back in absolute) == (out_name in fraction_maps)
+        check_in_container(mc, back, tmp_path / f"check_{back}.ccp4", info["grid"], gemmi.UnitCell(*info["cell"]))
+    # the copy of Coot's map is gone once the prediction finished; the results stay for the session
+    assert not any(os.path.exists(p) for p in exported)

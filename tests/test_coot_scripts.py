@@ -133,7 +133,8 @@ def test_action_exports_map_runs_cli_and_reads_results_back(monkeypatch, coot_en
     (imol, exported), = rec.called("export_map")
     assert imol == 0 and exported.endswith("coot_map_0.ccp4")
     workdir = os.path.dirname(exported)
-    assert Path(workdir).parent == coot_env  # a fresh temp folder
+    session = Path(workdir).parent  # a fresh folder per run, inside this Coot session's folder
+    assert session.parent == coot_env and session.name.startswith(f"crysplugins-coot-session-{os.getpid()}-")
     out = os.path.join(workdir, "out")
     assert job.argv == helpers.crysplugins_command() + [
         "predict", "coot-test-normalise", "--map", exported, "--out", out, "--json", "--quiet"]
@@ -191,7 +192,7 @@ def test_cli_error_sentence_shown_in_info_dialog(monkeypatch, coot_env):
     assert job.returncode != 0
     dialog, = rec.dialogs
     assert dialog.startswith("crysplugins coot-test-normalise failed:\n")
-    assert "is not a readable CCP4/MRC map" in dialog
+    assert "CCP4/MRC map" in dialog and "coot_map_0.ccp4" in dialog
     assert "Traceback" not in dialog and "error:" not in dialog
     assert rec.called("read_ccp4_map") == []
 
@@ -268,7 +269,7 @@ def test_builtin_predictors_appear_next_to_third_party_ones(monkeypatch, coot_en
 
 # --------------------------------------------------------------------------------- script hygiene
 
-ALLOWED_IMPORTS = {"__future__", "io", "json", "os", "shlex", "subprocess", "sys", "tempfile", "shutil",
+ALLOWED_IMPORTS = {"__future__", "atexit", "io", "json", "os", "re", "shlex", "subprocess", "sys", "tempfile", "time", "shutil",
                    "coot", "coot_gui", "coot_utils", "gi.repository", "gobject", "glib"}
 
 
@@ -338,3 +339,141 @@ def test_real_glib_main_loop_in_a_python_without_crysplugins(monkeypatch, coot_e
     assert summary["activate_s"] < 0.5  # the menu callback returns at once
     assert summary["ticks_during_job"] >= 3  # the main loop kept running while the child worked
     print("glib round trip:", {k: summary[k] for k in ("python", "activate_s", "job_s", "ticks_during_job")})
+
+
+# ------------------------------------------------------------ Coot 0.9 start-up, GTK action names
+
+def test_coot09_menu_retried_when_menubar_menu_returns_none(monkeypatch, coot_env):
+    """Coot 0.9's coot_menubar_menu swallows its error and returns None before the window exists."""
+    rec = fake.Recorder()
+    rec.menubar_missing_for = 2
+    fake.install_modules(monkeypatch, "0.9", fake.FakeCoot(rec), rec)
+    helpers.run_script()
+    assert rec.menus == {} and [ms for ms, _ in rec.timers] == [1000]
+    rec.run_timers()
+    assert len(rec.called("coot_menubar_menu")) == 3
+    assert rec.menus["crysplugins"].labels()[-1] == "coot-test-sequence..."
+
+
+def test_action_names_valid_for_gtk_when_plugin_names_are_not(monkeypatch, coot_env):
+    app, coot, rec = start(monkeypatch, "1")
+    row = {"inputs": [{"name": "map", "kind": "map", "required": True}], "outputs": []}
+    added = app.add_predictors({"predictors": [dict(row, name="my_tool"), dict(row, name="my-tool"),
+                                               dict(row, name="tool v2")]})
+    assert added == ["my_tool", "my-tool", "tool v2"]
+    names = [item.action_name for item in rec.menus["crysplugins"].items[-3:]]
+    assert names == ["crysplugins-predict-my-tool", "crysplugins-predict-my-tool-2", "crysplugins-predict-tool-v2"]
+    # each action runs its own predictor
+    started = []
+    monkeypatch.setattr(app, "run_predictor", lambda name, answers=None: started.append(name))
+    for label in ("my_tool...", "my-tool...", "tool v2..."):
+        rec.activate("crysplugins", label)
+    assert started == ["my_tool", "my-tool", "tool v2"]
+
+
+# ------------------------------------------------------- inputs for a map Coot made from an MTZ
+
+SOLVENT_MASK_ROW = {"name": "mask-like", "inputs": [
+    {"name": "map", "kind": "map", "required": False, "group": "data", "columns": []},
+    {"name": "reflections", "kind": "reflections", "required": False, "group": "data", "columns": ["F", "PHI", "FOM?"]},
+    {"name": "resolution", "kind": "float", "required": False, "group": "", "columns": []}], "outputs": []}
+PATTERSON_ROW = {"name": "patterson-like", "inputs": [
+    {"name": "reflections", "kind": "reflections", "required": False, "group": "data", "columns": ["F?", "SIGF?", "I?"]},
+    {"name": "patterson", "kind": "map", "required": False, "group": "data", "columns": []}], "outputs": []}
+
+
+def mtz_map_app(monkeypatch, fp="FWT", phi="PHWT", weight="", resolution=4.02):
+    app, coot, rec = start(monkeypatch, "1", with_map=False)
+    coot.refinement_map = coot.add_map(str(helpers.MAP), mtz=str(helpers.MTZ), fp=fp, phi=phi, weight=weight,
+                                       resolution=resolution)
+    return app, coot, rec
+
+
+def test_map_or_reflections_group_gets_the_map_and_its_resolution(monkeypatch, coot_env):
+    app, coot, rec = mtz_map_app(monkeypatch, weight="FOM")
+    args, problem, needs = app.build_inputs(SOLVENT_MASK_ROW, 0, str(coot_env))
+    assert problem is None and needs is None
+    assert args[0] == "--map" and args[1].endswith("coot_map_0.ccp4")
+    assert args[2:] == ["--resolution", "4.02"]  # no --reflections: the command takes one or the other
+
+
+def test_patterson_input_never_gets_the_density_map(monkeypatch, coot_env):
+    app, coot, rec = mtz_map_app(monkeypatch, fp="FP", phi="PHIB")
+    args, problem, needs = app.build_inputs(PATTERSON_ROW, 0, str(coot_env))
+    assert args == ["--reflections", str(helpers.MTZ), "--reflections-columns", "F=FP"]
+    assert rec.called("export_map") == []
+
+
+def test_patterson_predictor_on_a_map_without_mtz_asks_for_the_mtz(monkeypatch, coot_env):
+    app, coot, rec = start(monkeypatch, "1")
+    args, problem, needs = app.build_inputs(PATTERSON_ROW, 0, str(coot_env))
+    assert args is None and "needs the MTZ file the map was calculated from" in problem
+
+
+def test_fom_never_weights_map_coefficients(monkeypatch, coot_env):
+    app, coot, rec = mtz_map_app(monkeypatch, fp="FWT", phi="PHWT", weight="FOM")
+    assert app.mtz_columns(0, ["F", "FWT", "PHI", "FOM"]) == "FWT=FWT,PHI=PHWT"
+    observed = coot.add_map(str(helpers.MAP), mtz=str(helpers.MTZ), fp="FP", phi="PHIB", weight="FOM")
+    assert app.mtz_columns(observed, ["F", "PHI", "FOM"]) == "F=FP,PHI=PHIB,FOM=FOM"
+
+
+def test_required_number_is_asked_for(monkeypatch, coot_env):
+    app, coot, rec = start(monkeypatch, "1")
+    row = {"name": "coot-test-normalise", "inputs": [
+        {"name": "map", "kind": "map", "required": True},
+        {"name": "solvent_fraction", "kind": "float", "required": True, "help": "fraction of the cell"}],
+        "outputs": []}
+    app.predictors["coot-test-normalise"] = row
+    assert app.run_predictor("coot-test-normalise") is None
+    (label, handler), = rec.entry_dialogs
+    assert label == "coot-test-normalise needs --solvent-fraction: fraction of the cell"
+    assert handler("half") is None and "needs a number for --solvent-fraction" in rec.dialogs[-1]
+    row["inputs"].pop()  # the real test predictor takes no such input: run it once the number is given
+    row["inputs"].append({"name": "solvent_fraction", "kind": "float", "required": True, "flag": "--map-rms"})
+    job = handler(" 0.5 ")
+    assert job.argv[job.argv.index("--map-rms") + 1] == "0.5"
+
+
+def test_probability_maps_contoured_in_their_own_units(monkeypatch, coot_env):
+    app, coot, rec = start(monkeypatch, "1")
+    app.predictors["p"] = {"name": "p", "outputs": [{"name": "prob", "kind": "map"}, {"name": "dens", "kind": "map"}]}
+    app.load_result("p", {"files": {"prob": str(helpers.MAP), "dens": str(helpers.MAP)},
+                          "maps": {"prob": {"units": "P(solvent)"}, "dens": {"units": "e/Å^3"}}})
+    names = {coot.molecules[i]["name"]: i for i in coot.molecules}
+    assert rec.called("set_contour_level_absolute") == [(names["crysplugins p: prob"], 0.5)]
+    assert rec.called("set_contour_level_in_sigma") == [(names["crysplugins p: dens"], 1.0)]
+
+
+# ------------------------------------------------------------------------- prediction folders
+
+def test_prediction_folders_are_cleaned_up(monkeypatch, coot_env):
+    app, coot, rec = start(monkeypatch, "1")
+    monkeypatch.setattr(app, "cleanup", app.cleanup)  # (atexit holds the bound method)
+    job = rec.activate("crysplugins", "coot-test-normalise...")
+    rec.run_timers()
+    first = job.workdir
+    # the exported map (a copy of what Coot holds) is gone, the results stay for the user
+    assert sorted(os.listdir(first)) == ["out", "stderr.txt", "stdout.txt"]
+    for _ in range(5):
+        rec.activate("crysplugins", "coot-test-normalise...")
+        rec.run_timers()
+    assert not os.path.exists(first) and len(app.run_dirs) == 5
+    assert all(os.path.isdir(d) for d in app.run_dirs)
+    session = app.session_dir
+    assert sorted(os.listdir(session)) == sorted(os.path.basename(d) for d in app.run_dirs)
+    app.cleanup()  # registered with atexit: Coot's exit
+    assert not os.path.exists(session)
+
+
+def test_folders_of_ended_sessions_are_pruned(coot_env):
+    mod = helpers.run_script()  # no Coot modules: the functions only
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = coot_env / f"crysplugins-coot-session-{dead.pid}-abc"
+    alive = coot_env / f"crysplugins-coot-session-{os.getppid()}-abc"
+    other = coot_env / "crysplugins-coot-session-notapid"
+    for folder in (gone, alive, other):
+        (folder / "run").mkdir(parents=True)
+    removed = mod["crysplugins_prune_sessions"](str(coot_env))
+    assert removed == [str(gone)]
+    assert alive.is_dir() and other.is_dir()
