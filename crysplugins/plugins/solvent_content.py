@@ -76,7 +76,8 @@ class SolventContentPredictor:
             messages.append(f"using the given molecular weight {mw:.0f} Da, not the sequence's {seq.weight():.0f} Da")
         request.check_cancelled()
         result = matthews.matthews_table(cell, spacegroup, float(mw), float(d_min))
-        request.report(0.5, "Matthews coefficients")
+        with_unet = request.get("phasing_map") is not None  # the U-net is most of the work then
+        request.report(0.1 if with_unet else 0.5, "Matthews coefficients")
         best = result.best
         table = Table(
             columns=["copies", "matthews_coefficient", "solvent_fraction", "probability"],
@@ -87,16 +88,17 @@ class SolventContentPredictor:
         messages.append(f"most probable: {best.copies} cop{'y' if best.copies == 1 else 'ies'} in the "
                         f"asymmetric unit, Vm {best.vm:.2f} Å³/Da, solvent {best.solvent_fraction:.1%} "
                         f"(P = {best.probability:.2f} at {d_min:.2f} Å)")
-        request.report(1.0, "done")
         extra = {}
-        if request.get("phasing_map") is not None:  # solvent-mask U-net, eq. 1-2 (crysplugins/plugins/solvent_mask.py)
+        if with_unet:  # solvent-mask U-net, eq. 1-2 (crysplugins/plugins/solvent_mask.py)
             from crysplugins.plugins.solvent_mask import unet_solvent_content
 
             comb, notes = unet_solvent_content(request.get("phasing_map"), [r.solvent_fraction for r in result.rows],
-                                               [r.probability for r in result.rows], d_min=float(d_min))
+                                               [r.probability for r in result.rows], d_min=float(d_min),
+                                               progress=lambda f, m: request.report(0.1 + 0.85 * f, f"U-net {m}"))
             messages.extend(notes)
             extra = {"solvent_fraction_unet": Scalar(comb.expected, "", "mean U-net solvent probability (eq. 1)"),
                      "solvent_fraction_combined": Scalar(comb.solvent_fraction, "", f"eq. 2 ({comb.branch})")}
+        request.report(1.0, "done")
         return Prediction(
             scalars={
                 "most_probable_copies": Scalar(float(best.copies), "", "copies in the asymmetric unit"),

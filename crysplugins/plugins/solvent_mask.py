@@ -178,17 +178,19 @@ class SolventMaskPredictor:
 
 
 def unet_solvent_content(cmap: CrystalMap, matthews_s: list[float], matthews_p: list[float],
-                         d_min: float | None = None, model_name: str = MODEL_NAME):
+                         d_min: float | None = None, model_name: str = MODEL_NAME, progress=None):
     """Eq. 1 and eq. 2 (Skubák 2024, section 2.3) for a phasing map and Matthews candidates.
 
     Returns (:class:`~crysplugins.crystal.solvent_content_combination.CombinedEstimate`, messages).
     P_U comes from the model card.  Estimate once, from the experimental map, and keep the value.
+    ``progress(fraction, message)`` is called after each batch of U-net tiles (``Request.report``
+    there also stops a cancelled run).
     """
     from crysplugins.crystal.solvent_content_combination import LogitCutoffDistribution, combine
 
     pin = from_map(cmap, d_min)
     session, card = load_solvent_model(model_name)
-    prob = symmetry_averaged(pin.map, solvent_probability(pin.map, session, card))
+    prob = symmetry_averaged(pin.map, solvent_probability(pin.map, session, card, progress=progress))
     dist = LogitCutoffDistribution.from_card(card.get("p_u"))
     expected = expected_solvent_content(prob)
     thresholds = card.get("combination", {})
