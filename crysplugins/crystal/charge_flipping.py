@@ -156,6 +156,18 @@ def solve(cell: gemmi.UnitCell, hkl: np.ndarray, f_obs: np.ndarray, sequence: Se
         rng = np.random.default_rng([seed, i])
         cand: dict[str, Any] = {"score": -np.inf, "phases": None}
 
+        done = {"calls": 0}
+
+        def tick(i: int = i) -> None:
+            """Called every 50 flip cycles: stop a cancelled run and say how far this start is."""
+            cycles_done = 50 * done["calls"]
+            done["calls"] += 1
+            if check is not None:
+                check()
+            if progress is not None:
+                progress(0.8 * (i + min(cycles_done, flip_cycles) / flip_cycles) / n_starts,
+                         f"start {i + 1}/{n_starts}: charge-flipping cycle {cycles_done}")
+
         def monitor(phases: np.ndarray) -> bool:
             screen = dm(np.degrees(phases), screen_cycles)
             if screen.score > cand["score"]:
@@ -163,7 +175,7 @@ def solve(cell: gemmi.UnitCell, hkl: np.ndarray, f_obs: np.ndarray, sequence: Se
             return screen.score >= screen_pass
 
         st = flip_one(fg, e_obs, rng, cycles=flip_cycles, delta=delta, weak_fraction=weak_fraction,
-                      check=check, monitor=monitor, monitor_every=screen_every)
+                      check=tick, monitor=monitor, monitor_every=screen_every)
         row = {"start": i, "delta": delta, "r_factor": round(st.r_factor, 4), "flip_cycles": st.cycles,
                "screen_score": round(float(cand["score"]), 5), "dm_score": None}
         table.append(row)
@@ -175,8 +187,10 @@ def solve(cell: gemmi.UnitCell, hkl: np.ndarray, f_obs: np.ndarray, sequence: Se
         else:
             candidates.append((float(cand["score"]), i, cand["phases"]))
         if progress is not None:
+            full_cc = (f"full CC {row['dm_score']:.4f}" if row["dm_score"] is not None
+                       else f"screen below {screen_pass}, no full density modification")
             progress(0.8 * (i + 1) / n_starts, f"start {i + 1}/{n_starts}: {st.cycles} cycles, "
-                     f"screen CC {cand['score']:.4f}, full CC {row['dm_score'] or float('nan'):.4f}")
+                     f"screen CC {cand['score']:.4f}, {full_cc}")
         if best is not None and best[0].score >= stop_score:
             break
     if best is None or best[0].score < stop_score:

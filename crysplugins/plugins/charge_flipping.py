@@ -23,13 +23,18 @@ from crysplugins.hookspecs import hookimpl
 from crysplugins.interface import (InputSpec, Kind, OutputSpec, Prediction, Request, Scalar, Table)
 
 
+#: cells larger than this (Å³) are protein crystals, not the fragments charge flipping here is made for
+LARGE_CELL_A3 = 20000.0
+
+
 class ChargeFlippingPredictor:
     """Charge flipping + density modification for small P1 crystals (peptide fragments, high solvent)."""
 
     name = "charge-flipping"
     version = "1.0.0"
-    summary = ("Classical ab initio phasing: charge flipping on E-values from random starts, then solvent "
-               "flattening against the observed amplitudes (P1; origin and hand arbitrary).")
+    summary = ("Classical ab initio phasing of small P1 fragment crystals (cells of a few thousand Å³): charge "
+               "flipping on E-values from random starts, then solvent flattening against the observed amplitudes "
+               "(origin and hand arbitrary).")
     origin_arbitrary = True
     inputs = (
         InputSpec("mtz", Kind.REFLECTIONS, "MTZ with amplitudes F (or intensities I); P1 expected",
@@ -76,6 +81,10 @@ class ChargeFlippingPredictor:
         if sequence is None and solvent is None:
             solvent = 0.5
             messages.append("No sequence or solvent fraction given: the envelope assumes 50 % solvent.")
+        if cell.volume > LARGE_CELL_A3:  # a protein crystal: hours of cycles that will not phase it
+            messages.append(f"Charge flipping is meant for small P1 fragment cells (up to about {LARGE_CELL_A3:,.0f} "
+                            f"Å³); this cell is {cell.volume:,.0f} Å³, so the run is long and unlikely to phase it.")
+            request.report(0.0, messages[-1])
         request.report(0.0, "charge flipping")
         result = cf.solve(cell, hkl, f, sequence=sequence if solvent is None else None,
                           solvent_fraction=solvent, n_starts=int(request.get("starts", 8)),
