@@ -70,14 +70,15 @@ def models(tmp_path_factory, example):
 def test_k_cycles_run_the_recycled_model_on_the_refined_template(example, models):
     from crysplugins.crystal.io import read_mtz
     from crysplugins.crystal.refine import density_modify
-    from crysplugins.datasets.templates import OnnxRunner
+    from crysplugins.runtime.runner import OnnxRunner
     from crysplugins.interface import CrystalMap
     from crysplugins.runtime.recycle import run_cycles, template_from_refinement
 
     ds, arr, mtz, seq = example
     cell = gemmi.UnitCell(*[float(v) for v in arr["cell"]])
     refl = read_mtz(mtz, need=("F",))
-    first, recycled = OnnxRunner(models / "rc-first.onnx"), OnnxRunner(models / "rc-recycled.onnx")
+    first = OnnxRunner.from_path(models / "rc-first.onnx")
+    recycled = OnnxRunner.from_path(models / "rc-recycled.onnx")
     assert (first.in_channels, recycled.in_channels) == (1, 2)
     pat = arr["patterson"].astype(np.float32)
 

@@ -42,7 +42,7 @@ import gemmi
 import numpy as np
 
 from crysplugins.errors import CrysError
-from crysplugins.runtime.models import sha256_file
+from crysplugins.runtime.runner import OnnxRunner
 
 #: settings that must agree for a template set to be resumed
 _SETTING_KEYS = ("model", "cycles", "fraction", "seed", "splits", "input_templates", "mode", "refined_rule")
@@ -55,41 +55,6 @@ REFINED_RULES = ("refiner", "phase-error")
 
 
 # ------------------------------------------------------------------------------------ model runners
-
-class OnnxRunner:
-    """Runs an exported model with onnxruntime.  Inputs are found by rank: the 5-D float input is the
-    map input (B, C, N1, N2, N3), a 2-D integer input the residue sequence (B, R)."""
-
-    def __init__(self, path: str | Path, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self.map_input = self.sequence_input = None
-        self.in_channels = 1
-        for inp in self.session.get_inputs():
-            if len(inp.shape) == 5:
-                self.map_input = inp.name
-                if isinstance(inp.shape[1], int):
-                    self.in_channels = inp.shape[1]
-            elif len(inp.shape) == 2:
-                self.sequence_input = inp.name
-        if self.map_input is None:
-            raise CrysError(f"The ONNX model {path} has no 5-D map input.")
-        self.identity = f"onnx:{self.path.name}:{sha256_file(self.path)[:16]}"
-
-    def __call__(self, x: np.ndarray, sequence: np.ndarray | None) -> np.ndarray:
-        feeds: dict[str, np.ndarray] = {self.map_input: np.ascontiguousarray(x, dtype=np.float32)}
-        if self.sequence_input is not None:
-            if sequence is None:
-                raise CrysError("This model needs the residue sequence.")
-            feeds[self.sequence_input] = np.ascontiguousarray(sequence, dtype=np.int64)
-        out = self.session.run(None, feeds)[0]
-        return np.asarray(out, dtype=np.float32).reshape(x.shape[0], *x.shape[2:])
-
 
 class TorchRunner:
     """Runs a ``torch.nn.Module`` taking (x, sequence) and returning (B, 1, N1, N2, N3)."""
@@ -119,7 +84,7 @@ def load_runner(run_dir: str | Path | None, onnx: str | Path | None = None, thre
     if onnx is not None:
         if not Path(onnx).is_file():
             raise CrysError(f"The ONNX model {onnx} does not exist.")
-        return OnnxRunner(onnx, threads)
+        return OnnxRunner.from_path(onnx, threads)
     if run_dir is None:
         raise CrysError("Give a training run folder or --onnx.")
     run = Path(run_dir)
@@ -127,7 +92,7 @@ def load_runner(run_dir: str | Path | None, onnx: str | Path | None = None, thre
         raise CrysError(f"The run folder {run} does not exist.")
     onnx_files = sorted(run.glob("*.onnx"))
     if len(onnx_files) == 1:
-        return OnnxRunner(onnx_files[0], threads)
+        return OnnxRunner.from_path(onnx_files[0], threads)
     try:
         import torch
     except ImportError:

@@ -36,7 +36,7 @@ from crysplugins.crystal.refine import (REFINED_CC, DensityModificationRefiner, 
                                         solvent_fraction_from_sequence)
 from crysplugins.errors import CrysError
 from crysplugins.hookspecs import hookimpl
-from crysplugins.interface import CrystalMap, Reflections, Sequence
+from crysplugins.interface import CrystalMap, ObservedAmplitudes, Reflections, Refiner, Request, Sequence
 
 #: SHELXE's traced-model CC (fraction) above which a map is taken as solved (paper appendix E).
 SHELXE_REFINED_CC = 0.20
@@ -237,3 +237,17 @@ def register_refiners(register):  # type: ignore[no-untyped-def]
     register(DensityModificationRefiner())
     if shelxe_executable():
         register(ShelxeRefiner())
+
+
+def refiner_for(request: Request, name: str) -> Refiner:
+    """The refiner ``name`` from the host's registry that came with the request; a Python caller that
+    built its own :class:`Request` without refiners gets the built-in ones."""
+    registry = request.refiners
+    if not registry:
+        found: list[Refiner] = []
+        register_refiners(found.append)
+        registry = {r.name: r for r in found}
+    refiner = registry.get(name)
+    if refiner is None:
+        raise CrysError(f"There is no refiner called '{name}' (installed: {', '.join(sorted(registry)) or 'none'}).")
+    return refiner

@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from crysplugins.crystal.chirality import FEATURE_SET, hand_score, n_features, pseudoscalar_features
 from crysplugins.crystal.maps import invert_grid
+from crysplugins.errors import CrysError
+from crysplugins.runtime.models import find_card
+from crysplugins.runtime.runner import OnnxRunner
 
 
 def _chirality_logits(maps: np.ndarray, card: Any, cells: Any) -> np.ndarray:
-    from crysplugins.crystal.chirality import FEATURE_SET, hand_score, n_features, pseudoscalar_features
-    from crysplugins.errors import CrysError
-
     if card.get("feature_set") != FEATURE_SET:
         raise CrysError(f"The hand model {card.name} uses the feature set '{card.get('feature_set')}'; this version "
                         f"computes '{FEATURE_SET}'.")
@@ -69,8 +70,6 @@ def hand_input(card: Any) -> str | None:
     name = get("hand_model")
     if not name:
         return None
-    from crysplugins.runtime.models import find_card
-
     hcard = find_card(str(name))
     return str(hcard.get("input", "prediction")) if hcard.get("task") == "hand-chirality" else "prediction"
 
@@ -79,25 +78,17 @@ def hand_logits(maps: np.ndarray, hand_model: str, threads: int | None = None, c
     """Logits of the hand model for maps (B, N1, N2, N3): > 0 means "this is the inverted (D) hand".
 
     ``cells``: one gemmi.UnitCell or (a, b, c, α, β, γ) per map, or one for all (needed by ``hand-chirality``)."""
-    from crysplugins.errors import CrysError
-    from crysplugins.runtime.models import find_card, load_model
-
     card = find_card(hand_model)
     if card.get("task") == "hand-chirality":
         return _chirality_logits(np.asarray(maps), card, cells)
-    session, card = load_model(hand_model, threads=threads)
+    runner, card = OnnxRunner.from_model(hand_model, threads=threads)
     if card.get("task") != "hand-classifier":
         raise CrysError(f"The model {hand_model} named as hand model is a '{card.get('task')}' model, "
                         "not a 'hand-chirality' or 'hand-classifier'.")
     x = np.asarray(maps, dtype=np.float64)
     flat = x.reshape(len(x), -1)
     x = (x - flat.mean(axis=1).reshape(-1, 1, 1, 1)) / np.maximum(flat.std(axis=1, ddof=1), 1e-6).reshape(-1, 1, 1, 1)
-    name = session.get_inputs()[0].name
-    try:
-        out = session.run(None, {name: x[:, None].astype(np.float32)})[0]
-    except Exception as exc:
-        raise CrysError(f"The hand classifier {hand_model} could not run on a {x.shape[1:]} grid "
-                        f"({str(exc).splitlines()[0][:160]}).") from None
+    out = runner.run({runner.input_names[0]: x[:, None].astype(np.float32)})
     return np.asarray(out, dtype=np.float64).reshape(-1)
 
 
@@ -118,8 +109,6 @@ def choose_hand(maps: np.ndarray, card: Any, threads: int | None = None, cells: 
         return maps, np.zeros(len(maps), bool), np.full(len(maps), np.nan)
     read = maps
     if hand_input(card) == "refined":
-        from crysplugins.errors import CrysError
-
         if refined is None:
             raise CrysError(f"The hand model {name} reads the density-modified map of a prediction; it is used "
                             "after recycling (cycles >= 1), where that map exists.")

@@ -1,9 +1,9 @@
-"""Recycling at inference (RecCrysFormer paper 000, section 4; issue #5): K cycles of
+"""Recycling at inference (RecCrysFormer paper 000, section 4): K cycles of
 predict -> refine -> template (appendix E) -> predict with the recycled model.
 
 Cycle 0 is the ordinary prediction of the first model.  Cycle k (1..K) refines the previous prediction
-against the observed amplitudes (:func:`crysplugins.crystal.refine.density_modify`), turns the result into
-a template — the appendix E post-processed refined map when the refinement succeeded ("refined"), else
+against the observed amplitudes with a refiner (the host's ``density-modification`` by default), turns the
+result into a template — the appendix E post-processed refined map when the refinement succeeded ("refined"), else
 the previous prediction itself, the same rule as the paper's evaluation (section 5) — and predicts again
 with the *recycled* model, whose input is (Patterson, template).  The last prediction is refined too, so
 every cycle has a score; the table reports, per cycle, the model used, the refinement score (CC of
@@ -16,12 +16,17 @@ The recycled model is named in the first model's card (``card["recycled_model"]`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import gemmi
 import numpy as np
 
+from crysplugins.crystal.fourier import FourierGrid
+from crysplugins.crystal.metrics import pearson
+from crysplugins.crystal.templates import postprocess_template
 from crysplugins.errors import CrysError
+from crysplugins.interface import RefineOutcome
+from crysplugins.runtime.models import list_models
 
 
 def recycled_model_name(card: Any, name: str | None = None) -> str | None:
@@ -33,8 +38,6 @@ def recycled_model_name(card: Any, name: str | None = None) -> str | None:
         return str(explicit)
     if name is None:
         return None
-    from crysplugins.runtime.models import list_models
-
     for other in list_models():
         rec = other.get("recycling") or {}
         if isinstance(rec, dict) and rec.get("base_model") == name and other.name != name:
@@ -46,8 +49,6 @@ def refined_map_on_grid(hkl: np.ndarray, amplitudes: np.ndarray, phases_deg: np.
                         shape: tuple[int, int, int], cell: gemmi.UnitCell) -> np.ndarray:
     """The |F|·exp(iφ) synthesis (e/Å³ on the amplitudes' scale) on a whole-cell grid of ``shape``;
     reflections beyond the grid's Nyquist limit are left out."""
-    from crysplugins.crystal.fourier import FourierGrid
-
     hkl = np.asarray(hkl, dtype=np.int64)
     n = np.array(shape)
     keep = np.all(2 * np.abs(hkl) < n, axis=1)
@@ -55,14 +56,12 @@ def refined_map_on_grid(hkl: np.ndarray, amplitudes: np.ndarray, phases_deg: np.
     return fg.to_map(np.asarray(amplitudes)[keep] * np.exp(1j * np.radians(np.asarray(phases_deg)[keep])))
 
 
-def template_from_refinement(result: Any, prediction: np.ndarray, cell: gemmi.UnitCell,
+def template_from_refinement(result: RefineOutcome, prediction: np.ndarray, cell: gemmi.UnitCell,
                              use_unrefined: bool = False) -> tuple[np.ndarray, bool]:
     """(template in [-1, 1] on the prediction's grid, whether it is the refined map).
 
     The appendix E template of the refined map when ``result.refined`` (or ``use_unrefined``), else the
     prediction itself (section 5's rule for examples that could not be refined)."""
-    from crysplugins.crystal.templates import postprocess_template
-
     if not (result.refined or use_unrefined):
         return np.asarray(prediction, dtype=np.float32), False
     rho = refined_map_on_grid(result.hkl, result.amplitudes, result.phases, prediction.shape, cell)
@@ -70,32 +69,64 @@ def template_from_refinement(result: Any, prediction: np.ndarray, cell: gemmi.Un
 
 
 @dataclass
-class CycleOutcome:
-    """Result of :func:`run_cycles`: the last prediction and its refinement, every prediction, the table."""
+class CycleRecord:
+    """One recycling cycle: the prediction (normalised map on the model grid), the model that made it
+    ("first" or "recycled"), the template it was given, its refinement and the Pearson with the previous
+    prediction (None in cycle 0)."""
 
+    index: int
+    model: str
+    template: str
     prediction: np.ndarray
-    refinement: Any
-    predictions: list[np.ndarray] = field(default_factory=list)
-    rows: list[list[Any]] = field(default_factory=list)
+    refinement: RefineOutcome
+    change: float | None
 
-    columns = ["cycle", "model", "template", "dm_score", "refined", "pearson_with_previous"]
+    def row(self) -> list[Any]:
+        return [self.index, self.model, self.template, float(self.refinement.score),
+                bool(self.refinement.refined), self.change]
+
+
+@dataclass
+class CycleOutcome:
+    """Result of :func:`run_cycles`: one :class:`CycleRecord` per cycle, first to last."""
+
+    records: list[CycleRecord] = field(default_factory=list)
+
+    columns: ClassVar[list[str]] = ["cycle", "model", "template", "dm_score", "refined", "pearson_with_previous"]
+
+    @property
+    def prediction(self) -> np.ndarray:
+        """The last prediction."""
+        return self.records[-1].prediction
+
+    @property
+    def refinement(self) -> RefineOutcome:
+        """The last prediction's refinement."""
+        return self.records[-1].refinement
+
+    @property
+    def predictions(self) -> list[np.ndarray]:
+        return [r.prediction for r in self.records]
+
+    @property
+    def rows(self) -> list[list[Any]]:
+        return [r.row() for r in self.records]
 
 
 def run_cycles(first_prediction: np.ndarray, predict_with_template: Callable[[np.ndarray], np.ndarray],
-               refine: Callable[[np.ndarray], Any], cycles: int, cell: gemmi.UnitCell,
-               progress: Callable[[float, str], None] | None = None,
-               use_unrefined: bool = False) -> CycleOutcome:
+               refine: Callable[[np.ndarray], RefineOutcome], cycles: int, cell: gemmi.UnitCell,
+               progress: Callable[[float, str], None] | None = None, use_unrefined: bool = False,
+               on_cycle: Callable[[CycleRecord], None] | None = None) -> CycleOutcome:
     """Run ``cycles`` recycling cycles from ``first_prediction`` (normalised map on the model grid).
 
-    ``predict_with_template(template) -> prediction`` runs the recycled model; ``refine(prediction) ->``
-    a :class:`crysplugins.crystal.refine.RefineResult`.  See the module docstring.
+    ``predict_with_template(template) -> prediction`` runs the recycled model; ``refine(prediction)`` a
+    refiner (:class:`crysplugins.interface.Refiner`).  ``on_cycle(record)`` is called once per cycle, after
+    the cycle's refinement, so that callers can look at every step.  See the module docstring.
     """
-    from crysplugins.crystal.metrics import pearson
-
     if cycles < 0:
         raise CrysError("The number of recycling cycles must be 0 or more.")
     pred = np.asarray(first_prediction, dtype=np.float32)
-    out = CycleOutcome(prediction=pred, refinement=None, predictions=[pred])
+    out = CycleOutcome()
     template_kind = "-"
     previous = None
     for k in range(cycles + 1):
@@ -103,9 +134,10 @@ def run_cycles(first_prediction: np.ndarray, predict_with_template: Callable[[np
             progress(k / (cycles + 1), f"recycling cycle {k}/{cycles}: refining")
         res = refine(pred)
         change = pearson(previous, pred) if previous is not None else None  # None: valid JSON, no previous map
-        out.rows.append([k, "first" if k == 0 else "recycled", template_kind, float(res.score), bool(res.refined),
-                         change])
-        out.refinement = res
+        record = CycleRecord(k, "first" if k == 0 else "recycled", template_kind, pred, res, change)
+        out.records.append(record)
+        if on_cycle is not None:
+            on_cycle(record)
         if k == cycles:
             break
         template, is_refined = template_from_refinement(res, pred, cell, use_unrefined)
@@ -114,70 +146,4 @@ def run_cycles(first_prediction: np.ndarray, predict_with_template: Callable[[np
             progress((k + 0.5) / (cycles + 1), f"recycling cycle {k + 1}/{cycles}: predicting")
         previous = pred
         pred = np.asarray(predict_with_template(template), dtype=np.float32).reshape(pred.shape)
-        out.predictions.append(pred)
-    out.prediction = pred
     return out
-
-
-def predict_cycles(card: Any, first_output: np.ndarray, patterson_norm: np.ndarray, extra_feeds: dict[str, np.ndarray],
-                   observed: tuple[gemmi.UnitCell, np.ndarray, np.ndarray], sequence: Any, cycles: int,
-                   dm_cycles: int = 50, progress: Callable[[float, str], None] | None = None,
-                   final_dm_cycles: int = 0) -> tuple[np.ndarray, Any]:
-    """The ``patterson-density`` plugin's recycling: ``cycles`` cycles after the first model's output.
-
-    ``first_output`` and ``patterson_norm`` are normalised maps (N1, N2, N3) on the model grid;
-    ``extra_feeds`` the other model inputs (the sequence); ``observed`` (cell, hkl, |F|) the amplitudes the
-    refiner works against (to the model's resolution).  ``final_dm_cycles`` > 0 refines the last prediction
-    once more, for that many cycles, and that map is the one the hand model reads and the outcome keeps as
-    ``refined_map``; 0 keeps the last recycling refinement (``dm_cycles``).  The hand model's decision is
-    applied to the prediction and to ``refined_map`` alike.  Returns (last normalised prediction, CycleOutcome).
-    """
-    from crysplugins.crystal.refine import density_modify
-    from crysplugins.interface import CrystalMap
-    from crysplugins.runtime.models import load_model
-
-    name = recycled_model_name(card, getattr(card, "name", None))
-    if name is None:
-        raise CrysError(f"The model {getattr(card, 'name', '?')} has no recycled model (its card names none in "
-                        "'recycled_model'); use cycles = 0.")
-    session, card2 = load_model(name)
-    inputs = {i.name: i for i in session.get_inputs()}
-    ch = inputs["patterson"].shape[1] if "patterson" in inputs else None
-    if ch is None or (isinstance(ch, int) and ch != 2):
-        raise CrysError(f"The recycled model {name} does not take a (Patterson, template) input.")
-    cell = observed[0]
-    pn = np.asarray(patterson_norm, dtype=np.float32)
-
-    def refine(pred: np.ndarray, n_cycles: int = dm_cycles) -> Any:
-        cmap = CrystalMap.from_array(np.asarray(pred, dtype=np.float32), cell, "P 1")
-        return density_modify(cmap, observed, sequence=sequence, cycles=n_cycles)
-
-    def predict_with_template(template: np.ndarray) -> np.ndarray:
-        feeds = {"patterson": np.stack([pn, np.asarray(template, dtype=np.float32)])[None], **extra_feeds}
-        try:
-            out = session.run(None, {k: feeds[k] for k in inputs})[0]
-        except Exception as exc:
-            raise CrysError(f"The recycled model {name} could not run ({str(exc).splitlines()[0][:160]}).") from None
-        return out.reshape(pn.shape)
-
-    outcome = run_cycles(first_output, predict_with_template, refine, cycles, cell, progress=progress)
-    outcome.model = name  # type: ignore[attr-defined]
-    # the recycled model follows the (random) hand of its template: its card's hand model puts the last
-    # prediction on the L hand (crysplugins.runtime.hand; BENCHMARKS.md, issue #5)
-    from crysplugins.crystal.maps import invert_grid
-    from crysplugins.runtime.hand import choose_hand
-
-    res = outcome.refinement  # the last prediction's own refinement: what an 'input: refined' hand model reads
-    if final_dm_cycles > 0:
-        if progress is not None:
-            progress(0.97, f"final density modification ({final_dm_cycles} cycles)")
-        res = refine(outcome.prediction, int(final_dm_cycles))
-    outcome.final_refinement = res  # type: ignore[attr-defined]
-    refined = refined_map_on_grid(res.hkl, res.amplitudes, res.phases, outcome.prediction.shape, cell)
-    chosen, inverted, logits = choose_hand(outcome.prediction[None], card2, cells=[cell], refined=refined[None])
-    outcome.prediction = chosen[0]
-    outcome.refined_map = invert_grid(refined) if inverted[0] else refined  # type: ignore[attr-defined]
-    outcome.hand_model = card2.get("hand_model")  # type: ignore[attr-defined]
-    outcome.hand_inverted = bool(inverted[0])  # type: ignore[attr-defined]
-    outcome.hand_logit = float(logits[0])  # type: ignore[attr-defined]
-    return outcome.prediction, outcome

@@ -1,0 +1,325 @@
+"""The RecCrysFormer pipeline (paper 000): Patterson map + sequence → predict → recycle → density-modify
+→ hand → place.  numpy + gemmi + onnxruntime; no torch.
+
+1. **grid**: the model card gives the grid the model was trained on: spacing d_min / sampling rate (Å),
+   the grid-size multiple, the largest grid, the resolution d_min (Å) and the normalisation of the
+   training data (appendix B: maps scaled to [-1, 1]);
+2. **Patterson**: P(u) = (1/V) Σ |F|² cos(2π h·u) on that grid (eq. 4; reflections beyond the model's d_min
+   left out, F(000) omitted), or a Patterson map given as such;
+3. **predict**: normalise per the card and run the first model (:class:`~crysplugins.runtime.runner.OnnxRunner`);
+4. **recycle** (``cycles`` > 0, needs the amplitudes; :mod:`crysplugins.runtime.recycle`): refine, make a
+   template, predict again with the recycled model; then a final refinement of the last prediction
+   (``final_dm_cycles``; 0 keeps the last recycling refinement).  The refiner is a
+   :class:`~crysplugins.interface.Refiner` from the host's registry;
+5. **hand**: a Patterson map is centrosymmetric, so the network may predict either hand; the hand model
+   of the card of the model that made the last prediction (:mod:`crysplugins.runtime.hand`) puts it on the
+   L-amino-acid hand, once, and the same decision is applied to the refined map;
+6. **place**: the training data put the fragment's centre of mass at the cell centre (appendix B), and a
+   prediction's small origin error survives density modification, so the maps are moved to put their
+   strong-density centroid there (:func:`crysplugins.crystal.maps.centre_density`).
+
+:class:`PipelineResult` keeps every intermediate; ``on_cycle`` sees each recycling cycle as it happens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import gemmi
+import numpy as np
+
+from crysplugins.crystal.maps import centre_density, grid_shape, invert_grid, patterson_map
+from crysplugins.errors import CrysError
+from crysplugins.interface import CrystalMap, ObservedAmplitudes, RefineOutcome, Refiner, Sequence
+from crysplugins.runtime.hand import choose_hand
+from crysplugins.runtime.models import ModelCard
+from crysplugins.runtime.recycle import (CycleOutcome, CycleRecord, recycled_model_name, refined_map_on_grid,
+                                         run_cycles)
+from crysplugins.runtime.runner import OnnxRunner
+
+Progress = Callable[[float, str], None]
+OUTPUTS = ("refined", "prediction")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the pipeline runs: recycling ``cycles``, refinement cycles per recycling step (``dm_cycles``) and
+    for the last prediction (``final_dm_cycles``, 0: reuse the last step's), and which map is the output."""
+
+    cycles: int = 0
+    dm_cycles: int = 50
+    final_dm_cycles: int = 0
+    output: str = "prediction"
+    note: str = ""  # why the card's default was not followed, for the user
+
+
+@dataclass
+class HandCall:
+    """The hand model's decision: its name (None when the card names none), inverted or not, the logit."""
+
+    model: str | None = None
+    inverted: bool = False
+    logit: float = float("nan")
+
+
+@dataclass
+class PipelineResult:
+    """Every intermediate of one run.  Normalised maps are in the model's units on the model grid;
+    ``density`` and ``refined_density`` in e/Å³, placed (centred) and on the chosen hand."""
+
+    cell: gemmi.UnitCell
+    shape: tuple[int, int, int]
+    settings: Settings
+    patterson: np.ndarray                       # normalised network input
+    first_prediction: np.ndarray                # the first model's output as predicted
+    model: str                                  # the model that made the last prediction
+    observed: ObservedAmplitudes | None = None  # the amplitudes as given (all resolutions)
+    recycling: CycleOutcome | None = None       # every recycled prediction and its refinement
+    final_refinement: RefineOutcome | None = None
+    refined: np.ndarray | None = None           # |F_obs| synthesis of the final refinement, chosen hand
+    hand: HandCall = field(default_factory=HandCall)
+    prediction: np.ndarray | None = None        # the last prediction, chosen hand
+    density: np.ndarray | None = None           # the last prediction in e/Å³, placed
+    shift: np.ndarray | None = None             # its centring shift (fractional)
+    refined_density: np.ndarray | None = None   # the refined map, placed, on the prediction's mean
+    refined_shift: np.ndarray | None = None
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def output(self) -> np.ndarray:
+        """The map the settings ask for: the refined one after recycling when ``output`` is "refined"."""
+        if self.settings.output == "refined" and self.refined_density is not None:
+            return self.refined_density
+        return self.density
+
+
+class RecCrysFormerPipeline:
+    """The pipeline of one model (its card names the recycled model and hand models) and a refiner."""
+
+    def __init__(self, model: str, refiner: Refiner | None = None, threads: int | None = None) -> None:
+        self.runner, self.card = OnnxRunner.from_model(model, threads=threads)
+        self.refiner = refiner
+        self.threads = threads
+        grid = self.card["grid"]
+        self.spacing, self.d_min = float(grid["spacing"]), float(grid["d_min"])
+        self.multiple, self.max_grid = int(grid["multiple"]), int(grid["max_grid"])
+        norm = self.card["normalisation"]
+        self.patterson_norm, self.density_norm = norm["patterson"], norm["density"]
+
+    def settings(self, cycles: int | None = None, dm_cycles: int | None = None,
+                 final_dm_cycles: int | None = None, output: str | None = None,
+                 with_amplitudes: bool = True) -> Settings:
+        """Settings with the card's defaults for what is not given (recycling needs the amplitudes)."""
+        card, note = self.card, ""
+        if cycles is None:
+            cycles = int(card.get("default_cycles", 0) or 0) if with_amplitudes else 0
+            if not with_amplitudes and card.get("default_cycles"):
+                note = (f"The model's default of {card['default_cycles']} recycling cycle(s) needs the observed "
+                        "amplitudes; from a Patterson map alone this is the first model's prediction.")
+        final = int(card.get("final_dm_cycles", 0) or 0) if final_dm_cycles is None else int(final_dm_cycles)
+        output = output or str(card.get("default_output", "prediction"))
+        if cycles > 0 and output not in OUTPUTS:
+            raise CrysError(f"The output must be 'refined' or 'prediction', not '{output}'.")
+        return Settings(int(cycles), int(dm_cycles or 50), final, output, note)
+
+    # ---------------------------------------------------------------------------------- inputs
+    def check_sequence(self, sequence: Sequence) -> None:
+        n_res = int(self.card["n_residues"])
+        if len(sequence) != n_res:
+            raise CrysError(f"The model {self.card.name} takes fragments of exactly {n_res} residues; "
+                            f"the sequence has {len(sequence)}.")
+
+    def check_cell(self, cell: gemmi.UnitCell) -> None:
+        trained = (self.card.get("data") or {}).get("cell_angles")
+        if trained:
+            lo, hi = trained
+            for ang in (cell.alpha, cell.beta, cell.gamma):
+                if not (lo - 1.0 <= ang <= hi + 1.0):
+                    raise CrysError(f"The cell angle {ang:.1f}° is outside the range the model was trained on "
+                                    f"({lo:.0f}-{hi:.0f}°).")
+
+    def observed_for_model(self, observed: ObservedAmplitudes, messages: list[str]) -> ObservedAmplitudes:
+        """The observed amplitudes to the model's resolution (P1, a cell the model knows)."""
+        sg = observed.spacegroup
+        if sg is None or sg.number != 1:
+            raise CrysError(f"The model works in space group P 1 only; the reflections are in "
+                            f"{sg.hm if sg else 'an unknown space group'} (expand them to P 1 first).")
+        self.check_cell(observed.cell)
+        if not len(observed):
+            raise CrysError("The reflections hold no usable amplitudes.")
+        d = observed.d()
+        if d.min() > self.d_min + 0.05:
+            raise CrysError(f"The model was trained on data to {self.d_min:.2f} Å; these reflections stop at "
+                            f"{d.min():.2f} Å.")
+        if d.min() < self.d_min - 0.01:
+            messages.append(f"Reflections beyond {self.d_min:.2f} Å (the model's resolution) were left out.")
+        return observed.within(self.d_min)
+
+    def patterson_from_amplitudes(self, observed: ObservedAmplitudes) -> np.ndarray:
+        """The Patterson map (e²/Å³) of ``observed`` on the model's grid for their cell."""
+        cell = observed.cell
+        shape = grid_shape(cell, self.spacing, self.multiple)
+        if max(shape) > self.max_grid:
+            raise CrysError(f"The cell {cell.a:.1f} x {cell.b:.1f} x {cell.c:.1f} Å needs a {shape[0]}x{shape[1]}x"
+                            f"{shape[2]} grid; the model {self.card.name} takes at most {self.max_grid} points per axis.")
+        return patterson_map((observed.hkl, observed.amplitudes), cell, shape).array
+
+    def patterson_from_map(self, pmap: CrystalMap) -> np.ndarray:
+        """A given Patterson map, checked against the model's grid."""
+        if pmap.spacegroup is not None and pmap.spacegroup.number != 1:
+            raise CrysError("The Patterson map must cover the whole P 1 cell.")
+        self.check_cell(pmap.cell)
+        shape, want = pmap.shape, grid_shape(pmap.cell, self.spacing, self.multiple)
+        if tuple(shape) != tuple(want):
+            raise CrysError(f"The Patterson map has a {shape[0]}x{shape[1]}x{shape[2]} grid; the model needs "
+                            f"{want[0]}x{want[1]}x{want[2]} for this cell ({self.spacing:.2f} Å spacing).")
+        if max(shape) > self.max_grid:
+            raise CrysError(f"The map grid {shape} is larger than the model's {self.max_grid} points per axis.")
+        return np.asarray(pmap.array, dtype=np.float64)
+
+    # ------------------------------------------------------------------------------ the models
+    def sequence_feed(self, runner: OnnxRunner, sequence: Sequence) -> dict[str, np.ndarray]:
+        """The residue indices (card's ``residue_types``) for a model that takes the sequence."""
+        if "sequence" not in runner.input_names:
+            return {}
+        types = self.card.get("residue_types", "ACDEFGHIKLMNPQRSTVWY")
+        return {"sequence": np.array([[types.index(c) for c in sequence.residues]], dtype=np.int64)}
+
+    def predict(self, patterson: np.ndarray, sequence: Sequence) -> np.ndarray:
+        """The first model's prediction (normalised) from a normalised Patterson map."""
+        feeds = {"patterson": patterson[None, None].astype(np.float32), **self.sequence_feed(self.runner, sequence)}
+        return self.runner.run(feeds)[0, 0]
+
+    def recycled(self) -> tuple[OnnxRunner, ModelCard]:
+        """The recycled model (its card names the hand model of recycled predictions)."""
+        name = recycled_model_name(self.card, self.card.name)
+        if name is None:
+            raise CrysError(f"The model {self.card.name} has no recycled model (its card names none in "
+                            "'recycled_model'); use cycles = 0.")
+        runner, card = OnnxRunner.from_model(name, threads=self.threads)
+        channels = runner.input_shapes["patterson"][1] if "patterson" in runner.input_shapes else None
+        if channels is None or (isinstance(channels, int) and channels != 2):
+            raise CrysError(f"The recycled model {name} does not take a (Patterson, template) input.")
+        return runner, card
+
+    def predict_with_template(self, runner: OnnxRunner, patterson: np.ndarray, template: np.ndarray,
+                              sequence: Sequence) -> np.ndarray:
+        """The recycled model's prediction from the normalised Patterson map and a template in [-1, 1]."""
+        x = np.stack([patterson, np.asarray(template, dtype=np.float32)])[None]
+        return runner.run({"patterson": x, **self.sequence_feed(runner, sequence)}).reshape(patterson.shape)
+
+    def refine(self, prediction: np.ndarray, observed: ObservedAmplitudes, sequence: Sequence,
+               cycles: int) -> RefineOutcome:
+        """The refiner's result for a normalised prediction against ``observed``."""
+        if self.refiner is None:
+            raise CrysError("Recycling needs a refiner; none was given to the pipeline.")
+        cmap = CrystalMap.from_array(np.asarray(prediction, dtype=np.float32), observed.cell, "P 1")
+        return self.refiner.refine(cmap, observed, sequence=sequence, cycles=int(cycles))
+
+    # --------------------------------------------------------------------------------- the run
+    def run(self, sequence: Sequence, observed: ObservedAmplitudes | None = None,
+            patterson: CrystalMap | None = None, settings: Settings | None = None,
+            on_cycle: Callable[[CycleRecord], None] | None = None,
+            progress: Progress | None = None) -> PipelineResult:
+        """Run the pipeline on observed amplitudes (P1) or a Patterson map; see the module docstring."""
+        report = progress or (lambda f, m: None)
+        settings = settings or self.settings(with_amplitudes=observed is not None)
+        self.check_sequence(sequence)
+        if (observed is None) == (patterson is None):
+            raise CrysError("Give either reflections or a Patterson map, not both." if observed is not None
+                            else "patterson-density needs reflections or a Patterson map.")
+        messages: list[str] = []
+        given = observed
+        if observed is not None:
+            observed = self.observed_for_model(observed, messages)
+            patt, cell = self.patterson_from_amplitudes(observed), observed.cell
+        else:
+            patt, cell = self.patterson_from_map(patterson), patterson.cell
+        report(0.3, "Patterson map computed")
+        pn = np.clip((patt - self.patterson_norm["offset"]) / self.patterson_norm["scale"], -1, 1)
+        first = self.predict(pn, sequence)
+        report(0.75, "density predicted")
+        result = PipelineResult(cell, tuple(first.shape), settings, pn, first, self.card.name, given,
+                                messages=messages)
+        hand_card, refined = self.card, None
+        if settings.cycles > 0:
+            if observed is None:
+                raise CrysError("Recycling (cycles > 0) refines against the observed amplitudes: give reflections.")
+            hand_card, refined = self._recycle(result, observed, sequence, on_cycle,
+                                               lambda f, m: report(0.8 + 0.19 * f, m))
+        self._choose_hand(result, hand_card, refined)
+        if settings.note:
+            messages.append(settings.note)
+        self._place(result)
+        return result
+
+    def _recycle(self, result: PipelineResult, observed: ObservedAmplitudes, sequence: Sequence,
+                 on_cycle: Callable[[CycleRecord], None] | None, progress: Progress) -> tuple[ModelCard, np.ndarray]:
+        """Recycling and the final refinement; returns (the recycled card, the final refined map)."""
+        runner, card = self.recycled()
+        s = result.settings
+        result.recycling = run_cycles(
+            result.first_prediction, lambda t: self.predict_with_template(runner, result.patterson, t, sequence),
+            lambda p: self.refine(p, observed, sequence, s.dm_cycles), s.cycles, result.cell,
+            progress=progress, on_cycle=on_cycle)
+        result.model = card.name
+        res = result.recycling.refinement
+        if s.final_dm_cycles > 0:
+            progress(0.97, f"final density modification ({s.final_dm_cycles} cycles)")
+            res = self.refine(result.recycling.prediction, observed, sequence, s.final_dm_cycles)
+        result.final_refinement = res
+        rows = result.recycling.rows
+        result.messages.append(f"{s.cycles} recycling cycle(s) with {card.name}; refinement score "
+                               + " -> ".join(f"{r[3]:.4f}" for r in rows) + ".")
+        return card, refined_map_on_grid(res.hkl, res.amplitudes, res.phases, result.shape, result.cell)
+
+    def _choose_hand(self, result: PipelineResult, card: ModelCard, refined: np.ndarray | None) -> None:
+        """The hand model of ``card`` reads the last prediction (or its refined map) once."""
+        last = result.recycling.prediction if result.recycling is not None else result.first_prediction
+        chosen, inverted, logits = choose_hand(np.asarray(last)[None], card, threads=self.threads,
+                                               cells=[result.cell],
+                                               refined=None if refined is None else refined[None])
+        result.prediction = chosen[0]
+        if refined is not None:
+            result.refined = invert_grid(refined) if inverted[0] else refined
+        if not card.get("hand_model"):
+            return
+        hand = result.hand = HandCall(str(card.get("hand_model")), bool(inverted[0]), float(logits[0]))
+        done = "inverted through the cell centre" if hand.inverted else "kept"
+        if result.recycling is None:
+            done += "" if hand.inverted else " as predicted"
+            result.messages.append(f"Hand chosen by {hand.model}: {done} (classifier logit {hand.logit:+.2f}; "
+                                   "|logit| < 1 is an uncertain call).")
+        else:
+            result.messages.append(f"Hand of the last prediction chosen by {hand.model}: {done} "
+                                   f"(logit {hand.logit:+.2f}; |logit| < 1 is an uncertain call).")
+
+    def _place(self, result: PipelineResult) -> None:
+        """The maps in e/Å³ with their strong-density centroid at the cell centre (training convention)."""
+        norm = self.density_norm
+        dens = result.prediction.astype(np.float64) * norm["scale"] + norm["offset"]
+        result.density, result.shift = centre_density(dens)
+        result.messages.append(f"The network's map was moved by {_moved(result.shift)} (fractional) to put its "
+                               "density centroid at the cell centre, where the training data put the centre of mass.")
+        if result.refined is not None:
+            refined, result.refined_shift = centre_density(result.refined)
+            result.refined_density = refined + float(result.density.mean())
+
+
+def _moved(t: np.ndarray) -> str:
+    return "(" + ", ".join(f"{v:+.3f}" for v in t) + ")"
+
+
+def phased_reflections(observed: ObservedAmplitudes, density: np.ndarray, name: str = "phases"):
+    """Observed amplitudes (and σ) with the phases (degrees) of ``density``'s Fourier transform, as MTZ."""
+    from crysplugins.crystal.fourier import FourierGrid
+    from crysplugins.crystal.io import make_mtz
+    from crysplugins.interface import Reflections
+
+    fg = FourierGrid(observed.hkl, tuple(density.shape), float(observed.cell.volume))
+    f_pred, _ = fg.from_map(density)
+    cols = {"F": ("F", observed.amplitudes), "PHI": ("P", np.degrees(np.angle(f_pred)))}
+    if observed.sigmas is not None:
+        cols["SIGF"] = ("Q", observed.sigmas)
+    mtz = make_mtz(observed.cell, gemmi.SpaceGroup("P 1"), observed.hkl, cols)
+    return Reflections(mtz, {"F": "F", "PHI": "PHI"} | ({"SIGF": "SIGF"} if "SIGF" in cols else {}), name=name)
