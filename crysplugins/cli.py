@@ -225,15 +225,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
             summary[name] = {"status": "no example inputs"}
             print(f"{name}: no example inputs, skipped")
             continue
-        inputs = example()
         bar = ProgressBar(name, enabled=not args.quiet)
         t0 = time.monotonic()
         try:
-            prediction = run_prediction(predictor, inputs, progress=bar)
-        except CrysError as exc:
+            prediction = run_prediction(predictor, example(), progress=bar)
+        except Exception as exc:  # one predictor's failure is recorded; the demo goes on with the others
             bar.close()
-            summary[name] = {"status": "error", "error": str(exc)}
-            print(f"{name}: error: {exc}")
+            error = str(exc) if isinstance(exc, CrysError) else f"{name} failed: {type(exc).__name__}: {exc}"
+            summary[name] = {"status": "error", "error": error}
+            print(f"{name}: error: {error}")
             continue
         bar.close()
         files = write_prediction(prediction, out / name)

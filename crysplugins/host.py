@@ -13,6 +13,12 @@ Environment variables:
 * ``CRYSPLUGINS_DISABLE_PLUGIN_AUTOLOAD=1`` — do not load third-party entry points (built-ins still load);
 * ``CRYSPLUGINS_PLUGINS=name1,name2`` — load only these plugins (entry-point names, or built-in module
   names such as ``solvent_content``).
+
+Third-party plugins are isolated (see :mod:`crysplugins.sandbox`): their entry points are imported in a
+child process with a time limit, and the host holds proxies whose ``predict`` (and ``example_inputs``,
+``refine``) run in a child with a timeout, so a plugin that hangs, raises, exits or crashes is named in one
+sentence and never takes the host down.  ``isolate=False`` (or ``CRYSPLUGINS_PLUGIN_ISOLATION=0``) loads
+them in-process instead.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from typing import Any, Callable, Iterable
 
 import pluggy
 
-from crysplugins import hookspecs
+from crysplugins import hookspecs, sandbox
 from crysplugins.errors import CrysError
 from crysplugins.interface import Predictor, validate_predictor
 
@@ -78,6 +84,7 @@ class Host:
     autoload: bool | None = None
     only: Iterable[str] | None = None
     extra_plugins: Iterable[tuple[str, Any]] = ()
+    isolate: bool | None = None
     predictors: dict[str, PredictorEntry] = field(default_factory=dict, init=False)
     refiners: dict[str, RefinerEntry] = field(default_factory=dict, init=False)
     failures: list[PluginFailure] = field(default_factory=list, init=False)
@@ -93,6 +100,7 @@ class Host:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self._sources: dict[str, _Source] = {}
+        self._isolated: list[sandbox.PluginReport] = []
         self._load_builtins()
         if self.autoload:
             self._load_entry_points()
@@ -119,6 +127,10 @@ class Host:
             self._register_plugin(module, info.name, BUILTIN_DISTRIBUTION)
 
     def _load_entry_points(self) -> None:
+        isolate = sandbox.isolation_enabled() if self.isolate is None else self.isolate
+        if isolate:
+            self._load_entry_points_isolated()
+            return
         for ep in _entry_points():
             if not self._wanted(ep.name):
                 continue
@@ -129,6 +141,40 @@ class Host:
                 self.failures.append(PluginFailure(ep.name, dist, f"import failed: {_describe(exc)}"))
                 continue
             self._register_plugin(plugin, ep.name, dist)
+
+    def _load_entry_points_isolated(self) -> None:
+        """Import the entry points in child processes; register proxies for what they declare."""
+        wanted = [ep for ep in _entry_points() if self._wanted(ep.name)]
+        if not wanted:
+            return
+        try:
+            reports = sandbox.discover([(ep.name, ep.value, _dist_name(ep)) for ep in wanted])
+        except CrysError as exc:  # no child process could be started: every third-party plugin is lost
+            for ep in wanted:
+                self.failures.append(PluginFailure(ep.name, _dist_name(ep), str(exc)))
+            return
+        for report in reports:
+            name, dist = report.plugin, report.distribution
+            if self.pm.has_plugin(name) or name in self._sources:
+                self.failures.append(PluginFailure(name, dist, "a plugin of this name is already loaded"))
+                continue
+            for error in report.errors:
+                self.failures.append(PluginFailure(name, dist, error))
+            if not report.predictors and not report.refiners and report.errors:
+                continue
+            self._sources[name] = _Source(name, dist)
+            self.plugins.append((name, dist))
+            self._isolated.append(report)
+
+    def _add_isolated(self) -> None:
+        """Register the proxies of isolated plugins (after the in-process ones, which win name clashes)."""
+        for report in self._isolated:
+            name, dist = report.plugin, report.distribution
+            source = self._sources[name]
+            for desc in report.predictors:
+                self._add_predictor(sandbox.PredictorProxy(desc, name, dist, report.value), source)
+            for desc in report.refiners:
+                self._add_refiner(sandbox.RefinerProxy(desc, name, dist, report.value), source)
 
     def _register_plugin(self, plugin: Any, name: str, distribution: str) -> None:
         if self.pm.has_plugin(name):
@@ -152,6 +198,7 @@ class Host:
         """Call each plugin's hooks on its own, so that one failing plugin cannot hide the others."""
         self._call_each("register_predictors", self._add_predictor)
         self._call_each("register_refiners", self._add_refiner)
+        self._add_isolated()
 
     def _call_each(self, hook_name: str, add: Callable[[Any, _Source], None]) -> None:
         hook = getattr(self.pm.hook, hook_name)

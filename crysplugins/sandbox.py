@@ -1,0 +1,423 @@
+"""Third-party plugin code runs in a child process, so that a plugin cannot take the host down.
+
+The host (:mod:`crysplugins.host`) never imports a third-party entry point itself.  Instead
+
+* **discovery** imports the entry points in a child process (:func:`main`) one after the
+  other; the child reports each plugin's predictors and refiners as plain descriptions.  A plugin whose
+  import takes longer than the import time limit, or that ends the child (``os._exit``, a signal), is
+  recorded as a failure and the remaining plugins are imported in a fresh child;
+* **every call** into a third-party predictor or refiner (``predict``, ``example_inputs``, ``refine``)
+  runs in a fresh child with a time limit; progress messages come back while it runs, cancelling kills
+  the child, and a call that raises, exits or hangs ends in one sentence naming the plugin and its
+  distribution (a :class:`~crysplugins.errors.CrysError`).
+
+Built-in plugins run in-process (they are part of this package).  Crystal objects cross the process
+boundary by pickle; ``gemmi.FloatGrid`` and ``gemmi.Mtz`` do not pickle, so :func:`dumps` reduces them to
+an array + cell + space group and to MTZ bytes.
+
+Environment variables (seconds): ``CRYSPLUGINS_PLUGIN_IMPORT_TIMEOUT`` (default 30, per plugin),
+``CRYSPLUGINS_PLUGIN_TIMEOUT`` (default 3600, per call; 0 means no limit).
+``CRYSPLUGINS_PLUGIN_ISOLATION=0`` loads and runs third-party plugins in the host process instead.
+"""
+from __future__ import annotations
+
+import copyreg
+import io as _bytes_io
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import gemmi
+import numpy as np
+
+from crysplugins.errors import Cancelled, CrysError
+
+ENV_ISOLATION = "CRYSPLUGINS_PLUGIN_ISOLATION"
+ENV_IMPORT_TIMEOUT = "CRYSPLUGINS_PLUGIN_IMPORT_TIMEOUT"
+ENV_CALL_TIMEOUT = "CRYSPLUGINS_PLUGIN_TIMEOUT"
+ENTRY_POINT_GROUP = "crysplugins"
+_POLL_S = 0.1  # how often a waiting parent looks at the cancel token
+# the child imports this module by name (not as __main__) so that pickles refer to crysplugins.sandbox
+_CHILD = "import sys; from crysplugins.sandbox import main; sys.exit(main(sys.argv[1:]))"
+
+
+def isolation_enabled() -> bool:
+    return os.environ.get(ENV_ISOLATION, "").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _seconds(env: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(env, "") or default)
+    except ValueError:
+        raise CrysError(f"{env} must be a number of seconds, not '{os.environ[env]}'.") from None
+    if not np.isfinite(value) or value < 0:
+        raise CrysError(f"{env} must be a number of seconds (0 for no limit), not '{os.environ[env]}'.")
+    return value
+
+
+def import_timeout() -> float:
+    return _seconds(ENV_IMPORT_TIMEOUT, 30.0) or float("inf")
+
+
+def call_timeout() -> float:
+    return _seconds(ENV_CALL_TIMEOUT, 3600.0) or float("inf")
+
+
+# ------------------------------------------------------------------------------------------ pickling
+
+def _grid_from(array: np.ndarray, cell: tuple, spacegroup: str) -> gemmi.FloatGrid:
+    grid = gemmi.FloatGrid(np.ascontiguousarray(array, dtype=np.float32), gemmi.UnitCell(*cell))
+    grid.spacegroup = gemmi.SpaceGroup(spacegroup)
+    return grid
+
+
+def _reduce_grid(grid: gemmi.FloatGrid):
+    c = grid.unit_cell
+    sg = grid.spacegroup.xhm() if grid.spacegroup else "P 1"
+    return _grid_from, (np.array(grid, copy=True), (c.a, c.b, c.c, c.alpha, c.beta, c.gamma), sg)
+
+
+def _mtz_from(data: bytes) -> gemmi.Mtz:
+    # gemmi reads MTZ from a path only
+    fd, name = tempfile.mkstemp(suffix=".mtz")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return gemmi.read_mtz_file(name)
+    finally:
+        os.unlink(name)
+
+
+def _reduce_mtz(mtz: gemmi.Mtz):
+    return _mtz_from, (bytes(mtz.write_to_bytes()),)
+
+
+_DISPATCH = copyreg.dispatch_table.copy()
+_DISPATCH[gemmi.FloatGrid] = _reduce_grid
+_DISPATCH[gemmi.Mtz] = _reduce_mtz
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle ``obj``; gemmi grids and MTZ objects inside it are carried as arrays and MTZ bytes."""
+    buffer = _bytes_io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = _DISPATCH
+    pickler.dump(obj)
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------------ messages
+
+def _write_message(fd: int, obj: Any) -> None:
+    payload = dumps(obj)
+    data = struct.pack("<Q", len(payload)) + payload
+    while data:
+        data = data[os.write(fd, data):]
+
+
+class _Timeout(Exception):
+    pass
+
+
+@dataclass
+class _Child:
+    """One child process: a request on its stdin, messages back on a dedicated pipe."""
+
+    request: dict
+    proc: subprocess.Popen = field(init=False)
+    fd: int = field(init=False)
+    _buffer: bytes = field(default=b"", init=False)
+
+    def __post_init__(self) -> None:
+        read_fd, write_fd = os.pipe()
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(write_fd)],
+                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                         pass_fds=(write_fd,), start_new_session=True)
+        except OSError as exc:
+            os.close(read_fd)
+            raise CrysError(f"Could not start a process for a plugin ({exc.strerror or exc}).") from None
+        finally:
+            os.close(write_fd)
+        self.fd = read_fd
+        try:
+            self.proc.stdin.write(dumps(dict(self.request, sys_path=list(sys.path))))
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass  # the child is gone already; receive() reports how it ended
+
+    def receive(self, timeout: float) -> Any | None:
+        """The next message; None when the child closed its end (it ended); _Timeout after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self._buffer) >= 8:
+                size = struct.unpack("<Q", self._buffer[:8])[0]
+                if len(self._buffer) >= 8 + size:
+                    payload, self._buffer = self._buffer[8:8 + size], self._buffer[8 + size:]
+                    return pickle.loads(payload)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _Timeout()
+            ready, _, _ = select.select([self.fd], [], [], min(left, 3600.0))
+            if ready:
+                chunk = os.read(self.fd, 1 << 20)
+                if not chunk:
+                    return None
+                self._buffer += chunk
+
+    def how_it_ended(self) -> str:
+        code = self.proc.wait()
+        if code < 0:
+            try:
+                return f"killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit code {code}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the plugin's own children too
+            except (ProcessLookupError, PermissionError):
+                self.proc.kill()
+        self.proc.wait()
+        os.close(self.fd)
+        self.fd = -1
+
+
+# ------------------------------------------------------------------------------------------ discovery
+
+@dataclass
+class PluginReport:
+    """What discovery learnt about one entry point: errors, or descriptions of what it registers."""
+
+    plugin: str
+    distribution: str
+    value: str
+    errors: list[str] = field(default_factory=list)
+    predictors: list[dict] = field(default_factory=list)
+    refiners: list[dict] = field(default_factory=list)
+
+
+def discover(entry_points: list[tuple[str, str, str]], timeout: float | None = None) -> list[PluginReport]:
+    """Import ``(name, value, distribution)`` entry points in child processes, ``timeout`` s each."""
+    timeout = import_timeout() if timeout is None else timeout
+    reports: dict[str, PluginReport] = {}
+    todo = list(entry_points)
+    while todo:
+        child = _Child({"op": "discover", "entry_points": [(n, v) for n, v, _ in todo]})
+        current = None
+        try:
+            while True:
+                # the time limit covers one import; the child's own start-up gets a generous allowance
+                msg = child.receive(timeout if current is not None else max(timeout, 60.0))
+                if msg is None or msg[0] == "finished":
+                    break
+                if msg[0] == "start":
+                    current = msg[1]
+                elif msg[0] == "done":
+                    name, report = msg[1], msg[2]
+                    reports[name] = PluginReport(name, "", "", **report)
+                    current = None
+            ended = None if msg is not None else child.how_it_ended()
+        except _Timeout:
+            ended = f"its import did not finish in {timeout:g} s"
+        finally:
+            child.stop()
+        if ended is not None:
+            culprit = current or next(n for n, _, _ in todo if n not in reports)
+            if ended.startswith(("exit", "killed")):
+                ended = f"importing it ended the process ({ended})"
+            reports[culprit] = PluginReport(culprit, "", "", errors=[ended])
+        todo = [ep for ep in todo if ep[0] not in reports]
+    out = []
+    for name, value, dist in entry_points:
+        report = reports[name]
+        report.distribution, report.value = dist, value
+        out.append(report)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ proxies
+
+def call(plugin: str, distribution: str, value: str, target: tuple[str, str], method: str, args: tuple = (),
+         kwargs: dict | None = None, progress: Callable[[float, str], None] | None = None,
+         cancel: Any = None, timeout: float | None = None) -> Any:
+    """Call ``method`` of the predictor or refiner ``target`` = (kind, name) of a plugin in a child.
+
+    The plugin's own CrysError passes through; anything else that goes wrong becomes one sentence naming
+    the plugin and its distribution.
+    """
+    timeout = call_timeout() if timeout is None else timeout
+    what = f"{target[1]}.{method}"
+    who = f"The plugin {plugin} ({distribution})"
+    child = _Child({"op": "call", "entry_point": (plugin, value), "target": target, "method": method,
+                    "args": args, "kwargs": kwargs or {}})
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled("The prediction was cancelled.")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CrysError(f"{who} did not finish {what} in {timeout:g} s and was stopped "
+                                f"(set {ENV_CALL_TIMEOUT} to allow longer).")
+            try:
+                msg = child.receive(min(left, _POLL_S))
+            except _Timeout:
+                continue
+            if msg is None:
+                raise CrysError(f"{who} ended its process during {what} ({child.how_it_ended()}).")
+            kind = msg[0]
+            if kind == "progress" and progress is not None:
+                progress(msg[1], msg[2])
+            elif kind == "result":
+                return msg[1]
+            elif kind == "refused":
+                raise (Cancelled if msg[2] else CrysError)(msg[1])
+            elif kind == "failed":
+                raise CrysError(f"{who} failed in {what}: {_sentence(msg[1])}.")
+    finally:
+        child.stop()
+
+
+def _sentence(text: str) -> str:
+    first = (text.strip().splitlines() or [""])[0][:300]
+    return first.rstrip(".")
+
+
+class PredictorProxy:
+    """A third-party predictor seen from the host: its declared attributes, and methods that run in a child."""
+
+    def __init__(self, desc: dict, plugin: str, distribution: str, value: str) -> None:
+        self.name, self.version, self.summary = desc["name"], desc["version"], desc["summary"]
+        self.inputs, self.outputs = tuple(desc["inputs"]), tuple(desc["outputs"])
+        self.origin_arbitrary = bool(desc.get("origin_arbitrary", False))
+        self._where = (plugin, distribution, value)
+        if desc.get("has_example_inputs"):
+            self.example_inputs = self._example_inputs
+        if "model_card" in desc:
+            card = desc["model_card"]
+            self.model_card = lambda: card
+
+    def predict(self, request: Any) -> Any:
+        refiners = {}
+        for name, refiner in (getattr(request, "refiners", None) or {}).items():
+            try:
+                dumps(refiner)
+                refiners[name] = refiner
+            except Exception:  # a refiner that cannot cross the process boundary is left out
+                pass
+        return call(*self._where, ("predictor", self.name), "predict", (request.inputs, refiners),
+                    progress=request.progress, cancel=request.cancel)
+
+    def _example_inputs(self) -> dict:
+        return call(*self._where, ("predictor", self.name), "example_inputs")
+
+    def __repr__(self) -> str:
+        return f"<PredictorProxy {self.name} from {self._where[0]} ({self._where[1]})>"
+
+
+class RefinerProxy:
+    """A third-party refiner seen from the host; ``refine`` runs in a child."""
+
+    def __init__(self, desc: dict, plugin: str, distribution: str, value: str) -> None:
+        self.name, self.summary = desc["name"], desc.get("summary", "")
+        self._where = (plugin, distribution, value)
+
+    def refine(self, *args: Any, **kwargs: Any) -> Any:
+        return call(*self._where, ("refiner", self.name), "refine", args, kwargs)
+
+
+# ------------------------------------------------------------------------------------------ the child
+
+def _load_plugin_host(name: str, value: str):
+    """A host holding only this entry point's plugin (in the child); raises on import failure."""
+    from importlib.metadata import EntryPoint
+
+    from crysplugins.host import Host
+
+    plugin = EntryPoint(name, value, ENTRY_POINT_GROUP).load()
+    return Host(autoload=False, only=(), extra_plugins=[(name, plugin)], isolate=False)
+
+
+def _describe_predictor(p: Any) -> dict:
+    desc = {"name": p.name, "version": p.version, "summary": p.summary, "inputs": tuple(p.inputs),
+            "outputs": tuple(p.outputs), "origin_arbitrary": bool(getattr(p, "origin_arbitrary", False)),
+            "has_example_inputs": callable(getattr(p, "example_inputs", None))}
+    card_fn = getattr(p, "model_card", None)
+    if callable(card_fn):
+        desc["model_card"] = card_fn()
+    dumps(desc)  # fails here, in the child, if the declarations cannot cross the process boundary
+    return desc
+
+
+def _inspect(name: str, value: str) -> dict:
+    try:
+        host = _load_plugin_host(name, value)
+    except BaseException as exc:  # SystemExit too: an import that calls sys.exit is a failed import
+        return {"errors": [f"import failed: {type(exc).__name__}: {exc}"]}
+    report: dict = {"errors": [f.error for f in host.failures], "predictors": [], "refiners": []}
+    for entry in host.predictors.values():
+        try:
+            report["predictors"].append(_describe_predictor(entry.predictor))
+        except Exception as exc:
+            report["errors"].append(f"invalid predictor {entry.predictor.name!r}: {type(exc).__name__}: {exc}")
+    for rname, entry in host.refiners.items():
+        report["refiners"].append({"name": rname, "summary": str(getattr(entry.refiner, "summary", ""))})
+    return report
+
+
+def _child_discover(fd: int, request: dict) -> None:
+    for name, value in request["entry_points"]:
+        _write_message(fd, ("start", name))
+        _write_message(fd, ("done", name, _inspect(name, value)))
+    _write_message(fd, ("finished",))
+
+
+def _child_call(fd: int, request: dict) -> None:
+    from crysplugins.interface import Request
+
+    name, value = request["entry_point"]
+    kind, target = request["target"]
+    host = _load_plugin_host(name, value)
+    obj = host.predictors[target].predictor if kind == "predictor" else host.refiners[target].refiner
+    if request["method"] == "predict":
+        inputs, refiners = request["args"]
+        req = Request(inputs=inputs, refiners=refiners,
+                      progress=lambda f, m: _write_message(fd, ("progress", f, str(m))))
+        result = obj.predict(req)
+    else:
+        result = getattr(obj, request["method"])(*request["args"], **request["kwargs"])
+    _write_message(fd, ("result", result))
+
+
+def main(argv: list[str]) -> int:
+    """The child: read one request (pickle) from stdin, answer on the file descriptor in argv[0]."""
+    fd = int(argv[0])
+    os.dup2(2, 1)  # a plugin's prints must not reach the messages or the parent's stdout
+    request = pickle.loads(sys.stdin.buffer.read())
+    sys.path[:] = request["sys_path"]
+    try:
+        if request["op"] == "discover":
+            _child_discover(fd, request)
+        else:
+            _child_call(fd, request)
+    except Cancelled as exc:
+        _write_message(fd, ("refused", str(exc), True))
+    except CrysError as exc:
+        _write_message(fd, ("refused", str(exc), False))
+    except BaseException as exc:  # reported to the parent as the plugin's failure
+        _write_message(fd, ("failed", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+    return 0
+
+
