@@ -1,33 +1,26 @@
 """Built-in plugin ``patterson-density``: RecCrysFormer (paper 000) Patterson map + sequence -> density.
 
-Inputs: observed amplitudes (or intensities) in P1 *or* a Patterson map, and the fragment's sequence.  The
-work is :class:`crysplugins.runtime.reccrysformer.RecCrysFormerPipeline` (predict → recycle → density
-modification → hand → place), refining with the host's ``density-modification`` refiner.  Outputs:
-``density`` (e/Å³; after recycling the final density-modified map when ``output`` is ``refined``, with the
-network's own map as ``density_prediction``), ``density_other_hand`` when a hand model chose, the observed
-amplitudes with the phases of ``density`` and the per-cycle ``recycling`` table.  A Patterson map does
-not fix the origin, so ``origin_arbitrary`` is True; the maps are placed by the training convention.
+The work is :class:`crysplugins.runtime.reccrysformer.RecCrysFormerPipeline` (predict → recycle → density
+modification → hand → place) with the host's refiner; this module declares inputs and outputs and turns the
+result into a Prediction.  A Patterson map does not fix the origin (``origin_arbitrary``).
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
-import gemmi
-import numpy as np
-
 from crysplugins.crystal.maps import invert_grid
 from crysplugins.errors import CrysError
 from crysplugins.examples import fragment_example
 from crysplugins.hookspecs import hookimpl
-from crysplugins.interface import (CrystalMap, InputSpec, Kind, ObservedAmplitudes, OutputSpec, Prediction,
-                                   Request, Scalar, Table)
+from crysplugins.interface import InputSpec, Kind, ObservedAmplitudes, OutputSpec, Prediction, Request, Scalar
 from crysplugins.plugins.refiners import refiner_for
+from crysplugins.runtime.hand import hand_accuracy_note
 from crysplugins.runtime.models import find_card
-from crysplugins.runtime.reccrysformer import PipelineResult, RecCrysFormerPipeline, phased_reflections
-from crysplugins.runtime.recycle import CycleOutcome, CycleRecord
+from crysplugins.runtime.reccrysformer import (PipelineResult, RecCrysFormerPipeline, describe_shift,
+                                               phased_reflections)
+from crysplugins.runtime.recycle import CycleRecord
 
 DEFAULT_MODEL = "reccrysformer_dipeptide"
-REFINER = "density-modification"
 
 
 class PattersonDensityPredictor:
@@ -85,70 +78,41 @@ class PattersonDensityPredictor:
         pipeline = RecCrysFormerPipeline(request.get("model") or DEFAULT_MODEL)
         request.report(0.05, "model loaded")
         refl, pmap = request.get("reflections"), request.get("patterson")
-        if refl is not None and pmap is not None:
-            raise CrysError("Give either reflections or a Patterson map, not both.")
         observed = ObservedAmplitudes.from_reflections(refl) if refl is not None else None
         settings = pipeline.settings(request.get("cycles"), request.get("dm_cycles"),
                                      request.get("final_dm_cycles"), request.get("output"), refl is not None)
         if settings.cycles > 0:
-            pipeline.refiner = refiner_for(request, pipeline.card.get("refiner", REFINER))
+            pipeline.refiner = refiner_for(request, pipeline.refiner_name)
         return pipeline, pipeline.run(request.require("sequence"), observed, pmap, settings, on_cycle,
                                       progress=request.report)
 
     def predict(self, request: Request) -> Prediction:
-        pred = self.to_prediction(*self.run_pipeline(request))
+        pred = self.to_prediction(self.run_pipeline(request)[1])
         request.report(1.0, "done")
         return pred
 
-    def to_prediction(self, pipeline: RecCrysFormerPipeline, result: PipelineResult) -> Prediction:
+    @staticmethod
+    def to_prediction(result: PipelineResult) -> Prediction:
         """The pipeline's result as maps, table, messages and metadata."""
-        card, s, messages = pipeline.card, result.settings, list(result.messages)
-        meta: dict[str, Any] = {"model": card.name, "grid": list(result.shape), "model_sha256": card.get("sha256")}
-        if result.hand.model:  # without a hand model the logit is NaN, which is not valid JSON
-            meta.update({"hand_model": result.hand.model} if result.recycling else {})
-            meta.update(hand_inverted=result.hand.inverted, hand_logit=result.hand.logit)
-        meta["centring_shift"] = [float(t) for t in result.shift]  # fractional, applied to the network's map
-        dens = result.output
-        maps = {"density": _map(dens, result.cell, "density")}
-        if result.recycling is not None:
-            meta["output"] = s.output
+        s, messages, dens = result.settings, list(result.messages), result.output
+        maps = {"density": result.as_map(dens, "density")}
         if dens is result.refined_density:
-            maps["density_prediction"] = _map(result.density, result.cell, "density_prediction")
+            maps["density_prediction"] = result.as_map(result.density, "density_prediction")
             n = s.final_dm_cycles or s.dm_cycles
-            messages.append(f"'density' is the density-modified map of the last prediction ({n} cycles, |F_obs| "
-                            f"and refined phases), centred the same way (moved by {_moved(result.refined_shift)}); "
-                            "the network's own map is 'density_prediction'.")
+            messages.append(f"'density' is the density-modified map of the last prediction ({n} cycles, |F_obs| and "
+                            f"refined phases), centred the same way (moved by {describe_shift(result.refined_shift)});"
+                            " the network's own map is 'density_prediction'.")
         if result.hand.model:  # a hand call can be wrong: give the rejected hand too
-            maps["density_other_hand"] = _map(invert_grid(dens), result.cell, "density_other_hand")
+            maps["density_other_hand"] = result.as_map(invert_grid(dens), "density_other_hand")
             messages.append("The rejected hand is in 'density_other_hand'; check which map holds L-amino acids"
-                            + _hand_accuracy_note(result.hand.model) + ".")
-        pred = Prediction(maps=maps, messages=messages, meta=meta)
+                            + hand_accuracy_note(result.hand.model) + ".")
+        pred = Prediction(maps=maps, messages=messages, meta=result.meta())
         if result.observed is not None:
             pred.reflections["phases"] = phased_reflections(result.observed, dens)
         pred.scalars["density_rms"] = Scalar(float(dens.std()), "e/Å³", "rms of the predicted density")
         if result.recycling is not None:
-            pred.tables["recycling"] = Table(CycleOutcome.columns, result.recycling.rows, "recycling cycles "
-                                             "(dm_score: CC of |F_mod| with |F_obs|; refined when >= the refiner's threshold)")
+            pred.tables["recycling"] = result.recycling.table()
         return pred
-
-
-def _map(values: np.ndarray, cell: gemmi.UnitCell, name: str) -> CrystalMap:
-    return CrystalMap.from_array(values.astype(np.float32), cell, gemmi.SpaceGroup("P 1"), name=name, units="e/Å^3")
-
-
-def _moved(t: np.ndarray) -> str:
-    return "(" + ", ".join(f"{v:+.3f}" for v in t) + ")"
-
-
-def _hand_accuracy_note(hand_model: str) -> str:
-    """' (the hand model was right in N % of its held-out test maps)' from its card (``metrics.pipeline_test``,
-    measured on the maps this plugin gives it, else ``metrics.test``), or ''."""
-    try:
-        metrics = find_card(hand_model).get("metrics") or {}
-        acc = float((metrics.get("pipeline_test") or metrics.get("test") or {})["hand_accuracy"])
-    except (CrysError, KeyError, TypeError, ValueError):
-        return ""
-    return f" (the hand model was right in {100 * acc:.0f} % of its held-out test maps)"
 
 
 @hookimpl

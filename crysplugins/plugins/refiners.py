@@ -213,7 +213,8 @@ class ShelxeRefiner:
         else:
             from crysplugins.crystal.refine import density_modify
 
-            check = density_modify(None, (cell, hkl, fobs), phases=np.nan_to_num(out_phi),
+            observed = ObservedAmplitudes(cell, gemmi.SpaceGroup("P 1"), hkl, fobs)
+            check = density_modify(None, observed, phases=np.nan_to_num(out_phi),
                                    solvent_fraction=solvent_fraction, cycles=1)
             score, refined = check.score, check.score >= REFINED_CC
         out_map = CrystalMap.from_array(rho.astype(np.float32), cell, gemmi.SpaceGroup("P 1"), name="refined",

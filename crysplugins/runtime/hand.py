@@ -92,6 +92,17 @@ def hand_logits(maps: np.ndarray, hand_model: str, threads: int | None = None, c
     return np.asarray(out, dtype=np.float64).reshape(-1)
 
 
+def hand_accuracy_note(hand_model: str) -> str:
+    """' (the hand model was right in N % of its held-out test maps)' from its card (``metrics.pipeline_test``,
+    measured on the maps the plugin's default pipeline gives it, else ``metrics.test``), or ''."""
+    try:
+        metrics = find_card(hand_model).get("metrics") or {}
+        acc = float((metrics.get("pipeline_test") or metrics.get("test") or {})["hand_accuracy"])
+    except (CrysError, KeyError, TypeError, ValueError):
+        return ""
+    return f" (the hand model was right in {100 * acc:.0f} % of its held-out test maps)"
+
+
 def choose_hand(maps: np.ndarray, card: Any, threads: int | None = None, cells: Any = None,
                 refined: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Put each predicted map (B, N1, N2, N3) on the L-amino-acid hand with the card's hand model.

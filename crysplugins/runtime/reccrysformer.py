@@ -23,7 +23,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import gemmi
 import numpy as np
@@ -73,6 +73,7 @@ class PipelineResult:
     patterson: np.ndarray                       # normalised network input
     first_prediction: np.ndarray                # the first model's output as predicted
     model: str                                  # the model that made the last prediction
+    first_card: ModelCard | None = None         # the card of the first model
     observed: ObservedAmplitudes | None = None  # the amplitudes as given (all resolutions)
     recycling: CycleOutcome | None = None       # every recycled prediction and its refinement
     final_refinement: RefineOutcome | None = None
@@ -84,6 +85,24 @@ class PipelineResult:
     refined_density: np.ndarray | None = None   # the refined map, placed, on the prediction's mean
     refined_shift: np.ndarray | None = None
     messages: list[str] = field(default_factory=list)
+
+    def meta(self) -> dict[str, Any]:
+        """JSON-ready facts of the run: model, grid, hand call (when a hand model chose), centring shift."""
+        card = self.first_card
+        meta: dict[str, Any] = {"model": card.name if card else self.model, "grid": list(self.shape),
+                                "model_sha256": card.get("sha256") if card else None}
+        if self.hand.model:  # without a hand model the logit is NaN, which is not valid JSON
+            meta.update({"hand_model": self.hand.model} if self.recycling else {})
+            meta.update(hand_inverted=self.hand.inverted, hand_logit=self.hand.logit)
+        meta["centring_shift"] = [float(t) for t in self.shift]  # fractional, applied to the network's map
+        if self.recycling is not None:
+            meta["output"] = self.settings.output
+        return meta
+
+    def as_map(self, values: np.ndarray, name: str) -> CrystalMap:
+        """A whole-cell P1 map (e/Å³) of ``values`` in this run's cell."""
+        return CrystalMap.from_array(values.astype(np.float32), self.cell, gemmi.SpaceGroup("P 1"), name=name,
+                                     units="e/Å^3")
 
     @property
     def output(self) -> np.ndarray:
@@ -99,6 +118,7 @@ class RecCrysFormerPipeline:
     def __init__(self, model: str, refiner: Refiner | None = None, threads: int | None = None) -> None:
         self.runner, self.card = OnnxRunner.from_model(model, threads=threads)
         self.refiner = refiner
+        self.refiner_name = str(self.card.get("refiner", "density-modification"))  # in the host's registry
         self.threads = threads
         grid = self.card["grid"]
         self.spacing, self.d_min = float(grid["spacing"]), float(grid["d_min"])
@@ -239,7 +259,7 @@ class RecCrysFormerPipeline:
         pn = np.clip((patt - self.patterson_norm["offset"]) / self.patterson_norm["scale"], -1, 1)
         first = self.predict(pn, sequence)
         report(0.75, "density predicted")
-        result = PipelineResult(cell, tuple(first.shape), settings, pn, first, self.card.name, given,
+        result = PipelineResult(cell, tuple(first.shape), settings, pn, first, self.card.name, self.card, given,
                                 messages=messages)
         hand_card, refined = self.card, None
         if settings.cycles > 0:
@@ -299,14 +319,15 @@ class RecCrysFormerPipeline:
         norm = self.density_norm
         dens = result.prediction.astype(np.float64) * norm["scale"] + norm["offset"]
         result.density, result.shift = centre_density(dens)
-        result.messages.append(f"The network's map was moved by {_moved(result.shift)} (fractional) to put its "
+        result.messages.append(f"The network's map was moved by {describe_shift(result.shift)} (fractional) to put its "
                                "density centroid at the cell centre, where the training data put the centre of mass.")
         if result.refined is not None:
             refined, result.refined_shift = centre_density(result.refined)
             result.refined_density = refined + float(result.density.mean())
 
 
-def _moved(t: np.ndarray) -> str:
+def describe_shift(t: np.ndarray) -> str:
+    """A fractional shift as '(+0.012, -0.003, +0.000)'."""
     return "(" + ", ".join(f"{v:+.3f}" for v in t) + ")"
 
 

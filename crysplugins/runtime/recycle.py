@@ -25,7 +25,7 @@ from crysplugins.crystal.fourier import FourierGrid
 from crysplugins.crystal.metrics import pearson
 from crysplugins.crystal.templates import postprocess_template
 from crysplugins.errors import CrysError
-from crysplugins.interface import RefineOutcome
+from crysplugins.interface import RefineOutcome, Table
 from crysplugins.runtime.models import list_models
 
 
@@ -111,6 +111,10 @@ class CycleOutcome:
     @property
     def rows(self) -> list[list[Any]]:
         return [r.row() for r in self.records]
+
+    def table(self) -> Table:
+        return Table(list(self.columns), self.rows, "recycling cycles (dm_score: CC of |F_mod| with |F_obs|; "
+                     "refined when >= the refiner's threshold)")
 
 
 def run_cycles(first_prediction: np.ndarray, predict_with_template: Callable[[np.ndarray], np.ndarray],
