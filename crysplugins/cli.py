@@ -86,8 +86,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     } for e in sorted(host.predictors.values(), key=lambda e: e.predictor.name)]
     failures = [{"plugin": f.plugin, "distribution": f.distribution, "status": "failed", "error": f.error}
                 for f in host.failures]
+    from crysplugins.runtime.models import shadow_notes
+
+    notes = shadow_notes()
     if args.json:
-        _print_json({"predictors": rows, "failures": failures})
+        _print_json({"predictors": rows, "failures": failures, "model_notes": notes})
         return 0
     if not rows:
         print("No predictors are installed.")
@@ -96,6 +99,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"    {r['summary']}")
     for f in failures:
         print(f"FAILED plugin {f['plugin']} ({f['distribution']}): {f['error']}")
+    for note in notes:
+        print(f"note: {note}")
     return 0
 
 
@@ -117,6 +122,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "outputs": [{"name": s.name, "kind": s.kind.value, "unit": s.unit, "help": s.help}
                     for s in predictor.outputs],
         "model_card": card,
+        "model_notes": _model_notes(card),
     }
     if args.json:
         _print_json(info)
@@ -135,7 +141,17 @@ def cmd_info(args: argparse.Namespace) -> int:
     if card:
         print("model card:")
         print(json.dumps(card, indent=2, default=str))
+    for note in info["model_notes"]:
+        print(f"note: {note}")
     return 0
+
+
+def _model_notes(card: dict | None) -> list[str]:
+    """The shadowing notes that concern this card's model (a user model hiding a shipped one)."""
+    from crysplugins.runtime.models import shadow_notes
+
+    name = (card or {}).get("name")
+    return [n for n in shadow_notes() if name and f"'{name}'" in n]
 
 
 # ------------------------------------------------------------------------------------------ predict

@@ -10,6 +10,11 @@ looked up in
 
 ``load_model(name)`` checks the sha256 of the ONNX file against the card, opens an onnxruntime session
 (CPU) once and caches it per (path, mtime).
+
+A model is named, never given as a path: a name with a folder in it is refused, so a card outside every
+models folder is never read, and a card's ``onnx`` entry must name a file in the card's own folder.  A user
+model that hides a shipped one of the same name is allowed but said (:func:`shadow_notes`, shown by
+``crysplugins list`` and ``info``).
 """
 from __future__ import annotations
 
@@ -38,7 +43,12 @@ class ModelCard:
 
     @property
     def onnx_path(self) -> Path:
-        return self.path.parent / self.data.get("onnx", f"{self.name}.onnx")
+        """The ONNX file beside the card; a card naming a file elsewhere is refused."""
+        value = self.data.get("onnx", f"{self.name}.onnx")
+        if not isinstance(value, str) or not _plain_name(value):
+            raise CrysError(f"The model card {self.path} names the ONNX file {value!r}, which is not a file "
+                            f"in the card's folder.")
+        return self.path.parent / value
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)
@@ -86,15 +96,46 @@ def list_models(task: str | None = None) -> list[ModelCard]:
     return list(seen.values())
 
 
+def _plain_name(name: str) -> bool:
+    """A file name without any folder part (no separators, not '.' or '..', not absolute, no NUL)."""
+    return (bool(name) and name not in (".", "..") and "\0" not in name
+            and not any(sep in name for sep in ("/", "\\", os.sep)) and Path(name).name == name)
+
+
+def _is_card(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == CARD_FORMAT
+
+
+def shadow_notes() -> list[str]:
+    """One sentence per model name found in more than one models folder: the first one found is used."""
+    found: dict[str, list[Path]] = {}
+    for d in model_dirs():
+        if d.is_dir():
+            for p in sorted(d.glob("*.json")):
+                if _is_card(p):
+                    found.setdefault(p.stem, []).append(p)
+    return [f"The model '{name}' is taken from {paths[0]}, which hides the one of the same name in "
+            f"{', '.join(str(p.parent) for p in paths[1:])}." for name, paths in found.items() if len(paths) > 1]
+
+
 def find_card(name: str) -> ModelCard:
     """The card of model ``name`` (CRYSPLUGINS_MODELS first, then the shipped models)."""
+    if not isinstance(name, str) or not _plain_name(name) or name.endswith(".json"):
+        raise CrysError(f"'{name}' is not a model name; give the name of a model in a models folder "
+                        f"(models found: {', '.join(c.name for c in list_models()) or 'none'}).")
     for d in model_dirs():
         p = d / f"{name}.json"
         if p.is_file():
             try:
                 data = json.loads(p.read_text())
-            except ValueError as exc:
+            except (ValueError, OSError) as exc:
                 raise CrysError(f"The model card {p} is not valid JSON ({exc}).") from None
+            if not isinstance(data, dict):
+                raise CrysError(f"The model card {p} is not a JSON object.")
             return ModelCard(data.get("name", name), p, data)
     known = ", ".join(c.name for c in list_models()) or "none"
     raise CrysError(f"There is no model named '{name}' (models found: {known}).")
