@@ -35,7 +35,7 @@ from crysplugins.crystal.solvent_content_combination import LogitCutoffDistribut
 from crysplugins.datasets.phasing import phasing_map, prepare_source, simulate_phasing
 from crysplugins.datasets.solvent_windows import load_sources
 from crysplugins.interface import CrystalMap
-from crysplugins.plugins.solvent_mask import load_solvent_model, solvent_probability, symmetry_averaged
+from crysplugins.runtime.solvent_unet import load_solvent_model, solvent_probability, symmetry_averaged
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 

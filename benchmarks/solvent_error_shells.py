@@ -25,7 +25,7 @@ import numpy as np
 from crysplugins.crystal.masks import local_variance_mask, mask_scores, threshold_fraction
 from crysplugins.datasets.phasing import phasing_map, simulate_phasing
 from crysplugins.datasets.solvent_windows import load_sources
-from crysplugins.plugins.solvent_mask import load_solvent_model, solvent_probability, symmetry_averaged
+from crysplugins.runtime.solvent_unet import load_solvent_model, solvent_probability, symmetry_averaged
 
 N_LAYERS = 4  # layers 0..N_LAYERS-1 are reported one by one, the rest together
 

@@ -6,7 +6,7 @@ import pytest
 
 from crysplugins.interface import Request
 from crysplugins.plugins.solvent_content import SolventContentPredictor
-from crysplugins.plugins.solvent_mask import unet_solvent_content
+from crysplugins.runtime.solvent_unet import unet_solvent_content
 from crysplugins_test_support import blob_structure  # noqa: E402
 
 

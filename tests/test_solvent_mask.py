@@ -14,8 +14,9 @@ import pytest
 from crysplugins.crystal.io import read_map, read_mtz, write_map, write_mtz
 from crysplugins.errors import CrysError
 from crysplugins.interface import CrystalMap, Reflections, Request
-from crysplugins.plugins.solvent_mask import SolventMaskPredictor, load_solvent_model
+from crysplugins.plugins.solvent_mask import SolventMaskPredictor
 from crysplugins.plugins.solvent_mask_local_variance import LocalVarianceMaskPredictor
+from crysplugins.runtime.solvent_unet import load_solvent_model
 from crysplugins_test_support import blob_structure
 
 
@@ -41,10 +42,10 @@ def symmetric(cmap: CrystalMap) -> bool:
 
 
 def test_shipped_model_has_a_card_with_pu():
-    session, card = load_solvent_model()
+    runner, card = load_solvent_model()
     assert card["input"]["window"] == 48 and card["input"]["normalisation"] == "zscore-cell"
     assert abs(sum(card["p_u"]["probabilities"]) - 1.0) < 1e-3
-    assert session.get_inputs()[0].name == card["input"]["name"]
+    assert runner.input_names[0] == card["input"]["name"]
 
 
 def test_unet_mask_from_mtz_respects_symmetry(crystal):

@@ -17,6 +17,7 @@ from crysplugins.errors import CrysError
 from crysplugins.hookspecs import hookimpl
 from crysplugins.interface import (InputSpec, Kind, OutputSpec, Prediction, Request, Scalar, Sequence,
                                    Table)
+from crysplugins.runtime.solvent_unet import unet_solvent_content
 
 EXAMPLE = "1rx2"
 
@@ -89,9 +90,7 @@ class SolventContentPredictor:
                         f"asymmetric unit, Vm {best.vm:.2f} Å³/Da, solvent {best.solvent_fraction:.1%} "
                         f"(P = {best.probability:.2f} at {d_min:.2f} Å)")
         extra = {}
-        if with_unet:  # solvent-mask U-net, eq. 1-2 (crysplugins/plugins/solvent_mask.py)
-            from crysplugins.plugins.solvent_mask import unet_solvent_content
-
+        if with_unet:  # solvent-mask U-net, eq. 1-2 (crysplugins/runtime/solvent_unet.py)
             comb, notes = unet_solvent_content(request.get("phasing_map"), [r.solvent_fraction for r in result.rows],
                                                [r.probability for r in result.rows], d_min=float(d_min),
                                                progress=lambda f, m: request.report(0.1 + 0.85 * f, f"U-net {m}"))

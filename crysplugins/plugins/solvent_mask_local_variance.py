@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
-
 from crysplugins.crystal.masks import local_std, local_variance_radius
 from crysplugins.errors import CrysError
 from crysplugins.hookspecs import hookimpl
 from crysplugins.interface import InputSpec, Kind, OutputSpec, Prediction, Request, Scalar
-from crysplugins.plugins.solvent_mask import DATA_INPUTS, finish_mask, load_phasing_input
+from crysplugins.plugins.solvent_mask import DATA_INPUTS, load_phasing_input
+from crysplugins.runtime.solvent_unet import finish_mask
 
 
 class LocalVarianceMaskPredictor:
