@@ -2,9 +2,9 @@
 
 For each example (test MTZ pairs of a dataset built by #3 from ../shared/corpus, every N-th, or an
 ``--mtz-dir`` such as the output of ``benchmarks/make_validation_mtz.py``) this runs the plugin exactly as
-the CLI does (the card's defaults unless ``--pipeline`` says otherwise), keeps the last recycled prediction
-and its refinements (by wrapping ``crysplugins.runtime.recycle.run_cycles``), and scores maps against the
-true-phase map, Pearson over every voxel (paper 000, eq. 7):
+the CLI does (the card's defaults unless ``--pipeline`` says otherwise), reads the last recycled prediction
+and its refinements from the pipeline's result (:class:`crysplugins.runtime.reccrysformer.PipelineResult`),
+and scores maps against the true-phase map, Pearson over every voxel (paper 000, eq. 7):
 
 * ``output``                 the plugin's ``density``;
 * ``prediction``             the last recycled prediction as it came out of the network (before the hand);
@@ -31,21 +31,10 @@ import numpy as np
 from crysplugins.crystal.fourier import FourierGrid
 from crysplugins.crystal.maps import centre_density, invert_grid, shift_grid
 from crysplugins.crystal.metrics import pearson, phase_error
-from crysplugins.evaluation.compare import (PredictorLabel, _true_data, examples_from_dataset, examples_from_mtz_dir,
-                                            run_one)
+from crysplugins.evaluation.compare import (PredictorLabel, examples_from_dataset, examples_from_mtz_dir,
+                                            request_for, true_data)
 from crysplugins.host import default_host
-from crysplugins.runtime import recycle
-
-_CAPTURED: dict = {}
-
-
-def _capturing_run_cycles(original):
-    def run_cycles(first, predict_with_template, refine, cycles, cell, progress=None, use_unrefined=False):
-        out = original(first, predict_with_template, refine, cycles, cell, progress=progress,
-                       use_unrefined=use_unrefined)
-        _CAPTURED.update(outcome=out, cell=cell)
-        return out
-    return run_cycles
+from crysplugins.runtime.recycle import refined_map_on_grid
 
 
 def circular_centred(a: np.ndarray, z_min: float = 1.0) -> np.ndarray:
@@ -62,26 +51,26 @@ def circular_centred(a: np.ndarray, z_min: float = 1.0) -> np.ndarray:
 
 
 def score_example(example, host, label) -> dict:
-    prediction, _ = run_one(host, label, example)
-    cell, hkl, f, phi = _true_data(example)
+    predictor, request = request_for(host, label, example)
+    _, result = predictor.run_pipeline(request)
+    prediction = predictor.to_prediction(result)
+    cell, hkl, f, phi = true_data(example)
     output = np.asarray(prediction.maps["density"].array, dtype=np.float64)
     fg = FourierGrid(hkl, output.shape, float(cell.volume))
     true = fg.to_map(f * np.exp(1j * np.radians(phi)))
     f_out, _ = fg.from_map(output)
     rec = {"id": example.id, "output": pearson(true, output),
            "output_phase_error": phase_error(hkl, phi, np.degrees(np.angle(f_out)), weights=f)}
-    outcome = _CAPTURED.get("outcome")
-    if outcome is None:
+    if result.recycling is None:
         return rec
-    inverted = bool(outcome.hand_inverted)
+    inverted = result.hand.inverted
     # the maps as the pipeline had them before the hand model's decision
-    last = np.asarray(outcome.prediction, dtype=np.float64)
-    last = invert_grid(last) if inverted else last
+    last = np.asarray(result.recycling.prediction, dtype=np.float64)
     maps = {"prediction": last}
-    res = outcome.refinement  # the last recycling refinement (dm_cycles)
-    maps["dm50"] = recycle.refined_map_on_grid(res.hkl, res.amplitudes, res.phases, last.shape, cell)
-    res = outcome.final_refinement
-    maps["dm_final"] = recycle.refined_map_on_grid(res.hkl, res.amplitudes, res.phases, last.shape, cell)
+    res = result.recycling.refinement  # the last recycling refinement (dm_cycles)
+    maps["dm50"] = refined_map_on_grid(res.hkl, res.amplitudes, res.phases, last.shape, cell)
+    res = result.final_refinement
+    maps["dm_final"] = refined_map_on_grid(res.hkl, res.amplitudes, res.phases, last.shape, cell)
     for name in ("prediction", "dm50", "dm_final"):
         maps[f"{name}_centred"] = centre_density(maps[name])[0]
     for name in ("prediction", "dm_final"):
@@ -91,7 +80,7 @@ def score_example(example, host, label) -> dict:
         rec[name] = flip if inverted else keep  # with the hand the hand model chose
         rec[f"{name}_better_hand"] = max(keep, flip)
         rec[f"{name}_hand_right"] = bool((flip > keep) == inverted)
-    rec["hand_logit"] = float(outcome.hand_logit)
+    rec["hand_logit"] = float(result.hand.logit)
     return rec
 
 
@@ -104,14 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pipeline", default="patterson-density", help="plugin and options (NAME:key=value,...)")
     ap.add_argument("--json", required=True)
     args = ap.parse_args(argv)
-    recycle.run_cycles = _capturing_run_cycles(recycle.run_cycles)
     examples = (examples_from_mtz_dir(args.mtz_dir) if args.mtz_dir
                 else examples_from_dataset(args.data)[::args.every])[:args.n]
     host = default_host()
     label = PredictorLabel.parse(args.pipeline)
     records = []
     for i, ex in enumerate(examples):
-        _CAPTURED.clear()
         records.append(score_example(ex, host, label))
         if (i + 1) % 100 == 0:
             print(f"{i + 1}/{len(examples)}: output {np.mean([r['output'] for r in records]):.3f}", flush=True)

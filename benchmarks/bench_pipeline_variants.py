@@ -2,9 +2,9 @@
 
 For each example (test MTZ pairs of a dataset built by #3 from ../shared/corpus, or an ``--mtz-dir`` such as
 the output of ``benchmarks/make_validation_mtz.py``) this runs the plugin with ``--cycles K`` exactly as the
-CLI does, keeps every prediction and every refinement of the recycling (by wrapping
-``crysplugins.runtime.recycle.run_cycles``), and scores against the true phases, map Pearson over every
-voxel (paper 000, eq. 7):
+CLI does, reads every prediction and every refinement of the recycling from the pipeline's result
+(:class:`crysplugins.runtime.reccrysformer.PipelineResult`), and scores against the true phases, map
+Pearson over every voxel (paper 000, eq. 7):
 
 * ``output``            the plugin's density (hand model applied to the last prediction);
 * ``better_hand``       the last prediction or its inverse, whichever is better (an oracle: the hand ceiling);
@@ -33,29 +33,12 @@ from crysplugins.crystal.fourier import FourierGrid, stol2
 from crysplugins.crystal.maps import invert_grid
 from crysplugins.crystal.metrics import pearson
 from crysplugins.crystal.refine import fom_from_kappa, resolution_bins
-from crysplugins.evaluation.compare import (PredictorLabel, _true_data, examples_from_dataset, examples_from_mtz_dir,
-                                            run_one)
+from crysplugins.evaluation.compare import (PredictorLabel, examples_from_dataset, examples_from_mtz_dir,
+                                            request_for, true_data)
 from crysplugins.host import default_host
-from crysplugins.runtime import hand, recycle
-
-_CAPTURED: dict = {}
-
-
-def _capturing_run_cycles(original):
-    def run_cycles(first, predict_with_template, refine, cycles, cell, progress=None, use_unrefined=False):
-        steps = []
-
-        def refine_and_keep(prediction):
-            result = refine(prediction)
-            steps.append((prediction, result))
-            return result
-
-        out = original(first, predict_with_template, refine_and_keep, cycles, cell, progress=progress,
-                       use_unrefined=use_unrefined)
-        _CAPTURED.update(steps=steps, cell=cell, outcome=out, predict_with_template=predict_with_template,
-                         refine=refine)
-        return out
-    return run_cycles
+from crysplugins.runtime.hand import hand_logits
+from crysplugins.runtime.reccrysformer import PipelineResult, RecCrysFormerPipeline
+from crysplugins.runtime.recycle import refined_map_on_grid, template_from_refinement
 
 
 def sigmaa_weights_from_amplitudes(f_obs: np.ndarray, f_calc: np.ndarray, bins: np.ndarray) -> np.ndarray:
@@ -73,12 +56,16 @@ def sigmaa_weights_from_amplitudes(f_obs: np.ndarray, f_calc: np.ndarray, bins: 
     return fom_from_kappa(2 * sa * eo * ec / (1 - sa ** 2))
 
 
-def inverted_template(true: np.ndarray, fg: FourierGrid, f_obs: np.ndarray, cell) -> dict:
+def inverted_template(true: np.ndarray, fg: FourierGrid, f_obs: np.ndarray, pipeline: RecCrysFormerPipeline,
+                      result: PipelineResult, sequence) -> dict:
     """Cycle 1 run again on the inverted template: does the recycled model, or anything it outputs, prefer
     the template's true hand?  P = prediction from the template T, Q = from T inverted."""
-    (first, res0), (p, res_p) = _CAPTURED["steps"][0], _CAPTURED["steps"][1]
-    template, _ = recycle.template_from_refinement(res0, first, cell)
-    q = np.asarray(_CAPTURED["predict_with_template"](invert_grid(template)), dtype=np.float64)
+    cycle0, cycle1 = result.recycling.records[:2]
+    first, res0, p, res_p = cycle0.prediction, cycle0.refinement, cycle1.prediction, cycle1.refinement
+    template, _ = template_from_refinement(res0, first, result.cell)
+    runner, _ = pipeline.recycled()
+    q = np.asarray(pipeline.predict_with_template(runner, result.patterson, invert_grid(template), sequence),
+                   dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
     amp = [float(np.corrcoef(np.abs(fg.from_map(m)[0]), f_obs)[0, 1]) for m in (p, q)]
     template_true = pearson(true, template) > pearson(true, invert_grid(template))
@@ -86,28 +73,32 @@ def inverted_template(true: np.ndarray, fg: FourierGrid, f_obs: np.ndarray, cell
     return {"template_true_hand": bool(template_true),
             "p_follows_template": bool((pearson(true, p) > pearson(true, invert_grid(p))) == template_true),
             "amplitude_cc_prefers_template": bool(amp[0] > amp[1]),
-            "dm_score_prefers_template": bool(res_p.score > _CAPTURED["refine"](q).score),
+            "dm_score_prefers_template": bool(res_p.score > pipeline.refine(
+                q, result.observed_used, sequence, result.settings.dm_cycles).score),
             "ensemble_better_hand": max(pearson(true, ens), pearson(true, invert_grid(ens)))}
 
 
 def score_example(example, host, label, hand_model: str, n_bins: int) -> dict:
-    prediction, _ = run_one(host, label, example)
-    cell, hkl, f, phi = _true_data(example)
+    predictor, request = request_for(host, label, example)
+    pipeline, result = predictor.run_pipeline(request)
+    prediction = predictor.to_prediction(result)
+    cell, hkl, f, phi = true_data(example)
     output = np.asarray(prediction.maps["density"].array, dtype=np.float64)
     fg = FourierGrid(hkl, output.shape, float(cell.volume))
     true = fg.to_map(f * np.exp(1j * np.radians(phi)))
     rec = {"id": example.id, "output": pearson(true, output)}
-    steps = _CAPTURED.get("steps") or []
+    steps = result.recycling.records if result.recycling is not None else []
     if len(steps) > 1:
-        last = np.asarray(steps[-1][0], dtype=np.float64)
+        last = np.asarray(steps[-1].prediction, dtype=np.float64)
         keep, flip = pearson(true, last), pearson(true, invert_grid(last))
         logits = []
-        for pred, res in steps[1:]:
-            refined = recycle.refined_map_on_grid(res.hkl, res.amplitudes, res.phases, pred.shape, cell)
-            logits.append(float(hand.hand_logits(refined[None], hand_model, cells=[cell])[0]))
+        for step in steps[1:]:
+            res = step.refinement
+            refined = refined_map_on_grid(res.hkl, res.amplitudes, res.phases, step.prediction.shape, cell)
+            logits.append(float(hand_logits(refined[None], hand_model, cells=[cell])[0]))
         rec.update(better_hand=max(keep, flip), hand_right=bool((logits[-1] > 0) == (flip > keep)),
                    hand_mean_logits=flip if np.mean(logits) > 0 else keep, logits=logits)
-        rec.update(inverted_template(true, fg, f, cell))
+        rec.update(inverted_template(true, fg, f, pipeline, result, request.require("sequence")))
     f_pred, _ = fg.from_map(output)
     rec["low_pass"] = pearson(true, fg.to_map(f_pred))
     phase = np.exp(1j * np.angle(f_pred))
@@ -128,14 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shells", type=int, default=12, help="resolution shells for σ_A")
     ap.add_argument("--json", required=True)
     args = ap.parse_args(argv)
-    recycle.run_cycles = _capturing_run_cycles(recycle.run_cycles)
     examples = (examples_from_mtz_dir(args.mtz_dir) if args.mtz_dir
                 else examples_from_dataset(args.data)[::args.every])[:args.n]
     host = default_host()
     label = PredictorLabel.parse(f"patterson-density:cycles={args.cycles}")
     records = []
     for i, ex in enumerate(examples):
-        _CAPTURED.clear()
         records.append(score_example(ex, host, label, args.hand_model, args.shells))
         if (i + 1) % 50 == 0:
             print(f"{i + 1}/{len(examples)}", flush=True)

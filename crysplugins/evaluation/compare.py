@@ -35,7 +35,8 @@ from crysplugins.crystal.metrics import (fft_amplitude_pearson, fraction_solved_
                                          phase_error_shells)
 from crysplugins.crystal.origin import apply_origin_hand, search_origin_hand
 from crysplugins.errors import CrysError
-from crysplugins.interface import Kind, Prediction
+from crysplugins.interface import Kind, Prediction, Predictor, Request
+from crysplugins.inputs import load_input
 from crysplugins.request import load_request_inputs, run_prediction
 
 SUCCESS_CUTOFF = 60.0  # degrees (paper section 5: phases considered solved below ~60°)
@@ -139,13 +140,19 @@ def predictor_inputs(predictor: Any, label: PredictorLabel, example: Example) ->
     return values
 
 
-def run_one(host: Any, label: PredictorLabel, example: Example) -> tuple[Prediction, float]:
-    """Load the inputs like the CLI does, run the predictor, return (prediction, seconds)."""
+def request_for(host: Any, label: PredictorLabel, example: Example) -> tuple[Predictor, Request]:
+    """The predictor of ``label`` and its request for ``example``: inputs loaded like the CLI does, the
+    host's refiners."""
     predictor = host.get(label.name)
     inputs = load_request_inputs(predictor, predictor_inputs(predictor, label, example))
-    refiners = {name: entry.refiner for name, entry in host.refiners.items()}
+    return predictor, Request(inputs, refiners={name: entry.refiner for name, entry in host.refiners.items()})
+
+
+def run_one(host: Any, label: PredictorLabel, example: Example) -> tuple[Prediction, float]:
+    """Load the inputs like the CLI does, run the predictor, return (prediction, seconds)."""
+    predictor, request = request_for(host, label, example)
     t0 = time.perf_counter()
-    prediction = run_prediction(predictor, inputs, refiners=refiners)
+    prediction = run_prediction(predictor, request.inputs, refiners=request.refiners)
     return prediction, time.perf_counter() - t0
 
 
@@ -305,10 +312,12 @@ def evaluate(host: Any, labels: list[PredictorLabel], examples: list[Example],
     if origin not in ("declared", "always", "never"):
         raise CrysError(f"The origin mode must be declared, always or never, not '{origin}'.")
     for label in labels:  # user errors in the labels fail before any work
-        names = {s.name for s in host.get(label.name).inputs}
-        for key in label.options:
-            if key not in names:
-                raise CrysError(f"{label.name} has no input '{key}' (inputs: {', '.join(sorted(names))}).")
+        specs = {s.name: s for s in host.get(label.name).inputs}
+        for key, value in label.options.items():
+            if key not in specs:
+                raise CrysError(f"{label.name} has no input '{key}' (inputs: {', '.join(sorted(specs))}).")
+            if specs[key].kind in (Kind.FLOAT, Kind.INT, Kind.BOOL, Kind.CHOICE):
+                load_input(specs[key], value)  # 'starts=abc' is refused here, not as a table of NaN
     refiner_objs = [(name, host.get_refiner(name)) for name in refiners]
     records = []
     for label in labels:

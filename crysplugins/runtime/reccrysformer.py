@@ -75,6 +75,7 @@ class PipelineResult:
     model: str                                  # the model that made the last prediction
     first_card: ModelCard | None = None         # the card of the first model
     observed: ObservedAmplitudes | None = None  # the amplitudes as given (all resolutions)
+    observed_used: ObservedAmplitudes | None = None  # those to the model's d_min: Patterson and refinements
     recycling: CycleOutcome | None = None       # every recycled prediction and its refinement
     final_refinement: RefineOutcome | None = None
     refined: np.ndarray | None = None           # |F_obs| synthesis of the final refinement, chosen hand
@@ -260,7 +261,7 @@ class RecCrysFormerPipeline:
         first = self.predict(pn, sequence)
         report(0.75, "density predicted")
         result = PipelineResult(cell, tuple(first.shape), settings, pn, first, self.card.name, self.card, given,
-                                messages=messages)
+                                observed, messages=messages)
         hand_card, refined = self.card, None
         if settings.cycles > 0:
             if observed is None:
