@@ -1,6 +1,6 @@
 """The plugin host: a pluggy ``PluginManager`` holding the built-in and third-party predictor plugins.
 
-Built-in plugins (modules in :mod:`crysplugins.plugins`) register through the same
+Built-in plugins (the modules listed in :data:`crysplugins.plugins.BUILTINS`) register through the same
 ``register_predictors(register)`` hook a third-party distribution uses; the host knows no predictor by
 name.  Third-party plugins come from the entry-point group ``crysplugins``.
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as metadata
 import os
-import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -34,6 +33,7 @@ import pluggy
 from crysplugins import hookspecs, sandbox
 from crysplugins.errors import CrysError
 from crysplugins.interface import Predictor, validate_predictor
+from crysplugins.plugins import BUILTINS
 
 ENTRY_POINT_GROUP = "crysplugins"
 ENV_DISABLE_AUTOLOAD = "CRYSPLUGINS_DISABLE_PLUGIN_AUTOLOAD"
@@ -114,17 +114,15 @@ class Host:
         return self._only is None or name in self._only
 
     def _load_builtins(self) -> None:
-        import crysplugins.plugins as builtin_pkg
-
-        for info in sorted(pkgutil.iter_modules(builtin_pkg.__path__), key=lambda m: m.name):
-            if info.name.startswith("_") or not self._wanted(info.name):
+        for name in BUILTINS:
+            if not self._wanted(name):
                 continue
             try:
-                module = importlib.import_module(f"crysplugins.plugins.{info.name}")
+                module = importlib.import_module(f"crysplugins.plugins.{name}")
             except Exception as exc:  # a broken built-in is reported like any other plugin
-                self.failures.append(PluginFailure(info.name, BUILTIN_DISTRIBUTION, _describe(exc)))
+                self.failures.append(PluginFailure(name, BUILTIN_DISTRIBUTION, _describe(exc)))
                 continue
-            self._register_plugin(module, info.name, BUILTIN_DISTRIBUTION)
+            self._register_plugin(module, name, BUILTIN_DISTRIBUTION)
 
     def _load_entry_points(self) -> None:
         isolate = sandbox.isolation_enabled() if self.isolate is None else self.isolate
