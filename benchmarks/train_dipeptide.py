@@ -7,7 +7,7 @@ Stages (each can be run alone; ``all`` runs them in order):
 
     train     crysplugins train reccrysformer --config reccrysformer_dipeptide --max-minutes M (resumable)
     export    crysplugins export RUN_DIR --name reccrysformer_dipeptide --models-dir models
-    evaluate  python -m crysplugins.training.evaluate_dataset on the whole test split (ONNX), card updated
+    evaluate  python -m crysplugins.evaluation.evaluate_dataset on the whole test split (ONNX), card updated
     example   pick a held-out test example, copy its MTZs + sequence to crysplugins/data/examples/
               patterson_density/, run the plugin on it and record its Pearson in the card
 
@@ -51,7 +51,7 @@ def export(args) -> None:
 
 
 def evaluate(args) -> None:
-    sh([PY, "-m", "crysplugins.training.evaluate_dataset", "--model", f"{args.models}/{NAME}.json",
+    sh([PY, "-m", "crysplugins.evaluation.evaluate_dataset", "--model", f"{args.models}/{NAME}.json",
         "--data", args.data, "--out", args.run, "--update-card"])
 
 

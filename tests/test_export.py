@@ -11,10 +11,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxscript")
 
 from crysplugins.errors import CrysError  # noqa: E402
-from crysplugins.training.export import export_run, model_from_checkpoint, load_checkpoint  # noqa: E402
+from crysplugins.training.checkpoint import load_checkpoint  # noqa: E402
+from crysplugins.training.export import export_run  # noqa: E402
 from crysplugins.training.loop import Trainer  # noqa: E402
 from crysplugins.training.synthetic import make_synthetic_dataset  # noqa: E402
 from crysplugins.training.tasks import get_task_factory  # noqa: E402
+from crysplugins.training.tasks.reccrysformer import model_from_checkpoint  # noqa: E402
 
 MODEL = dict(d_t=16, heads=2, depth=1, d_ff=32, conv_channels=2, partial_channels=2, decoder_channels=2,
              attention="nystrom", landmarks=4, partial_box=8, max_residues=2, max_patches_per_axis=8,

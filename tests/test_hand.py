@@ -91,12 +91,12 @@ def trained_hand(tmp_path_factory):
 
 def test_hand_classifier_learns_the_training_hand(trained_hand):
     root, task, metrics, card = trained_hand
-    from crysplugins.training.hand_task import standardise
-    from crysplugins.training.export import load_checkpoint
+    from crysplugins.training.checkpoint import load_checkpoint
+    from crysplugins.training.tasks.hand_classifier import standardise
 
     ckpt = load_checkpoint(root / "run")
     net = task.build_model()
-    net.load_state_dict(ckpt["model"])
+    net.load_state_dict(ckpt.model)
     net.eval()
     logits = []
     for b in task.maps.split("train").bins.values():
@@ -139,7 +139,7 @@ def test_export_records_the_hand_model_and_evaluation_and_plugin_use_it(trained_
     from crysplugins.interface import Request, Sequence
     from crysplugins.plugins.patterson_density import PattersonDensityPredictor
     from crysplugins.runtime import models
-    from crysplugins.training.evaluate_dataset import evaluate
+    from crysplugins.evaluation.evaluate_dataset import evaluate
     from crysplugins.training.export import export_run
     from crysplugins.training.loop import Trainer
     from crysplugins.training.tasks import get_task_factory

@@ -164,7 +164,7 @@ def test_predictions_with_labels_on_a_built_dataset(tmp_path):
     from pathlib import Path
 
     from crysplugins.datasets.build import BuildConfig, build
-    from crysplugins.datasets.templates import TorchRunner
+    from crysplugins.training.runner import TorchRunner
     from crysplugins.training.hand_chirality import choose_lambda, predictions_with_labels
     from crysplugins.training.nets.reccrysformer import RecCrysFormer
 

@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from crysplugins.training.recycling import (TEMPLATE_CHANNEL, add_template_noise, choose_templates,
-                                            recycled_model_config, template_inputs, with_template)
+from crysplugins.datasets.template_store import TEMPLATE_CHANNEL, choose_templates, with_template
 
 torch = pytest.importorskip("torch", reason="weight transfer needs torch (the training extra)")
 
 from crysplugins.training.nets.reccrysformer import RecCrysFormer  # noqa: E402
-from crysplugins.training.recycling import transfer_weights  # noqa: E402
+from crysplugins.training.recycling import (add_template_noise, recycled_model_config,  # noqa: E402
+                                            template_inputs, transfer_weights)
 
 TINY = dict(conv_channels=6, conv_kernel=3, d_t=16, heads=2, depth=1, d_ff=32, attention="exact",
             partial=True, partial_channels=2, partial_box=8, max_residues=2, decoder_channels=4,

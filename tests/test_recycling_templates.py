@@ -45,7 +45,7 @@ class CountingRunner:
     after a number of batches (to interrupt a build half-way)."""
 
     def __init__(self, fail_after: int | None = None) -> None:
-        from crysplugins.datasets.templates import TorchRunner
+        from crysplugins.training.runner import TorchRunner
 
         self.inner = TorchRunner(tiny_model(), "tiny-seed0", 1, needs_sequence=False)
         self.identity, self.in_channels = self.inner.identity, 1
@@ -64,7 +64,7 @@ class CountingRunner:
 def test_templates_are_written_per_shard_and_resumed(tiny_dataset: Path):
     from crysplugins.datasets.store import open_dataset
     from crysplugins.datasets.templates import build_templates
-    from crysplugins.training.recycling import TemplateStore
+    from crysplugins.datasets.template_store import TemplateStore
 
     ds = open_dataset(tiny_dataset)
     n_total = len(ds.index)

@@ -14,6 +14,8 @@ import pytest
 DATA = Path(__file__).parent / "data" / "dataset"
 torch = pytest.importorskip("torch", reason="training needs torch (the training extra)")
 
+from crysplugins.training.checkpoint import load_checkpoint  # noqa: E402
+
 
 def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -45,12 +47,11 @@ def test_recycling_round_through_the_cli(dataset: Path, tmp_path: Path):
             "--max-steps", "2", "--recycle-from", str(run0), "--refined-prob", "1/6", "--template-noise", "0.05",
             "--quiet")
     assert p.returncode == 0, p.stderr
-    ckpt = torch.load(run1 / "checkpoint.pt", map_location="cpu", weights_only=False)
-    prev = torch.load(run0 / "checkpoint.pt", map_location="cpu", weights_only=False)
-    w, w0 = ckpt["model"]["embed.conv.weight"], prev["model"]["embed.conv.weight"]
+    ckpt, prev = load_checkpoint(run1), load_checkpoint(run0)
+    w, w0 = ckpt.model["embed.conv.weight"], prev.model["embed.conv.weight"]
     assert w.shape[1] == 2 and w0.shape[1] == 1 and w.shape[0] == w0.shape[0]
-    assert ckpt["model_config"]["in_channels"] == 2
-    rec = ckpt["task_state"]["recycling"]
+    assert ckpt.model_config["in_channels"] == 2
+    rec = ckpt.task_state["recycling"]
     assert rec["transfer_report"]["first_conv"]["fraction_transferred"] == 0.5
     assert rec["refined_prob"] == pytest.approx(1 / 6) and rec["template_noise"] == 0.05
     assert rec["templates"] == "initial"

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 from crysplugins.datasets.phasing import prepare_source  # noqa: E402
 from crysplugins.datasets.solvent_windows import load_sources, save_sources  # noqa: E402
 from crysplugins.training.nets.unet3d import UNet3D, UNet3DEnsemble, count_parameters  # noqa: E402
-from crysplugins.training.solvent_task import make_task  # noqa: E402
+from crysplugins.training.tasks.solvent_unet import SolventUNetTask as make_task  # noqa: E402
 from crysplugins_test_support import blob_structure  # noqa: E402
 
 
@@ -53,3 +53,34 @@ def test_task_round_trip(tmp_path):
     assert 0.0 <= ev["val_accuracy"] <= 1.0
     assert set(task.card()) >= {"input", "output", "tiling"}
     assert tuple(task.export_example()["x"].shape) == (2, 1, 48, 48, 48)
+
+
+def test_train_and_export_through_the_product_commands(tmp_path):
+    """`crysplugins train solvent-unet` runs the shared Trainer (window schedule, cosine decay, best.pt);
+    `crysplugins export RUN/best.pt` writes the ONNX model and a card with P_U."""
+    import json
+
+    from crysplugins.cli import main
+
+    pytest.importorskip("onnxscript")
+    st = blob_structure(cell=(30.0, 32.0, 34.0, 90, 90, 90), n=60, seed=0, centre=(6.0, 7.0, 8.0))
+    src = prepare_source(st, 3.0, name="blob")
+    save_sources([src], tmp_path / "train_sources.npz")
+    save_sources([src], tmp_path / "val_sources.npz")
+    run = tmp_path / "run"
+    sets = {"base": 2, "val_windows": 2, "steps_per_epoch": 3, "n_calibration": 1,
+            "window_schedule": [[16, 2, 0.5], [24, 1, 0.5]], "train.schedule": "cosine",
+            "train.best_metric": "val_accuracy", "train.weight_decay": 0.0}
+    argv = ["train", "solvent-unet", "--data", str(tmp_path), "--out", str(run), "--epochs", "2", "--quiet",
+            "--threads", "1"]
+    for key, value in sets.items():
+        argv += ["--set", f"{key}={json.dumps(value)}"]
+    assert main(argv) == 0
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and "val_accuracy" in rows[0]
+    assert (run / "best.pt").exists()
+    assert main(["export", str(run / "best.pt"), "--name", "tiny-unet", "--models-dir", str(tmp_path / "models")]) == 0
+    card = json.loads((tmp_path / "models" / "tiny-unet.json").read_text())
+    assert card["task"] == "solvent-unet" and card["architecture"]["type"] == "UNet3D"
+    assert card["input"]["name"] == "x" and card["p_u"]["n_crystals"] == 1
+    assert card["onnx_parity"]["max_abs_diff"] < 1e-4 and card["training"]["best_val_accuracy"] is not None

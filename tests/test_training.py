@@ -1,5 +1,6 @@
-"""The shared Trainer (crysplugins/training/loop.py) on a tiny synthetic dataset: metrics.csv, checkpoints,
-resume, determinism, the OneCycle schedule, the `crysplugins train` CLI and DDP with 2 gloo processes."""
+"""The shared Trainer (crysplugins/training/loop.py) on a tiny synthetic dataset: metrics.csv, checkpoints
+(weights only: a crafted or corrupt file is refused), resume, determinism, the OneCycle schedule, the
+`crysplugins train` CLI and DDP with 2 gloo processes."""
 from __future__ import annotations
 
 import csv
@@ -9,10 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from crysplugins.errors import CrysError  # noqa: E402
+from crysplugins.training.checkpoint import convert_legacy, load_checkpoint  # noqa: E402
 from crysplugins.training.loop import Trainer, onecycle_lr  # noqa: E402
 from crysplugins.training.synthetic import make_synthetic_dataset  # noqa: E402
 from crysplugins.training.tasks import get_task_factory  # noqa: E402
@@ -62,23 +66,21 @@ def test_trainer_writes_metrics_checkpoint_and_resumes(dataset, tmp_path):
     run(config(dataset, epochs=2), out, resume=True)
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [r["step"] for r in rows] == ["4", "8"]
-    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
-    assert ckpt["state"]["epoch"] == 2 and ckpt["model_config"]["d_t"] == 16
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt.state["epoch"] == 2 and ckpt.model_config["d_t"] == 16
 
 
 def test_init_from_starts_a_new_run_from_another_runs_weights(dataset, tmp_path):
-    from crysplugins.errors import CrysError
-
     run(config(dataset, epochs=1), tmp_path / "base")
-    base = torch.load(tmp_path / "base" / "checkpoint.pt", weights_only=False)
+    base = load_checkpoint(tmp_path / "base" / "checkpoint.pt")
     # a zero learning rate keeps the loaded weights, so the new run must end with exactly the base weights
     cfg = config(dataset, epochs=1, init_from=str(tmp_path / "base"), lr=0.0, max_lr=0.0, final_lr=0.0,
                  weight_decay=0.0)
     cfg["loss"]["hand_invariant"] = True
     metrics = run(cfg, tmp_path / "ft")
-    ft = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=False)
-    assert ft["state"]["step"] == 4  # a fresh schedule and step count, not a resume
-    assert all(torch.equal(base["model"][k], ft["model"][k]) for k in base["model"])
+    ft = load_checkpoint(tmp_path / "ft" / "checkpoint.pt")
+    assert ft.state["step"] == 4  # a fresh schedule and step count, not a resume
+    assert all(torch.equal(base.model[k], ft.model[k]) for k in base.model)
     assert 0.0 <= metrics["train_hand_inverted"] <= 1.0
     assert metrics["test_pearson_either_hand"] >= metrics["test_pearson"] - 1e-9
     with pytest.raises(CrysError, match="no checkpoint"):
@@ -94,8 +96,8 @@ def test_runs_are_deterministic(dataset, tmp_path):
 
 def test_max_steps_stops_and_checkpoints(dataset, tmp_path):
     run(config(dataset, epochs=5, max_steps=3), tmp_path / "r")
-    ckpt = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)
-    assert ckpt["state"]["step"] == 3
+    ckpt = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    assert ckpt.state["step"] == 3
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["state"]["step"] == 3
 
 
@@ -140,13 +142,114 @@ def test_ddp_two_gloo_processes_one_step(dataset, tmp_path):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "world size 2" in proc.stderr
-    ckpt = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=False)
-    assert ckpt["state"]["step"] == 1
-    assert ckpt["state"]["examples"] in (4, 8)  # 2 ranks x (batch of 4, or a remainder batch of 2)
+    ckpt = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")
+    assert ckpt.state["step"] == 1
+    assert ckpt.state["examples"] in (4, 8)  # 2 ranks x (batch of 4, or a remainder batch of 2)
 
 
 def test_gradient_accumulation_counts_optimizer_steps(dataset, tmp_path):
     run(config(dataset, epochs=1, accumulate=2), tmp_path / "acc")
-    ckpt = torch.load(tmp_path / "acc" / "checkpoint.pt", weights_only=False)
-    assert ckpt["state"]["batch"] == 0 and ckpt["state"]["epoch"] == 1
-    assert ckpt["state"]["step"] == 2  # 4 batches, one optimizer step per 2
+    ckpt = load_checkpoint(tmp_path / "acc" / "checkpoint.pt")
+    assert ckpt.state["batch"] == 0 and ckpt.state["epoch"] == 1
+    assert ckpt.state["step"] == 2  # 4 batches, one optimizer step per 2
+
+
+class _RunsCode:
+    """Unpickling this object runs a command: what a crafted checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_checkpoint_runs_no_code(dataset, tmp_path):
+    from crysplugins.cli import main
+
+    run_dir = tmp_path / "evil"
+    run_dir.mkdir()
+    marker = tmp_path / "code-ran"
+    torch.save({"model": {}, "state": _RunsCode(marker)}, run_dir / "checkpoint.pt")
+    with pytest.raises(CrysError, match="not a readable crysplugins checkpoint"):
+        load_checkpoint(run_dir)
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(config(dataset)))
+    assert main(["train", "reccrysformer", "--config", str(cfg_path), "--out", str(run_dir), "--resume",
+                 "--quiet"]) != 0
+    assert main(["train", "reccrysformer", "--config", str(cfg_path), "--out", str(tmp_path / "ft"),
+                 "--init-from", str(run_dir), "--quiet"]) != 0
+    assert main(["export", str(run_dir), "--models-dir", str(tmp_path / "models")]) != 0
+    assert not marker.exists()
+    assert not (tmp_path / "models" / "evil.json").exists()
+
+
+def test_a_corrupt_checkpoint_is_one_sentence(dataset, tmp_path, capsys):
+    from crysplugins.cli import main
+
+    out = tmp_path / "run"
+    run(config(dataset, epochs=1), out)
+    data = (out / "checkpoint.pt").read_bytes()
+    (out / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    for argv in (["train", "reccrysformer", "--out", str(out), "--resume", "--quiet"],
+                 ["export", str(out), "--models-dir", str(tmp_path / "models")]):
+        assert main(argv) != 0
+        err = capsys.readouterr().err
+        assert "is not a readable crysplugins checkpoint" in err and "Traceback" not in err
+        assert err.count("\n") == 1
+
+
+def test_resume_without_a_checkpoint_says_so(dataset, tmp_path, capsys):
+    from crysplugins.cli import main
+
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(config(dataset)))
+    assert main(["train", "reccrysformer", "--config", str(cfg_path), "--out", str(tmp_path / "new"),
+                 "--resume", "--quiet"]) != 0
+    assert "no checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "new" / "metrics.csv").exists()
+
+
+def test_a_resumed_run_writes_each_step_once(dataset, tmp_path):
+    """A run killed after writing an evaluation but before its checkpoint resumes from the previous
+    checkpoint and evaluates that step again: metrics.csv must not hold the step twice."""
+    out = tmp_path / "run"
+    run(config(dataset, epochs=1), out)
+    earlier = (out / "checkpoint.pt").read_bytes()
+    run(config(dataset, epochs=2), out, resume=True)
+    assert [r["step"] for r in csv.DictReader(open(out / "metrics.csv"))] == ["4", "8"]
+    (out / "checkpoint.pt").write_bytes(earlier)  # the step-8 checkpoint was never written
+    run(config(dataset, epochs=2), out, resume=True)
+    steps = [r["step"] for r in csv.DictReader(open(out / "metrics.csv"))]
+    assert steps == ["4", "8"]
+    assert load_checkpoint(out).state["step"] == 8
+
+
+def test_bad_training_settings_are_refused_before_training(dataset, tmp_path, capsys):
+    from crysplugins.cli import main
+
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(config(dataset)))
+    for extra, words in ((["--lr", "nan"], "lr must be a number"), (["--set", "train.lr_max=1"], "Unknown training"),
+                         (["--set", "model.depth=notjson"], "model settings")):
+        assert main(["train", "reccrysformer", "--config", str(cfg_path), "--out", str(tmp_path / "bad"),
+                     "--quiet", *extra]) != 0
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err
+
+
+def test_an_older_checkpoint_converts(dataset, tmp_path):
+    out = tmp_path / "run"
+    run(config(dataset, epochs=1), out)
+    new = load_checkpoint(out)
+    legacy = {"model": new.model, "optimizer": new.optimizer, "scaler": None, "state": new.state,
+              "config": new.config, "task_state": new.task_state, "model_config": new.model_config,
+              "task": new.task, "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                                        "python": __import__("random").getstate()}}
+    torch.save(legacy, tmp_path / "old.pt")
+    with pytest.raises(CrysError):
+        load_checkpoint(tmp_path / "old.pt")
+    convert_legacy(tmp_path / "old.pt", tmp_path / "converted.pt")
+    back = load_checkpoint(tmp_path / "converted.pt")
+    assert back.state == new.state and all(torch.equal(back.model[k], new.model[k]) for k in new.model)

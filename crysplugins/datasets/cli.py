@@ -16,7 +16,7 @@ import sys
 from crysplugins.errors import CrysError
 
 #: further ``dataset`` subcommands: name -> "module" whose ``add_parser(subparsers)`` registers them
-SUBCOMMANDS: dict[str, str] = {"templates": "crysplugins.datasets.templates"}
+SUBCOMMANDS: dict[str, str] = {"templates": "crysplugins.templates_cli"}
 
 
 def _shard(text: str) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""``crysplugins dataset templates RUN_DIR --data DIR``: recycling templates for every example (issue #5).
+"""``crysplugins dataset templates RUN_DIR --data DIR``: recycling templates for every example.
 
 RecCrysFormer paper 000, section 4 and appendix E.  For every example of the train and test splits:
 
@@ -25,15 +25,14 @@ Resumable: a shard whose file exists is skipped, and inside a shard every chunk 
 is kept in ``parts/`` until the shard is complete.  Changing the settings of an existing template set is
 refused (use another ``--name``).
 
-No torch needed for an ONNX model; a torch checkpoint needs torch.
+The model is any runner (an exported ONNX model, or a run's torch checkpoint); the command that picks
+one is :mod:`crysplugins.templates_cli`.  Nothing here needs torch.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import os
-import sys
+import multiprocessing as mp
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -41,8 +40,16 @@ from typing import Any, Callable
 import gemmi
 import numpy as np
 
+from crysplugins.crystal.fourier import FourierGrid
+from crysplugins.crystal.io import atomic_path, read_mtz
+from crysplugins.crystal.maps import crystallographic_f
+from crysplugins.crystal.metrics import pearson, phase_error
+from crysplugins.crystal.refine import density_modify
+from crysplugins.crystal.templates import postprocess_template
+from crysplugins.datasets.store import open_dataset
+from crysplugins.datasets.template_store import TemplateStore, choose_templates, with_template
 from crysplugins.errors import CrysError
-from crysplugins.runtime.runner import OnnxRunner
+from crysplugins.interface import CrystalMap
 
 #: settings that must agree for a template set to be resumed
 _SETTING_KEYS = ("model", "cycles", "fraction", "seed", "splits", "input_templates", "mode", "refined_rule")
@@ -54,72 +61,17 @@ _SETTING_KEYS = ("model", "cycles", "fraction", "seed", "splits", "input_templat
 REFINED_RULES = ("refiner", "phase-error")
 
 
-# ------------------------------------------------------------------------------------ model runners
-
-class TorchRunner:
-    """Runs a ``torch.nn.Module`` taking (x, sequence) and returning (B, 1, N1, N2, N3)."""
-
-    def __init__(self, model: Any, identity: str, in_channels: int, needs_sequence: bool = True) -> None:
-        self.model = model.eval()
-        self.identity = identity
-        self.in_channels = in_channels
-        self.needs_sequence = needs_sequence
-
-    def __call__(self, x: np.ndarray, sequence: np.ndarray | None) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            xt = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
-            st = torch.as_tensor(np.asarray(sequence, dtype=np.int64)) if (self.needs_sequence and sequence is not None) else None
-            y = self.model(xt, st) if st is not None else self.model(xt)
-        return y.float().numpy().reshape(x.shape[0], *x.shape[2:])
-
-
-def load_runner(run_dir: str | Path | None, onnx: str | Path | None = None, threads: int = 1):
-    """A model runner for ``run_dir`` (a training run folder) or an explicit ONNX file.
-
-    Order: ``onnx`` if given; else a ``model.onnx``/single ``*.onnx`` in the run folder; else the run's torch
-    checkpoint through :func:`crysplugins.training.recycling.load_run_model`.
-    """
-    if onnx is not None:
-        if not Path(onnx).is_file():
-            raise CrysError(f"The ONNX model {onnx} does not exist.")
-        return OnnxRunner.from_path(onnx, threads)
-    if run_dir is None:
-        raise CrysError("Give a training run folder or --onnx.")
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise CrysError(f"The run folder {run} does not exist.")
-    onnx_files = sorted(run.glob("*.onnx"))
-    if len(onnx_files) == 1:
-        return OnnxRunner.from_path(onnx_files[0], threads)
-    try:
-        import torch
-    except ImportError:
-        raise CrysError(f"{run} has no single .onnx file and torch is not installed to read its checkpoint "
-                        "(export it or pass --onnx).") from None
-    torch.set_num_threads(threads)
-    from crysplugins.training.recycling_task import load_run_model
-
-    model, config, identity = load_run_model(run)
-    return TorchRunner(model, identity, int(config.get("in_channels", 1)), bool(config.get("partial", True)))
-
-
 # ------------------------------------------------------------------------------------ one example
 
 def true_reflections(density_norm: np.ndarray, norm: dict, cell: gemmi.UnitCell, d_min: float
                      ) -> tuple[np.ndarray, np.ndarray]:
     """(hkl (m,3), complex F (electrons)) of an example from its normalised dataset density (see module doc)."""
-    from crysplugins.crystal.maps import crystallographic_f
-
     rho = np.asarray(density_norm, dtype=np.float64) * norm["scale"] + norm["offset"]
     return crystallographic_f(np.fft.rfftn(rho), cell, rho.shape, d_min)
 
 
 def map_phases(array: np.ndarray, cell: gemmi.UnitCell, d_min: float, hkl: np.ndarray) -> np.ndarray:
     """Phases (degrees) of a whole-cell map at ``hkl`` (same hemisphere convention as :func:`true_reflections`)."""
-    from crysplugins.crystal.maps import crystallographic_f
-
     h2, vals = crystallographic_f(np.fft.rfftn(np.asarray(array, dtype=np.float64)), cell, array.shape, d_min)
     if h2.shape != hkl.shape or not np.array_equal(h2, hkl):
         raise ValueError("reflection lists differ")
@@ -129,18 +81,10 @@ def map_phases(array: np.ndarray, cell: gemmi.UnitCell, d_min: float, hkl: np.nd
 def refine_example(prediction: np.ndarray, density_norm: np.ndarray, cell_params: tuple, d_min: float,
                    sequence: str, norm: dict, cycles: int, amplitudes_mtz: str | None = None) -> dict[str, Any]:
     """Refine one prediction against the example's amplitudes; template + score + figures vs the truth."""
-    from crysplugins.crystal.fourier import FourierGrid
-    from crysplugins.crystal.metrics import pearson, phase_error
-    from crysplugins.crystal.refine import density_modify
-    from crysplugins.crystal.templates import postprocess_template
-    from crysplugins.interface import CrystalMap
-
     cell = gemmi.UnitCell(*[float(v) for v in cell_params])
     hkl, f_true = true_reflections(density_norm, norm, cell, d_min)
     amp_true = np.abs(f_true)
     if amplitudes_mtz is not None:
-        from crysplugins.crystal.io import read_mtz
-
         obs: Any = read_mtz(amplitudes_mtz, need=("F",))
     else:
         keep = amp_true > 0
@@ -186,9 +130,6 @@ def build_templates(data: str | Path, runner: Any, name: str, cycles: int = 50, 
     """Write the template set ``name`` for the dataset ``data`` (see the module docstring); returns a summary
     with ``computed`` / ``skipped`` shard names and per-split means.  ``fraction`` of each train shard
     (``test_fraction``, default the same, of each test shard) is processed."""
-    from crysplugins.datasets.store import open_dataset
-    from crysplugins.training.recycling import TemplateStore, choose_templates, with_template
-
     ds = open_dataset(data)
     if cycles < 1:
         raise CrysError("--cycles must be at least 1.")
@@ -224,8 +165,6 @@ def build_templates(data: str | Path, runner: Any, name: str, cycles: int = 50, 
     computed, skipped = [], []
     pool = None
     if workers > 1:
-        import multiprocessing as mp
-
         pool = mp.get_context("spawn").Pool(workers)
     t0 = time.monotonic()
     done_examples = 0
@@ -335,61 +274,11 @@ def summarise(data: str | Path, name: str, splits: tuple[str, ...] = ("train", "
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    from crysplugins.crystal.io import atomic_path
-
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    from crysplugins.crystal.io import atomic_path
-
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(obj, indent=1, default=str) + "\n")
-
-
-# ------------------------------------------------------------------------------------ CLI
-
-def add_parser(dsub) -> None:
-    """Register ``crysplugins dataset templates`` (called by :mod:`crysplugins.datasets.cli`)."""
-    p = dsub.add_parser("templates", help="recycling templates: predict, refine and post-process every example "
-                                          "(paper 000, section 4, appendix E)")
-    p.add_argument("run_dir", nargs="?", help="the previous training run folder (checkpoint or exported .onnx)")
-    p.add_argument("--data", required=True, help="dataset folder (templates go to DATA/templates/NAME/)")
-    p.add_argument("--onnx", help="an exported ONNX model instead of the run folder")
-    p.add_argument("--name", help="template set name (default: the run folder's or ONNX file's name)")
-    p.add_argument("--cycles", type=int, default=50, help="density-modification cycles per example (default 50)")
-    p.add_argument("--fraction", type=float, default=1.0,
-                   help="process a reproducible random fraction of each shard (default 1: every example)")
-    p.add_argument("--test-fraction", type=float, help="the same for test shards (default: --fraction)")
-    p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
-    p.add_argument("--input-templates", help="for a two-channel (recycled) model: the template set it takes")
-    p.add_argument("--refined-rule", choices=REFINED_RULES, default="refiner",
-                   help="what counts as refined: the refiner's score (default) or, on synthetic data, refined "
-                        "phases within --max-phase-error of the truth (an oracle label; say so in results)")
-    p.add_argument("--max-phase-error", type=float, default=60.0, help="degrees, for --refined-rule phase-error")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--chunk", type=int, default=64, help="examples per resumable part file (default 64)")
-    p.add_argument("--workers", type=int, default=1, help="refinement processes (default 1)")
-    p.add_argument("--threads", type=int, default=1, help="model inference threads (default 1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_templates)
-
-
-def cmd_templates(args: argparse.Namespace) -> int:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    if args.workers < 1 or args.batch_size < 1 or args.chunk < 1:
-        raise CrysError("--workers, --batch-size and --chunk must be at least 1.")
-    runner = load_runner(args.run_dir, args.onnx, args.threads)
-    name = args.name or (Path(args.onnx).stem if args.onnx else Path(args.run_dir).resolve().name)
-    prog = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    summary = build_templates(args.data, runner, name, cycles=args.cycles, fraction=args.fraction,
-                              splits=tuple(args.splits), batch_size=args.batch_size, chunk=args.chunk,
-                              workers=args.workers, seed=args.seed, input_templates=args.input_templates,
-                              progress=prog, test_fraction=args.test_fraction, refined_rule=args.refined_rule,
-                              max_phase_error=args.max_phase_error)
-    json.dump(summary, sys.stdout, indent=2)
-    sys.stdout.write("\n")
-    return 0

@@ -36,12 +36,30 @@ import argparse
 import hashlib
 import json
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
+import gemmi
 import numpy as np
 
+from crysplugins.crystal.chirality import FEATURE_SET, SIGMAS, pseudoscalar_features
+from crysplugins.crystal.fourier import FourierGrid
+from crysplugins.crystal.maps import invert_grid
+from crysplugins.crystal.metrics import pearson
+from crysplugins.crystal.refine import density_modify
+from crysplugins.datasets.store import open_dataset
+from crysplugins.datasets.template_store import TemplateStore, choose_templates, with_template
+from crysplugins.datasets.templates import select_rows, true_reflections
 from crysplugins.errors import CrysError
+from crysplugins.evaluation.compare import (PredictorLabel, _true_data, examples_from_dataset, examples_from_mtz_dir,
+                                            run_one)
+from crysplugins.host import default_host
+from crysplugins.interface import CrystalMap
+from crysplugins.runtime.hand import rms_normalised
+from crysplugins.runtime.models import CARD_FORMAT, list_models
+from crysplugins.runtime.recycle import refined_map_on_grid
+from crysplugins.training.runner import load_runner
 
 TASK = "hand-chirality"
 LAMBDAS = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -73,13 +91,6 @@ def refined_map(prediction: np.ndarray, density_norm: np.ndarray, norm: dict, ce
     """The density-modified map of a prediction (the pipeline's last refinement, paper 000 section 4):
     ``cycles`` cycles of :func:`crysplugins.crystal.refine.density_modify` against the example's amplitudes
     (|F| of the un-normalised true density to ``d_min``, like the test MTZs), |F|·exp(iφ) on the grid."""
-    import gemmi
-
-    from crysplugins.crystal.refine import density_modify
-    from crysplugins.datasets.templates import true_reflections
-    from crysplugins.interface import CrystalMap
-    from crysplugins.runtime.recycle import refined_map_on_grid
-
     cell = gemmi.UnitCell(*[float(v) for v in cell_params])
     hkl, f = true_reflections(density_norm, norm, cell, float(d_min))
     keep = np.abs(f) > 0
@@ -99,17 +110,8 @@ def predictions_with_labels(data: str | Path, runner: Any, templates: str | None
     density-modified map, :func:`refined_map`, in rms units).  Returns X (n, F), y (n,) 1.0 when the
     prediction's own hand is the better one, pearson / pearson_inverted (n,) of the prediction against the
     true density, ids (n,)."""
-    from crysplugins.runtime.hand import rms_normalised
-
     if on not in ("prediction", "refined"):
         raise CrysError(f"The hand model reads 'prediction' or 'refined' maps, not '{on}'.")
-    from crysplugins.crystal.chirality import pseudoscalar_features
-    from crysplugins.crystal.maps import invert_grid
-    from crysplugins.crystal.metrics import pearson
-    from crysplugins.datasets.store import open_dataset
-    from crysplugins.datasets.templates import select_rows
-    from crysplugins.training.recycling import TemplateStore, choose_templates, with_template
-
     ds = open_dataset(data)
     store = None
     if runner.in_channels > 1:
@@ -169,21 +171,11 @@ def pipeline_features_with_labels(examples: list, pipeline: str, progress: Calla
     true-phase map (eq. 7) than its inverse; pearson / pearson_inverted; ids.  ``workers`` > 1 runs
     contiguous chunks of the examples in that many processes (same result, in the same order)."""
     if workers > 1 and len(examples) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
         chunks = [list(c) for c in np.array_split(np.arange(len(examples)), workers) if len(c)]
         with ProcessPoolExecutor(len(chunks)) as pool:
             parts = list(pool.map(pipeline_features_with_labels, [[examples[i] for i in c] for c in chunks],
                                   [pipeline] * len(chunks)))
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    from crysplugins.crystal.chirality import pseudoscalar_features
-    from crysplugins.crystal.fourier import FourierGrid
-    from crysplugins.crystal.maps import invert_grid
-    from crysplugins.crystal.metrics import pearson
-    from crysplugins.evaluation.compare import PredictorLabel, _true_data, run_one
-    from crysplugins.host import default_host
-    from crysplugins.runtime.hand import rms_normalised
-
     label = PredictorLabel.parse(pipeline)
     if label.options.get("output", "refined") != "refined":
         raise CrysError("The hand model is fitted on the pipeline's refined map: use output=refined.")
@@ -295,10 +287,6 @@ def train_hand_chirality(data: str | Path, predictor_run: str | Path, out: str |
                          progress: Callable[[str], None] | None = None, on: str = "prediction",
                          dm_cycles: int = 50) -> dict[str, Any]:
     """Fit and evaluate the hand model of ``predictor_run``; writes ``out/hand_chirality.json`` (returned)."""
-    from crysplugins.crystal.chirality import FEATURE_SET, SIGMAS
-    from crysplugins.datasets.store import open_dataset
-    from crysplugins.datasets.templates import load_runner
-
     if not (0 < fraction <= 1 and 0 < test_fraction <= 1):
         raise CrysError("--fraction and --test-fraction must be in (0, 1].")
     ds = open_dataset(data)
@@ -330,9 +318,6 @@ def fit_and_write_card(train: dict[str, np.ndarray], test: dict[str, np.ndarray]
                        training: dict[str, Any], test_info: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     """Choose the penalty by cross-validation on ``train``, fit, evaluate on ``test``; write
     ``out/hand_chirality.json`` (the card ``crysplugins export`` copies) and return it."""
-    from crysplugins.crystal.chirality import FEATURE_SET, SIGMAS
-    from crysplugins.runtime.models import CARD_FORMAT
-
     lam, cv = choose_lambda(train, seed=seed)
     w, sc = fit_logistic(train["X"], train["y"], lam)
     card = {
@@ -358,10 +343,6 @@ def train_from_pipeline(mtz_dir: str | Path, data: str | Path, out: str | Path, 
     training maps from the MTZ pairs in ``mtz_dir``, test maps from every ``test_every``-th test MTZ of the
     dataset ``data`` (held-out families; only evaluated).  Features are cached in ``out`` by a key of the
     examples, the pipeline and the shipped models' checksums."""
-    from crysplugins.crystal.chirality import FEATURE_SET, SIGMAS
-    from crysplugins.evaluation.compare import examples_from_dataset, examples_from_mtz_dir
-    from crysplugins.runtime.models import list_models
-
     if test_every < 1:
         raise CrysError("--test-every must be 1 or more.")
     out = Path(out)

@@ -1,4 +1,4 @@
-"""Recycling runs (RecCrysFormer paper 000, section 4 and section 5 "Recycling (modified)"; issue #5).
+"""Recycling runs (RecCrysFormer paper 000, section 4 and section 5 "Recycling (modified)").
 
 A recycling run is a complete training run of the same architecture whose first convolution takes a
 second input channel: a *template* density.  This module holds everything recycling adds to a plain
@@ -34,20 +34,21 @@ in normalised density units) is added to the template channel only, never to the
 only in training; values are not clipped.
 
 Templates come from ``crysplugins dataset templates`` (:mod:`crysplugins.datasets.templates`), which
-stores them per dataset shard in ``<dataset>/templates/<name>/<shard>.npz``.
+stores them per dataset shard in ``<dataset>/templates/<name>/<shard>.npz``
+(:class:`crysplugins.datasets.template_store.TemplateStore`).
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
+import torch
 
-#: index of the template channel in the model input (0 is the Patterson map)
-TEMPLATE_CHANNEL = 1
+from crysplugins.crystal.maps import invert_grid
+from crysplugins.datasets.template_store import TEMPLATE_CHANNEL, choose_templates, with_template
 
 #: state-dict prefix of RecCrysFormer's first convolution (Patterson path, section 5: kernel 7)
 FIRST_CONV = "embed.conv"
@@ -91,8 +92,6 @@ def transfer_weights(model: Any, previous: Mapping[str, Any], noise_std: float =
     half is transferred (``first_conv`` = "patterson" or "half-filters").  Any other mismatch (a missing
     or extra parameter, another shape) raises ValueError: the architectures must agree.
     """
-    import torch
-
     if first_conv not in ("patterson", "half-filters"):
         raise ValueError(f"first_conv must be 'patterson' or 'half-filters', not {first_conv!r}")
     if noise_std < 0:
@@ -169,26 +168,6 @@ def recycled_model_config(previous_config: Mapping[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------ template channel
 
-def choose_templates(prediction: np.ndarray, refined: np.ndarray, is_refined: np.ndarray,
-                     refined_prob: float, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
-    """Per example: the refined template with probability ``refined_prob`` where ``is_refined``, else the
-    prediction.  ``rng=None`` means evaluation: every refined example takes its refined template.
-
-    ``prediction``, ``refined``: (n, N1, N2, N3) normalised maps; ``is_refined``: (n,) bool.
-    Returns (templates float32 (n, N1, N2, N3), used_refined (n,) bool).
-    """
-    is_refined = np.asarray(is_refined, dtype=bool)
-    if not 0.0 <= refined_prob <= 1.0:
-        raise ValueError("refined_prob must be in [0, 1]")
-    if rng is None:
-        use = is_refined.copy()
-    else:
-        use = is_refined & (rng.random(is_refined.shape[0]) < refined_prob)
-    sel = use.reshape((-1,) + (1,) * (np.ndim(prediction) - 1))
-    out = np.where(sel, np.asarray(refined, dtype=np.float32), np.asarray(prediction, dtype=np.float32))
-    return out, use
-
-
 def add_template_noise(x: Any, std: float, rng: np.random.Generator | None = None,
                        generator: Any = None) -> Any:
     """Add N(0, std²) to the template channel of a model input (B, 2, N1, N2, N3); channel 0 untouched.
@@ -203,80 +182,11 @@ def add_template_noise(x: Any, std: float, rng: np.random.Generator | None = Non
             rng = rng if rng is not None else np.random.default_rng()
             out[:, TEMPLATE_CHANNEL] += rng.normal(0.0, std, out[:, TEMPLATE_CHANNEL].shape).astype(np.float32)
         return out
-    import torch
-
     out = x.clone()
     if std > 0:
         t = out[:, TEMPLATE_CHANNEL]
         t += torch.randn(t.shape, generator=generator, dtype=t.dtype, device=t.device) * std
     return out
-
-
-def with_template(patterson: np.ndarray, template: np.ndarray) -> np.ndarray:
-    """(n, N1, N2, N3) or (n, 1, N1, N2, N3) Patterson maps + (n, N1, N2, N3) templates -> (n, 2, N1, N2, N3)."""
-    p = np.asarray(patterson, dtype=np.float32)
-    if p.ndim == 5:
-        p = p[:, 0]
-    t = np.asarray(template, dtype=np.float32)
-    if t.shape != p.shape:
-        raise ValueError(f"template shape {t.shape} differs from the Patterson map shape {p.shape}")
-    return np.stack([p, t], axis=1)
-
-
-# ------------------------------------------------------------------------------------ template store
-
-class TemplateStore:
-    """Templates of one run for one dataset: ``<dataset>/templates/<name>/<shard>.npz``.
-
-    Each file holds ``rows`` (row in the dataset shard), ``ids``, ``prediction`` and ``refined``
-    (n, N1, N2, N3) normalised maps, ``score``, ``is_refined`` (see :mod:`crysplugins.datasets.templates`).
-    """
-
-    def __init__(self, dataset_root: str | Path, name: str) -> None:
-        self.root = Path(dataset_root) / "templates" / name
-        if not self.root.is_dir():
-            from crysplugins.errors import CrysError
-
-            raise CrysError(f"No templates '{name}' in {dataset_root} (run 'crysplugins dataset templates' first).")
-        self.name = name
-        self._cache: dict[str, dict[str, np.ndarray] | None] = {}
-
-    @property
-    def info(self) -> dict[str, Any]:
-        p = self.root / "info.json"
-        return json.loads(p.read_text()) if p.exists() else {}
-
-    def shard(self, shard_name: str) -> dict[str, np.ndarray] | None:
-        """Arrays of one shard's templates (``shard_name`` as in index.tsv, e.g. 'train-32x32x32-0.npz'),
-        or None when the shard has none (yet)."""
-        key = Path(shard_name).stem
-        if key not in self._cache:
-            path = self.root / f"{key}.npz"
-            if path.exists():
-                with np.load(path, allow_pickle=False) as z:
-                    arrays = {k: z[k] for k in z.files}
-                arrays["_pos"] = {int(r): i for i, r in enumerate(arrays["rows"])}  # type: ignore[assignment]
-                self._cache[key] = arrays
-            else:
-                self._cache[key] = None
-        return self._cache[key]
-
-    def lookup(self, shard_name: str, rows: Iterable[int]) -> dict[str, np.ndarray] | None:
-        """prediction, refined, is_refined, score for ``rows`` of a shard; None if any row has no template."""
-        arrays = self.shard(shard_name)
-        if arrays is None:
-            return None
-        pos = arrays["_pos"]  # type: ignore[index]
-        try:
-            idx = np.array([pos[int(r)] for r in rows], dtype=np.int64)
-        except KeyError:
-            return None
-        return {k: arrays[k][idx] for k in ("prediction", "refined", "is_refined", "score")}
-
-    def rows(self, shard_name: str) -> np.ndarray:
-        """Rows of a shard that have templates (empty when none)."""
-        arrays = self.shard(shard_name)
-        return np.zeros(0, dtype=np.int64) if arrays is None else np.asarray(arrays["rows"], dtype=np.int64)
 
 
 def template_inputs(patterson: np.ndarray, templates: Mapping[str, np.ndarray], refined_prob: float,
@@ -296,8 +206,6 @@ def template_inputs(patterson: np.ndarray, templates: Mapping[str, np.ndarray], 
     tpl, used = choose_templates(templates["prediction"], templates["refined"], templates["is_refined"],
                                  refined_prob, rng)
     if rng is not None and hand_flip > 0:
-        from crysplugins.crystal.maps import invert_grid
-
         flip = rng.random(len(tpl)) < hand_flip
         tpl = np.asarray(tpl).copy()
         tpl[flip] = invert_grid(tpl[flip])
@@ -305,53 +213,6 @@ def template_inputs(patterson: np.ndarray, templates: Mapping[str, np.ndarray], 
     if rng is not None and noise_std > 0:
         x = add_template_noise(x, noise_std, rng=rng)
     return x, used
-
-
-# ------------------------------------------------------------------------------------ command line
-
-def add_arguments(parser) -> None:
-    """The recycling options of ``crysplugins train`` (called by :mod:`crysplugins.training.cli`)."""
-    g = parser.add_argument_group("recycling (paper 000, section 4; task reccrysformer)")
-    g.add_argument("--recycle-from", metavar="RUN_DIR", help="previous run: weights and template set")
-    g.add_argument("--templates", metavar="NAME",
-                   help="template set in DATA/templates/ (default: the previous run folder's name)")
-    g.add_argument("--refined-prob", type=_fraction, metavar="P",
-                   help="probability of the refined template for refined examples (1/6 modified, 0.7 original)")
-    g.add_argument("--template-noise", type=float, metavar="STD", help="Gaussian noise on the template channel (0.05)")
-    g.add_argument("--transfer-noise", type=float, metavar="STD",
-                   help="relative noise on transferred weights (0.01 x rms of each tensor)")
-    g.add_argument("--template-hand-flip", type=_fraction, metavar="P",
-                   help="probability of inverting a training template through the cell centre (hand augmentation)")
-    g.add_argument("--no-transfer", action="store_true", help="train from scratch (the paper's first 'Recycling')")
-    g.add_argument("--first-conv", choices=("patterson", "half-filters"),
-                   help="which half of the first conv to transfer in a first recycling run (default patterson)")
-
-
-def apply_arguments(config: dict[str, Any], args) -> None:
-    """Copy the recycling options given on the command line into ``config["recycling"]``."""
-    r = dict(config.get("recycling") or {})
-    for opt in ("recycle_from", "templates", "refined_prob", "template_noise", "transfer_noise", "first_conv",
-                "template_hand_flip"):
-        v = getattr(args, opt, None)
-        if v is not None:
-            r[opt] = v
-    if getattr(args, "no_transfer", False):
-        r["transfer"] = False
-    if r:
-        config["recycling"] = r
-
-
-def _fraction(text: str) -> float:
-    """'1/6' or '0.1667' -> float."""
-    import argparse
-
-    try:
-        if "/" in text:
-            a, b = text.split("/", 1)
-            return float(a) / float(b)
-        return float(text)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"'{text}' is not a probability (e.g. 1/6 or 0.7)") from None
 
 
 def card_recycling_entry(task_recycling: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,15 +19,26 @@ says to always report it beside the model).
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import platform
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from crysplugins.crystal.metrics import pearson
+from crysplugins.datasets.store import open_dataset
 from crysplugins.errors import CrysError
-from crysplugins.training.losses import density_loss, pearson_per_example
+from crysplugins.training.batching import EXAMPLE_KEYS, BatchList, ShapeBins, map_batch, plan_batches
+from crysplugins.training.checkpoint import Checkpoint, load_checkpoint, load_weights
+from crysplugins.training.losses import density_loss, fft_amplitudes, invert_through_centre, pearson_per_example
+from crysplugins.training.nets.conv import set_fft
 from crysplugins.training.nets.reccrysformer import RecCrysFormer, model_config
+from crysplugins.training.onnx_export import ExportOptions, ExportSpec
+from crysplugins.training.recycling import card_recycling_entry
 
 TASK_DEFAULTS: dict[str, Any] = {
     "data": None,
@@ -41,66 +52,11 @@ TASK_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _np_pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a = a.ravel().astype(np.float64) - a.mean()
-    b = b.ravel().astype(np.float64) - b.mean()
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / den) if den > 0 else 0.0
-
-
-class _Bins:
-    """Examples of one split grouped by grid shape; arrays kept as stored (float16) until batched."""
-
-    def __init__(self, shards: list[dict[str, np.ndarray]]) -> None:
-        by_shape: dict[tuple, list[dict]] = {}
-        for arrays in shards:
-            by_shape.setdefault(tuple(arrays["patterson"].shape[1:]), []).append(arrays)
-        self.bins: dict[tuple, dict[str, np.ndarray]] = {}
-        for shape, parts in sorted(by_shape.items()):
-            self.bins[shape] = {k: np.concatenate([p[k] for p in parts]) for k in
-                                ("patterson", "density", "sequence_index", "ids")}
-
-    def __len__(self) -> int:
-        return sum(len(b["ids"]) for b in self.bins.values())
-
-    def truncate(self, n: int, rng: np.random.Generator) -> None:
-        """Keep a random subset of ``n`` examples (spread over the bins proportionally)."""
-        total = len(self)
-        if n >= total:
-            return
-        for shape, b in self.bins.items():
-            k = max(1, int(round(n * len(b["ids"]) / total)))
-            idx = np.sort(rng.choice(len(b["ids"]), size=min(k, len(b["ids"])), replace=False))
-            self.bins[shape] = {key: v[idx] for key, v in b.items()}
-
-
-class _BatchList:
-    """A lazy, indexable list of batches (dicts of tensors) for one epoch and one rank."""
-
-    def __init__(self, bins: _Bins, plan: list[tuple[tuple, np.ndarray]]) -> None:
-        self.bins, self.plan = bins, plan
-
-    def __len__(self) -> int:
-        return len(self.plan)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        shape, idx = self.plan[i]
-        b = self.bins.bins[shape]
-        return {
-            "patterson": torch.from_numpy(b["patterson"][idx].astype(np.float32)).unsqueeze(1),
-            "density": torch.from_numpy(b["density"][idx].astype(np.float32)).unsqueeze(1),
-            "sequence": torch.from_numpy(b["sequence_index"][idx].astype(np.int64)),
-        }
-
-    def __iter__(self):
-        for i in range(len(self)):
-            yield self[i]
-
-
 class RecCrysFormerTask:
     """The task object the Trainer drives (see ``crysplugins/training/loop.py``)."""
 
     name = "reccrysformer"
+    output_name = "density"
 
     def __init__(self, config: dict[str, Any]) -> None:
         cfg = {**TASK_DEFAULTS, **config}
@@ -108,44 +64,30 @@ class RecCrysFormerTask:
         self.config = cfg
         if not cfg.get("data"):
             raise CrysError("The reccrysformer task needs a dataset folder (--data DIR).")
-        from crysplugins.datasets.store import open_dataset
-
         self.ds = open_dataset(cfg["data"])
         self.meta = self.ds.meta
-        self._splits: dict[str, _Bins] = {}
+        self._splits: dict[str, ShapeBins] = {}
         self.batch_size = int((cfg.get("train") or {}).get("batch_size", cfg.get("batch_size", 16)))
         self.seed = int((cfg.get("train") or {}).get("seed", cfg.get("seed", 0)))
 
     # ------------------------------------------------------------------------------------- data
-    def split(self, name: str) -> _Bins:
+    def split(self, name: str) -> ShapeBins:
         if name not in self._splits:
             shards = [s.load() for s in self.ds.shards(name)]
             if not shards:
                 raise CrysError(f"The dataset {self.ds.root} has no '{name}' examples.")
-            bins = _Bins(shards)
+            bins = ShapeBins(shards, EXAMPLE_KEYS)
             if name == "train" and self.config.get("max_train_examples"):
                 bins.truncate(int(self.config["max_train_examples"]), np.random.default_rng(self.seed))
             self._splits[name] = bins
         return self._splits[name]
 
-    def batches(self, split: str = "train", epoch: int = 0, rank: int = 0, world_size: int = 1) -> _BatchList:
+    def batches(self, split: str = "train", epoch: int = 0, rank: int = 0, world_size: int = 1) -> BatchList:
         """Shuffled same-shape batches of ``batch_size``; every rank gets the same number of batches."""
         bins = self.split(split)
-        rng = np.random.default_rng([self.seed, epoch])
-        min_batch = int(self.config["min_batch"])
-        plan: list[tuple[tuple, np.ndarray]] = []
-        for shape, b in bins.bins.items():
-            n = len(b["ids"])
-            order = rng.permutation(n) if split == "train" else np.arange(n)
-            for start in range(0, n, self.batch_size):
-                idx = np.sort(order[start:start + self.batch_size])
-                if len(idx) >= min(min_batch, self.batch_size) or split != "train":
-                    plan.append((shape, idx))
-        if split == "train":
-            plan = [plan[i] for i in rng.permutation(len(plan))]
-        per_rank = len(plan) // world_size
-        plan = plan[rank:per_rank * world_size:world_size]
-        return _BatchList(bins, plan)
+        shuffle = np.random.default_rng([self.seed, epoch]) if split == "train" else None
+        return BatchList(bins, plan_batches(bins, self.batch_size, int(self.config["min_batch"]), shuffle,
+                                            rank, world_size))
 
     def residue_boxes(self) -> np.ndarray:
         return np.asarray(self.ds.partial_boxes(), dtype=np.float32)
@@ -196,12 +138,7 @@ class RecCrysFormerTask:
             idx = np.sort(rng.choice(n, size=min(k, n), replace=False))
             for start in range(0, len(idx), self.batch_size):
                 sel = idx[start:start + self.batch_size]
-                out.append({
-                    "patterson": torch.from_numpy(b["patterson"][sel].astype(np.float32)).unsqueeze(1),
-                    "density": torch.from_numpy(b["density"][sel].astype(np.float32)).unsqueeze(1),
-                    "sequence": torch.from_numpy(b["sequence_index"][sel].astype(np.int64)),
-                    "shape": shape, "ids": b["ids"][sel],
-                })
+                out.append({**map_batch(b, sel), "shape": shape, "ids": b["ids"][sel]})
         return out
 
     def evaluate(self, model: torch.nn.Module, limit: int | None = None) -> dict[str, float]:
@@ -210,8 +147,6 @@ class RecCrysFormerTask:
         "test_pearson_either_hand" is the Pearson with the better of the two hands of the truth (a
         diagnostic for hand-invariant training, not the target metric).
         """
-        from crysplugins.training.losses import fft_amplitudes, invert_through_centre
-
         device = next(model.parameters()).device
         means = self.mean_maps()
         pcs, best, fpcs, base = [], [], [], []
@@ -223,7 +158,7 @@ class RecCrysFormerTask:
             fpcs += pearson_per_example(fft_amplitudes(pred), fft_amplitudes(batch["density"])).tolist()
             mean_map = means.get(batch["shape"])
             if mean_map is not None:
-                base += [_np_pearson(mean_map, d[0].numpy()) for d in batch["density"]]
+                base += [pearson(mean_map, d[0].numpy()) for d in batch["density"]]
         return {"test_pearson": float(np.mean(pcs)), "test_pearson_either_hand": float(np.mean(best)),
                 "test_fft_pearson": float(np.mean(fpcs)),
                 "test_baseline_pearson": float(np.mean(base)) if base else float("nan"),
@@ -233,13 +168,10 @@ class RecCrysFormerTask:
     def export_example(self) -> dict[str, torch.Tensor]:
         """Inputs for ONNX export: two maps of the most common training shape and their sequences."""
         train = self.split("train")
-        shape = max(train.bins, key=lambda s: len(train.bins[s]["ids"]))
-        b = train.bins[shape]
-        idx = np.arange(min(2, len(b["ids"])))
-        if len(idx) < 2:
-            idx = np.array([0, 0])
-        return {"patterson": torch.from_numpy(b["patterson"][idx].astype(np.float32)).unsqueeze(1),
-                "sequence": torch.from_numpy(b["sequence_index"][idx].astype(np.int64))}
+        b = train.bins[train.largest_shape()]
+        idx = np.array([0, 1]) if len(b["ids"]) >= 2 else np.array([0, 0])
+        batch = map_batch(b, idx)
+        return {"patterson": batch["patterson"], "sequence": batch["sequence"]}
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint keeps about the data (the card's normalisation and grid come from here)."""
@@ -250,9 +182,188 @@ class RecCrysFormerTask:
             "residue_types", "splits", "families", "build")}, "train_examples_used": train_n}
 
 
-def make_task(config: dict[str, Any]) -> RecCrysFormerTask:
-    if (config.get("recycling") or {}).get("recycle_from"):  # a recycling run (issue #5)
-        from crysplugins.training.recycling_task import RecyclingTask
+def checkpoint_model_settings(ckpt: Checkpoint) -> dict[str, Any]:
+    """Full RecCrysFormer settings of a checkpoint: the recorded model config (or the task state's
+    ``model_settings``), else the config's "model" section with the data-dependent keys filled in the way
+    the task does; ``in_channels`` always from the first conv's weight."""
+    ts = ckpt.task_state
+    if ckpt.model_config:
+        settings = dict(ckpt.model_config)
+    elif ts.get("model_settings"):
+        settings = dict(ts["model_settings"])
+    else:
+        m = dict(ckpt.config.get("model") or {})
+        meta = ts.get("meta") or {}
+        m.setdefault("partial_box", int(meta.get("partial_box") or 24))
+        if isinstance(meta.get("n_residues"), int):
+            m.setdefault("max_residues", meta["n_residues"])
+        settings = model_config(m)
+    w = ckpt.model.get("embed.conv.weight")
+    if w is not None:
+        settings["in_channels"] = int(w.shape[1])
+    return settings
 
-        return RecyclingTask(config)
-    return RecCrysFormerTask(config)
+
+def load_run_model(run_dir: str | Path) -> tuple[RecCrysFormer, dict[str, Any], str]:
+    """(model in eval mode, its settings, an identity string) from a run folder's checkpoint."""
+    run = Path(run_dir)
+    if not (run / "checkpoint.pt").is_file():
+        raise CrysError(f"{run_dir} is not a training run folder (no checkpoint.pt).")
+    ckpt = load_checkpoint(run)
+    settings = checkpoint_model_settings(ckpt)
+    settings["use_fft"] = False
+    model = RecCrysFormer(settings)
+    load_weights(model, ckpt)
+    h = hashlib.sha256()
+    for k, v in sorted(ckpt.model.items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().numpy().tobytes())
+    return model.eval(), settings, f"torch:{run.resolve().name}:{h.hexdigest()[:16]}"
+
+
+# ---------------------------------------------------------------------------------------------- export
+
+def model_from_checkpoint(ckpt: Checkpoint) -> RecCrysFormer:
+    """The RecCrysFormer of a checkpoint, in eval mode with direct (exportable) convolutions."""
+    if ckpt.model_config is None:
+        raise CrysError(f"{ckpt.path} has no model config; it was not written by the RecCrysFormer task.")
+    model = RecCrysFormer(ckpt.model_config)
+    load_weights(model, ckpt)
+    model.eval()
+    set_fft(model, False)
+    return model
+
+
+def dataset_summary(dataset: str | None) -> dict[str, Any]:
+    """Ranges of cells and grid shapes of the training split (for the card), when the dataset is here."""
+    if not dataset or not (Path(dataset) / "meta.json").exists():
+        return {}
+    ds = open_dataset(dataset)
+    train, test = ds.examples("train"), ds.examples("test")
+    if not train:
+        return {}
+
+    def column(*keys: str) -> np.ndarray:
+        return np.array([r[k] for r in train for k in keys], dtype=float)
+
+    lengths, angles = column("a", "b", "c"), column("alpha", "beta", "gamma")
+    return {"train_examples": len(train), "test_examples": len(test),
+            "cell_lengths": [float(lengths.min()), float(lengths.max())],
+            "cell_angles": [float(angles.min()), float(angles.max())],
+            "grid_shapes": [list(s) for s in sorted({(r["nu"], r["nv"], r["nw"]) for r in train})],
+            "train_families": ds.meta.get("families", {}).get("train"),
+            "test_families": ds.meta.get("families", {}).get("test")}
+
+
+def parity_shapes(trained: list[tuple], patch: int) -> list[tuple]:
+    """The smallest, middle and largest trained grid shapes (or standard ones), three in all."""
+    pool = trained or [(16, 16, 16), (16, 24, 32), (32, 32, 32)]
+    shapes = sorted(pool, key=lambda s: np.prod(s))
+    shapes = list(dict.fromkeys([shapes[0], shapes[len(shapes) // 2], shapes[-1]]))
+    for s in ((16, 16, 16), (8, 16, 24), (24, 24, 24)):
+        if len(shapes) >= 3:
+            break
+        if s not in shapes:
+            shapes.append(s)
+    return shapes
+
+
+def _dynamic_shapes(mcfg: dict[str, Any]) -> dict[str, dict[int, Any]]:
+    """Batch, grid (multiples of the patch size) and residue count vary."""
+    p, maxp = mcfg["patch"], mcfg["max_patches_per_axis"]
+    b = torch.export.Dim("batch", min=1, max=1024)
+    dyn: dict[str, dict[int, Any]] = {"patterson": {
+        0: b, 2: p * torch.export.Dim("p1", min=1, max=maxp), 3: p * torch.export.Dim("p2", min=1, max=maxp),
+        4: p * torch.export.Dim("p3", min=1, max=maxp)}}
+    if mcfg["partial"]:
+        dyn["sequence"] = {0: b} if mcfg["max_residues"] == 1 else {
+            0: b, 1: torch.export.Dim("residues", min=1, max=mcfg["max_residues"])}
+    return dyn
+
+
+def _parity_inputs(shapes: list[tuple], n_res: int, mcfg: dict[str, Any], seed: int = 0) -> list[dict[str, torch.Tensor]]:
+    """Random normalised maps of each shape (batch 2 and 1) with random sequences."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for shape in shapes:
+        for batch in (2, 1):
+            x = rng.uniform(-0.3, 1.0, size=(batch, mcfg["in_channels"], *shape)).astype(np.float32)
+            s = rng.integers(0, 20, size=(batch, n_res)).astype(np.int64)
+            out.append({"patterson": torch.from_numpy(x), "sequence": torch.from_numpy(s)}
+                       if mcfg["partial"] else {"patterson": torch.from_numpy(x)})
+    return out
+
+
+def export_spec(checkpoints: list[Checkpoint], options: ExportOptions) -> ExportSpec:
+    """A RecCrysFormer run ready for ONNX: the model, its inputs and its card (no dataset needed)."""
+    if len(checkpoints) != 1:
+        raise CrysError("A RecCrysFormer run exports one checkpoint at a time.")
+    ckpt = checkpoints[0]
+    model = model_from_checkpoint(ckpt)
+    mcfg = model.config
+    meta = ckpt.task_state.get("meta") or {}
+    summary = dataset_summary(ckpt.task_state.get("dataset"))
+    n_res = int(meta.get("n_residues") or mcfg["max_residues"])
+    trained = [tuple(s) for s in summary.get("grid_shapes", [])]
+    shapes = options.shapes or parity_shapes(trained, mcfg["patch"])
+    for s in shapes:
+        if any(n % mcfg["patch"] for n in s):
+            raise CrysError(f"Grid shape {s} is not a multiple of the patch size {mcfg['patch']}.")
+    ex_shape = max(trained, key=lambda s: np.prod(s)) if trained else shapes[-1]
+    example = {"patterson": torch.zeros(2, mcfg["in_channels"], *ex_shape)}
+    if mcfg["partial"]:
+        example["sequence"] = torch.zeros(2, n_res, dtype=torch.long)
+    return ExportSpec(model=model, example=example, output_name="density",
+                      parity=_parity_inputs([tuple(ex_shape)] if options.static else shapes, n_res, mcfg),
+                      dynamic_shapes=None if options.static else _dynamic_shapes(mcfg),
+                      card=_card(ckpt, model, meta, summary, n_res, options))
+
+
+def _card(ckpt: Checkpoint, model: RecCrysFormer, meta: dict[str, Any], summary: dict[str, Any], n_res: int,
+          options: ExportOptions) -> dict[str, Any]:
+    """The card entries of a RecCrysFormer: inputs, architecture, normalisation, grid, data, training."""
+    mcfg, p = model.config, model.config["patch"]
+    d_min, rate = meta.get("d_min"), meta.get("sampling_rate")
+    spacing = float(d_min) / float(rate) if isinstance(d_min, (int, float)) and isinstance(rate, (int, float)) else None
+    build_cfg = (meta.get("build") or {}).get("config") or {}
+    summ_path = ckpt.path.parent / "summary.json" if ckpt.path else None
+    train_summary = json.loads(summ_path.read_text()) if summ_path and summ_path.exists() else {}
+    card: dict[str, Any] = {
+        "predictor": "patterson-density",
+        "description": "RecCrysFormer (paper 000): normalised Patterson map + sequence -> normalised "
+                       "electron density, trained with crysplugins.",
+        "inputs": [{"name": "patterson", "shape": ["batch", mcfg["in_channels"], "nu", "nv", "nw"],
+                    "dtype": "float32", "meaning": "Patterson map (channel 0) normalised per card"}]
+        + ([{"name": "sequence", "shape": ["batch", "residues"], "dtype": "int64",
+             "meaning": "residue indices into residue_types"}] if mcfg["partial"] else []),
+        "outputs": [{"name": "density", "shape": ["batch", 1, "nu", "nv", "nw"], "dtype": "float32",
+                     "meaning": "normalised density in [-1, 1]; e/Å^3 = value * scale + offset"}],
+        "architecture": mcfg,
+        "parameters": int(sum(t.numel() for t in model.parameters())),
+        "normalisation": meta.get("normalisation"),
+        "residue_types": meta.get("residue_types", "ACDEFGHIKLMNPQRSTVWY"),
+        "n_residues": n_res,
+        "grid": {"d_min": d_min, "sampling_rate": rate, "spacing": spacing,
+                 "multiple": int(build_cfg.get("grid_multiple", p)), "patch": p,
+                 "max_grid": int(build_cfg.get("max_grid") or p * mcfg["max_patches_per_axis"]),
+                 "trained_shapes": summary.get("grid_shapes")},
+        "data": {"dataset": ckpt.task_state.get("dataset"), "format": meta.get("format"),
+                 "n_residues": meta.get("n_residues"), "fixed_cell": meta.get("fixed_cell"),
+                 "splits": meta.get("splits"), "families": meta.get("families"),
+                 "train_examples_used": ckpt.task_state.get("train_examples_used"), **summary,
+                 "build": {k: v for k, v in (meta.get("build") or {}).items() if k in ("config", "date", "seconds")}},
+        "training": {"config": ckpt.config.get("train"), "loss": ckpt.config.get("loss"),
+                     "steps": ckpt.state.get("step"), "epochs": ckpt.state.get("epoch"),
+                     "examples_seen": ckpt.state.get("examples"),
+                     "minutes": train_summary.get("minutes"),
+                     "examples_per_second": train_summary.get("examples_per_second"),
+                     "machine": platform.machine() + ", " + str(os.cpu_count()) + " CPU cores visible"},
+    }
+    if options.hand_model:
+        card["hand_model"] = options.hand_model
+    example = ckpt.path.parent / "example.json" if ckpt.path else None
+    if example and example.exists():
+        card["example"] = json.loads(example.read_text())
+    if ckpt.task_state.get("recycling"):  # how a recycled model's template channel was trained
+        card["recycling"] = card_recycling_entry(ckpt.task_state["recycling"])
+    return card

@@ -1,6 +1,6 @@
-"""Evaluate an exported RecCrysFormer (ONNX) on a dataset split (issue #4 item 6; paper 000 section 5).
+"""Evaluate an exported RecCrysFormer (ONNX) on a dataset split (paper 000 section 5).
 
-    python -m crysplugins.training.evaluate_dataset --model models/NAME.json --data DATASET \
+    python -m crysplugins.evaluation.evaluate_dataset --model models/NAME.json --data DATASET \
         [--split test] [--limit N] [--out RUN_DIR] [--update-card]
 
 For every example of the split (the maps stored in the dataset shards, i.e. exactly what training saw):
@@ -13,7 +13,7 @@ For every example of the split (the maps stored in the dataset shards, i.e. exac
   (like CCP4 cphasematch), and per shell the fraction of examples below 60° (paper fig. 7).  The
   prediction is compared as placed: training fixes the origin (centre of mass at the cell centre).
 
-Uses onnxruntime (the shipped artefact) and :mod:`crysplugins.crystal.metrics` (owner #9).  Writes
+Uses onnxruntime (the shipped artefact) and :mod:`crysplugins.crystal.metrics`; no torch.  Writes
 ``evaluation.json`` and ``evaluation.png`` to ``--out``; ``--update-card`` copies the summary into the
 model card's "metrics" (the ONNX file and its sha256 are unchanged).
 """
@@ -29,19 +29,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
+from crysplugins.crystal import io
+from crysplugins.crystal.fourier import FourierGrid, usable_reflections
+from crysplugins.crystal.io import atomic_path
+from crysplugins.crystal.maps import invert_grid
 from crysplugins.crystal.metrics import (fft_amplitude_pearson, fraction_solved_by_shell, pearson, phase_error,
                                          phase_error_shells)
+from crysplugins.datasets.store import open_dataset
 from crysplugins.errors import CrysError
-from crysplugins.crystal.maps import invert_grid
 from crysplugins.runtime.hand import choose_hand
+from crysplugins.runtime.models import ENV_MODELS, sha256_file
 
 
 def _session(card_path: Path):
-    import onnxruntime as ort
-
-    from crysplugins.runtime.models import sha256_file
-
     card = json.loads(card_path.read_text())
     onnx_path = card_path.parent / card["onnx"]
     if card.get("sha256") and sha256_file(onnx_path) != card["sha256"]:
@@ -54,8 +56,6 @@ def _session(card_path: Path):
 @contextlib.contextmanager
 def _models_beside(card_path: Path):
     """Search the card's folder for models first (CRYSPLUGINS_MODELS), restoring the variable afterwards."""
-    from crysplugins.runtime.models import ENV_MODELS
-
     old = os.environ.get(ENV_MODELS)
     os.environ[ENV_MODELS] = os.pathsep.join([str(card_path.resolve().parent)] + ([old] if old else []))
     try:
@@ -69,10 +69,7 @@ def _models_beside(card_path: Path):
 
 def evaluate(card_path: str | Path, data: str | Path, split: str = "test", limit: int | None = None,
              batch: int = 16, progress: bool = True) -> dict[str, Any]:
-    from crysplugins.crystal import io
-    from crysplugins.crystal.fourier import FourierGrid
-    from crysplugins.datasets.store import open_dataset
-
+    """Per-example figures and their summary (:func:`summarise`) of the model ``card_path`` on ``split``."""
     sess, card = _session(Path(card_path))
     names = [i.name for i in sess.get_inputs()]
     ds = open_dataset(data)
@@ -121,24 +118,7 @@ def evaluate(card_path: str | Path, data: str | Path, split: str = "test", limit
                     rec["baseline_pearson"] = pearson(base, true)
                 ph = ds.root / "test_mtz" / f"{ex_id}_phases.mtz"
                 if ph.exists():
-                    refl = io.read_mtz(ph, need=("F", "PHI"))
-                    hkl = refl.miller_array().astype(np.int64)
-                    f = refl.values("F")
-                    phi = refl.values("PHI")
-                    ok = np.isfinite(f) & np.isfinite(phi) & np.any(hkl != 0, axis=1)
-                    hkl, f, phi = hkl[ok], f[ok], phi[ok]
-                    try:
-                        fg = FourierGrid(hkl, tuple(shard.shape), float(refl.cell.volume))
-                    except ValueError:
-                        fg = None
-                    if fg is not None:
-                        fp, _ = fg.from_map(p)
-                        phi_p = np.degrees(np.angle(fp))
-                        rec["phase_error"] = phase_error(None, phi, phi_p, f)
-                        rec["shells"] = phase_error_shells(hkl, refl.cell, phi, phi_p, f, 12)
-                        if base is not None:
-                            fb, _ = fg.from_map(base)
-                            rec["baseline_phase_error"] = phase_error(None, phi, np.degrees(np.angle(fb)), f)
+                    rec.update(_phase_figures(ph, p, base, tuple(shard.shape)))
                 records.append(rec)
             done += sl.stop - sl.start
             if progress:
@@ -150,6 +130,26 @@ def evaluate(card_path: str | Path, data: str | Path, split: str = "test", limit
     if not records:
         raise CrysError(f"The {split} split of {data} is empty.")
     return summarise(records, card, str(data), split)
+
+
+def _phase_figures(phases_mtz: Path, pred: np.ndarray, base: np.ndarray | None, shape: tuple) -> dict[str, Any]:
+    """Amplitude-weighted phase error (degrees) of a prediction (and the baseline) against the true
+    phases, overall and in 12 shells, compared as placed; {} when the grid does not fit the reflections."""
+    refl = io.read_mtz(phases_mtz, need=("F", "PHI"))
+    hkl = refl.miller_array().astype(np.int64)
+    f, phi = refl.values("F"), refl.values("PHI")
+    ok = usable_reflections(hkl, f, phi)
+    hkl, f, phi = hkl[ok], f[ok], phi[ok]
+    try:
+        fg = FourierGrid(hkl, shape, float(refl.cell.volume))
+    except ValueError:
+        return {}
+    phi_p = np.degrees(np.angle(fg.from_map(pred)[0]))
+    out = {"phase_error": phase_error(None, phi, phi_p, f),
+           "shells": phase_error_shells(hkl, refl.cell, phi, phi_p, f, 12)}
+    if base is not None:
+        out["baseline_phase_error"] = phase_error(None, phi, np.degrees(np.angle(fg.from_map(base)[0])), f)
+    return out
 
 
 def _hand_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -249,11 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.update_card:
         card_path = Path(args.model)
         card = json.loads(card_path.read_text())
-        card["metrics"] = {"source": f"crysplugins.training.evaluate_dataset ({args.split} split, ONNX)",
+        card["metrics"] = {"source": f"crysplugins.evaluation.evaluate_dataset ({args.split} split, ONNX)",
                            **{k: v for k, v in summary.items() if k != "shells"},
                            "shells_fraction_below_60": summary.get("shells")}
-        from crysplugins.crystal.io import atomic_path
-
         with atomic_path(card_path) as tmp:
             tmp.write_text(json.dumps(card, indent=2, default=str) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "shells"}, indent=1, default=float))

@@ -1,9 +1,9 @@
-"""Training task for a RecCrysFormer *recycling* run (paper 000, section 4; issue #5).
+"""Training task for a RecCrysFormer *recycling* run (paper 000, section 4).
 
 ``crysplugins train reccrysformer --recycle-from RUN_DIR [--templates NAME] [--refined-prob 1/6]
 [--template-noise 0.05] [--transfer-noise 0.01] [--no-transfer] [--first-conv patterson|half-filters]``
-builds this task (the reccrysformer task's ``make_task`` hands over when ``config["recycling"]`` names a
-previous run).  It is the reccrysformer task with:
+builds this task (the task registry hands over when ``config["recycling"]`` names a previous run).  It
+is the reccrysformer task with:
 
 * the previous run's architecture (``RUN_DIR/checkpoint.pt``) with ``in_channels = 2``;
 * weights transferred from the previous run + slight noise (:func:`crysplugins.training.recycling.transfer_weights`),
@@ -16,94 +16,44 @@ previous run).  It is the reccrysformer task with:
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from crysplugins.crystal.metrics import pearson
+from crysplugins.datasets.template_store import TemplateStore
 from crysplugins.errors import CrysError
+from crysplugins.training.batching import EXAMPLE_KEYS, BatchList, ShapeBins, plan_batches
+from crysplugins.training.checkpoint import load_checkpoint
+from crysplugins.training.losses import pearson_per_example
 from crysplugins.training.nets.reccrysformer import RecCrysFormer, model_config
-from crysplugins.training.recycling import (RECYCLING_DEFAULTS, TemplateStore, recycled_model_config,
-                                            template_inputs, transfer_weights)
-from crysplugins.training.tasks.reccrysformer import RecCrysFormerTask, _BatchList, _Bins, _np_pearson
-
-_TPL_KEYS = ("tpl_prediction", "tpl_refined", "tpl_is_refined")
+from crysplugins.training.recycling import RECYCLING_DEFAULTS, recycled_model_config, template_inputs, transfer_weights
+from crysplugins.training.tasks.reccrysformer import RecCrysFormerTask, checkpoint_model_settings
 
 
-# ------------------------------------------------------------------------------------ previous runs
-
-def read_checkpoint(run_dir: str | Path) -> dict[str, Any]:
-    """The Trainer checkpoint of a run folder (``checkpoint.pt``: model, config, task_state, ...)."""
-    path = Path(run_dir) / "checkpoint.pt"
-    if not path.is_file():
-        raise CrysError(f"{run_dir} is not a training run folder (no checkpoint.pt).")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if "model" not in ckpt:
-        raise CrysError(f"{path} holds no model weights.")
-    return ckpt
+def _template_input(b: dict[str, np.ndarray], idx: np.ndarray, refined_prob: float, noise: float,
+                    rng: np.random.Generator | None, hand_flip: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    return template_inputs(b["patterson"][idx], {"prediction": b["tpl_prediction"][idx],
+                                                 "refined": b["tpl_refined"][idx],
+                                                 "is_refined": b["tpl_is_refined"][idx]},
+                           refined_prob, noise, rng, hand_flip=hand_flip)
 
 
-def checkpoint_model_settings(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """Full RecCrysFormer settings of a checkpoint: ``model_config`` (the Trainer records the model's
-    config) or ``task_state["model_settings"]`` when recorded, else
-    the config's "model" section with the data-dependent keys (partial box, residue count) filled in the
-    way the reccrysformer task does; ``in_channels`` always from the first conv's weight."""
-    ts = ckpt.get("task_state") or {}
-    if ckpt.get("model_config"):
-        settings = dict(ckpt["model_config"])
-    elif ts.get("model_settings"):
-        settings = dict(ts["model_settings"])
-    else:
-        m = dict((ckpt.get("config") or {}).get("model") or {})
-        meta = ts.get("meta") or {}
-        m.setdefault("partial_box", int(meta.get("partial_box") or 24))
-        if isinstance(meta.get("n_residues"), int):
-            m.setdefault("max_residues", meta["n_residues"])
-        settings = model_config(m)
-    w = ckpt["model"].get("embed.conv.weight")
-    if w is not None:
-        settings["in_channels"] = int(w.shape[1])
-    return settings
-
-
-def load_run_model(run_dir: str | Path) -> tuple[RecCrysFormer, dict[str, Any], str]:
-    """(model in eval mode, its settings, an identity string) from a run folder's checkpoint."""
-    run = Path(run_dir)
-    ckpt = read_checkpoint(run)
-    settings = checkpoint_model_settings(ckpt)
-    settings["use_fft"] = False
-    model = RecCrysFormer(settings)
-    model.load_state_dict(ckpt["model"])
-    h = hashlib.sha256()
-    for k, v in sorted(ckpt["model"].items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().numpy().tobytes())
-    return model.eval(), settings, f"torch:{run.resolve().name}:{h.hexdigest()[:16]}"
-
-
-# ------------------------------------------------------------------------------------ the task
-
-class _RecyclingBatchList(_BatchList):
+class _RecyclingBatchList(BatchList):
     """Batches with the two-channel input; the template choice and noise depend on (seed, epoch, batch)
     only, so a resumed epoch sees the same batches."""
 
-    def __init__(self, bins: _Bins, plan, refined_prob: float, noise: float, seed: int, epoch: int,
+    def __init__(self, bins: ShapeBins, plan, refined_prob: float, noise: float, seed: int, epoch: int,
                  train: bool, hand_flip: float = 0.0) -> None:
         super().__init__(bins, plan)
         self.refined_prob, self.noise, self.seed, self.epoch, self.train = refined_prob, noise, seed, epoch, train
         self.hand_flip = hand_flip
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        shape, idx = self.plan[i]
-        b = self.bins.bins[shape]
+    def make(self, b: dict[str, np.ndarray], idx: np.ndarray, i: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, i, 7]) if self.train else None
-        x, used = template_inputs(b["patterson"][idx], {"prediction": b["tpl_prediction"][idx],
-                                                         "refined": b["tpl_refined"][idx],
-                                                         "is_refined": b["tpl_is_refined"][idx]},
-                                  self.refined_prob, self.noise, rng, hand_flip=self.hand_flip)
+        x, used = _template_input(b, idx, self.refined_prob, self.noise, rng, self.hand_flip)
         return {"patterson": torch.from_numpy(x),
                 "density": torch.from_numpy(b["density"][idx].astype(np.float32)).unsqueeze(1),
                 "sequence": torch.from_numpy(b["sequence_index"][idx].astype(np.int64)),
@@ -127,7 +77,9 @@ class RecyclingTask(RecCrysFormerTask):
         if float(r["template_noise"]) < 0 or float(r["transfer_noise"]) < 0:
             raise CrysError("Noise levels must be 0 or more.")
         self.prev_dir = Path(r["recycle_from"])
-        self.prev = read_checkpoint(self.prev_dir)
+        if not (self.prev_dir / "checkpoint.pt").is_file():
+            raise CrysError(f"{self.prev_dir} is not a training run folder (no checkpoint.pt).")
+        self.prev = load_checkpoint(self.prev_dir)
         r["templates"] = r.get("templates") or self.prev_dir.resolve().name
         self.recycling = r
         self.store = TemplateStore(self.ds.root, r["templates"])
@@ -150,7 +102,7 @@ class RecyclingTask(RecCrysFormerTask):
         r = self.recycling
         if r["transfer"]:
             boxes = model.residue_boxes.clone() if model.config["partial"] else None
-            rep = transfer_weights(model, self.prev["model"], noise_std=float(r["transfer_noise"]),
+            rep = transfer_weights(model, self.prev.model, noise_std=float(r["transfer_noise"]),
                                    first_conv=str(r["first_conv"]), seed=self.seed)
             if boxes is not None:  # the residue boxes belong to this dataset, not to the previous run
                 model.residue_boxes.copy_(boxes)
@@ -160,7 +112,7 @@ class RecyclingTask(RecCrysFormerTask):
         return model
 
     # ------------------------------------------------------------------------------------- data
-    def split(self, name: str) -> _Bins:
+    def split(self, name: str) -> ShapeBins:
         if name not in self._splits:
             shards = []
             missing = 0
@@ -172,19 +124,14 @@ class RecyclingTask(RecCrysFormerTask):
                     continue
                 rows = np.asarray(tpl["rows"], dtype=np.int64)
                 missing += shard.n - len(rows)
-                part = {k: arrays[k][rows] for k in ("patterson", "density", "sequence_index", "ids")}
+                part = {k: arrays[k][rows] for k in EXAMPLE_KEYS}
                 part.update({"tpl_prediction": tpl["prediction"], "tpl_refined": tpl["refined"],
                              "tpl_is_refined": np.asarray(tpl["is_refined"], bool)})
                 shards.append(part)
             if not shards:
                 raise CrysError(f"No '{name}' example of {self.ds.root} has a template in "
                                 f"templates/{self.recycling['templates']} (run 'crysplugins dataset templates').")
-            bins = _Bins.__new__(_Bins)
-            by_shape: dict[tuple, list[dict]] = {}
-            for part in shards:
-                by_shape.setdefault(tuple(part["patterson"].shape[1:]), []).append(part)
-            bins.bins = {shape: {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-                         for shape, parts in sorted(by_shape.items())}
+            bins = ShapeBins(shards)
             if name == "train" and self.config.get("max_train_examples"):
                 bins.truncate(int(self.config["max_train_examples"]), np.random.default_rng(self.seed))
             self._splits[name] = bins
@@ -193,8 +140,10 @@ class RecyclingTask(RecCrysFormerTask):
         return self._splits[name]
 
     def batches(self, split: str = "train", epoch: int = 0, rank: int = 0, world_size: int = 1):
-        plain = super().batches(split, epoch, rank, world_size)
-        return _RecyclingBatchList(plain.bins, plain.plan, float(self.recycling["refined_prob"]),
+        bins = self.split(split)
+        shuffle = np.random.default_rng([self.seed, epoch]) if split == "train" else None
+        plan = plan_batches(bins, self.batch_size, int(self.config["min_batch"]), shuffle, rank, world_size)
+        return _RecyclingBatchList(bins, plan, float(self.recycling["refined_prob"]),
                                    float(self.recycling["template_noise"]), self.seed, epoch, split == "train",
                                    hand_flip=float(self.recycling.get("template_hand_flip") or 0.0))
 
@@ -206,10 +155,7 @@ class RecyclingTask(RecCrysFormerTask):
             b = test.bins[batch["shape"]]
             pos = {str(i): k for k, i in enumerate(b["ids"])}
             idx = np.array([pos[str(i)] for i in batch["ids"]])
-            x, used = template_inputs(b["patterson"][idx], {"prediction": b["tpl_prediction"][idx],
-                                                             "refined": b["tpl_refined"][idx],
-                                                             "is_refined": b["tpl_is_refined"][idx]},
-                                      1.0, 0.0, None)
+            x, used = _template_input(b, idx, 1.0, 0.0, None)
             batch["patterson"] = torch.from_numpy(x)
             batch["was_refined"] = b["tpl_is_refined"][idx]
             out.append(batch)
@@ -218,8 +164,6 @@ class RecyclingTask(RecCrysFormerTask):
     def evaluate(self, model: torch.nn.Module, limit: int | None = None) -> dict[str, float]:
         """Mean test Pearson (eq. 7) overall, for examples refined / not refined after the previous run,
         and the mean-map baseline."""
-        from crysplugins.training.losses import pearson_per_example
-
         device = next(model.parameters()).device
         means = self.mean_maps()
         pcs, refined, base = [], [], []
@@ -229,7 +173,7 @@ class RecyclingTask(RecCrysFormerTask):
             refined += [bool(v) for v in batch["was_refined"]]
             mean_map = means.get(batch["shape"])
             if mean_map is not None:
-                base += [_np_pearson(mean_map, d[0].numpy()) for d in batch["density"]]
+                base += [pearson(mean_map, d[0].numpy()) for d in batch["density"]]
         pcs_a, ref_a = np.array(pcs), np.array(refined, bool)
         return {"test_pearson": float(pcs_a.mean()),
                 "test_pearson_not_refined": float(pcs_a[~ref_a].mean()) if (~ref_a).any() else float("nan"),
@@ -239,12 +183,9 @@ class RecyclingTask(RecCrysFormerTask):
 
     def export_example(self) -> dict[str, torch.Tensor]:
         train = self.split("train")
-        shape = max(train.bins, key=lambda s: len(train.bins[s]["ids"]))
-        b = train.bins[shape]
+        b = train.bins[train.largest_shape()]
         idx = np.array([0, 1]) if len(b["ids"]) >= 2 else np.array([0, 0])
-        x, _ = template_inputs(b["patterson"][idx], {"prediction": b["tpl_prediction"][idx],
-                                                      "refined": b["tpl_refined"][idx],
-                                                      "is_refined": b["tpl_is_refined"][idx]}, 1.0, 0.0, None)
+        x, _ = _template_input(b, idx, 1.0, 0.0, None)
         return {"patterson": torch.from_numpy(x),
                 "sequence": torch.from_numpy(b["sequence_index"][idx].astype(np.int64))}
 
@@ -255,13 +196,3 @@ class RecyclingTask(RecCrysFormerTask):
                            "template_info": self.store.info.get("settings"), "transfer_report": self.transfer_report,
                            "missing_templates": getattr(self, "missing_templates", {})}
         return st
-
-
-def make_task(config: dict[str, Any]) -> RecyclingTask:
-    return RecyclingTask(config)
-
-
-def recycling_summary(run_dir: str | Path) -> dict[str, Any]:
-    """The recycling settings recorded in a run's config.json (for reports)."""
-    p = Path(run_dir) / "config.json"
-    return json.loads(p.read_text()).get("recycling", {}) if p.exists() else {}

@@ -30,9 +30,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from crysplugins.crystal.maps import invert_grid
 from crysplugins.errors import CrysError
+from crysplugins.training.batching import BatchList
+from crysplugins.training.checkpoint import Checkpoint
 from crysplugins.training.losses import invert_through_centre
 from crysplugins.training.nets.hand_classifier import HandClassifier
+from crysplugins.training.onnx_export import ExportOptions, ExportSpec, task_export_spec
+from crysplugins.training.tasks.reccrysformer import RecCrysFormerTask
 
 TASK_DEFAULTS: dict[str, Any] = {
     "data": None,
@@ -88,6 +93,7 @@ class HandTask:
     """The task object the Trainer drives (contract in ``crysplugins/training/loop.py``)."""
 
     name = "hand-classifier"
+    output_name = "logit"
 
     def __init__(self, config: dict[str, Any]) -> None:
         cfg = {**TASK_DEFAULTS, **config}
@@ -95,8 +101,6 @@ class HandTask:
         self.config = cfg
         if not cfg.get("data"):
             raise CrysError("The hand-classifier task needs a dataset folder (--data DIR).")
-        from crysplugins.training.tasks.reccrysformer import RecCrysFormerTask
-
         # the RecCrysFormer task reads the same dataset format; reuse its same-shape bins
         self.maps = RecCrysFormerTask({"data": cfg["data"], "train": cfg.get("train") or {}})
         self.batch_size = self.maps.batch_size
@@ -106,8 +110,6 @@ class HandTask:
     def _load_predictions(self, path: str | None) -> dict[str, np.ndarray]:
         if not path:
             return {}
-        from crysplugins.crystal.maps import invert_grid as invert_np
-
         try:
             with np.load(path) as z:
                 ids, shapes, inverted, flat = z["ids"], z["shapes"], z["inverted"], z["pred_flat"]
@@ -122,41 +124,13 @@ class HandTask:
             size = int(np.prod(shape))
             p = flat[offset:offset + size].reshape(tuple(shape)).astype(np.float32)
             offset += size
-            out[str(i)] = invert_np(p) if inv else p
+            out[str(i)] = invert_grid(p) if inv else p
         return out
 
     # ------------------------------------------------------------------------------------- data
-    def batches(self, split: str = "train", epoch: int = 0, rank: int = 0, world_size: int = 1):
+    def batches(self, split: str = "train", epoch: int = 0, rank: int = 0, world_size: int = 1) -> "_HandBatches":
         plain = self.maps.batches(split, epoch, rank, world_size)
-        bins = self.maps.split(split)
-        task = self
-
-        class _Batches:
-            def __len__(self) -> int:
-                return len(plain)
-
-            def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-                shape, idx = plain.plan[i]
-                gen = torch.Generator().manual_seed(hash((task.seed, epoch, i)) % (2 ** 62))
-                dens = torch.from_numpy(bins.bins[shape]["density"][idx].astype(np.float32)).unsqueeze(1)
-                if task.predictions:
-                    ids = bins.bins[shape]["ids"][idx]
-                    use = torch.rand(len(ids), generator=gen) < float(task.config["p_prediction"])
-                    for j, ex_id in enumerate(ids):
-                        p = task.predictions.get(str(ex_id))
-                        if use[j] and p is not None and p.shape == tuple(shape):
-                            dens[j, 0] = torch.from_numpy(p)
-                x = degrade(dens, gen, task.config["augment"])
-                label = (torch.rand(len(idx), generator=gen) < 0.5).float()
-                flip = label.bool().reshape(-1, 1, 1, 1, 1)
-                x = torch.where(flip, invert_through_centre(x), x)
-                return {"density": x, "label": label}
-
-            def __iter__(self):
-                for i in range(len(self)):
-                    yield self[i]
-
-        return _Batches()
+        return _HandBatches(self, plain.bins, plain.plan, epoch)
 
     # ------------------------------------------------------------------------------------ model
     def build_model(self, config: dict[str, Any] | None = None) -> HandClassifier:
@@ -204,5 +178,32 @@ class HandTask:
         return {"dataset": str(self.config["data"])}
 
 
-def make_task(config: dict[str, Any]) -> HandTask:
-    return HandTask(config)
+class _HandBatches(BatchList):
+    """Degraded maps of either hand and their labels; the draws depend on (seed, epoch, batch) only."""
+
+    def __init__(self, task: HandTask, bins, plan, epoch: int) -> None:
+        super().__init__(bins, plan)
+        self.task, self.epoch = task, epoch
+
+    def make(self, b: dict[str, np.ndarray], idx: np.ndarray, i: int) -> dict[str, torch.Tensor]:
+        task = self.task
+        gen = torch.Generator().manual_seed(hash((task.seed, self.epoch, i)) % (2 ** 62))
+        dens = torch.from_numpy(b["density"][idx].astype(np.float32)).unsqueeze(1)
+        if task.predictions:
+            ids = b["ids"][idx]
+            use = torch.rand(len(ids), generator=gen) < float(task.config["p_prediction"])
+            for j, ex_id in enumerate(ids):
+                p = task.predictions.get(str(ex_id))
+                if use[j] and p is not None and p.shape == tuple(dens.shape[2:]):
+                    dens[j, 0] = torch.from_numpy(p)
+        x = degrade(dens, gen, task.config["augment"])
+        label = (torch.rand(len(idx), generator=gen) < 0.5).float()
+        flip = label.bool().reshape(-1, 1, 1, 1, 1)
+        x = torch.where(flip, invert_through_centre(x), x)
+        return {"density": x, "label": label}
+
+
+def export_spec(checkpoints: list[Checkpoint], options: ExportOptions) -> ExportSpec:
+    """The exporter's view of a run of this task (see :func:`crysplugins.training.onnx_export.task_export_spec`)."""
+    config = checkpoints[0].config
+    return task_export_spec(HandTask(config), checkpoints, config)
