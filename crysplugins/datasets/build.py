@@ -50,6 +50,7 @@ class BuildConfig:
     structures: str
     out: str
     n_residues: int = 15
+    lengths: tuple[int, int] | None = None
     overlap: int = 5
     d_min: float = 1.5
     d_min_range: tuple[float, float] | None = None
@@ -67,6 +68,7 @@ class BuildConfig:
     test_mtz: bool = True
     min_bin_size: int = 1
     partial_box: int = 24
+    patterson_norm: str = "global"
     # run-time only (not part of the dataset's identity)
     workers: int = 1
     shard: tuple[int, int] = (0, 1)
@@ -74,15 +76,19 @@ class BuildConfig:
     keep_parts: bool = False
 
     def key(self) -> str:
-        d = asdict(self)
-        for k in ("workers", "shard", "progress", "keep_parts", "out", "structures"):
-            d.pop(k)
+        d = self.identity()
+        d.pop("structures")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def identity(self) -> dict:
+        """The settings that define the dataset; options added later are left out at their defaults so
+        that datasets built before them keep their identity."""
         d = asdict(self)
         for k in ("workers", "shard", "progress", "keep_parts", "out"):
             d.pop(k)
+        for k, default in (("lengths", None), ("patterson_norm", "global")):
+            if d[k] == default:
+                d.pop(k)
         return d
 
 
@@ -101,8 +107,12 @@ def pdb_id(path: Path) -> str:
 
 def read_manifest(path: Path) -> dict[str, str]:
     """{PDB id: family_cluster} from a corpus MANIFEST.tsv."""
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CrysError(f"The manifest {path} is not a readable tab-separated text file "
+                        f"({type(exc).__name__}).") from None
     if not rows or "family_cluster" not in rows[0] or "id" not in rows[0]:
         raise CrysError(f"{path} has no 'id' and 'family_cluster' columns.")
     return {r["id"].upper(): r["family_cluster"] for r in rows}
@@ -148,15 +158,32 @@ def _atomic_npz(path: Path, arrays: dict) -> None:
 
 # ------------------------------------------------------------------------------------------ stage 1
 
+def fragment_lengths(cfg: BuildConfig) -> list[int]:
+    """Every fragment length the dataset holds: ``lengths`` (inclusive range) or just ``n_residues``."""
+    if cfg.lengths:
+        return list(range(int(cfg.lengths[0]), int(cfg.lengths[1]) + 1))
+    return [cfg.n_residues]
+
+
+def _length_id(fid: str, n: int, several: bool) -> str:
+    """Example ids get an ``_L<n>`` suffix when a dataset mixes lengths (the same start residue gives one
+    window per length)."""
+    return f"{fid}_L{n}" if several else fid
+
+
 def _scan(args) -> dict:
-    path, n, overlap = args
+    path, lengths, overlap = args
     drops: Counter = Counter()
+    several = len(lengths) > 1
+    found = []
     try:
         st = read_structure_file(path)
-        frags = windows(st, pdb_id(Path(path)), n, overlap, drops, cut=False)
+        for n in lengths:
+            frags = windows(st, pdb_id(Path(path)), n, overlap, drops, cut=False)
+            found += [[_length_id(f.id, n, several), f.sequence] for f in frags]
     except Exception as exc:  # corrupt or unreadable file: logged, skipped, counted
         return {"file": str(path), "error": f"{type(exc).__name__}: {exc}"[:300]}
-    return {"file": str(path), "windows": [[f.id, f.sequence] for f in frags], "drops": dict(drops)}
+    return {"file": str(path), "windows": found, "drops": dict(drops)}
 
 
 def _pool(workers: int):
@@ -169,6 +196,22 @@ def _imap(pool, fn, items):
     if pool is None:
         return map(fn, items)
     return pool.imap_unordered(fn, items, chunksize=1)
+
+
+def _sample_by_length(examples: list[dict], n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``n`` examples drawn at random, an equal share per fragment length where a length has
+    enough windows (long fragments have ~10x fewer windows than dipeptides; a plain draw would starve
+    them).  A single-length dataset reduces to a plain random draw."""
+    by_len: dict[int, list[int]] = defaultdict(list)
+    for i, e in enumerate(examples):
+        by_len[len(e["sequence"])].append(i)
+    keep: list[int] = []
+    todo = sorted(by_len, key=lambda k: len(by_len[k]))
+    for j, length in enumerate(todo):
+        share = (n - len(keep)) // (len(todo) - j)
+        pool = by_len[length]
+        keep += list(rng.choice(pool, min(share, len(pool)), replace=False)) if share < len(pool) else pool
+    return np.sort(np.array(keep, dtype=int))
 
 
 def make_plan(cfg: BuildConfig, bar=None) -> dict:
@@ -193,7 +236,7 @@ def make_plan(cfg: BuildConfig, bar=None) -> dict:
     pool = _pool(cfg.workers)
     results = []
     try:
-        for i, r in enumerate(_imap(pool, _scan, [(str(f), cfg.n_residues, cfg.overlap) for f in files])):
+        for i, r in enumerate(_imap(pool, _scan, [(str(f), fragment_lengths(cfg), cfg.overlap) for f in files])):
             results.append(r)
             if bar:
                 bar((i + 1) / len(files), "scanning " + Path(r["file"]).name)
@@ -221,8 +264,7 @@ def make_plan(cfg: BuildConfig, bar=None) -> dict:
         e["split"] = "test" if e["family"] in test_fams else "train"
     n_found = len(examples)
     if cfg.max_examples and len(examples) > cfg.max_examples:
-        rng = np.random.default_rng([cfg.seed, 11])
-        keep = np.sort(rng.choice(len(examples), cfg.max_examples, replace=False))
+        keep = _sample_by_length(examples, cfg.max_examples, np.random.default_rng([cfg.seed, 11]))
         drops["not_sampled (--max-examples)"] += len(examples) - len(keep)
         examples = [examples[i] for i in keep]
     plan = {"key": cfg.key(), "config": cfg.identity(), "manifest": str(manifest_path) if manifest_path else None,
@@ -277,7 +319,9 @@ def _build_unit(args) -> dict:
     maps: dict[str, dict[str, list]] = defaultdict(lambda: {"patterson": [], "density": []})
     try:
         st = read_structure_file(path)
-        frags = {f.id: f for f in windows(st, pdb_id(Path(path)), cfg.n_residues, cfg.overlap)}
+        lengths = fragment_lengths(cfg)
+        frags = {_length_id(f.id, n, len(lengths) > 1): f for n in lengths
+                 for f in windows(st, pdb_id(Path(path)), n, cfg.overlap)}
     except Exception as exc:
         return {"unit": name, "file": path, "error": f"{type(exc).__name__}: {exc}"[:300]}
     dtype = np.dtype(cfg.dtype)
@@ -378,6 +422,27 @@ def _constants(lo: float, hi: float) -> dict:
     return {"offset": 0.0, "scale": float(max(abs(lo), abs(hi), 1e-12))}
 
 
+#: Patterson maps divided by their own origin peak (the map maximum, F(000) omitted): the input then
+#: looks alike for 2 and 15 residues and for any absolute scale of the observed amplitudes.
+PER_MAP_PATTERSON = {"offset": 0.0, "scale": 1.0, "per_map": "max"}
+
+
+def _normalise_patterson(p: np.ndarray, norm: dict) -> np.ndarray:
+    """(n, nu, nv, nw) Patterson maps -> [-1, 1] with the dataset's constants (or per-map maxima)."""
+    if norm.get("per_map") == "max":
+        peak = p.reshape(len(p), -1).max(axis=1).clip(min=1e-12)
+        return np.clip(p / peak[:, None, None, None], -1, 1)
+    return np.clip((p - norm["offset"]) / norm["scale"], -1, 1)
+
+
+def _padded_sequences(sequences: list[str], lut: dict[str, int], width: int) -> np.ndarray:
+    """(n, width) int8 residue indices, right-padded with -1 for fragments shorter than ``width``."""
+    out = np.full((len(sequences), width), -1, np.int8)
+    for i, seq in enumerate(sequences):
+        out[i, :len(seq)] = [lut[c] for c in seq]
+    return out
+
+
 def finalise(cfg: BuildConfig, plan: dict, units: list[str], elapsed: float = 0.0) -> dict:
     out = Path(cfg.out)
     parts = [json.loads((out / "parts" / f"{u}.json").read_text()) for u in units]
@@ -389,7 +454,8 @@ def finalise(cfg: BuildConfig, plan: dict, units: list[str], elapsed: float = 0.
     ref = train or rows
     if not ref:
         raise CrysError("No fragment survived the filters; nothing to write (see the drop summary).")
-    norm = {"patterson": _constants(min(r["pmin"] for r in ref), max(r["pmax"] for r in ref)),
+    norm = {"patterson": (PER_MAP_PATTERSON if cfg.patterson_norm == "per_map"
+                          else _constants(min(r["pmin"] for r in ref), max(r["pmax"] for r in ref))),
             "density": _constants(min(r["dmin"] for r in ref), max(r["dmax"] for r in ref))}
     norm["partial"] = dict(norm["density"])
     groups: dict[tuple[str, str], list] = defaultdict(list)
@@ -401,7 +467,7 @@ def finalise(cfg: BuildConfig, plan: dict, units: list[str], elapsed: float = 0.
     shard_dir.mkdir(exist_ok=True)
     index = []
     shapes_hist: Counter = Counter()
-    n_res = cfg.n_residues
+    n_res = max(fragment_lengths(cfg))
     lut = {c: i for i, c in enumerate(RESIDUE_TYPES)}
     for (split, key), members in sorted(groups.items()):
         if split == "train" and len(members) < cfg.min_bin_size:
@@ -416,14 +482,12 @@ def finalise(cfg: BuildConfig, plan: dict, units: list[str], elapsed: float = 0.
                 with np.load(out / "parts" / f"{unit}.npz") as z:
                     pat.extend(z[f"{key}__patterson"][rows_u])
                     den.extend(z[f"{key}__density"][rows_u])
-            pat_a = np.clip((np.stack(pat).astype(np.float32) - norm["patterson"]["offset"])
-                            / norm["patterson"]["scale"], -1, 1).astype(dtype)
+            pat_a = _normalise_patterson(np.stack(pat).astype(np.float32), norm["patterson"]).astype(dtype)
             den_a = np.clip((np.stack(den).astype(np.float32) - norm["density"]["offset"])
                             / norm["density"]["scale"], -1, 1).astype(dtype)
             arrays = {"patterson": pat_a, "density": den_a,
                       "ids": np.array([r["id"] for _, r in chunk]),
-                      "sequence_index": np.array([[lut[c] for c in r["sequence"]] for _, r in chunk],
-                                                 np.int8).reshape(len(chunk), n_res),
+                      "sequence_index": _padded_sequences([r["sequence"] for _, r in chunk], lut, n_res),
                       "cell": np.array([r["cell"] for _, r in chunk], np.float32),
                       "d_min": np.array([r["d_min"] for _, r in chunk], np.float32)}
             _atomic_npz(shard_dir / name, arrays)
@@ -449,7 +513,8 @@ def finalise(cfg: BuildConfig, plan: dict, units: list[str], elapsed: float = 0.
     fams = {"train": sorted({r["family"] for r in index if r["split"] == "train"}),
             "test": sorted({r["family"] for r in index if r["split"] == "test"})}
     meta = {
-        "format": store.FORMAT, "n_residues": cfg.n_residues,
+        "format": store.FORMAT,
+        "n_residues": list(cfg.lengths) if cfg.lengths else cfg.n_residues,
         "d_min": list(cfg.d_min_range) if cfg.d_min_range else cfg.d_min,
         "sampling_rate": list(cfg.rate_range) if cfg.rate_range else cfg.rate,
         "fixed_cell": list(cfg.fixed_cell) if cfg.fixed_cell else None,

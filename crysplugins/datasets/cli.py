@@ -38,6 +38,12 @@ def add_parser(sub) -> None:
     b.add_argument("--out", required=True, help="output dataset folder (resumable)")
     b.add_argument("--manifest", help="MANIFEST.tsv with id and family_cluster (default: next to --structures)")
     b.add_argument("--residues", type=int, default=15, help="fragment length N (default 15)")
+    b.add_argument("--lengths", type=int, nargs=2, metavar=("LO", "HI"),
+                   help="every fragment length from LO to HI residues, an equal share each with --max-examples "
+                        "(instead of --residues)")
+    b.add_argument("--patterson-norm", choices=("global", "per_map"), default="global",
+                   help="Patterson scaling: one dataset-wide constant, or each map by its origin peak "
+                        "(default global; per_map suits datasets that mix lengths)")
     b.add_argument("--overlap", type=int, default=5, help="max residues shared by consecutive fragments (5)")
     g = b.add_mutually_exclusive_group()
     g.add_argument("--d-min", type=float, default=1.5, help="resolution in Å (default 1.5)")
@@ -81,6 +87,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     if args.residues < 1:
         raise CrysError("--residues must be at least 1.")
+    if args.lengths and not 1 <= args.lengths[0] <= args.lengths[1]:
+        raise CrysError("--lengths needs 1 <= LO <= HI residues.")
     if args.overlap < 0:
         raise CrysError("--overlap must be 0 or more.")
     if args.workers < 1:
@@ -98,6 +106,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         parse_cell(" ".join(map(str, args.fixed_cell)))
     cfg = BuildConfig(
         structures=args.structures, out=args.out, n_residues=args.residues, overlap=args.overlap,
+        lengths=tuple(args.lengths) if args.lengths else None, patterson_norm=args.patterson_norm,
         d_min=args.d_min, d_min_range=tuple(args.d_min_range) if args.d_min_range else None,
         rate=args.rate, rate_range=tuple(args.rate_range) if args.rate_range else None,
         fixed_cell=tuple(args.fixed_cell) if args.fixed_cell else None, grid_multiple=args.grid_multiple,

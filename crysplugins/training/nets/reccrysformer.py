@@ -201,15 +201,22 @@ class OneWayAttention(nn.Module):
         b = t.shape[0]
         return t.reshape(b, -1, self.heads, t.shape[-1] // self.heads).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, u: torch.Tensor | None,
+                u_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``u_mask``: (B, T') bool, False for partial tokens of padding residues (never attended)."""
         q = self._split(self.q(x))
         k, v = self.kv(x).chunk(2, dim=-1)
+        mask = None
         if u is not None and self.kv_partial is not None:
             ku, vu = self.kv_partial(u).chunk(2, dim=-1)
             k, v = torch.cat([k, ku], dim=1), torch.cat([v, vu], dim=1)
+            if u_mask is not None:
+                keep_x = torch.ones(x.shape[0], x.shape[1], dtype=torch.bool, device=x.device)
+                mask = torch.cat([keep_x, u_mask], dim=1)[:, None, None, :]
         k, v = self._split(k), self._split(v)
         if self.attention == "exact":
-            o = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                               dropout_p=self.dropout if self.training else 0.0)
         else:
             o = nystrom_attention(q, k, v, self.landmarks, self.iterations)
         b = x.shape[0]
@@ -232,9 +239,10 @@ class TransformerLayer(nn.Module):
         self.ff = nn.Sequential(nn.Linear(d, cfg["d_ff"]), nn.ReLU(), nn.Linear(cfg["d_ff"], d))
         self.drop = nn.Dropout(cfg["dropout"])
 
-    def forward(self, x: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, u: torch.Tensor | None,
+                u_mask: torch.Tensor | None = None) -> torch.Tensor:
         un = self.norm_u(u) if (u is not None and self.norm_u is not None) else None
-        x = x + self.drop(self.attn(self.norm1(x), un))
+        x = x + self.drop(self.attn(self.norm1(x), un, u_mask))
         return x + self.drop(self.ff(self.norm2(x)))
 
 
@@ -320,13 +328,20 @@ class RecCrysFormer(nn.Module):
                              f"{tuple(self.residue_boxes.shape)}")
         self.residue_boxes.copy_(boxes)
 
-    def partial_tokens(self, sequence: torch.Tensor) -> torch.Tensor:
-        """(B, R) residue indices -> (B, R S', d_t) tokens (fixed across layers)."""
+    def partial_tokens(self, sequence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, R) residue indices -> ((B, R S', d_t) tokens fixed across layers, (B, R S') key mask).
+
+        A negative index is padding: fragments of different lengths share a batch by padding their
+        sequences with -1 on the right; the tokens of a padding residue are computed (from residue 0)
+        but masked out of every attention, so the output does not depend on them.
+        """
         table = self.embed_partial(self.residue_boxes.unsqueeze(1))          # (20, S', d_t)
-        tokens = table[sequence]                                              # (B, R, S', d_t)
+        keep = sequence >= 0
+        tokens = table[sequence.clamp(min=0)]                                 # (B, R, S', d_t)
         r = sequence.shape[1]
         tokens = tokens + self.residue_position[:r][None, :, None, :]
-        return tokens.reshape(sequence.shape[0], -1, tokens.shape[-1])
+        mask = keep[:, :, None].expand(-1, -1, tokens.shape[2])
+        return tokens.reshape(sequence.shape[0], -1, tokens.shape[-1]), mask.reshape(sequence.shape[0], -1)
 
     def forward(self, patterson: torch.Tensor, sequence: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.config
@@ -340,9 +355,11 @@ class RecCrysFormer(nn.Module):
             if cfg["partial"] and sequence is None:
                 raise ValueError("this model needs the residue sequence")
         x = self.embed(patterson)
-        u = self.partial_tokens(sequence) if cfg["partial"] else None
+        u, u_mask = self.partial_tokens(sequence) if cfg["partial"] else (None, None)
+        if u_mask is not None and cfg["attention"] != "exact" and not _tracing() and not bool(u_mask.all()):
+            raise ValueError("padded sequences (index -1) need exact attention")
         for layer in self.layers:
-            x = layer(x, u)
+            x = layer(x, u, u_mask)
         t = self.decode_mlp(self.norm(x))
         y = unpatchify(t, cfg["decoder_channels"], p, shape)
         y = self.blocks(y)
