@@ -1,4 +1,4 @@
-"""Side-by-side evaluation of predictors on the same test files (issues #4 item 6 and #9).
+"""Side-by-side evaluation of predictors on the same test files (paper fig. 7 style).
 
 For each example (an amplitudes MTZ with F, SIGF and a true-phases MTZ with F, PHI — the dataset's
 ``test_mtz/<id>_amplitudes.mtz`` / ``<id>_phases.mtz``) and each predictor:
@@ -35,7 +35,8 @@ from crysplugins.crystal.metrics import (fft_amplitude_pearson, fraction_solved_
                                          phase_error_shells)
 from crysplugins.crystal.origin import apply_origin_hand, search_origin_hand
 from crysplugins.errors import CrysError
-from crysplugins.interface import Kind, Prediction, Predictor, Request
+from crysplugins.datasets.store import open_dataset
+from crysplugins.interface import CrystalMap, Kind, Prediction, Predictor, Request, Scalar
 from crysplugins.inputs import load_input
 from crysplugins.request import load_request_inputs, run_prediction
 
@@ -101,8 +102,6 @@ def examples_from_mtz_dir(folder: str | Path, limit: int | None = None) -> list[
 
 def examples_from_dataset(folder: str | Path, split: str = "test", limit: int | None = None) -> list[Example]:
     """The examples of a dataset split that have test MTZ files (dataset format, docs/CONTRACTS.md)."""
-    from crysplugins.datasets.store import open_dataset
-
     ds = open_dataset(folder)
     out = []
     for row in ds.examples(split):
@@ -278,8 +277,6 @@ def refine_prediction(refiner: Any, prediction: Prediction, example: Example) ->
         phi, _ = predicted_phases(prediction, cell, hkl)
         fg = fourier_grid(cell, hkl)
         f = np.nan_to_num(obs.amplitudes())
-        from crysplugins.interface import CrystalMap
-
         cmap = CrystalMap.from_array(fg.to_map(np.where(np.isfinite(phi), f, 0.0) *
                                                np.exp(1j * np.deg2rad(np.nan_to_num(phi)))), cell, "P 1")
     if not example.sequence:
@@ -288,8 +285,6 @@ def refine_prediction(refiner: Any, prediction: Prediction, example: Example) ->
     seconds = time.perf_counter() - t0
     out = Prediction(maps={"refined": result.map}, reflections={"phases": result.reflections("phases")},
                      meta={"refined": result.refined})
-    from crysplugins.interface import Scalar
-
     out.scalars["refine_score"] = Scalar(result.score)
     return out, seconds, result
 

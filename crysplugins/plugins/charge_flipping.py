@@ -19,6 +19,7 @@ from crysplugins.crystal import charge_flipping as cf
 from crysplugins.crystal.fourier import stol2
 from crysplugins.crystal.refine import observed_data
 from crysplugins.errors import CrysError
+from crysplugins.examples import fragment_example
 from crysplugins.hookspecs import hookimpl
 from crysplugins.interface import (InputSpec, Kind, OutputSpec, Prediction, Request, Scalar, Table)
 
@@ -61,8 +62,6 @@ class ChargeFlippingPredictor:
 
     def example_inputs(self) -> dict:
         """The shipped held-out test dipeptide (amplitudes MTZ + sequence), the same as patterson-density's."""
-        from crysplugins.examples import fragment_example
-
         example = fragment_example()
         return {"mtz": example["reflections"], "sequence": example["sequence"]}
 

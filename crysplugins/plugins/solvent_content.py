@@ -14,6 +14,7 @@ from typing import Any
 
 from crysplugins.crystal import matthews
 from crysplugins.errors import CrysError
+from crysplugins.examples import crystal_example
 from crysplugins.hookspecs import hookimpl
 from crysplugins.interface import (InputSpec, Kind, OutputSpec, Prediction, Request, Scalar, Sequence,
                                    Table)
@@ -114,8 +115,6 @@ class SolventContentPredictor:
 
     def example_inputs(self) -> dict[str, Any]:
         """E. coli DHFR, PDB 1RX2 (cell, space group, SEQRES sequence, 1.80 Å), shipped in the package."""
-        from crysplugins.examples import crystal_example
-
         return crystal_example(EXAMPLE)
 
 

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from crysplugins.crystal.masks import local_std, local_variance_radius
 from crysplugins.errors import CrysError
+from crysplugins.examples import phasing_map_example, phasing_map_solvent_fraction
 from crysplugins.hookspecs import hookimpl
 from crysplugins.interface import InputSpec, Kind, OutputSpec, Prediction, Request, Scalar
 from crysplugins.plugins.solvent_mask import DATA_INPUTS, load_phasing_input
@@ -38,8 +39,6 @@ class LocalVarianceMaskPredictor:
 
     def example_inputs(self) -> dict:
         """PDB 1RX4 (P 21 21 21, 2.2 Å) 2mFo-DFc map coefficients shipped in the package, Matthews solvent fraction."""
-        from crysplugins.examples import phasing_map_example, phasing_map_solvent_fraction
-
         return {"reflections": phasing_map_example(), "solvent_fraction": phasing_map_solvent_fraction()}
 
     def predict(self, request: Request) -> Prediction:

@@ -28,9 +28,11 @@ from typing import Any, Callable
 import gemmi
 import numpy as np
 
+from crysplugins.crystal.fourier import FourierGrid
+from crysplugins.crystal.io import make_mtz
 from crysplugins.crystal.maps import centre_density, grid_shape, invert_grid, patterson_map
 from crysplugins.errors import CrysError
-from crysplugins.interface import CrystalMap, ObservedAmplitudes, RefineOutcome, Refiner, Sequence
+from crysplugins.interface import CrystalMap, ObservedAmplitudes, RefineOutcome, Refiner, Reflections, Sequence
 from crysplugins.runtime.hand import choose_hand
 from crysplugins.runtime.models import ModelCard
 from crysplugins.runtime.recycle import (CycleOutcome, CycleRecord, recycled_model_name, refined_map_on_grid,
@@ -332,12 +334,8 @@ def describe_shift(t: np.ndarray) -> str:
     return "(" + ", ".join(f"{v:+.3f}" for v in t) + ")"
 
 
-def phased_reflections(observed: ObservedAmplitudes, density: np.ndarray, name: str = "phases"):
+def phased_reflections(observed: ObservedAmplitudes, density: np.ndarray, name: str = "phases") -> Reflections:
     """Observed amplitudes (and σ) with the phases (degrees) of ``density``'s Fourier transform, as MTZ."""
-    from crysplugins.crystal.fourier import FourierGrid
-    from crysplugins.crystal.io import make_mtz
-    from crysplugins.interface import Reflections
-
     fg = FourierGrid(observed.hkl, tuple(density.shape), float(observed.cell.volume))
     f_pred, _ = fg.from_map(density)
     cols = {"F": ("F", observed.amplitudes), "PHI": ("P", np.degrees(np.angle(f_pred)))}
