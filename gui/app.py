@@ -2,17 +2,67 @@
 
 ``--screenshot PNG`` opens the files, saves a PNG of the whole window and exits (no event loop left
 running), which also works offscreen (``QT_QPA_PLATFORM=offscreen``).
+
+Before Qt starts, :func:`display_problem` checks on Linux that there is a display and that the X11
+libraries of Qt's xcb platform plugin load; otherwise Qt would abort the process (exit 134) with a
+message about plugins instead of saying what is missing.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
+import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 from PyQt6.QtWidgets import QApplication
 
 from crysplugins.errors import CrysError
+
+#: shared libraries Qt's X11 platform plugin (xcb) loads beyond a bare system, with their Debian/Ubuntu packages
+XCB_LIBRARIES = {
+    "libxcb-cursor.so.0": "libxcb-cursor0", "libxcb-icccm.so.4": "libxcb-icccm4",
+    "libxcb-keysyms.so.1": "libxcb-keysyms1", "libxcb-image.so.0": "libxcb-image0",
+    "libxcb-render-util.so.0": "libxcb-render-util0", "libxcb-shape.so.0": "libxcb-shape0",
+    "libxcb-randr.so.0": "libxcb-randr0", "libxcb-xkb.so.1": "libxcb-xkb1",
+    "libxkbcommon-x11.so.0": "libxkbcommon-x11-0", "libxcb-xfixes.so.0": "libxcb-xfixes0",
+    "libxcb-sync.so.1": "libxcb-sync1", "libxcb-shm.so.0": "libxcb-shm0", "libxcb-util.so.1": "libxcb-util1",
+    "libX11-xcb.so.1": "libx11-xcb1", "libGL.so.1": "libgl1", "libEGL.so.1": "libegl1",
+    "libfontconfig.so.1": "libfontconfig1", "libdbus-1.so.3": "libdbus-1-3",
+}
+
+
+def _loads(name: str) -> bool:
+    try:
+        ctypes.CDLL(name)
+    except OSError:
+        return False
+    return True
+
+
+def display_problem(env: Mapping[str, str] | None = None, platform: str | None = None,
+                    loads: Callable[[str], bool] = _loads) -> str | None:
+    """One sentence saying why Qt cannot open a window here, or None when it can (or we cannot tell).
+
+    Only Linux with Qt's default or xcb platform is checked: no DISPLAY (and no Wayland session), or X11
+    libraries of the xcb plugin that do not load (named with their Debian/Ubuntu packages)."""
+    env = os.environ if env is None else env
+    platform = sys.platform if platform is None else platform
+    qpa = env.get("QT_QPA_PLATFORM", "").strip().split(":")[0]
+    if not platform.startswith("linux") or qpa not in ("", "xcb"):
+        return None
+    if not env.get("DISPLAY"):
+        if qpa == "" and env.get("WAYLAND_DISPLAY"):
+            return None
+        return ("There is no display to open the window on (DISPLAY is not set): run 'crysplugins gui' in a "
+                "desktop session, over 'ssh -X', or under 'xvfb-run'; for --screenshot alone, set "
+                "QT_QPA_PLATFORM=offscreen.")
+    missing = [package for lib, package in XCB_LIBRARIES.items() if not loads(lib)]
+    if missing:
+        return ("The desktop app needs X11 libraries that are not installed: "
+                f"{', '.join(missing)} (Debian/Ubuntu: sudo apt-get install {' '.join(missing)}).")
+    return None
 
 
 def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -48,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
     for f in args.files:
         if not Path(f).exists():
             raise CrysError(f"The file {f} does not exist.")
+    problem = display_problem() if QApplication.instance() is None else None
+    if problem:
+        raise CrysError(problem)
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "crysplugins"])
     app.setApplicationName("crysplugins")
     app.setOrganizationName("crysplugins")

@@ -9,8 +9,8 @@ from typing import Any, Iterable
 
 from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QColor
-from PyQt6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QLabel,
-                             QMessageBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PyQt6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QHBoxLayout,
+                             QLabel, QMessageBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from crysplugins.interface import COLUMN_PREFERENCES, Reflections
 
@@ -70,18 +70,30 @@ class ColumnDialog(QDialog):
                 form.addRow(ROLE_NAMES.get(role, role) + ("" if not optional else " (optional)"), combo)
                 self.combos[role] = combo
         self.sampling_spin: QDoubleSpinBox | None = None
+        self.spacing_label: QLabel | None = None
         if sampling is not None:
             self.sampling_spin = QDoubleSpinBox()
             self.sampling_spin.setRange(1.5, 6.0)
             self.sampling_spin.setSingleStep(0.5)
             self.sampling_spin.setValue(sampling)
-            self.sampling_spin.setToolTip("grid points per resolution limit (Shannon rate; 3 is usual)")
-            form.addRow("Grid sampling (× d_min)", self.sampling_spin)
+            self.sampling_spin.setPrefix("d_min / ")
+            self.sampling_spin.setToolTip("grid spacing as a fraction of the resolution limit d_min "
+                                          "(d_min / 3 is usual: twice the Shannon rate)")
+            self.spacing_label = QLabel()
+            self.sampling_spin.valueChanged.connect(self._show_spacing)
+            self._show_spacing(sampling)
+            spacing_row = QHBoxLayout()
+            spacing_row.addWidget(self.sampling_spin)
+            spacing_row.addWidget(self.spacing_label, 1)
+            form.addRow("Grid spacing", spacing_row)
         layout.addLayout(form)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
+
+    def _show_spacing(self, rate: float) -> None:
+        self.spacing_label.setText(f"= {self.reflections.d_min / rate:.2f} Å")
 
     def set_column(self, role: str, label: str) -> None:
         combo = self.combos[role]

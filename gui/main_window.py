@@ -2,8 +2,10 @@
 
 * File > Open (or drag and drop, or the recent-files menu) accepts CCP4/MRC maps, MTZ files, PDB/mmCIF
   coordinates and FASTA/plain sequences.  An MTZ with amplitude and phase columns is also turned into a
-  map (gemmi ``transform_f_phi_to_map``, grid sampling 3 × d_min by default: the Shannon rate of 1.5 with a
+  map (gemmi ``transform_f_phi_to_map``, grid spacing d_min / 3 by default: the Shannon rate of 1.5 with a
   factor 2 margin) after a column-choice dialog whose defaults are the automatic picks (FWT/PHWT first).
+  A model is drawn on the slices (atoms near each plane) and the sequence of each distinct protein chain
+  is offered to predictors that take a sequence.
 * The centre shows :class:`~crysplugins.gui.map_view.MapView`; the right dock the reusable
   :class:`~crysplugins.gui.predictor_panel.PredictorPanel`; the left dock the open data; the bottom dock the
   results (scalars and tables of each prediction).  Result maps are added to the view and overlaid on the
@@ -31,7 +33,7 @@ from PyQt6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QMainWindow,
 from crysplugins.crystal import io
 from crysplugins.errors import CrysError
 from crysplugins.inputs import load_input
-from crysplugins.interface import CrystalMap, InputSpec, Kind, Prediction, Reflections
+from crysplugins.interface import CrystalMap, InputSpec, Kind, Prediction, Reflections, Sequence
 from crysplugins.gui.dialogs import ColumnDialog, PluginsDialog, show_error
 from crysplugins.gui.map_view import MapView
 from crysplugins.gui.predictor_panel import PredictorPanel
@@ -81,6 +83,24 @@ def file_kind(path: str | Path) -> str:
                     f"coordinates .pdb/.cif, sequences .fasta/.seq/.txt).")
 
 
+def chain_sequences(structure: gemmi.Structure, name: str) -> list[Sequence]:
+    """One Sequence per distinct protein chain of the first model (standard residues; MSE read as M)."""
+    out: list[Sequence] = []
+    seen: set[str] = set()
+    for chain in structure[0]:
+        codes = []
+        for residue in chain:
+            info = gemmi.find_tabulated_residue(residue.name)
+            if info is not None and info.is_amino_acid():
+                code = info.one_letter_code.upper()
+                codes.append(code if code in "ACDEFGHIKLMNPQRSTVWY" else "")
+        residues = "".join(codes)
+        if len(residues) >= 2 and residues not in seen:
+            seen.add(residues)
+            out.append(Sequence(residues, name=f"{name} chain {chain.name}"))
+    return out
+
+
 def map_from_coefficients(refl: Reflections, f_label: str, phi_label: str, sampling: float = SAMPLING,
                           name: str | None = None) -> CrystalMap:
     """A whole-cell map from amplitude and phase (degrees) columns with gemmi's FFT.
@@ -111,6 +131,29 @@ def map_to_mtz(cmap: CrystalMap) -> gemmi.Mtz:
                        title=f"crysplugins: structure factors of {cmap.name}")
 
 
+class DataTree(QTreeWidget):
+    """The Data list: names and details share the width, so neither a long result name nor a long
+    detail squeezes the other to nothing (long names are elided; the full name is the tooltip)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setHeaderLabels(["open data", "details"])
+        self.header().setStretchLastSection(False)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+
+    def fit_columns(self) -> None:
+        """Details get their text's width up to 45 % of the list; names get the rest."""
+        width = self.viewport().width()
+        details = max([self.sizeHintForColumn(1), self.header().sectionSizeHint(1)]) + 8
+        details = min(details, int(0.45 * width))
+        self.setColumnWidth(1, details)
+        self.setColumnWidth(0, max(width - details, 40))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self.fit_columns()
+
+
 class MainWindow(QMainWindow):
     """The crysplugins desktop window (see the module docstring)."""
 
@@ -127,6 +170,7 @@ class MainWindow(QMainWindow):
         self.host = host
         self.settings = settings if settings is not None else default_settings()
         self.documents: list[Document] = []
+        self.map_resolution: dict[int, float] = {}  # id of a map made from an MTZ -> that MTZ's d_min (Å)
         self.results: list[tuple[str, Prediction]] = []
         self.last_error_dialog: QMessageBox | None = None
         self.last_error: str | None = None
@@ -141,10 +185,13 @@ class MainWindow(QMainWindow):
 
         self.panel = PredictorPanel(host=host, context=self)
         self.panel.predictionFinished.connect(self.add_prediction)
+        self.map_view.mapChanged.connect(lambda _cmap: self.panel.refresh_inputs())  # the shown map first
+        for signal in (self.panel.predictionStarted, self.panel.predictionFinished, self.panel.predictionFailed,
+                       self.panel.predictionCancelled):
+            signal.connect(lambda *_args: self.statusBar().showMessage(self.panel.status.text()))
         self.panel_dock = self._dock("Predictors", self.panel, Qt.DockWidgetArea.RightDockWidgetArea)
 
-        self.data_tree = QTreeWidget()
-        self.data_tree.setHeaderLabels(["open data", "details"])
+        self.data_tree = DataTree()
         self.data_tree.itemDoubleClicked.connect(lambda item, _col: self._show_item(item))
         data_box = QWidget()
         box = QVBoxLayout(data_box)
@@ -154,6 +201,7 @@ class MainWindow(QMainWindow):
         for text, slot in (("Show", self._show_selected), ("Compare", self._compare_selected),
                            ("Save…", self._save_selected)):
             b = QPushButton(text)
+            b.setMinimumWidth(48)  # a narrow Data dock leaves the map its room
             b.clicked.connect(slot)
             buttons.addWidget(b)
         box.addLayout(buttons)
@@ -162,12 +210,30 @@ class MainWindow(QMainWindow):
         self.results_tree = QTreeWidget()
         self.results_tree.setHeaderLabels(["result", "value", "unit / notes"])
         self.results_dock = self._dock("Results", self.results_tree, Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.resizeDocks([self.data_dock, self.panel_dock], [260, 380], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.results_dock], [170], Qt.Orientation.Vertical)
+        # the side docks run the full height: the predictor form gets the room, Results sits under the map
+        for corner, area in ((Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea),
+                             (Qt.Corner.TopRightCorner, Qt.DockWidgetArea.RightDockWidgetArea),
+                             (Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea),
+                             (Qt.Corner.TopLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)):
+            self.setCorner(corner, area)
+        self._docks_sized = False
 
         self._build_menus()
         self.statusBar().showMessage(f"{len(host.predictors)} predictors installed"
                                      + (f", {len(host.failures)} plugin failures (Plugins menu)" if host.failures else ""))
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().showEvent(event)
+        if not self._docks_sized:
+            self.size_docks()
+
+    def size_docks(self) -> None:
+        """Dock sizes in proportion to the window, so that a 1024×700 window still shows the map."""
+        self._docks_sized = True
+        w, h = self.width(), self.height()
+        self.resizeDocks([self.data_dock, self.panel_dock], [max(170, int(0.19 * w)), max(300, int(0.29 * w))],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.results_dock], [max(110, int(0.2 * h))], Qt.Orientation.Vertical)
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -255,8 +321,7 @@ class MainWindow(QMainWindow):
             elif kind == "mtz":
                 doc = self.open_mtz(path, ask_columns=ask_columns, columns=columns)
             elif kind == "structure":
-                st = load_input(InputSpec("structure", Kind.STRUCTURE, ""), path)
-                doc = self._add_document(Document("structure", Path(path).name, st, path))
+                doc = self.open_structure(path)
             else:
                 seq = load_input(InputSpec("sequence", Kind.SEQUENCE, ""), path)
                 doc = self._add_document(Document("sequence", seq.name, seq, path))
@@ -266,6 +331,15 @@ class MainWindow(QMainWindow):
         self._add_recent(path)
         self.statusBar().showMessage(f"opened {path}")
         return doc
+
+    def open_structure(self, path: str) -> Document:
+        """Open a model: draw it on the slices and offer its chains' sequences to the predictors."""
+        st = load_input(InputSpec("structure", Kind.STRUCTURE, ""), path)
+        name = Path(path).name
+        self.map_view.set_model(st, name)
+        for seq in chain_sequences(st, name):
+            self._add_document(Document("sequence", seq.name, seq, path))
+        return self._add_document(Document("structure", name, st, path))
 
     def open_mtz(self, path: str, ask_columns: bool = True,
                  columns: dict[str, str] | None = None) -> Document:
@@ -281,14 +355,14 @@ class MainWindow(QMainWindow):
             defaults["PHI"] = refl.columns["PHI"]
         has_phases = any(c.type == "P" for c in refl.mtz.columns)
         if ask_columns and has_phases:
-            dialog = ColumnDialog(refl, ("F?", "PHI?"), defaults, title=f"Map from {Path(path).name}",
+            dialog = ColumnDialog(refl, ("F", "PHI"), defaults, title=f"Map from {Path(path).name}",
                                   sampling=SAMPLING, parent=self)
             dialog.accepted.connect(lambda: self._map_from_dialog(refl, dialog))
             dialog.open()
             self.last_column_dialog = dialog
         elif "F" in defaults and "PHI" in defaults:
             self.add_map(map_from_coefficients(refl, defaults["F"], defaults["PHI"], SAMPLING,
-                                               name=f"{Path(path).stem} {defaults['F']}"))
+                                               name=f"{Path(path).stem} {defaults['F']}"), d_min=refl.d_min)
         return doc
 
     def _map_from_dialog(self, refl: Reflections, dialog: ColumnDialog) -> None:
@@ -302,12 +376,15 @@ class MainWindow(QMainWindow):
         except CrysError as exc:
             self.error("Could not make a map", str(exc))
             return
-        self.add_map(cmap)
+        self.add_map(cmap, d_min=refl.d_min)
 
-    def add_map(self, cmap: CrystalMap, path: str | None = None, show: bool = True) -> Document:
-        doc = self._add_document(Document("map", cmap.name, cmap, path))
+    def add_map(self, cmap: CrystalMap, path: str | None = None, show: bool = True,
+                d_min: float | None = None) -> Document:
+        """Add a map; ``d_min`` (Å) is the resolution of the MTZ it was calculated from, if any."""
+        if d_min is not None:
+            self.map_resolution[id(cmap)] = float(d_min)
         self.map_view.add_map(cmap, show=show)
-        return doc
+        return self._add_document(Document("map", cmap.name, cmap, path))
 
     def _add_document(self, doc: Document) -> Document:
         self.documents.append(doc)
@@ -317,6 +394,18 @@ class MainWindow(QMainWindow):
         return doc
 
     # ------------------------------------------------------------------ context for the panel
+
+    def items_for(self, spec: InputSpec) -> list[tuple[str, Any]]:
+        """Like :meth:`items`; a ``resolution`` input also gets the resolution of the MTZ the shown map
+        was calculated from."""
+        if spec.kind is Kind.FLOAT and spec.name == "resolution":
+            current = self.map_view.current
+            d_min = self.map_resolution.get(id(current)) if current is not None else None
+            if d_min is None:
+                return []
+            text = f"{d_min:.2f}"
+            return [(text, text)]
+        return self.items(spec.kind)
 
     def items(self, kind: Kind) -> list[tuple[str, Any]]:
         """Open objects for a predictor input of ``kind``, the shown map (and its MTZ) first."""
@@ -330,8 +419,10 @@ class MainWindow(QMainWindow):
             return [(d.name, d.path if d.path else d.obj) for d in reversed(self.documents) if d.kind == "reflections"]
         if kind is Kind.STRUCTURE:
             return [(d.name, d.obj) for d in reversed(self.documents) if d.kind == "structure"]
-        if kind is Kind.SEQUENCE:
-            return [(d.name, d.obj) for d in reversed(self.documents) if d.kind == "sequence"]
+        if kind is Kind.SEQUENCE:  # sequence files first, then those read from models
+            seqs = [d for d in reversed(self.documents) if d.kind == "sequence"]
+            seqs.sort(key=lambda d: file_kind(d.path) == "structure" if d.path else False)
+            return [(d.name, d.obj) for d in seqs]
         source = current
         if source is None:
             refl = [d.obj for d in reversed(self.documents) if d.kind == "reflections"]
@@ -416,7 +507,7 @@ class MainWindow(QMainWindow):
         for g in groups.values():
             g.setExpanded(True)
             g.setHidden(g.childCount() == 0)
-        self.data_tree.resizeColumnToContents(0)
+        self.data_tree.fit_columns()
 
     @staticmethod
     def _details(doc: Document) -> str:

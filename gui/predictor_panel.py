@@ -16,6 +16,7 @@ fields; BOOL -> a check box; CHOICE -> a list.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Protocol
 
 from PyQt6.QtCore import Qt, QThreadPool, pyqtSignal
@@ -39,12 +40,36 @@ FILE_FILTERS = {
     Kind.SEQUENCE: "Sequences (*.fasta *.fa *.seq *.pir *.txt);;All files (*)",
 }
 OBJECT_KINDS = (Kind.MAP, Kind.MASK, Kind.REFLECTIONS, Kind.STRUCTURE, Kind.SEQUENCE)
+#: form rows the scroll area shows without scrolling when the window has the room
+VISIBLE_ROWS = 8
+
+
+def field_label(name: str) -> str:
+    """The form's label of an input: its name with spaces ('molecular_weight' -> 'molecular weight')."""
+    return name.replace("_", " ")
+
+
+def gui_wording(message: str, specs) -> str:
+    """A command-line message in the form's words: flags and input names become the labels of the form
+    ('--molecular-weight' -> '"molecular weight"'), column choices point at the "cols" button."""
+    for spec in sorted(specs, key=lambda s: -len(s.name)):
+        label = field_label(spec.name)
+        flag = "--" + spec.name.replace("_", "-")
+        message = message.replace(f"{flag}-columns", f'the "cols" button of "{label}"')
+        message = re.sub(re.escape(flag) + r"(?![\w-])", f'"{label}"', message)
+        message = message.replace(f"'{spec.name}'", f'"{label}"')
+        if "_" in spec.name:  # a bare input name in a list ("needs one of: sequence, molecular_weight")
+            message = re.sub(r"(?<![\w/.-])" + re.escape(spec.name) + r"(?![\w/-])", label, message)
+    message = re.sub(r"--(reflections-)?columns\b", 'the "cols" button next to the MTZ file', message)
+    return message
 
 
 class PanelContext(Protocol):
     """What the host window offers to pre-fill the form."""
 
     def items(self, kind: Kind) -> list[tuple[str, Any]]: ...
+
+    # optional: ``items_for(spec) -> list[(label, value)]`` fills an input by its name as well
 
 
 class InputField:
@@ -99,7 +124,7 @@ class InputField:
             self.line = QLineEdit()
             if spec.default is not None:
                 self.line.setText(str(spec.default))
-            self.line.setPlaceholderText("required" if spec.required else ("optional" if not spec.group else f"or another '{spec.group}' input"))
+            self.line.setPlaceholderText("required" if spec.required else ("optional" if not spec.group else f"or another {spec.group} input"))
             self.line.textEdited.connect(self._edited)
             row.addWidget(self.line, 1)
             if spec.unit:
@@ -168,7 +193,10 @@ class InputField:
     def refresh(self, context: PanelContext | None, allow: bool = True) -> None:
         """Re-read the open objects; ``allow=False`` leaves an untouched field empty (another member of
         its input group is already filled: a group lists alternatives)."""
-        items = context.items(self.spec.kind) if context is not None and allow else []
+        items = []
+        if context is not None and allow:
+            by_spec = getattr(context, "items_for", None)  # a context may also fill in by input name
+            items = by_spec(self.spec) if by_spec is not None else context.items(self.spec.kind)
         if not allow and self._auto:
             if self.line is not None:
                 self.line.clear()
@@ -204,7 +232,7 @@ class InputField:
             self.combo.lineEdit().setCursorPosition(0)
 
     def _browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.widget, f"{self.spec.name}: {self.spec.help}", "",
+        path, _ = QFileDialog.getOpenFileName(self.widget, f"{field_label(self.spec.name)}: {self.spec.help}", "",
                                               FILE_FILTERS.get(self.spec.kind, "All files (*)"))
         if path:
             self.combo.setEditText(path)
@@ -217,7 +245,7 @@ class InputField:
         """The chosen reflections with automatic column picks for this input's roles."""
         item = self.value()
         if item is None:
-            raise CrysError(f"Choose an MTZ file for '{self.spec.name}' first.")
+            raise CrysError(f'Choose an MTZ file for "{field_label(self.spec.name)}" first.')
         value = item.value
         if isinstance(value, Reflections):
             return value
@@ -236,7 +264,7 @@ class InputField:
         defaults = dict(refl.columns)
         if self.columns:
             defaults.update(self.columns)
-        dialog = ColumnDialog(refl, roles, defaults, title=f"{self.spec.name}: MTZ columns", parent=self.widget)
+        dialog = ColumnDialog(refl, roles, defaults, title=f"{field_label(self.spec.name)}: MTZ columns", parent=self.widget)
         dialog.accepted.connect(lambda: setattr(self, "columns", dialog.columns()))
         dialog.open()
         self.column_dialog = dialog
@@ -273,22 +301,23 @@ class PredictorPanel(QWidget):
         self.last_seconds: float | None = None
         self._running_name = ""
         self.last_worker: PredictionWorker | None = None
+        self._cancel_requested = False
 
         self.list = QListWidget()
-        self.list.setWordWrap(True)
-        self.list.setMaximumHeight(170)
         for entry in sorted(host.predictors.values(), key=lambda e: e.predictor.name):
             p = entry.predictor
-            item = QListWidgetItem(f"{p.name}  {p.version}\n{p.summary}")
+            item = QListWidgetItem(f"{p.name}  {p.version}")
             item.setToolTip(f"{p.summary}\nplugin {entry.plugin} ({entry.distribution})")
             item.setData(Qt.ItemDataRole.UserRole, p.name)
             self.list.addItem(item)
+        rows = min(max(self.list.count(), 1), 6)  # one line per predictor: the form below gets the room
+        self.list.setFixedHeight(rows * max(self.list.sizeHintForRow(0), 1) + 2 * self.list.frameWidth() + 2)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         self.form_host = QWidget()
         self.form = QFormLayout(self.form_host)
         self.form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
-        scroll = QScrollArea()
+        self.scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(self.form_host)
@@ -306,7 +335,9 @@ class PredictorPanel(QWidget):
         buttons.addWidget(self.cancel_button)
 
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Predictors" if host.predictors else "No predictors are installed."))
+        layout.setContentsMargins(4, 4, 4, 4)
+        if not host.predictors:  # the dock's title says "Predictors" already
+            layout.addWidget(QLabel("No predictors are installed."))
         layout.addWidget(self.list)
         layout.addWidget(self.summary)
         layout.addWidget(scroll, 1)
@@ -337,6 +368,9 @@ class PredictorPanel(QWidget):
         self.list.setCurrentRow(self.names().index(name))
 
     def _row_changed(self, _row: int) -> None:
+        if not self.running:  # the last run's status belongs to the predictor that ran
+            self.status.setText("")
+            self.progress.setValue(0)
         self._build_form()
 
     def _build_form(self) -> None:
@@ -346,17 +380,26 @@ class PredictorPanel(QWidget):
         p = self.predictor
         if p is None:
             return
-        outputs = ", ".join(f"{o.name} ({o.kind.value})" for o in p.outputs)
-        self.summary.setText(f"<b>{p.name}</b> {p.version}: {p.summary}<br><i>outputs:</i> {outputs}")
+        outputs = ", ".join(f"{field_label(o.name)} ({o.kind.value})" for o in p.outputs)
+        self.summary.setText(f"<b>{p.name}</b>: {p.summary}")
+        self.summary.setToolTip(f"{p.name} {p.version}\noutputs: {outputs}")
         for spec in p.inputs:
             field = InputField(spec, self)
-            label = spec.name.replace("_", " ") + (" *" if spec.required else "")
+            label = field_label(spec.name) + (" *" if spec.required else "")
             label_widget = QLabel(label)
             label_widget.setToolTip(spec.help + (f" ({spec.unit})" if spec.unit else "")
                                     + (f"; one of the '{spec.group}' inputs" if spec.group else ""))
             self.form.addRow(label_widget, field.widget)
             self.fields[spec.name] = field
         self.refresh_inputs()
+        self._fit_form()
+
+    def _fit_form(self) -> None:
+        """Let the form show up to VISIBLE_ROWS rows before it scrolls (the dock gives the room)."""
+        self.form_host.adjustSize()
+        rows = max(self.form.rowCount(), 1)
+        per_row = self.form_host.sizeHint().height() / rows
+        self.scroll.setMinimumHeight(int(min(rows, VISIBLE_ROWS) * per_row) + 2 * self.scroll.frameWidth())
 
     def field(self, name: str) -> InputField:
         return self.fields[name]
@@ -403,6 +446,7 @@ class PredictorPanel(QWidget):
         worker.signals.cancelled.connect(self._on_cancelled)
         worker.signals.done.connect(self._on_done)
         self.worker = worker
+        self._cancel_requested = False
         self._running_name = p.name
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -416,6 +460,8 @@ class PredictorPanel(QWidget):
     def cancel(self) -> None:
         if self.worker is not None:
             self.worker.cancel()
+            self._cancel_requested = True
+            self.cancel_button.setEnabled(False)
             self.status.setText(f"cancelling {self._running_name}…")
 
     def wait(self, msecs: int = 30000) -> bool:
@@ -427,21 +473,28 @@ class PredictorPanel(QWidget):
         self.wait(msecs)
 
     def _on_progress(self, fraction: float, message: str) -> None:
+        if self._cancel_requested:  # reports still queued from before the predictor saw the cancel
+            return
         self.progress.setValue(int(round(fraction * 1000)))
         self.status.setText(f"{self._running_name}: {fraction:.0%} {message}")
         self.progressChanged.emit(fraction, message)
 
     def _on_finished(self, prediction: Prediction) -> None:
+        if self._cancel_requested:  # finished before it saw the cancel: the user asked for no result
+            self._on_cancelled()
+            return
         self.last_prediction = prediction
         self.last_seconds = self.worker.seconds if self.worker else None
         self.progress.setValue(1000)
-        parts = [f"{k} = {v.value:.4g}{(' ' + v.unit) if v.unit else ''}" for k, v in prediction.scalars.items()]
-        parts += [f"map {k}" for k in prediction.maps]
-        parts += [f"table {k}" for k in prediction.tables]
+        parts = [f"{field_label(k)} = {v.value:.4g}{(' ' + v.unit) if v.unit else ''}" for k, v in prediction.scalars.items()]
+        parts += [f"map {field_label(k)}" for k in prediction.maps]
+        parts += [f"table {field_label(k)}" for k in prediction.tables]
         self.status.setText(f"{self._running_name} done in {self.last_seconds or 0:.2f} s: " + "; ".join(parts))
         self.predictionFinished.emit(self._running_name, prediction)
 
     def _on_failed(self, message: str, details: str) -> None:
+        p = self.host.get(self._running_name) if self._running_name in self.host.predictors else None
+        message = gui_wording(message, p.inputs if p is not None else ())
         self.last_error = message
         self.status.setText(f"{self._running_name} failed: {message}")
         self.progress.setValue(0)

@@ -1,9 +1,11 @@
 """Turn slices of a crystal map into RGBA images (numpy only; no Qt here).
 
 A slice through the unit cell is taken perpendicular to one cell axis (a, b or c) at a grid index and
-shown in the plane of the two other axes.  Values are shown in units of the map's standard deviation
-(σ, over the whole cell): ``z = (ρ - mean) / σ``.  The colour ramp runs from -1 σ (dark) to ``level + 2`` σ
-(white); pixels where ``z`` crosses ``level`` draw the contour line.  Slices are upsampled periodically
+shown in the plane of the two other axes.  Density values are shown in units of the map's standard
+deviation (σ, over the whole cell): ``z = (ρ - mean) / σ``; the colour ramp runs from -1 σ (dark) to
+``level + 2`` σ (white).  Probability maps and masks (:func:`is_fraction_map`) are contoured in their own
+units instead (``absolute=True``: a level of 0.5 means P = 0.5), with the ramp over their whole range.
+Pixels where the value crosses the level draw the contour line.  Slices are upsampled periodically
 (bilinear, the cell wraps) before contouring so that lines are smooth.
 """
 from __future__ import annotations
@@ -17,6 +19,8 @@ PLANE_AXES: dict[int, tuple[int, int]] = {0: (1, 2), 1: (0, 2), 2: (0, 1)}
 AXIS_NAMES = "abc"
 #: Index of the cell angle (alpha, beta, gamma = 3, 4, 5 in a gemmi cell parameter list) between the shown axes.
 PLANE_ANGLE: dict[int, int] = {0: 3, 1: 4, 2: 5}
+#: map units that mark a probability or a 0/1 mask (contoured in their own units, not in σ)
+FRACTION_UNITS = ("P(", "probability", "=1", "fraction")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,18 @@ class MapStats:
         if self.binary:
             return ((self.minimum + self.maximum) / 2 - self.mean) / self.sigma
         return level
+
+
+def is_fraction_map(units: str, stats: MapStats) -> bool:
+    """True for a probability map or a mask: its units say so, or it holds only two values."""
+    return stats.binary or any(word in (units or "") for word in FRACTION_UNITS)
+
+
+def level_to_z(stats: MapStats, level: float, absolute: bool) -> float:
+    """The contour level in σ units: ``level`` in map units (``absolute``) or in σ (masks half-way)."""
+    if absolute:
+        return (level - stats.mean) / stats.sigma
+    return stats.contour_level(level)
 
 
 def take_slice(array: np.ndarray, axis: int, index: int) -> np.ndarray:
@@ -122,21 +138,29 @@ def contour_mask(z: np.ndarray, level: float, thick: bool = True) -> np.ndarray:
 def render_slice(values: np.ndarray, stats: MapStats, level: float, lut: np.ndarray = LUT_DENSITY,
                  contour: tuple[int, int, int] | None = CONTOUR_PRIMARY, factor: int = 1,
                  overlay: np.ndarray | None = None, overlay_stats: MapStats | None = None,
-                 overlay_level: float | None = None) -> np.ndarray:
+                 overlay_level: float | None = None, absolute: bool = False,
+                 overlay_absolute: bool = False) -> np.ndarray:
     """RGBA image (rows = vertical axis, top row = highest coordinate) of a slice [horizontal, vertical].
 
-    ``overlay`` (same shape as ``values``) adds the contour of a second map at ``overlay_level`` σ.
+    ``level`` is in σ, or in the map's own units when ``absolute`` (probabilities, masks).  ``overlay``
+    (same shape as ``values``) adds the contour of a second map at ``overlay_level`` (σ, or its own units
+    when ``overlay_absolute``).
     """
     z = (upsample_periodic(values, factor) - stats.mean) / stats.sigma
-    level = stats.contour_level(level)
-    lo, hi = (-1.0, level + 2.0) if not stats.binary else (stats.contour_level(0) - 1.0, level + 1.0)
+    level = level_to_z(stats, level, absolute)
+    if absolute:
+        lo, hi = (stats.minimum - stats.mean) / stats.sigma, (stats.maximum - stats.mean) / stats.sigma
+    elif stats.binary:
+        lo, hi = stats.contour_level(0) - 1.0, level + 1.0
+    else:
+        lo, hi = -1.0, level + 2.0
     t = np.clip((z - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
     rgb = lut[(t * 255).astype(np.uint8)]
     if contour is not None:
         rgb[contour_mask(z, level)] = contour
     if overlay is not None and overlay_stats is not None:
         z2 = (upsample_periodic(overlay, factor) - overlay_stats.mean) / overlay_stats.sigma
-        lev2 = overlay_stats.contour_level(level if overlay_level is None else overlay_level)
+        lev2 = level_to_z(overlay_stats, level if overlay_level is None else overlay_level, overlay_absolute)
         rgb[contour_mask(z2, lev2)] = CONTOUR_SECOND
     # [h, v] -> image rows = v (flipped so that the axis points up), columns = h
     rgb = np.ascontiguousarray(np.transpose(rgb, (1, 0, 2))[::-1])

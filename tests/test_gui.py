@@ -193,7 +193,8 @@ def test_open_map_and_move_slider(window, qtbot):
     with qtbot.waitSignal(view.sliceChanged, timeout=2000) as blocker:
         view.sliders[2].setValue((start + 4) % 14)
     assert blocker.args == [2, (start + 4) % 14]
-    assert view.slider_labels[2].text().startswith(f"c = {((start + 4) % 14) / 14:.3f}")
+    assert view.slider_labels[2].text() == f"c {(start + 4) % 14}/14"
+    assert f"c = {((start + 4) % 14) / 14:.3f}" in view.canvases[2].title
     assert not np.array_equal(before, _pixels(view.canvases[2]))  # the slice really changed
     # the level in sigma changes the drawing too
     before = _pixels(view.canvases[0])
@@ -318,7 +319,7 @@ def test_predictor_error_is_shown_in_a_dialog(window, qtbot):
     panel.set_value("map", None)
     with qtbot.waitSignal(panel.predictionFailed, timeout=10000) as blocker:
         panel.run()
-    assert "needs the input 'map'" in blocker.args[1]
+    assert 'needs the input "map"' in blocker.args[1]  # the form's label, not a command-line name
     assert panel.last_error_dialog.isVisible()
 
 
@@ -463,8 +464,14 @@ def test_charge_flipping_from_an_open_mtz(window, qtbot):
         if name in panel.fields:
             panel.set_value(name, value)
     n_maps = len(window.map_view.maps)
+    messages = []
+    panel.progressChanged.connect(lambda f, m: messages.append(m))
     name, prediction = _run(qtbot, panel, timeout=60000)
     assert name == "charge-flipping" and prediction.maps
+    # progress from the first flip cycles on (not only after a whole start), and no "full CC nan"
+    first_start_done = next(i for i, m in enumerate(messages) if m.startswith("start 1/2:") and "screen CC" in m)
+    assert any("charge-flipping cycle" in m for m in messages[:first_start_done])
+    assert not any("nan" in m for m in messages)
     assert len(window.map_view.maps) == n_maps + len(prediction.maps)
     for cmap in prediction.maps.values():
         assert cmap.cell.approx(gemmi.UnitCell(15, 18, 21, 90, 100, 90), 1e-3)
@@ -483,3 +490,353 @@ def test_cli_gui_screenshot(qapp, tmp_path, monkeypatch):
     img = QImage(str(out))
     assert img.height() == 600 and img.width() >= 900  # docks may need a little more width
     assert cli.main(["gui", "--screenshot", str(out), str(tmp_path / "missing.ccp4")]) == 2
+
+
+# ----------------------------------------------------------------- cancel (solvent-content's U-net)
+
+def test_cancel_stops_solvent_content_during_the_unet(window, qtbot, monkeypatch):
+    """The U-net part reports per tile batch and stops at Cancel: no '100 % done' first, no result."""
+    if "solvent-content" not in window.host.predictors:
+        pytest.skip("the built-in solvent-content predictor is not installed")
+    import importlib
+
+    from crysplugins.plugins import solvent_content
+
+    unet = importlib.import_module(solvent_content.unet_solvent_content.__module__)
+    gate = threading.Event()
+    real = unet.solvent_probability
+    unet_calls = []
+
+    def gated(*args, progress=None, **kwargs):
+        def report(fraction, message):
+            progress(fraction, message)  # Request.report: raises Cancelled once the GUI cancelled
+            unet_calls.append(fraction)
+            assert gate.wait(timeout=30), "the GUI never cancelled"
+        return real(*args, progress=report, **kwargs)
+
+    monkeypatch.setattr(unet, "solvent_probability", gated)
+    window.open_path(TINY_MAP)
+    window.open_path(TINY_FASTA)
+    panel = window.panel
+    panel.select("solvent-content")
+    assert panel.field("phasing_map").value() is not None  # the open map is the phasing map
+    panel.set_value("resolution", "3.2")
+    seen = []
+    finished = []
+    panel.predictionFinished.connect(lambda *a: finished.append(a))
+
+    def on_progress(fraction, message):
+        seen.append((fraction, message))
+        if message.startswith("U-net"):
+            panel.cancel()
+            gate.set()
+
+    panel.progressChanged.connect(on_progress)
+    with qtbot.waitSignal(panel.runDone, timeout=60000):
+        panel.run()
+    assert panel.last_error is None, panel.last_error
+    assert seen[0][1] == "Matthews coefficients" and seen[0][0] < 0.5  # the U-net is most of the work
+    assert all(f < 1.0 for f, _ in seen) and unet_calls, (seen, unet_calls)
+    assert panel.status.text() == "solvent-content cancelled" and panel.progress.value() == 0
+    assert not finished and not window.results
+    assert window.statusBar().currentMessage() == "solvent-content cancelled"
+
+
+class LateCancelPredictor:
+    """Reports 100 %, then waits for the test before returning: a cancel that arrives too late to stop it."""
+
+    name = "gui-test-late"
+    version = "0.1"
+    summary = "Test predictor that finishes after its last progress report."
+    inputs = (InputSpec("map", Kind.MAP, "a map", required=True),)
+    outputs = (OutputSpec("n", Kind.SCALAR, "voxels"),)
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def predict(self, request: Request) -> Prediction:
+        cmap = request.require("map")
+        request.report(1.0, "all done")
+        assert self.gate.wait(timeout=30)
+        return Prediction(scalars={"n": Scalar(float(cmap.array.size))})
+
+
+def test_a_result_arriving_after_cancel_is_not_shown_as_done(qtbot, tmp_path):
+    from crysplugins.gui.main_window import MainWindow
+
+    late = LateCancelPredictor()
+    host = Host(autoload=False, only=[], extra_plugins=[("late", _Plugin(late))])
+    w = MainWindow(host=host, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.open_path(TINY_MAP)
+    panel = w.panel
+    finished = []
+    panel.predictionFinished.connect(lambda *a: finished.append(a))
+    with qtbot.waitSignal(panel.progressChanged, timeout=10000):
+        panel.run()
+    panel.cancel()
+    assert panel.status.text() == "cancelling gui-test-late…" and not panel.cancel_button.isEnabled()
+    with qtbot.waitSignal(panel.runDone, timeout=10000):
+        with qtbot.waitSignal(panel.predictionCancelled, timeout=10000):
+            late.gate.set()
+    assert not finished and not w.results and panel.status.text() == "gui-test-late cancelled"
+    panel.shutdown()
+
+
+# ------------------------------------------------------------- probability maps and masks: own units
+
+def _fraction_maps(tiny: CrystalMap) -> tuple[CrystalMap, CrystalMap]:
+    arr = tiny.array.astype(np.float64)
+    prob = 1.0 / (1.0 + np.exp((arr - arr.mean()) / arr.std()))  # high where the density is low
+    p = CrystalMap.from_array(prob, tiny.cell, tiny.spacegroup, "probability", units="P(solvent)")
+    m = CrystalMap.from_array((prob > 0.55).astype(np.float32), tiny.cell, tiny.spacegroup, "mask", units="solvent=1")
+    return p, m
+
+
+def test_probability_and_mask_maps_use_their_own_units(window, qtbot):
+    from crysplugins.gui import render
+
+    view = window.map_view
+    density = window.open_path(TINY_MAP).obj
+    assert view.level_spin.suffix() == " σ" and view.level_spin.value() == 1.0
+    view.level_spin.setValue(1.5)
+    prob, mask = _fraction_maps(density)
+    window.add_map(mask, show=False)
+    window.add_map(prob)
+    # a probability map: level 0.5 in P, not 1.5 σ; the contour is where P crosses 0.5
+    assert view.level_spin.suffix() == " P" and view.level_spin.value() == 0.5
+    assert "P(solvent) from" in view.info_label.text() and "σ" not in view.info_label.text()
+    k = view.slice_index(2)
+    values = render.take_slice(prob.array, 2, k)
+    factor = render.upsample_factor(values.shape)
+    expected = render.contour_mask(render.upsample_periodic(values, factor), 0.5)
+    pixels = _pixels(view.canvases[2]).reshape(factor * values.shape[1], factor * values.shape[0], 4)
+    drawn = (pixels[::-1, :, :3].transpose(1, 0, 2) == np.array(render.CONTOUR_PRIMARY, dtype=np.uint8)).all(axis=2)
+    np.testing.assert_array_equal(drawn, expected)
+    # compare like with like: no density-vs-probability correlation
+    view.set_second(density)
+    assert view.correlation is None and "not correlated" in view.cc_label.text()
+    # two fraction maps: the agreement on either side of the level, computed here independently
+    view.set_second(mask)
+    agree = float(((prob.array >= 0.5) == (mask.array >= 0.5)).mean())
+    assert view.agreement == pytest.approx(agree) and f"{agree:.1%}" in view.cc_label.text()
+    # the mask says what it is; back on the density the σ level it had is kept
+    view.show_map(mask)
+    assert view.info_label.text().endswith(f"mask: {mask.array.mean():.1%} of the cell at 1, the rest 0")
+    view.show_map(density)
+    assert view.level_spin.suffix() == " σ" and view.level_spin.value() == 1.5
+    assert "mean" in view.info_label.text() and "e-" not in view.info_label.text().split("mean")[1]
+
+
+def test_map_from_an_mtz_reads_mean_zero_and_asks_for_both_columns(window):
+    window.open_path(TINY_MTZ)
+    dialog = window.last_column_dialog
+    from PyQt6.QtWidgets import QLabel
+
+    labels = [w.text() for w in dialog.findChildren(QLabel)]
+    assert not any("optional" in t for t in labels)  # a map needs both F and φ
+    assert "Grid spacing" in labels and "d_min / " == dialog.sampling_spin.prefix()
+    d_min = window.documents[0].obj.d_min
+    assert dialog.spacing_label.text() == f"= {d_min / 3:.2f} Å"
+    dialog.sampling_spin.setValue(4.0)
+    assert dialog.spacing_label.text() == f"= {d_min / 4:.2f} Å"
+    dialog.accept()
+    assert "mean 0," in window.map_view.info_label.text()
+
+
+# ------------------------------------------------------------------------------------ models
+
+def test_model_atoms_drawn_near_each_plane_with_symmetry_mates(qtbot):
+    from crysplugins.gui.map_view import ELEMENT_COLOURS, MODEL_NEAR_A, MapView
+
+    view = MapView()
+    qtbot.addWidget(view)
+    view.resize(900, 500)
+    view.show()
+    cell = gemmi.UnitCell(20, 24, 30, 90, 90, 90)
+    view.add_map(CrystalMap.from_array(np.random.default_rng(1).standard_normal((20, 24, 30)), cell, "P 1 21 1", "p21"))
+    assert all(c.image is not None for c in view.canvases)
+    st = gemmi.Structure()
+    st.cell = cell
+    model, chain, residue = gemmi.Model("1"), gemmi.Chain("A"), gemmi.Residue()
+    residue.name = "SER"
+    atom = gemmi.Atom()
+    atom.name, atom.element = "OG", gemmi.Element("O")
+    atom.pos = cell.orthogonalize(gemmi.Fractional(0.25, 0.1, 0.5))
+    residue.add_atom(atom)
+    chain.add_residue(residue)
+    model.add_chain(chain)
+    st.add_model(model)
+    view.set_model(st, "one atom")
+    view.set_slice(2, 15)  # c = 0.5: the atom and its 2_1 mate (-x, y + 1/2, -z) = (0.75, 0.6, 0.5)
+    red = ELEMENT_COLOURS["O"]
+    assert sorted(view.canvases[2].atoms) == [(0.25, pytest.approx(0.1), red), (0.75, pytest.approx(0.6), red)]
+    assert "2 atoms" in view.canvases[2].caption
+    view.set_slice(2, 17)  # 2 grid points = 2 Å away
+    assert view.canvases[2].atoms == [] and 2 * 30 / 30 > MODEL_NEAR_A
+    view.set_slice(2, 15)
+    # the dot is painted where the atom is: sample the widget at the screen point of (a, b) = (0.25, 0.1)
+    canvas = view.canvases[2]
+    origin, h, v = canvas._geometry()
+    point = origin + h * 0.25 + v * 0.1
+    image = canvas.grab().toImage()
+    colour = image.pixelColor(int(round(point.x() * image.devicePixelRatio())), int(round(point.y() * image.devicePixelRatio())))
+    assert (colour.red(), colour.green(), colour.blue()) == red
+
+
+def test_open_model_offers_its_sequence(window):
+    frag = os.path.join(DATA, "frag5.pdb")
+    window.open_path(TINY_MAP)
+    window.open_path(frag)
+    st = gemmi.read_structure(frag)
+    expected = gemmi.one_letter_code([r.name for r in st[0]["A"]])
+    seqs = [d for d in window.documents if d.kind == "sequence"]
+    assert [s.obj.residues for s in seqs] == [expected] == ["FKRNT"]
+    assert window.map_view.model is not None
+    assert any("atoms ±1 Å" in c.caption for c in window.map_view.canvases)
+    if "solvent-content" in window.host.predictors:
+        window.panel.select("solvent-content")
+        assert window.panel.field("sequence").value().value.residues == "FKRNT"
+
+
+def test_empty_view_draws_no_cell_box(qtbot):
+    from crysplugins.gui.map_view import MapView
+
+    view = MapView()
+    qtbot.addWidget(view)
+    view.resize(700, 400)
+    view.show()
+    image = view.canvases[0].grab().toImage().convertToFormat(QImage.Format.Format_RGBA8888)
+    ptr = image.constBits()
+    ptr.setsize(image.sizeInBytes())
+    pixels = np.frombuffer(ptr, dtype=np.uint8).reshape(-1, 4)[:, :3]
+    assert (pixels == np.array([24, 24, 28], dtype=np.uint8)).all()  # background only, no yellow edges
+    assert not view.level_spin.isEnabled()
+
+
+# ------------------------------------------------------------------------------------ layout
+
+@pytest.mark.parametrize("size", [(1366, 740), (1024, 700)])
+def test_solvent_content_form_is_whole_on_a_laptop_screen(qtbot, host, tmp_path, size):
+    from crysplugins.gui.main_window import MainWindow
+
+    if "solvent-content" not in host.predictors:
+        pytest.skip("the built-in solvent-content predictor is not installed")
+    w = MainWindow(host=host, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.resize(*size)
+    w.show()
+    qtbot.waitExposed(w)
+    w.open_path(TINY_MAP)
+    panel = w.panel
+    panel.select("solvent-content")
+    assert (w.width(), w.height()) == size  # the window fits the screen it was sized for
+    from PyQt6.QtWidgets import QApplication
+
+    QApplication.processEvents()  # the pending layout of the new form
+    viewport = panel.scroll.viewport()
+    print(f"{size}: predictor dock {w.panel_dock.width()} px, form viewport {viewport.height()} px high")
+    rect = viewport.rect()
+    assert len(panel.fields) == 7
+    for name, field in panel.fields.items():
+        top_left = field.widget.mapTo(viewport, field.widget.rect().topLeft())
+        bottom_right = field.widget.mapTo(viewport, field.widget.rect().bottomRight())
+        assert rect.contains(top_left) and rect.contains(bottom_right), (name, size)
+    assert w.map_view.width() >= 400
+
+
+def test_data_details_column_keeps_its_width_after_long_names(window):
+    tiny = window.open_path(TINY_MAP).obj
+    for i in range(3):
+        long = CrystalMap.from_array(tiny.array, tiny.cell, tiny.spacegroup,
+                                     f"patterson-density density_prediction_of_a_long_result_name {i}")
+        window.add_map(long, show=False)
+    tree = window.data_tree
+    width = tree.fontMetrics().horizontalAdvance("10×12×14")
+    assert tree.columnWidth(1) >= width
+    assert tree.columnWidth(0) + tree.columnWidth(1) <= tree.viewport().width()
+    item = tree.topLevelItem(0).child(1)
+    assert item.toolTip(0).startswith("patterson-density density_prediction")  # full name on hover
+
+
+# ------------------------------------------------------------------------------------ wording
+
+def test_messages_name_the_form_not_the_command_line(window, qtbot):
+    from crysplugins.gui.predictor_panel import gui_wording
+
+    specs = (InputSpec("molecular_weight", Kind.FLOAT, ""), InputSpec("reflections", Kind.REFLECTIONS, ""),
+             InputSpec("sequence", Kind.SEQUENCE, ""))
+    assert gui_wording("solvent-content needs --sequence or --molecular-weight.", specs) == \
+        'solvent-content needs "sequence" or "molecular weight".'
+    assert gui_wording("The MTZ file x.mtz has no F column; name one with --columns (columns: FP(F)).", specs) == \
+        'The MTZ file x.mtz has no F column; name one with the "cols" button next to the MTZ file (columns: FP(F)).'
+    assert gui_wording("name them with --reflections-columns", specs) == 'name them with the "cols" button of "reflections"'
+    assert gui_wording("needs the input 'molecular_weight'", specs) == 'needs the input "molecular weight"'
+    assert gui_wording("x needs one of: sequence, molecular_weight.", specs) == "x needs one of: sequence, molecular weight."
+    assert gui_wording("see /tmp/molecular_weight.txt", specs) == "see /tmp/molecular_weight.txt"  # paths stay
+    if "solvent-content" not in window.host.predictors:
+        return
+    window.open_path(TINY_MAP)
+    panel = window.panel
+    panel.select("solvent-content")
+    with qtbot.waitSignal(panel.predictionFailed, timeout=10000) as blocker:
+        panel.run()
+    assert "--" not in blocker.args[1] and "_" not in blocker.args[1], blocker.args[1]
+    assert "molecular weight" in panel.last_error_dialog.text()
+    assert window.statusBar().currentMessage().startswith("solvent-content failed")
+    panel.last_error_dialog.close()
+    qtbot.waitUntil(lambda: not panel.running, timeout=5000)
+    panel.select("gui-test-smooth")  # another predictor: the last run's status goes
+    assert panel.status.text() == "" and panel.progress.value() == 0
+    assert [panel.layout().itemAt(i).widget() for i in range(panel.layout().count())].count(None) <= 1
+    from PyQt6.QtWidgets import QLabel
+
+    assert not [l for l in panel.findChildren(QLabel) if l.text() == "Predictors"]  # the dock's title says it
+
+
+def test_charge_flipping_says_when_a_cell_is_a_proteins(window, qtbot):
+    """A protein-sized cell: the hint that charge flipping is for small P1 fragments comes at once."""
+    if "charge-flipping" not in window.host.predictors:
+        pytest.skip("the built-in charge-flipping predictor is not installed")
+    from crysplugins.crystal.io import make_mtz
+
+    cell = gemmi.UnitCell(50, 60, 70, 90, 90, 90)
+    hkl = np.array([[h, k, l] for h in range(0, 6) for k in range(-7, 8) for l in range(-8, 9)
+                    if (h, k, l) > (0, 0, 0) and 1 / cell.calculate_d([h, k, l]) ** 0 and cell.calculate_d([h, k, l]) >= 8])
+    f = np.random.default_rng(2).uniform(10, 100, len(hkl))
+    path = os.path.join(window.settings.fileName() + "_big.mtz")
+    make_mtz(cell, gemmi.SpaceGroup("P 1"), hkl, {"F": ("F", f)}).write_to_file(path)
+    window.open_path(path, ask_columns=False)
+    panel = window.panel
+    panel.select("charge-flipping")
+    messages = []
+    panel.progressChanged.connect(lambda fr, m: (messages.append(m), panel.cancel()))
+    with qtbot.waitSignal(panel.runDone, timeout=60000):
+        panel.run()
+    assert "meant for small P1 fragment cells" in messages[0] and "210,000 Å³" in messages[0]
+
+
+# ------------------------------------------------------------------------------ no display
+
+def test_no_display_is_one_sentence(tmp_path):
+    from crysplugins.gui.app import XCB_LIBRARIES, display_problem
+
+    assert display_problem({}, "linux").startswith("There is no display to open the window on")
+    assert display_problem({"WAYLAND_DISPLAY": "wayland-0"}, "linux") is None
+    assert display_problem({"QT_QPA_PLATFORM": "offscreen"}, "linux") is None
+    assert display_problem({}, "darwin") is None
+    missing = {"libxcb-cursor.so.0", "libxcb-icccm.so.4"}
+    text = display_problem({"DISPLAY": ":0"}, "linux", loads=lambda lib: lib not in missing)
+    assert text == ("The desktop app needs X11 libraries that are not installed: libxcb-cursor0, libxcb-icccm4 "
+                    "(Debian/Ubuntu: sudo apt-get install libxcb-cursor0 libxcb-icccm4).")
+    assert display_problem({"DISPLAY": ":0"}, "linux", loads=lambda lib: True) is None
+    assert set(XCB_LIBRARIES.values()) >= {"libxcb-cursor0", "libxcb-icccm4", "libxcb-keysyms1"}
+    # the real command: one sentence, exit 2, no Qt abort (134)
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    proc = subprocess.run([sys.executable, "-m", "crysplugins.cli", "gui"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: There is no display")
