@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any, Sequence
 
 from crysplugins import __version__
 from crysplugins.errors import CrysError
+from crysplugins.validate import check_output_folder, writable_folder
 from crysplugins.host import Host, default_host
 from crysplugins.interface import Kind
 from crysplugins.request import load_request_inputs, run_prediction, write_json, write_prediction
@@ -35,6 +37,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "gui": ("crysplugins.gui.app", "open the desktop app (needs the 'gui' extra: PyQt6)", "gui"),
     "coot-install": ("crysplugins.coot_install", "install the crysplugins menu into Coot", ""),
 }
+
+
+#: optional modules -> the extra that installs them (a command that needs one says so in one sentence)
+OPTIONAL_MODULES = {"torch": "train", "onnx": "train", "PyQt6": "gui"}
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -184,6 +190,8 @@ def cmd_predict(argv: Sequence[str]) -> int:
     predictor = host.get(argv[0])
     parser = build_predict_parser(predictor)
     args = parser.parse_args(list(argv[1:]))
+    if args.out:
+        check_output_folder(args.out)  # before the work, not after it
     values = {k: v for k, v in vars(args).items() if k not in ("out", "json", "quiet")}
     columns = {k[:-len("__columns")]: v for k, v in values.items() if k.endswith("__columns")}
     inputs = load_request_inputs(predictor, values, columns)
@@ -231,8 +239,7 @@ def _print_human(result: dict) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run every installed predictor that ships example inputs; write results under --out."""
     host = _host()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(args.out)
     summary = {}
     for name in host.names():
         predictor = host.get(name)
@@ -306,19 +313,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "predict":
-            return cmd_predict(argv[1:])
-        parser = build_parser(argv[0] if argv else None)
-        args = parser.parse_args(argv)
-        if not getattr(args, "func", None):
-            parser.print_help()
-            return 0 if not argv else 2
-        return int(args.func(args) or 0)
+            code = cmd_predict(argv[1:])
+        else:
+            parser = build_parser(argv[0] if argv else None)
+            args = parser.parse_args(argv)
+            if not getattr(args, "func", None):
+                parser.print_help()
+                return 0 if not argv else 2
+            code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader that left shows here, inside the handlers below
+        return code
     except CrysError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `crysplugins list --json | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in OPTIONAL_MODULES:
+            return _unexpected(exc)
+        extra = OPTIONAL_MODULES[exc.name.split(".")[0]]
+        print(f"error: this needs {exc.name}, which is not installed (install it with: "
+              f"pip install 'crysplugins[{extra}]').", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        return _unexpected(exc)
+
+
+#: exit status of an unexpected failure (a bug): EX_SOFTWARE of sysexits.h
+EXIT_BUG = 70
+
+
+def _unexpected(exc: Exception) -> int:
+    """A bug is still one sentence on stderr; CRYSPLUGINS_DEBUG=1 shows the traceback instead."""
+    if os.environ.get("CRYSPLUGINS_DEBUG", "").strip() not in ("", "0"):
+        raise exc
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    print(f"error: crysplugins failed unexpectedly ({type(exc).__name__}: {first}); this is a bug, "
+          f"rerun with CRYSPLUGINS_DEBUG=1 to see where.", file=sys.stderr)
+    return EXIT_BUG
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ One function, :func:`load_input`, used by the CLI and the GUI alike, so both acc
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 from crysplugins.crystal import io
@@ -52,6 +53,8 @@ def load_input(spec: InputSpec, raw: Any, columns: Mapping[str, str] | None = No
             value: float | int = int(raw) if kind is Kind.INT else float(raw)
         except ValueError:
             raise CrysError(f"--{_flag(spec)} must be a number, not '{raw}'.") from None
+        if not math.isfinite(value):  # NaN slips through every range comparison below
+            raise CrysError(f"--{_flag(spec)} must be a finite number, not '{raw}'.")
         if spec.minimum is not None and value < spec.minimum:
             raise CrysError(f"--{_flag(spec)} must be at least {spec.minimum:g}{_unit(spec)}, not {raw}.")
         if spec.maximum is not None and value > spec.maximum:

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from crysplugins.crystal import io
 from crysplugins.errors import CrysError
 from crysplugins.inputs import load_input, parse_columns
+from crysplugins.validate import writable_folder
 from crysplugins.interface import (CancelToken, Prediction, Predictor, ProgressCallback, Refiner, Request,
                                    check_request)
 
@@ -61,7 +62,7 @@ def write_prediction(prediction: Prediction, out_dir: Path, stem: str = "") -> d
 
     Each file is written atomically; if any write fails, the files already written are removed.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    writable_folder(out_dir)
     prefix = f"{stem}_" if stem else ""
     written: dict[str, str] = {}
     try:

@@ -17,18 +17,24 @@ import numpy as np
 
 from crysplugins.errors import CrysError
 from crysplugins.interface import COLUMN_PREFERENCES, CrystalMap, Reflections, Sequence
+from crysplugins.validate import exists_quietly, os_reason
 
 PathLike = str | os.PathLike
 
 
 def _existing_file(path: PathLike, what: str) -> Path:
     p = Path(path)
-    if not p.exists():
-        raise CrysError(f"The {what} file {p} does not exist.")
-    if p.is_dir():
-        raise CrysError(f"{p} is a folder, not a {what} file.")
-    if p.stat().st_size == 0:
-        raise CrysError(f"The {what} file {p} is empty.")
+    try:
+        if not p.exists():
+            raise CrysError(f"The {what} file {p} does not exist.")
+        if p.is_dir():
+            raise CrysError(f"{p} is a folder, not a {what} file.")
+        if p.stat().st_size == 0:
+            raise CrysError(f"The {what} file {p} is empty.")
+        if not os.access(p, os.R_OK):
+            raise CrysError(f"The {what} file {p} cannot be read (permission denied).")
+    except OSError as exc:  # a name too long, a folder that cannot be searched...
+        raise CrysError(f"The {what} file {str(p)[:80]} cannot be opened ({os_reason(exc)}).") from None
     return p
 
 
@@ -145,7 +151,7 @@ def write_map(cmap: CrystalMap, path: PathLike) -> Path:
     ccp4.grid = cmap.grid
     ccp4.update_ccp4_header()
     with atomic_path(path) as tmp:
-        ccp4.write_ccp4_map(str(tmp))
+        _gemmi_write(lambda: ccp4.write_ccp4_map(str(tmp)), path)
     return Path(path)
 
 
@@ -272,8 +278,16 @@ def write_mtz(mtz: gemmi.Mtz, path: PathLike) -> Path:
     """Write an MTZ file atomically."""
     mtz.update_reso()
     with atomic_path(path) as tmp:
-        mtz.write_to_file(str(tmp))
+        _gemmi_write(lambda: mtz.write_to_file(str(tmp)), path)
     return Path(path)
+
+
+def _gemmi_write(write, path: PathLike) -> None:
+    """Run a gemmi writer; its I/O failure (disk full, file-size limit) becomes one sentence."""
+    try:
+        write()
+    except (RuntimeError, OSError) as exc:
+        raise CrysError(f"Could not write {path} ({_short(exc)}); the disk may be full or the file too large.") from None
 
 
 def make_mtz(cell: gemmi.UnitCell, spacegroup: gemmi.SpaceGroup, hkl: np.ndarray,
@@ -311,12 +325,20 @@ def read_structure(path: PathLike) -> gemmi.Structure:
     return st
 
 
+#: file name endings taken as a sequence file even when the file does not exist (to say so)
+SEQUENCE_SUFFIXES = (".fasta", ".fa", ".faa", ".seq", ".pir", ".txt", ".fas")
+
+
 def read_sequence(text_or_path: str) -> Sequence:
-    """A sequence from a one-letter string, or from a FASTA/plain-text file (all records joined)."""
-    candidate = Path(text_or_path)
-    looks_like_path = any(ch in text_or_path for ch in "/\\.") or candidate.exists()
+    """A sequence from a one-letter string, or from a FASTA/plain-text file (all records joined).
+
+    The text is a file when it names an existing file, holds a folder separator or ends in a sequence
+    file suffix; otherwise it is the sequence itself (so ``MKV.`` is a sequence with a stray '.').
+    """
+    looks_like_path = (any(ch in text_or_path for ch in "/\\") or exists_quietly(text_or_path)
+                       or text_or_path.lower().endswith(SEQUENCE_SUFFIXES))
     if looks_like_path:
-        p = _existing_file(candidate, "sequence")
+        p = _existing_file(Path(text_or_path), "sequence")
         lines = p.read_text(errors="replace").splitlines()
         residues = "".join(line.strip() for line in lines if line.strip() and not line.startswith(">"))
         return Sequence(residues.replace("*", ""), name=p.stem)
@@ -355,12 +377,19 @@ def parse_spacegroup(text: str) -> gemmi.SpaceGroup:
 
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    A folder that cannot be made or written to, a full disk or a file-size limit ends in a CrysError
+    naming ``path``, and the temporary file is removed.
+    """
     dest = Path(path)
-    if dest.parent and not dest.parent.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=str(dest.parent or "."))
-    os.close(fd)
+    try:
+        if dest.parent and not dest.parent.is_dir():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=str(dest.parent or "."))
+        os.close(fd)
+    except OSError as exc:
+        raise CrysError(f"Could not write {dest} ({os_reason(exc)}).") from None
     tmp = Path(tmp_name)
     try:
         yield tmp
@@ -368,8 +397,12 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, dest)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise CrysError(f"Could not write {dest} ({os_reason(exc)}).") from None
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp.unlink()
         raise
 
