@@ -32,7 +32,7 @@ import pluggy
 
 from crysplugins import hookspecs, sandbox
 from crysplugins.errors import CrysError
-from crysplugins.interface import Predictor, validate_predictor
+from crysplugins.interface import Predictor, Refiner, validate_predictor, validate_refiner
 from crysplugins.plugins import BUILTINS
 
 ENTRY_POINT_GROUP = "crysplugins"
@@ -61,7 +61,9 @@ class PredictorEntry:
 
 @dataclass(frozen=True)
 class RefinerEntry:
-    refiner: Any
+    """A registered refiner and where it came from."""
+
+    refiner: Refiner
     plugin: str
     distribution: str
 
@@ -227,11 +229,12 @@ class Host:
         self.predictors[predictor.name] = PredictorEntry(predictor, source.plugin, source.distribution)
 
     def _add_refiner(self, refiner: Any, source: _Source) -> None:
-        name = getattr(refiner, "name", None)
-        if not isinstance(name, str) or not name or not callable(getattr(refiner, "refine", None)):
+        problems = validate_refiner(refiner)
+        if problems:
             self.failures.append(PluginFailure(source.plugin, source.distribution,
-                                               "invalid refiner: needs 'name' and a callable 'refine'"))
+                                               f"invalid refiner: {'; '.join(problems)}"))
             return
+        name = refiner.name
         if name in self.refiners:
             self.failures.append(PluginFailure(source.plugin, source.distribution,
                                                f"refiner {name!r} is already registered"))

@@ -95,3 +95,17 @@ def test_the_refiner_comes_from_the_hosts_registry(example):
         run_prediction(predictor, {**example, "cycles": 1}, refiners={"other": counting})
     # no recycling, no refiner needed
     run_prediction(predictor, {**example, "cycles": 0}, refiners={})
+
+
+def test_an_invalid_refiner_is_named_and_skipped():
+    class NotARefiner:
+        name = "half"
+
+    class Plugin:
+        @hookimpl
+        def register_refiners(self, register):
+            register(NotARefiner())
+
+    host = Host(autoload=False, only=["refiners"], extra_plugins=[("half_plugin", Plugin())])
+    assert "half" not in host.refiners and "density-modification" in host.refiners
+    assert [f.error for f in host.failures if f.plugin == "half_plugin"] == ["invalid refiner: 'refine' must be callable"]
