@@ -2,8 +2,8 @@
 
 The worker goes the command line's way, :mod:`crysplugins.request`: it loads the raw input values (file
 paths are read here, not on the GUI thread), fills in defaults, checks the request and runs the
-predictor.  Progress from ``Request.progress`` is forwarded as a Qt signal (queued to the GUI thread), at most every 50 ms or
-0.5 % so that a chatty predictor cannot flood the event loop.  ``cancel()`` sets the request's
+predictor.  Progress from ``Request.progress`` is forwarded as a Qt signal (queued to the GUI thread),
+at most every 50 ms or 0.5 % so that a chatty predictor cannot flood the event loop.  ``cancel()`` sets the request's
 :class:`~crysplugins.interface.CancelToken`; the predictor stops at its next ``request.report`` or
 ``check_cancelled`` and the worker emits ``cancelled``.  Exactly one of ``finished``, ``failed``,
 ``cancelled`` is emitted, then ``done``.

@@ -108,4 +108,5 @@ def test_an_invalid_refiner_is_named_and_skipped():
 
     host = Host(autoload=False, only=["refiners"], extra_plugins=[("half_plugin", Plugin())])
     assert "half" not in host.refiners and "density-modification" in host.refiners
-    assert [f.error for f in host.failures if f.plugin == "half_plugin"] == ["invalid refiner: 'refine' must be callable"]
+    errors = [f.error for f in host.failures if f.plugin == "half_plugin"]
+    assert errors == ["invalid refiner: 'refine' must be callable"]

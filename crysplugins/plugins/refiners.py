@@ -38,7 +38,8 @@ class ShelxeRefiner:
                solvent_fraction: float | None = None, sequence: Sequence | str | None = None, cycles: int = 20,
                trace_cycles: int = 0, phases: np.ndarray | None = None, extra_args: tuple[str, ...] = (),
                timeout: float = 3600, keep_dir: str | Path | None = None, **_: Any) -> RefineResult:
-        """SHELXE from a starting map (or starting ``phases``, degrees); ``cycles`` = ``-m``, ``trace_cycles`` = ``-a``."""
+        """SHELXE from a starting map (or starting ``phases``, degrees); ``cycles`` is ``-m``, ``trace_cycles``
+        ``-a``."""
         if not self.executable:
             raise CrysError("SHELXE is not installed (no 'shelxe' on PATH and CRYSPLUGINS_SHELXE is not set).")
         msgs: list[str] = []

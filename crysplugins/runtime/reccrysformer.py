@@ -124,8 +124,13 @@ class RecCrysFormerPipeline:
         self.refiner_name = str(self.card.get("refiner", "density-modification"))  # in the host's registry
         self.threads = threads
         grid = self.card["grid"]
-        self.spacing, self.d_min = float(grid["spacing"]), float(grid["d_min"])
+        # a card trained at one resolution gives numbers; one trained over a range gives [lo, hi] pairs
+        self.d_min_range = _as_range(grid["d_min"])
+        self.rate = float(np.mean(_as_range(grid["sampling_rate"])))
+        self.d_min = self.d_min_range[0]
+        self.spacing = self.d_min / self.rate if grid.get("spacing") is None else float(grid["spacing"])
         self.multiple, self.max_grid = int(grid["multiple"]), int(grid["max_grid"])
+        self.n_residues = _as_range(self.card["n_residues"])
         norm = self.card["normalisation"]
         self.patterson_norm, self.density_norm = norm["patterson"], norm["density"]
 
@@ -147,10 +152,24 @@ class RecCrysFormerPipeline:
 
     # ---------------------------------------------------------------------------------- inputs
     def check_sequence(self, sequence: Sequence) -> None:
-        n_res = int(self.card["n_residues"])
-        if len(sequence) != n_res:
-            raise CrysError(f"The model {self.card.name} takes fragments of exactly {n_res} residues; "
+        lo, hi = (int(n) for n in self.n_residues)
+        if not lo <= len(sequence) <= hi:
+            takes = f"exactly {lo}" if lo == hi else f"{lo} to {hi}"
+            raise CrysError(f"The model {self.card.name} takes fragments of {takes} residues; "
                             f"the sequence has {len(sequence)}.")
+
+    def spacing_for(self, d_min: float) -> float:
+        """Grid spacing (Å) for data to ``d_min`` Å: the card's, or d_min / the mean training sampling rate
+        when the model was trained over a range of resolutions (paper 000, appendix B)."""
+        lo, hi = self.d_min_range
+        return self.spacing if lo == hi else max(d_min, lo) / self.rate
+
+    def normalise_patterson(self, patt: np.ndarray) -> np.ndarray:
+        """The network's input: the card's constants, or each map divided by its origin peak."""
+        norm = self.patterson_norm
+        if norm.get("per_map") == "max":
+            return np.clip(patt / max(float(patt.max()), 1e-12), -1, 1)
+        return np.clip((patt - norm["offset"]) / norm["scale"], -1, 1)
 
     def check_cell(self, cell: gemmi.UnitCell) -> None:
         trained = (self.card.get("data") or {}).get("cell_angles")
@@ -171,20 +190,22 @@ class RecCrysFormerPipeline:
         if not len(observed):
             raise CrysError("The reflections hold no usable amplitudes.")
         d = observed.d()
-        if d.min() > self.d_min + 0.05:
-            raise CrysError(f"The model was trained on data to {self.d_min:.2f} Å; these reflections stop at "
-                            f"{d.min():.2f} Å.")
-        if d.min() < self.d_min - 0.01:
-            messages.append(f"Reflections beyond {self.d_min:.2f} Å (the model's resolution) were left out.")
-        return observed.within(self.d_min)
+        lo, hi = self.d_min_range
+        if d.min() > hi + 0.05:
+            trained = f"to {hi:.2f} Å" if lo == hi else f"from {lo:.2f} to {hi:.2f} Å"
+            raise CrysError(f"The model was trained on data {trained}; these reflections stop at {d.min():.2f} Å.")
+        if d.min() < lo - 0.01:
+            messages.append(f"Reflections beyond {lo:.2f} Å (the model's resolution) were left out.")
+        return observed.within(lo)
 
     def patterson_from_amplitudes(self, observed: ObservedAmplitudes) -> np.ndarray:
         """The Patterson map (e²/Å³) of ``observed`` on the model's grid for their cell."""
         cell = observed.cell
-        shape = grid_shape(cell, self.spacing, self.multiple)
+        shape = grid_shape(cell, self.spacing_for(float(observed.d().min())), self.multiple)
         if max(shape) > self.max_grid:
             raise CrysError(f"The cell {cell.a:.1f} x {cell.b:.1f} x {cell.c:.1f} Å needs a {shape[0]}x{shape[1]}x"
-                            f"{shape[2]} grid; the model {self.card.name} takes at most {self.max_grid} points per axis.")
+                            f"{shape[2]} grid; the model {self.card.name} takes at most {self.max_grid} points "
+                            "per axis.")
         return patterson_map((observed.hkl, observed.amplitudes), cell, shape).array
 
     def patterson_from_map(self, pmap: CrystalMap) -> np.ndarray:
@@ -192,10 +213,14 @@ class RecCrysFormerPipeline:
         if pmap.spacegroup is not None and pmap.spacegroup.number != 1:
             raise CrysError("The Patterson map must cover the whole P 1 cell.")
         self.check_cell(pmap.cell)
-        shape, want = pmap.shape, grid_shape(pmap.cell, self.spacing, self.multiple)
-        if tuple(shape) != tuple(want):
+        shape = pmap.shape
+        lo, hi = self.d_min_range
+        fine, coarse = (grid_shape(pmap.cell, self.spacing_for(d), self.multiple) for d in (lo, hi))
+        if not all(c <= n <= f and n % self.multiple == 0 for n, f, c in zip(shape, fine, coarse)):
+            want = f"{fine[0]}x{fine[1]}x{fine[2]}" + ("" if fine == coarse else
+                                                      f" to {coarse[0]}x{coarse[1]}x{coarse[2]}")
             raise CrysError(f"The Patterson map has a {shape[0]}x{shape[1]}x{shape[2]} grid; the model needs "
-                            f"{want[0]}x{want[1]}x{want[2]} for this cell ({self.spacing:.2f} Å spacing).")
+                            f"{want} for this cell ({self.spacing_for(lo):.2f} Å spacing at {lo:.2f} Å).")
         if max(shape) > self.max_grid:
             raise CrysError(f"The map grid {shape} is larger than the model's {self.max_grid} points per axis.")
         return np.asarray(pmap.array, dtype=np.float64)
@@ -259,7 +284,7 @@ class RecCrysFormerPipeline:
         else:
             patt, cell = self.patterson_from_map(patterson), patterson.cell
         report(0.3, "Patterson map computed")
-        pn = np.clip((patt - self.patterson_norm["offset"]) / self.patterson_norm["scale"], -1, 1)
+        pn = self.normalise_patterson(patt)
         first = self.predict(pn, sequence)
         report(0.75, "density predicted")
         result = PipelineResult(cell, tuple(first.shape), settings, pn, first, self.card.name, self.card, given,
@@ -321,12 +346,19 @@ class RecCrysFormerPipeline:
         """The maps in e/Å³ with their strong-density centroid at the cell centre (training convention)."""
         norm = self.density_norm
         dens = result.prediction.astype(np.float64) * norm["scale"] + norm["offset"]
-        result.density, result.shift = centre_density(dens)
+        result.density, result.shift = centre_density(dens, cell=result.cell)
         result.messages.append(f"The network's map was moved by {describe_shift(result.shift)} (fractional) to put its "
                                "density centroid at the cell centre, where the training data put the centre of mass.")
         if result.refined is not None:
-            refined, result.refined_shift = centre_density(result.refined)
+            refined, result.refined_shift = centre_density(result.refined, cell=result.cell)
             result.refined_density = refined + float(result.density.mean())
+
+
+def _as_range(value: Any) -> tuple[float, float]:
+    """A card value that is one number or a [lo, hi] pair, as (lo, hi)."""
+    if isinstance(value, (list, tuple)):
+        return float(value[0]), float(value[-1])
+    return float(value), float(value)
 
 
 def describe_shift(t: np.ndarray) -> str:

@@ -2,9 +2,9 @@
 predict -> refine -> template (appendix E) -> predict with the recycled model.
 
 Cycle 0 is the ordinary prediction of the first model.  Cycle k (1..K) refines the previous prediction
-against the observed amplitudes with a refiner (the host's ``density-modification`` by default), turns the
-result into a template — the appendix E post-processed refined map when the refinement succeeded ("refined"), else
-the previous prediction itself, the same rule as the paper's evaluation (section 5) — and predicts again
+against the observed amplitudes with a refiner (the host's ``density-modification`` by default), turns
+the result into a template — the appendix E post-processed refined map when the refinement succeeded
+("refined"), else the previous prediction itself, the same rule as the paper's evaluation (section 5) — and predicts again
 with the *recycled* model, whose input is (Patterson, template).  The last prediction is refined too, so
 every cycle has a score; the table reports, per cycle, the model used, the refinement score (CC of
 |F_mod| with |F_obs|), whether it counts as refined, and the change from the previous prediction
