@@ -46,7 +46,9 @@ def save_screen_png(app: QApplication, widget: QWidget, path: Path) -> int:
     top = widget.window()
     geo = top.frameGeometry()
     pixmap = app.primaryScreen().grabWindow(0, geo.x(), geo.y(), geo.width(), geo.height())
-    img = pixmap.toImage().convertToFormat(QImage.Format.Format_Indexed8, Qt.ImageConversionFlag.DiffuseDither)
+    # no dithering: flat palette areas compress several times better than dithered noise
+    img = pixmap.toImage().convertToFormat(QImage.Format.Format_Indexed8, Qt.ImageConversionFlag.ThresholdDither
+                                           | Qt.ImageConversionFlag.AvoidDither)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not img.save(str(path), "PNG"):
         raise SystemExit(f"could not write {path}")
@@ -149,12 +151,39 @@ def shot_model(app, args) -> None:
     window.close()
 
 
+def shot_readme(app, args) -> None:
+    """The README's overview pictures: the map with its model, a prediction overlaid, a comparison of two
+    maps of one grid (2mFo-DFc against the model map FC_ALL/PHIC_ALL: Pearson CC) and the plugins dialog."""
+    window = new_window(app, (1366, 740), args.mtz, args.model)
+    view = window.map_view
+    density = view.current
+    view.set_slice(0, int(density.shape[0] * 0.40))
+    view.set_slice(1, int(density.shape[1] * 0.25))
+    view.set_slice(2, int(density.shape[2] * 0.30))
+    view.level_spin.setValue(1.2)
+    save_screen_png(app, window, args.out / "main_window_map.png")
+    panel = window.panel
+    panel.select("solvent-mask")
+    print(f"solvent-mask: {run_panel(panel):.1f} s; {panel.status.text()}")
+    save_screen_png(app, window, args.out / "main_window_prediction.png")
+    window.open_path(args.mtz, ask_columns=False, columns={"F": "FC_ALL", "PHI": "PHIC_ALL"})
+    model_map = view.current
+    view.show_map(density)
+    view.set_second(model_map, mode="overlay")
+    print(view.cc_label.text())
+    save_screen_png(app, window, args.out / "main_window_compare.png")
+    dialog = window.show_plugins()
+    save_screen_png(app, dialog, args.out / "plugins_dialog.png")
+    dialog.close()
+    window.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mtz", default=str(CORPUS / "1rx2_phases.mtz"), help="MTZ with FWT/PHWT")
     parser.add_argument("--model", default=str(CORPUS / "1rx2.pdb"), help="the model of the MTZ's crystal")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
-    parser.add_argument("--only", nargs="*", default=None, help="layout, model, probability, cancel")
+    parser.add_argument("--only", nargs="*", default=None, help="layout, model, probability, cancel, readme")
     args = parser.parse_args(argv)
     if os.environ.get("QT_QPA_PLATFORM", "xcb") != "xcb" or not os.environ.get("DISPLAY"):
         raise SystemExit("screenshots are taken from a real X11 screen: set DISPLAY (e.g. Xvfb) and QT_QPA_PLATFORM=xcb")
@@ -163,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                                 shot_layout(app, args, (1024, 700), "form_1024x700.png")),
              "model": lambda: shot_model(app, args),
              "probability": lambda: shot_probability(app, args),
-             "cancel": lambda: shot_cancel(app, args)}
+             "cancel": lambda: shot_cancel(app, args),
+             "readme": lambda: shot_readme(app, args)}
     for name in args.only or list(shots):
         shots[name]()
     return 0
