@@ -9,6 +9,7 @@ argparse's own refusals (a usage line and ``prog: error: ...``), is marked ``usa
 """
 from __future__ import annotations
 
+import json
 import os
 import resource
 import struct
@@ -27,6 +28,7 @@ from crysplugins.interface import CrystalMap
 CELL = "34.321 45.508 98.912 90 90 90"
 SC = ["predict", "solvent-content", "--cell", CELL, "--spacegroup", "19", "--resolution", "1.8"]
 LV = ["predict", "solvent-mask-local-variance", "--solvent-fraction", "0.5"]
+REPO = Path(__file__).resolve().parents[1]
 GOOD_PLUGIN = Path(__file__).resolve().parent / "data" / "fault_plugins" / "good"
 REFINE = ["refine", "--mtz", "{d}/data.mtz", "--solvent-fraction", "0.5", "--cycles", "2", "--out", "{out}"]
 
@@ -101,6 +103,13 @@ CASES: dict[str, Case] = {
     "info of unknown predictor": Case(["info", "no-such-predictor"], "There is no predictor called"),
     "model given as a path": Case(["predict", "patterson-density", "--reflections", "{d}/data.mtz", "--sequence",
                                    "GA", "--model", "../../somewhere/x", "--out", "{out}"], "is not a model name"),
+    "model card's onnx outside its folder": Case(["predict", "patterson-density", "--reflections", "{d}/data.mtz",
+                                                  "--sequence", "GA", "--model", "reccrysformer_dipeptide"],
+                                                 "which is not a file in the card's folder",
+                                                 env={"CRYSPLUGINS_MODELS": "{d}/models"}),
+    "model sha256 mismatch": Case(["predict", "patterson-density", "--reflections", "{d}/data.mtz", "--sequence",
+                                   "GA", "--model", "bad_sha"], "does not match the sha256",
+                                  env={"CRYSPLUGINS_MODELS": "{d}/models"}),
     "model unknown": Case(["predict", "patterson-density", "--reflections", "{d}/data.mtz", "--sequence", "GA",
                            "--model", "no_such_model"], "There is no model named"),
     "plugin timeout not a number": Case(["predict", "fault-good"], "CRYSPLUGINS_PLUGIN_TIMEOUT must be a number",
@@ -190,9 +199,23 @@ def _write_mtz(d: Path) -> None:
     (d / "badtype.mtz").write_bytes(data[:at] + bytes(record) + data[at + 80:])
 
 
+def _write_models(folder: Path) -> None:
+    """A user's models folder: a card that hides the shipped default and names an ONNX file outside its
+    folder, and a card whose ONNX file does not match its sha256."""
+    folder.mkdir()
+    shipped = json.loads((REPO / "models" / "reccrysformer_dipeptide.json").read_text())
+    (folder / "reccrysformer_dipeptide.json").write_text(json.dumps(dict(shipped, onnx="../../outside.onnx")))
+    (folder / "bad_sha.onnx").write_bytes(b"not the model the card describes")
+    (folder / "bad_sha.json").write_text(json.dumps(dict(shipped, name="bad_sha", onnx="bad_sha.onnx")))
+
+
 @pytest.fixture(scope="module")
 def bad_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("hostile")
+    return make_bad_dir(tmp_path_factory.mktemp("hostile"))
+
+
+def make_bad_dir(d: Path) -> Path:
+    """Write every hostile file the cases use into folder ``d`` (also used by benchmarks/hostile_inputs.py)."""
     _write_maps(d)
     _write_mtz(d)
     (d / "a_file").write_text("not a folder\n")
@@ -204,6 +227,7 @@ def bad_dir(tmp_path_factory) -> Path:
     (d / "evalset" / "x_phases.mtz").write_bytes((d / "data.mtz").read_bytes())
     (d / "readonly").mkdir()
     (d / "readonly").chmod(0o555)
+    _write_models(d / "models")
     (d / "corrupt_run").mkdir()
     (d / "corrupt_run" / "checkpoint.pt").write_bytes(bytes(range(256)) * 12)
     built = subprocess.run([sys.executable, "-m", "crysplugins.cli", "dataset", "build", "--structures",
@@ -221,7 +245,8 @@ def bad_dir(tmp_path_factory) -> Path:
 def run_case(case: Case, d: Path, out: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run one case's command line; the child gets the case's environment and limits."""
     argv = [a.format(d=d, out=out) for a in case.argv]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CRYSPLUGINS_DISABLE_PLUGIN_AUTOLOAD": "1", **case.env}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CRYSPLUGINS_DISABLE_PLUGIN_AUTOLOAD": "1",
+           **{k: v.format(d=d, out=out) for k, v in case.env.items()}}
     env.pop("CRYSPLUGINS_PLUGINS", None)
     if case.hide_torch:
         env["PYTHONPATH"] = os.pathsep.join([str(d / "no_torch")] + [p for p in [env.get("PYTHONPATH")] if p])
@@ -297,3 +322,19 @@ def test_list_into_a_closed_pipe_is_quiet(bad_dir):
         os.close(write_end)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+def test_a_user_model_hiding_a_shipped_one_is_said(bad_dir):
+    env = {**os.environ, "CRYSPLUGINS_DISABLE_PLUGIN_AUTOLOAD": "1", "CRYSPLUGINS_MODELS": str(bad_dir / "models")}
+    run = [sys.executable, "-m", "crysplugins.cli"]
+    listing = subprocess.run(run + ["list"], capture_output=True, text=True, env=env, timeout=120)
+    assert listing.returncode == 0, listing.stderr
+    note = f"note: The model 'reccrysformer_dipeptide' is taken from {bad_dir / 'models'}"
+    assert note in listing.stdout
+    as_json = subprocess.run(run + ["list", "--json"], capture_output=True, text=True, env=env, timeout=120)
+    assert any("reccrysformer_dipeptide" in n for n in json.loads(as_json.stdout)["model_notes"])
+    info = subprocess.run(run + ["info", "patterson-density"], capture_output=True, text=True, env=env, timeout=120)
+    assert note in info.stdout
+    plain = subprocess.run(run + ["list"], capture_output=True, text=True, timeout=120,
+                           env={**env, "CRYSPLUGINS_MODELS": str(bad_dir / "structures")})
+    assert "note:" not in plain.stdout  # nothing hidden, nothing said
