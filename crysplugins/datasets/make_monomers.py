@@ -5,7 +5,7 @@ Run once (the JSON is committed; nothing at run time needs Coot)::
     python -m crysplugins.datasets.make_monomers [--out crysplugins/data/monomers.json]
 
 Source: Coot's bundled monomer library (the "Get Monomer" ideal coordinates that paper 000, appendix B,
-section "Partial structures" / issue #3 item 4 refers to), read through coot-headless-api
+section "Partial structures" refers to), read through coot-headless-api
 ``molecules_container_t.get_monomer(code)`` and written out with ``write_coordinates``.  Coot writes
 ``./coot-backup/`` in the working directory, so everything runs inside a temporary folder.
 Hydrogens and the terminal OXT are dropped: the JSON holds, per residue type, the heavy atoms of the
@@ -19,6 +19,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import gemmi
+
 RESIDUES = {"A": "ALA", "C": "CYS", "D": "ASP", "E": "GLU", "F": "PHE", "G": "GLY", "H": "HIS", "I": "ILE",
             "K": "LYS", "L": "LEU", "M": "MET", "N": "ASN", "P": "PRO", "Q": "GLN", "R": "ARG", "S": "SER",
             "T": "THR", "V": "VAL", "W": "TRP", "Y": "TYR"}
@@ -27,7 +29,6 @@ RESIDUES = {"A": "ALA", "C": "CYS", "D": "ASP", "E": "GLU", "F": "PHE", "G": "GL
 def extract(workdir: str) -> dict:
     """Ask Coot for each monomer, write it as PDB in ``workdir`` and read the heavy atoms with gemmi."""
     import coot_headless_api as chapi  # optional dependency, only for regenerating the JSON
-    import gemmi
 
     mc = chapi.molecules_container_t(False)
     out: dict = {}

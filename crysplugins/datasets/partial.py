@@ -1,5 +1,4 @@
-"""Partial-structure densities: one box per standard amino acid (paper 000, section on partial structures;
-issue #3 item 4).
+"""Partial-structure densities: one box per standard amino acid (paper 000, section on partial structures).
 
 Each residue type's ideal coordinates (Coot monomer library, shipped in ``crysplugins/data/monomers.json``;
 heavy atoms only, B = 20 Å^2) are centred on their centre of mass in a cubic P1 cell of ``box`` voxels

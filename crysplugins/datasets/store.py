@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crysplugins.crystal.io import atomic_path
 from crysplugins.errors import CrysError
 
 FORMAT = "crysplugins-patterson-v1"
@@ -100,8 +101,6 @@ def read_index(path: Path) -> list[dict]:
 
 
 def write_index(path: Path, rows: list[dict]) -> None:
-    from crysplugins.crystal.io import atomic_path
-
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh, delimiter="\t", lineterminator="\n")
         w.writerow(INDEX_COLUMNS)

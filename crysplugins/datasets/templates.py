@@ -143,15 +143,7 @@ def build_templates(data: str | Path, runner: Any, name: str, cycles: int = 50, 
     settings = {"model": runner.identity, "cycles": cycles, "fraction": fractions, "seed": seed,
                 "splits": sorted(splits), "input_templates": input_templates, "mode": "density-modification",
                 "refined_rule": refined_rule if refined_rule == "refiner" else f"phase-error<{max_phase_error:g}"}
-    info_path = out / "info.json"
-    if info_path.exists():
-        old = json.loads(info_path.read_text()).get("settings", {})
-        diff = [k for k in _SETTING_KEYS if old.get(k) != settings.get(k)]
-        if diff:
-            raise CrysError(f"The template set {out} was made with other settings ({', '.join(diff)}); "
-                            "choose another --name or delete it.")
-    (out / "parts").mkdir(parents=True, exist_ok=True)
-    _write_json(info_path, {"settings": settings, "status": "running"})
+    info_path = _open_template_set(out, settings)
     in_store = None
     if runner.in_channels > 1:
         if input_templates is None:
@@ -186,59 +178,16 @@ def build_templates(data: str | Path, runner: Any, name: str, cycles: int = 50, 
                     if part.exists():
                         continue
                     sel = rows[k:k + chunk]
-                    preds = []
-                    for b in range(0, len(sel), batch_size):
-                        idx = sel[b:b + batch_size]
-                        x = arrays["patterson"][idx].astype(np.float32)[:, None]
-                        if in_store is not None:
-                            tpl = in_store.lookup(shard.path.name, idx)
-                            if tpl is None:
-                                raise CrysError(f"The input template set '{input_templates}' lacks rows of {stem}.")
-                            t, _ = choose_templates(tpl["prediction"], tpl["refined"], tpl["is_refined"], 1.0, None)
-                            x = with_template(x, t)
-                        seq = arrays["sequence_index"][idx].astype(np.int64)
-                        preds.append(runner(x, seq))
-                    pred = np.concatenate(preds)
-                    jobs = []
-                    for j, row in enumerate(sel):
-                        meta = rows_meta.get(int(row), {})
-                        ex_id = str(arrays["ids"][row])
-                        mtz = None
-                        if split == "test":
-                            amp, _ = ds.test_mtz(ex_id)
-                            mtz = str(amp) if amp.exists() else None
-                        seq_str = meta.get("sequence") or "".join(
-                            ds.meta["residue_types"][int(i)] for i in arrays["sequence_index"][row])
-                        jobs.append((pred[j], arrays["density"][row].astype(np.float32),
-                                     tuple(float(v) for v in arrays["cell"][row]), float(arrays["d_min"][row]),
-                                     seq_str, norm, cycles, mtz))
+                    pred = _predict(runner, arrays, sel, batch_size, in_store, shard.path.name)
+                    jobs = _refine_jobs(ds, arrays, sel, pred, rows_meta, split == "test", norm, cycles)
                     results = pool.map(_refine_star, jobs) if pool is not None else [_refine_star(j) for j in jobs]
-                    _save_npz(part, {
-                        "rows": sel.astype(np.int64),
-                        "ids": np.array([str(arrays["ids"][r]) for r in sel]),
-                        "prediction": pred.astype(np.float16),
-                        "refined": np.stack([r["refined"] for r in results]).astype(np.float16),
-                        "score": np.array([r["score"] for r in results], np.float32),
-                        "is_refined": np.array([r["is_refined"] if refined_rule == "refiner" else
-                                                r["refined_phase_error"] < max_phase_error for r in results], bool),
-                        "refiner_refined": np.array([r["is_refined"] for r in results], bool),
-                        "pearson": np.array([r["pearson"] for r in results], np.float32),
-                        "refined_pearson": np.array([r["refined_pearson"] for r in results], np.float32),
-                        "phase_error": np.array([r["phase_error"] for r in results], np.float32),
-                        "refined_phase_error": np.array([r["refined_phase_error"] for r in results], np.float32),
-                    })
+                    _save_npz(part, _part_arrays(arrays, sel, pred, results,
+                                                 None if refined_rule == "refiner" else max_phase_error))
                     done_examples += len(sel)
                     if progress is not None:
                         rate = done_examples / max(time.monotonic() - t0, 1e-9)
                         progress(f"{stem}: {min(k + chunk, len(rows))}/{len(rows)} ({rate:.2f} examples/s)")
-                merged: dict[str, list[np.ndarray]] = {}
-                for part in parts:
-                    with np.load(part, allow_pickle=False) as z:
-                        for key in z.files:
-                            merged.setdefault(key, []).append(z[key])
-                _save_npz(final, {k: np.concatenate(v) for k, v in merged.items()})
-                for part in parts:
-                    part.unlink(missing_ok=True)
+                _merge_parts(parts, final)
                 computed.append(stem)
     finally:
         if pool is not None:
@@ -249,6 +198,86 @@ def build_templates(data: str | Path, runner: Any, name: str, cycles: int = 50, 
     _write_json(info_path, {"settings": settings, "status": "done", "summary": summary["splits"],
                             "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
     return summary
+
+
+def _open_template_set(out: Path, settings: dict[str, Any]) -> Path:
+    """Start or resume the template set in ``out`` (refused when made with other settings); its info.json."""
+    info_path = out / "info.json"
+    if info_path.exists():
+        old = json.loads(info_path.read_text()).get("settings", {})
+        diff = [k for k in _SETTING_KEYS if old.get(k) != settings.get(k)]
+        if diff:
+            raise CrysError(f"The template set {out} was made with other settings ({', '.join(diff)}); "
+                            "choose another --name or delete it.")
+    (out / "parts").mkdir(parents=True, exist_ok=True)
+    _write_json(info_path, {"settings": settings, "status": "running"})
+    return info_path
+
+
+def _predict(runner: Any, arrays: dict[str, np.ndarray], sel: np.ndarray, batch_size: int,
+             in_store: TemplateStore | None, shard_name: str) -> np.ndarray:
+    """The model's normalised density for rows ``sel`` of a shard, with the input template set's refined
+    template as the second channel for a recycled model."""
+    preds = []
+    for b in range(0, len(sel), batch_size):
+        idx = sel[b:b + batch_size]
+        x = arrays["patterson"][idx].astype(np.float32)[:, None]
+        if in_store is not None:
+            tpl = in_store.lookup(shard_name, idx)
+            if tpl is None:
+                raise CrysError(f"The input template set '{in_store.name}' lacks rows of {Path(shard_name).stem}.")
+            t, _ = choose_templates(tpl["prediction"], tpl["refined"], tpl["is_refined"], 1.0, None)
+            x = with_template(x, t)
+        preds.append(runner(x, arrays["sequence_index"][idx].astype(np.int64)))
+    return np.concatenate(preds)
+
+
+def _refine_jobs(ds: Any, arrays: dict[str, np.ndarray], sel: np.ndarray, pred: np.ndarray,
+                 rows_meta: dict[int, dict], test: bool, norm: dict, cycles: int) -> list[tuple]:
+    """Arguments of :func:`refine_example` per row (test rows refine against their MTZ when there is one)."""
+    jobs = []
+    for j, row in enumerate(sel):
+        ex_id = str(arrays["ids"][row])
+        mtz = None
+        if test:
+            amp, _ = ds.test_mtz(ex_id)
+            mtz = str(amp) if amp.exists() else None
+        seq_str = rows_meta.get(int(row), {}).get("sequence") or "".join(
+            ds.meta["residue_types"][int(i)] for i in arrays["sequence_index"][row])
+        jobs.append((pred[j], arrays["density"][row].astype(np.float32),
+                     tuple(float(v) for v in arrays["cell"][row]), float(arrays["d_min"][row]),
+                     seq_str, norm, cycles, mtz))
+    return jobs
+
+
+def _part_arrays(arrays: dict[str, np.ndarray], sel: np.ndarray, pred: np.ndarray, results: list[dict],
+                 max_phase_error: float | None) -> dict[str, np.ndarray]:
+    """One part file's arrays; ``is_refined`` is the refiner's flag, or with ``max_phase_error`` (degrees)
+    the oracle label of the phase-error rule."""
+    def column(key: str, dtype: Any) -> np.ndarray:
+        return np.array([r[key] for r in results], dtype)
+
+    refiner = column("is_refined", bool)
+    oracle = None if max_phase_error is None else column("refined_phase_error", np.float64) < max_phase_error
+    return {"rows": sel.astype(np.int64), "ids": np.array([str(arrays["ids"][r]) for r in sel]),
+            "prediction": pred.astype(np.float16),
+            "refined": np.stack([r["refined"] for r in results]).astype(np.float16),
+            "score": column("score", np.float32), "is_refined": refiner if oracle is None else oracle,
+            "refiner_refined": refiner, "pearson": column("pearson", np.float32),
+            "refined_pearson": column("refined_pearson", np.float32), "phase_error": column("phase_error", np.float32),
+            "refined_phase_error": column("refined_phase_error", np.float32)}
+
+
+def _merge_parts(parts: list[Path], final: Path) -> None:
+    """Join a shard's part files into its final file, then remove the parts."""
+    merged: dict[str, list[np.ndarray]] = {}
+    for part in parts:
+        with np.load(part, allow_pickle=False) as z:
+            for key in z.files:
+                merged.setdefault(key, []).append(z[key])
+    _save_npz(final, {k: np.concatenate(v) for k, v in merged.items()})
+    for part in parts:
+        part.unlink(missing_ok=True)
 
 
 def summarise(data: str | Path, name: str, splits: tuple[str, ...] = ("train", "test")) -> dict[str, Any]:

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from crysplugins.errors import CrysError
+from crysplugins.evaluation import compare
+from crysplugins.host import default_host
 
 
 def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
@@ -42,11 +45,6 @@ def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-
-    from crysplugins.evaluation import compare
-    from crysplugins.host import default_host
-
     if args.limit is not None and args.limit < 1:
         raise CrysError("--limit must be at least 1.")
     labels = [compare.PredictorLabel.parse(t) for t in args.predictor]

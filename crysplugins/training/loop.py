@@ -137,9 +137,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, Any]:
-        """Run the training; returns the last evaluation metrics (rank 0) or {} (other ranks).
-
-        The loop body is long on purpose: one optimizer step reads top to bottom."""
+        """Run the training; returns the last evaluation metrics (rank 0) or {} (other ranks)."""
         cfg, task = self.cfg, self.task
         self._setup()
         try:
@@ -147,7 +145,8 @@ class Trainer:
         except (ValueError, TypeError) as exc:  # e.g. --set model.depth=notjson
             raise CrysError(f"The model settings do not work ({str(exc).splitlines()[0][:200]}).") from None
         self.optimizer = _optimizer(self.model, cfg)
-        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp) if self.device.type == "cuda" else None
+        amp_dtype = ({"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+                     if self.device.type == "cuda" else None)  # CPU always runs float32
         self.scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
         self.state = self._restore()
         model = self.model
@@ -189,29 +188,13 @@ class Trainer:
                 batch = _to_device(batch, self.device)
                 micro = (i + 1) % accumulate != 0
                 sync = model.no_sync() if (micro and self.world_size > 1) else contextlib.nullcontext()
-                autocast = (torch.autocast(self.device.type, dtype=amp_dtype) if amp_dtype is not None
-                            else contextlib.nullcontext())
                 with sync:
-                    with autocast:
-                        loss, parts = task.loss(model, batch)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"the loss became {float(loss)} at step {state.step}")
-                    scaled = loss / accumulate
-                    (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+                    parts = self._backward(model, batch, amp_dtype)
                 self._accumulate(parts, _batch_size(batch) * self.world_size)
                 state.batch = i + 1
                 if micro:
                     continue
-                if self.scaler is not None:
-                    self.scaler.unscale_(self.optimizer)
-                if cfg.clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-                if self.scaler is not None:
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                else:
-                    self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
+                self._optimizer_step(model)
                 state.step += 1
                 if state.step % cfg.log_every == 0 or state.step == 1:
                     self._log_step(i, batches, lr)
@@ -299,6 +282,31 @@ class Trainer:
             return None
 
     # ------------------------------------------------------------------------------------ per step
+    def _backward(self, model: nn.Module, batch: dict[str, Any], amp_dtype: torch.dtype | None) -> dict[str, float]:
+        """Loss of one (micro-)batch, its gradients accumulated; returns the task's loss terms."""
+        autocast = (torch.autocast(self.device.type, dtype=amp_dtype) if amp_dtype is not None
+                    else contextlib.nullcontext())
+        with autocast:
+            loss, parts = self.task.loss(model, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the loss became {float(loss)} at step {self.state.step}")
+        scaled = loss / self.cfg.accumulate
+        (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        return parts
+
+    def _optimizer_step(self, model: nn.Module) -> None:
+        """Unscale (fp16), clip, step and clear the gradients."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.cfg.clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
     def _elapsed(self) -> float:
         return time.monotonic() - self.t_start
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from crysplugins.datasets.store import write_index
+
 RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
 
 
@@ -33,8 +35,6 @@ def _patterson(density: np.ndarray) -> np.ndarray:
 def make_synthetic_dataset(root: str | Path, shapes=((16, 16, 16), (16, 16, 24)), n_train: int = 24,
                            n_test: int = 8, n_residues: int = 2, box: int = 8, seed: int = 0) -> Path:
     """Write a tiny dataset folder (meta.json, index.tsv, shards/, partial.npz) and return its path."""
-    from crysplugins.datasets.store import write_index
-
     root = Path(root)
     (root / "shards").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -281,7 +281,8 @@ def _dynamic_shapes(mcfg: dict[str, Any]) -> dict[str, dict[int, Any]]:
     return dyn
 
 
-def _parity_inputs(shapes: list[tuple], n_res: int, mcfg: dict[str, Any], seed: int = 0) -> list[dict[str, torch.Tensor]]:
+def _parity_inputs(shapes: list[tuple], n_res: int, mcfg: dict[str, Any],
+                   seed: int = 0) -> list[dict[str, torch.Tensor]]:
     """Random normalised maps of each shape (batch 2 and 1) with random sequences."""
     rng = np.random.default_rng(seed)
     out = []

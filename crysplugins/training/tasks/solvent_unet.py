@@ -210,7 +210,8 @@ class SolventUNetTask:
         if not path.is_file():
             return {}
         sources = load_sources(path)
-        pick = [sources[i] for i in np.random.default_rng(0).permutation(len(sources))[:int(self.config["n_calibration"])]]
+        order = np.random.default_rng(0).permutation(len(sources))
+        pick = [sources[i] for i in order[:int(self.config["n_calibration"])]]
         pu, cutoffs = calibrate_pu(session, card, pick)
         return {"p_u": {**pu, "n_crystals": len(cutoffs), "phase_errors_deg": list(CALIBRATION_PHASE_ERRORS),
                         "description": "histogram of logit cut-offs reproducing the true solvent content "
