@@ -95,3 +95,21 @@ def test_placement_in_a_cell_the_fragment_nearly_fills(length):
         assert np.corrcoef(back.ravel(), rho.ravel())[0, 1] > 0.97
         inverted, _ = maps.centre_density(maps.invert_grid(moved), cell=placed.cell)
         assert np.corrcoef(inverted.ravel(), maps.invert_grid(rho).ravel())[0, 1] > 0.97
+
+
+def test_the_narrowest_model_that_covers_the_fragment_is_chosen(tmp_path, monkeypatch):
+    from crysplugins.errors import CrysError
+    from crysplugins.runtime.models import find_card
+    from crysplugins.runtime.reccrysformer import model_for
+
+    card = json.loads(find_card("reccrysformer_dipeptide").path.read_text())
+    card.update(name="general_test", n_residues=[2, 15])
+    card["grid"] = {**card["grid"], "d_min": [1.5, 2.5], "spacing": None}
+    card.pop("recycled_model", None)
+    (tmp_path / "general_test.json").write_text(json.dumps(card))
+    monkeypatch.setenv("CRYSPLUGINS_MODELS", str(tmp_path))
+    assert model_for(2, 1.5) == "reccrysformer_dipeptide"  # the specialist where it covers the input
+    assert model_for(2, 2.0) == "general_test"
+    assert model_for(12, None) == "general_test"
+    with pytest.raises(CrysError, match="No installed patterson-density model covers a fragment of 16 residues"):
+        model_for(16, 1.5)

@@ -121,7 +121,8 @@ def test_user_errors(predictor):
     inputs = predictor.example_inputs()
     refl = inputs["reflections"]
     with pytest.raises(CrysError, match="exactly"):
-        predictor.predict(Request({"reflections": refl, "sequence": Sequence("GAVL")}))
+        predictor.predict(Request({"reflections": refl, "sequence": Sequence("GAVL"), "model": NAME}))
+    inputs = {**inputs, "model": NAME}
     with pytest.raises(CrysError, match="no model named"):
         predictor.predict(Request({**inputs, "model": "no-such-model"}))
     p1_cell = refl.mtz.cell

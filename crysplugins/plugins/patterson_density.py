@@ -16,7 +16,7 @@ from crysplugins.interface import InputSpec, Kind, ObservedAmplitudes, OutputSpe
 from crysplugins.plugins.refiners import refiner_for
 from crysplugins.runtime.hand import hand_accuracy_note
 from crysplugins.runtime.models import find_card
-from crysplugins.runtime.reccrysformer import (PipelineResult, RecCrysFormerPipeline, describe_shift,
+from crysplugins.runtime.reccrysformer import (PipelineResult, RecCrysFormerPipeline, describe_shift, model_for,
                                                phased_reflections)
 from crysplugins.runtime.recycle import CycleRecord
 
@@ -37,8 +37,8 @@ class PattersonDensityPredictor:
         InputSpec("patterson", Kind.MAP, "a Patterson map of the P1 cell (instead of reflections)", group="data"),
         InputSpec("sequence", Kind.SEQUENCE, "sequence of the fragment (one-letter string or FASTA file)",
                   required=True),
-        InputSpec("model", Kind.TEXT, "model name (a card in the package's models or $CRYSPLUGINS_MODELS)",
-                  default=DEFAULT_MODEL),
+        InputSpec("model", Kind.TEXT, "model name (a card in the package's models or $CRYSPLUGINS_MODELS); "
+                  "when not given, the installed model that covers the sequence length and resolution"),
         InputSpec("cycles", Kind.INT, "recycling cycles: refine, make a template, predict again with the "
                   "recycled model (paper 000, section 4; needs reflections); when not given, the model card's "
                   "default_cycles with reflections, else 0", minimum=0, maximum=20),
@@ -75,15 +75,17 @@ class PattersonDensityPredictor:
     def run_pipeline(self, request: Request, on_cycle: Callable[[CycleRecord], None] | None = None
                      ) -> tuple[RecCrysFormerPipeline, PipelineResult]:
         """The pipeline of the requested model and its result, with every intermediate."""
-        pipeline = RecCrysFormerPipeline(request.get("model") or DEFAULT_MODEL)
-        request.report(0.05, "model loaded")
         refl, pmap = request.get("reflections"), request.get("patterson")
         observed = ObservedAmplitudes.from_reflections(refl) if refl is not None else None
+        sequence = request.require("sequence")
+        d_min = float(observed.d().min()) if observed is not None and len(observed) else None
+        pipeline = RecCrysFormerPipeline(request.get("model") or model_for(len(sequence), d_min))
+        request.report(0.05, "model loaded")
         settings = pipeline.settings(request.get("cycles"), request.get("dm_cycles"),
                                      request.get("final_dm_cycles"), request.get("output"), refl is not None)
-        if settings.cycles > 0:
+        if settings.cycles > 0 or (refl is not None and settings.final_dm_cycles > 0):
             pipeline.refiner = refiner_for(request, pipeline.refiner_name)
-        return pipeline, pipeline.run(request.require("sequence"), observed, pmap, settings, on_cycle,
+        return pipeline, pipeline.run(sequence, observed, pmap, settings, on_cycle,
                                       progress=request.report)
 
     def predict(self, request: Request) -> Prediction:

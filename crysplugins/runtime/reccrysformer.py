@@ -9,7 +9,8 @@
 3. **predict**: normalise per the card and run the first model (:class:`~crysplugins.runtime.runner.OnnxRunner`);
 4. **recycle** (``cycles`` > 0, needs the amplitudes; :mod:`crysplugins.runtime.recycle`): refine, make a
    template, predict again with the recycled model; then a final refinement of the last prediction
-   (``final_dm_cycles``; 0 keeps the last recycling refinement).  The refiner is a
+   (``final_dm_cycles``; 0 keeps the last recycling refinement).  A model whose card names no recycled
+   model has its own prediction refined by ``final_dm_cycles`` cycles instead.  The refiner is a
    :class:`~crysplugins.interface.Refiner` from the host's registry;
 5. **hand**: a Patterson map is centrosymmetric, so the network may predict either hand; the hand model
    of the card of the model that made the last prediction (:mod:`crysplugins.runtime.hand`) puts it on the
@@ -34,7 +35,7 @@ from crysplugins.crystal.maps import centre_density, grid_shape, invert_grid, pa
 from crysplugins.errors import CrysError
 from crysplugins.interface import CrystalMap, ObservedAmplitudes, RefineOutcome, Refiner, Reflections, Sequence
 from crysplugins.runtime.hand import choose_hand
-from crysplugins.runtime.models import ModelCard
+from crysplugins.runtime.models import ModelCard, list_models
 from crysplugins.runtime.recycle import (CycleOutcome, CycleRecord, recycled_model_name, refined_map_on_grid,
                                          run_cycles)
 from crysplugins.runtime.runner import OnnxRunner
@@ -295,6 +296,8 @@ class RecCrysFormerPipeline:
                 raise CrysError("Recycling (cycles > 0) refines against the observed amplitudes: give reflections.")
             hand_card, refined = self._recycle(result, observed, sequence, on_cycle,
                                                lambda f, m: report(0.8 + 0.19 * f, m))
+        elif observed is not None and settings.final_dm_cycles > 0 and not self.card.get("recycled_model"):
+            refined = self._refine_first(result, observed, sequence, report)
         self._choose_hand(result, hand_card, refined)
         if settings.note:
             messages.append(settings.note)
@@ -320,6 +323,17 @@ class RecCrysFormerPipeline:
         result.messages.append(f"{s.cycles} recycling cycle(s) with {card.name}; refinement score "
                                + " -> ".join(f"{r[3]:.4f}" for r in rows) + ".")
         return card, refined_map_on_grid(res.hkl, res.amplitudes, res.phases, result.shape, result.cell)
+
+    def _refine_first(self, result: PipelineResult, observed: ObservedAmplitudes, sequence: Sequence,
+                      progress: Progress) -> np.ndarray:
+        """A model without a recycled model: density modification of its own prediction (the card's
+        ``final_dm_cycles``); returns the refined map on the model grid."""
+        cycles = result.settings.final_dm_cycles
+        progress(0.85, f"density modification ({cycles} cycles)")
+        res = result.final_refinement = self.refine(result.first_prediction, observed, sequence, cycles)
+        result.messages.append(f"The prediction was refined by {cycles} cycles of density modification "
+                               f"(score {res.score:.4f}).")
+        return refined_map_on_grid(res.hkl, res.amplitudes, res.phases, result.shape, result.cell)
 
     def _choose_hand(self, result: PipelineResult, card: ModelCard, refined: np.ndarray | None) -> None:
         """The hand model of ``card`` reads the last prediction (or its refined map) once."""
@@ -352,6 +366,43 @@ class RecCrysFormerPipeline:
         if result.refined is not None:
             refined, result.refined_shift = centre_density(result.refined, cell=result.cell)
             result.refined_density = refined + float(result.density.mean())
+
+
+def first_models() -> list[ModelCard]:
+    """Cards of every RecCrysFormer first model (a recycled model, named in another card's
+    ``recycled_model``, takes a template channel and is not a first model)."""
+    cards = [c for c in list_models("reccrysformer") if c.get("predictor") == "patterson-density"]
+    recycled = {c.get("recycled_model") for c in cards}
+    return [c for c in cards if c.name not in recycled]
+
+
+def model_for(n_residues: int, d_min: float | None) -> str:
+    """The first model whose card covers a fragment of ``n_residues`` with data to ``d_min`` Å (None: any
+    resolution), the narrowest range first: a model trained for one length and resolution is preferred to a
+    general one where both cover the input."""
+    def covers(card: ModelCard) -> bool:
+        lo, hi = _as_range(card["n_residues"])
+        d_lo, d_hi = _as_range(card["grid"]["d_min"])
+        return lo <= n_residues <= hi and (d_min is None or d_min <= d_hi + 0.05)
+
+    def width(card: ModelCard) -> tuple[float, float]:
+        lo, hi = _as_range(card["n_residues"])
+        d_lo, d_hi = _as_range(card["grid"]["d_min"])
+        return hi - lo, d_hi - d_lo
+
+    covering = sorted((c for c in first_models() if covers(c)), key=lambda c: (width(c), c.name))
+    if not covering:
+        at = "" if d_min is None else f" with data to {d_min:.2f} Å"
+        ranges = "; ".join(f"{c.name}: {_describe_range(c['n_residues'], '')} residues, "
+                           f"{_describe_range(c['grid']['d_min'], ' Å')}" for c in first_models())
+        raise CrysError(f"No installed patterson-density model covers a fragment of {n_residues} residues{at} "
+                        f"({ranges or 'no models installed'}).")
+    return covering[0].name
+
+
+def _describe_range(value: Any, unit: str) -> str:
+    lo, hi = _as_range(value)
+    return f"{lo:g}{unit}" if lo == hi else f"{lo:g}-{hi:g}{unit}"
 
 
 def _as_range(value: Any) -> tuple[float, float]:
