@@ -1,6 +1,6 @@
-"""What the `patterson-density` pipeline's last steps are worth (issue #4): centring and the final refinement.
+"""What the `patterson-density` pipeline's last steps are worth: centring and the final refinement.
 
-For each example (test MTZ pairs of a dataset built by #3 from ../shared/corpus, every N-th, or an
+For each example (test MTZ pairs of a dataset built from ../shared/corpus, every N-th, or an
 ``--mtz-dir`` such as the output of ``benchmarks/make_validation_mtz.py``) this runs the plugin exactly as
 the CLI does (the card's defaults unless ``--pipeline`` says otherwise), reads the last recycled prediction
 and its refinements from the pipeline's result (:class:`crysplugins.runtime.reccrysformer.PipelineResult`),

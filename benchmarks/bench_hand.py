@@ -1,4 +1,4 @@
-"""Hand (chirality) benchmark for a hand-invariant RecCrysFormer (issue #4).
+"""Hand (chirality) benchmark for a hand-invariant RecCrysFormer.
 
 Reads a dataset built from ../shared/corpus by ``crysplugins dataset build`` (e.g. data_build/dipeptide).
 
@@ -17,11 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
+
+from crysplugins.crystal.maps import invert_grid
+from crysplugins.datasets.store import open_dataset
+from crysplugins.runtime.hand import hand_logits
+from crysplugins.runtime.models import ENV_MODELS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,11 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     args = ap.parse_args(argv)
 
-    import onnxruntime as ort
-
-    from crysplugins.datasets.store import open_dataset
-    from crysplugins.crystal.maps import invert_grid
-
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     card = json.loads(Path(args.model).read_text())
@@ -58,10 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     names = [i.name for i in sess.get_inputs()]
     hand_name = None
     if args.hand_model:  # run through the runtime (runtime.hand), found beside its card
-        import os
-
-        from crysplugins.runtime.hand import hand_logits
-        from crysplugins.runtime.models import ENV_MODELS
 
         os.environ[ENV_MODELS] = str(Path(args.hand_model).resolve().parent)
         hand_name = json.loads(Path(args.hand_model).read_text()).get("name", Path(args.hand_model).stem)

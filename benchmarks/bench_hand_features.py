@@ -1,4 +1,4 @@
-"""How far the pseudoscalar hand features go (issue #4): richer hand models on the cached features.
+"""How far the pseudoscalar hand features go: richer hand models on the cached features.
 
 ``crysplugins train hand-chirality`` caches, per split, the 208 chirality features of every example's map
 (``features-<split>-<key>.npz``: X, y = 1 when the map as predicted is the better hand, the Pearson of both
@@ -17,7 +17,7 @@ cluster-held-out test split that the hand model's card reports):
     OMP_NUM_THREADS=1 python benchmarks/bench_hand_features.py --run runs/hand_chirality_rec1_refined \
         --prediction-run runs/hand_chirality_rec1 --data data_build/dipeptide --json runs/hand_features.json
 
-Reads the dataset built by #3 from ../shared/corpus (for sequences and residue boxes) and the runs' caches.
+Reads the dataset built from ../shared/corpus (for sequences and residue boxes) and the runs' caches.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Where the `patterson-density` default pipeline loses Pearson (issue #4): measured variants of its output.
+"""Where the `patterson-density` default pipeline loses Pearson: measured variants of its output.
 
-For each example (test MTZ pairs of a dataset built by #3 from ../shared/corpus, or an ``--mtz-dir`` such as
+For each example (test MTZ pairs of a dataset built from ../shared/corpus, or an ``--mtz-dir`` such as
 the output of ``benchmarks/make_validation_mtz.py``) this runs the plugin with ``--cycles K`` exactly as the
 CLI does, reads every prediction and every refinement of the recycling from the pipeline's result
 (:class:`crysplugins.runtime.reccrysformer.PipelineResult`), and scores against the true phases, map

@@ -24,7 +24,7 @@ Usage::
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_recycling.py --data data_build/dipeptide \
         --initial runs/dipeptide_v1 --out runs/recycling --minutes 15
 
-Writes OUT/table.md and OUT/table.json (append them to the recycling section of BENCHMARKS.md by hand).
+Writes OUT/table.md and OUT/table.json (the recycling figure of BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -39,6 +39,14 @@ from pathlib import Path
 
 import gemmi
 import numpy as np
+
+from crysplugins.crystal.maps import invert_grid
+from crysplugins.crystal.metrics import pearson, phase_error
+from crysplugins.datasets.store import open_dataset
+from crysplugins.datasets.templates import map_phases, true_reflections
+from crysplugins.runtime.hand import hand_input, hand_logits
+from crysplugins.runtime.models import find_card
+from crysplugins.training.hand_chirality import refined_map
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,8 +110,6 @@ def load_set(data: Path, name: str, split: str = "test") -> dict[str, dict[str, 
 
 def baseline(data: Path, ids: set[str]) -> float:
     """Mean Pearson of the mean training density (first train shard of each shape) with the test maps."""
-    from crysplugins.crystal.metrics import pearson
-    from crysplugins.datasets.store import open_dataset
 
     ds = open_dataset(data)
     means = {}
@@ -124,10 +130,7 @@ def baseline(data: Path, ids: set[str]) -> float:
 def better_hand(data: Path, name: str, ids: set[str]) -> tuple[float, float]:
     """(mean Pearson of each stored prediction with the better hand of the truth, mean Pearson of the
     average of the prediction's two hands with the truth) over ``ids``: diagnostics for the hand question
-    (a Patterson map cannot fix the hand; BENCHMARKS.md, "The hand ceiling, measured")."""
-    from crysplugins.crystal.maps import invert_grid
-    from crysplugins.crystal.metrics import pearson
-    from crysplugins.datasets.store import open_dataset
+    (a Patterson map cannot fix the hand; docs/lab-notes/reccrysformer.md, "The hand ceiling, measured")."""
 
     truth = {}
     for shard in open_dataset(data).shards("test"):
@@ -152,20 +155,12 @@ def hand_chosen(data: Path, name: str, ids: set[str], hand_model: str) -> dict[s
     ``input: refined`` hand model its density-modified map (against the example's amplitudes, as the plugin's
     last recycling cycle does); the Pearson (eq. 7) and the amplitude-weighted phase error are then measured
     against the truth."""
-    from crysplugins.crystal.maps import invert_grid
-    from crysplugins.crystal.metrics import pearson, phase_error
-    from crysplugins.datasets.store import open_dataset
-    from crysplugins.datasets.templates import map_phases, true_reflections
-    from crysplugins.runtime.hand import hand_input, hand_logits
-    from crysplugins.training.hand_chirality import refined_map
 
     ds = open_dataset(data)
     norm = ds.meta["normalisation"]["density"]
     reads_refined = hand_input({"hand_model": hand_model}) == "refined"
     cycles = 50
     if reads_refined:
-        from crysplugins.runtime.models import find_card
-
         cycles = int(((find_card(hand_model).get("training") or {}).get("refinement") or {}).get("cycles", 50))
     types = ds.meta.get("residue_types", "ACDEFGHIKLMNPQRSTVWY")
     out: dict[str, dict[str, float]] = {}

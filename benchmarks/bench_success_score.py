@@ -1,8 +1,8 @@
 """Does the peak-list CC (benchmarks/success_score_candidates.py) tell solved refined maps from unsolved ones?
 
-Reads ``data_build/dipeptide`` (the dipeptide dataset built by issue #3 from ../shared/corpus) and its
+Reads ``data_build/dipeptide`` (the dipeptide dataset built from ../shared/corpus) and its
 recycling template sets ``templates/<name>/{train,test}-*.npz`` written by ``crysplugins dataset
-templates`` (issue #5): ``refined`` is the appendix-E template of the prediction after 50 cycles of density
+templates``): ``refined`` is the appendix-E template of the prediction after 50 cycles of density
 modification, ``score`` the refiner's amplitude CC, ``refined_phase_error`` the stored phase error (raw
 refined map, one hand).
 

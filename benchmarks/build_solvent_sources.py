@@ -5,7 +5,9 @@ train and val come from the training families (val = 10 % of the crystals, for m
 from the held-out families TEST_FAMILIES.  Usage (from the repository root):
 
     OMP_NUM_THREADS=1 python benchmarks/build_solvent_sources.py [--corpus ../shared/corpus] [--out DIR]
-        [--solvent-range 0.25 0.70]
+        [--solvent-range 0.25 0.70] [--test-only]
+
+``--test-only`` writes only the held-out test crystals (what the solvent benchmarks read), in seconds.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ def main() -> None:
     ap.add_argument("--solvent-range", type=float, nargs=2, default=(0.40, 0.60), metavar=("LO", "HI"),
                     help="solvent fraction drawn for chains packed into training/validation crystals (the test "
                          "crystals always use the default 0.40-0.60, so every build has the same test set)")
+    ap.add_argument("--test-only", action="store_true", help="build only test_sources.npz")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -35,6 +38,9 @@ def main() -> None:
     test = load_corpus_sources(Path(args.corpus), rng, max_packed_per_family=args.max_packed,
                                families=set(TEST_FAMILIES))
     print(f"test: {len(test)} crystals ({time.time() - t0:.0f} s)", flush=True)
+    if args.test_only:
+        save_sources(test, out / "test_sources.npz")
+        return
     train = load_corpus_sources(Path(args.corpus), rng, max_packed_per_family=args.max_packed,
                                 exclude_families=set(TEST_FAMILIES), solvent_range=tuple(args.solvent_range))
     print(f"train+val: {len(train)} crystals ({time.time() - t0:.0f} s)", flush=True)

@@ -1,14 +1,15 @@
-"""Write the shipped example's figures into the ``reccrysformer_dipeptide`` model card (issue #4).
+"""The shipped example's figures: ``patterson-density`` on the held-out dipeptide shipped with the package.
 
 The card's ``example`` names a held-out test dipeptide shipped in ``crysplugins/data/examples/`` (amplitudes
 MTZ, true-phase MTZ, sequence).  This script runs ``patterson-density`` on it exactly as
 ``crysplugins predict`` does (the card's defaults, then ``cycles = 0``) and records the map Pearson (paper
 000, eq. 7) of every map the plugin returns against the true-phase map on the same grid, and the
 amplitude-weighted phase error of ``density``.  ``tests/test_patterson_plugin.py`` checks that the plugin
-reproduces these figures.  Reads only the shipped files (no ``../shared``).
+reproduces these figures.  Reads only the shipped files (no ``../shared``).  Writes the figure
+``benchmarks/out/shipped_example.json`` and, unless ``--dry-run``, the card's ``example``.
 
     python benchmarks/card_example.py            # prints the figures and rewrites the card's "example"
-    python benchmarks/card_example.py --dry-run  # prints only
+    python benchmarks/card_example.py --dry-run  # prints and writes the figure only
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from crysplugins.crystal.fourier import FourierGrid
 from crysplugins.crystal.metrics import pearson, phase_error
 from crysplugins.interface import Request
 from crysplugins.plugins.patterson_density import PattersonDensityPredictor
+from figure_output import write_figure
 
 CARD = Path(__file__).resolve().parents[1] / "models" / "reccrysformer_dipeptide.json"
 EXAMPLES = Path(__file__).resolve().parents[1] / "crysplugins" / "data" / "examples" / "patterson_density"
@@ -67,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
                  "modification, the recycled model's hand model, centring, output = default_output); Pearson "
                  "(eq. 7) of each returned map with the true-phase map on the same grid; amplitude-weighted "
                  "phase error of 'density'")
-    print(json.dumps({k: ex[k] for k in ("pearson", "phase_error", "pearson_other_hand", "pearson_prediction",
-                                         "hand_inverted", "hand_logit", "first_model") if k in ex}, indent=1))
+    shown = {k: ex[k] for k in ("id", "pearson", "phase_error", "pearson_other_hand", "pearson_prediction",
+                                "hand_inverted", "hand_logit", "first_model") if k in ex}
+    print(json.dumps(shown, indent=1))
+    write_figure("shipped_example", {"example": shown})
     if not args.dry_run:
         CARD.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     return 0

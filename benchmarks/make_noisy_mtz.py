@@ -1,6 +1,6 @@
-"""Noisy copies of held-out test MTZ pairs, for the robustness check of `patterson-density` (issue #5).
+"""Noisy copies of held-out test MTZ pairs, for the robustness check of `patterson-density`.
 
-Reads a dataset's ``test_mtz/`` (built by #3 from ../shared/corpus) and its ``index.tsv``; writes, for N
+Reads a dataset's ``test_mtz/`` (built from ../shared/corpus) and its ``index.tsv``; writes, for N
 examples drawn with a fixed seed, ``<id>_amplitudes.mtz`` with F → |F + N(0, (frac·F)²)| and SIGF = frac·F,
 the true-phase ``<id>_phases.mtz`` unchanged, and ``<id>.seq``, the layout ``crysplugins evaluate --mtz-dir``
 reads.  ``frac`` 0 gives clean copies of the same examples.

@@ -1,11 +1,11 @@
-"""Validation MTZ pairs from training-split examples the recycled model never saw (issue #4).
+"""Validation MTZ pairs from training-split examples the recycled model never saw.
 
 The recycled RecCrysFormer trains on the rows of one template set (``templates/<set>``: 10 % of the training
 split); the other 90 % of the training split is data it has never seen, from the training families, so it
 can choose settings such as the number of recycling cycles without touching the cluster-held-out test
 split.  (The first model did see these rows, so its first prediction is better on them than on new data.)
 
-Reads a dataset built by #3 from ../shared/corpus (``data_build/dipeptide``: index, shards, template set);
+Reads a dataset built from ../shared/corpus (``data_build/dipeptide``: index, shards, template set);
 writes, for N such rows drawn with a fixed seed, ``<id>_amplitudes.mtz`` (F, SIGF), ``<id>_phases.mtz``
 (F, PHI, true phases) and ``<id>.seq`` — the layout ``crysplugins evaluate --mtz-dir`` reads.  F is the
 Fourier transform of the stored true density (float16, normalised) back on the e/Å³ scale, to the row's d_min.

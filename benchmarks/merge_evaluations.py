@@ -8,7 +8,7 @@ an example that appears twice for one predictor is an error.
 
     python benchmarks/merge_evaluations.py --out runs/eval_full runs/eval_half0 runs/eval_half1
     python benchmarks/merge_evaluations.py --out runs/eval_vs_old runs/eval_full \\
-        runs/eval_pipeline_full::patterson-density::patterson-density@session3
+        runs/eval_pipeline_full::patterson-density::patterson-density@old
 """
 from __future__ import annotations
 

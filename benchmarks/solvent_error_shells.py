@@ -7,7 +7,7 @@ symmetry-averaged) and the local-variance mask at the true solvent fraction, and
 classified voxels by their layer from the true mask's boundary: layer 0 touches the other class (one of
 its six face neighbours differs), layer 1 touches layer 0, and so on (6-connected voxel steps, periodic).
 
-It answers two questions behind issue #6's margin target:
+It answers two questions behind the U-net's margin target (≥ 5 points over local variance):
 * how much of each method's error lies in the boundary layers, which a vdW-radius mask makes rugged;
 * what both methods reach when the phases are nearly right (a small mean phase error), i.e. how much room
   the map leaves between local variance and any learned segmentation.

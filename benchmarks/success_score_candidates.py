@@ -1,7 +1,7 @@
-"""Candidate phase-free success scores for refined maps: the peak-list CC of direct methods (issue #5).
+"""Candidate phase-free success scores for refined maps: the peak-list CC of direct methods.
 
 Experiment code for ``benchmarks/bench_success_score.py``, not part of the package: neither score beat the
-refiner's own amplitude CC (BENCHMARKS.md, recycling section, "Refiner flag"), so the refiner keeps that one.
+refiner's own amplitude CC (docs/lab-notes/recycling.md, "Refiner flag"), so the refiner keeps that one.
 
 The density-modification score (CC of |F_mod| with |F_obs|) saturates in the 70–90 % solvent P1 cells of
 the fragment datasets (0.976–0.999 for 90 % of the refined dipeptide maps), which made it a doubtful
@@ -42,7 +42,10 @@ from typing import Iterable
 import gemmi
 import numpy as np
 
+from crysplugins.crystal.fourier import FourierGrid, stol2
+from crysplugins.crystal.standardise import monomers
 from crysplugins.errors import CrysError
+
 
 #: Thresholds measured on 2,000 training rows of the dipeptide recycling templates (``rc_initial``: the
 #: initial model's predictions after 50 cycles of density modification; label "solved" = refined phases
@@ -76,7 +79,6 @@ def expected_atoms(sequence: str | Iterable[str]) -> int:
     W 14; the dataset fragments are cut from chains and carry no OXT either.  Unknown letters raise
     :class:`CrysError`.
     """
-    from crysplugins.crystal.standardise import monomers
 
     seq = "".join(sequence) if not isinstance(sequence, str) else sequence
     seq = "".join(seq.split()).upper()
@@ -145,7 +147,6 @@ def equal_atom_f(hkl: np.ndarray, cell: gemmi.UnitCell, frac: np.ndarray, b_iso:
     F(h) = f(s)·exp(−B·s²/4)·Σ_j exp(2πi h·x_j), s = 1/d (gemmi's sign convention, see
     :mod:`crysplugins.crystal.fourier`); f is the IT92 form factor of ``element`` (gemmi).
     """
-    from crysplugins.crystal.fourier import stol2
 
     hkl = np.asarray(hkl, dtype=np.float64).reshape(-1, 3)
     s2 = stol2(cell, hkl)  # (sin θ/λ)² = s²/4
@@ -181,7 +182,6 @@ def _cc(a: np.ndarray, b: np.ndarray) -> float:
 
 def _map_phases(map_array: np.ndarray, cell: gemmi.UnitCell, hkl: np.ndarray):
     """(FourierGrid, phases in radians at ``hkl``) of a whole-cell map; CrysError when the grid is too coarse."""
-    from crysplugins.crystal.fourier import FourierGrid
 
     rho = np.asarray(map_array, dtype=np.float64)
     if rho.ndim != 3:
@@ -219,7 +219,6 @@ def peak_cc(map_array: np.ndarray, cell: gemmi.UnitCell, hkl: np.ndarray, f_obs:
     with |Fc| (no normalisation).  Returns a fraction in [−1, 1]; higher = more likely solved.
     The same for a map, its origin shifts and its inverse (other hand).
     """
-    from crysplugins.crystal.fourier import stol2
 
     hkl, f_obs = _check(hkl, f_obs)
     if n_atoms < 1:
@@ -251,7 +250,6 @@ def sayre_cc(map_array: np.ndarray, cell: gemmi.UnitCell, hkl: np.ndarray, f_obs
     up to a smooth shape factor (Sayre's equation, Acta Cryst. 5 (1952) 60), so after normalisation in
     resolution shells |E(ρ'²)| ≈ |Eo|.  Depends only on the map's phases, not on its hand or origin.
     """
-    from crysplugins.crystal.fourier import stol2
 
     hkl, f_obs = _check(hkl, f_obs)
     fg, phi = _map_phases(map_array, cell, hkl)
