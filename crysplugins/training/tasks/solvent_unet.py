@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from crysplugins.crystal.solvent_content_combination import LogitCutoffDistribution, logit_cutoff
 from crysplugins.datasets.phasing import phasing_map, simulate_phasing
 from crysplugins.datasets.solvent_windows import TEST_FAMILIES, WindowSampler, load_sources
-from crysplugins.plugins.solvent_mask import solvent_probability, symmetry_averaged
+from crysplugins.runtime.solvent_unet import solvent_probability, symmetry_averaged
 from crysplugins.training.checkpoint import Checkpoint, load_weights
 from crysplugins.training.nets.unet3d import UNet3D, UNet3DEnsemble, count_parameters
 from crysplugins.training.onnx_export import ExportOptions, ExportSpec, task_export_spec
