@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-
 import gemmi
 import numpy as np
 
 from crysplugins.crystal.maps import centre_density, shift_grid
 from crysplugins.crystal.metrics import pearson
 from crysplugins.datasets.store import open_dataset
+from figure_output import write_figure
 
 BANDS = ((2, 4), (5, 9), (10, 15))
 
@@ -33,7 +32,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="data_build/frag2-15")
     ap.add_argument("--per-shard", type=int, default=3, help="examples per test shard")
-    ap.add_argument("--out", default="benchmarks/out/placement.json")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     rows = []
@@ -52,9 +50,7 @@ def main() -> None:
         bands[f"{lo}-{hi}"] = {"n": len(sel), "mean_pearson_moved": float(np.mean([r["pearson_moved"] for r in sel])),
                                "mean_pearson_centred": float(np.mean([r["pearson_centred"] for r in sel])),
                                "fraction_below_0.9": float(np.mean([r["pearson_centred"] < 0.9 for r in sel]))}
-    out = {"figure": "placement", "data": args.data, "bands": bands, "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    write_figure("placement", {"data": args.data, "bands": bands, "rows": rows})
     print(json.dumps(bands, indent=1))
 
 
