@@ -460,7 +460,7 @@ def test_charge_flipping_from_an_open_mtz(window, qtbot):
     assert dialog.columns().get("F") == "F"  # crystal.io's automatic pick
     dialog.accept()
     assert field.columns == dialog.columns()
-    for name, value in (("starts", "2"), ("flip_cycles", "20"), ("dm_cycles", "2"), ("seed", "1")):
+    for name, value in (("starts", "2"), ("flip_cycles", "120"), ("dm_cycles", "2"), ("seed", "1")):
         if name in panel.fields:
             panel.set_value(name, value)
     n_maps = len(window.map_view.maps)
@@ -470,7 +470,7 @@ def test_charge_flipping_from_an_open_mtz(window, qtbot):
     assert name == "charge-flipping" and prediction.maps
     # progress from the first flip cycles on (not only after a whole start), and no "full CC nan"
     first_start_done = next(i for i, m in enumerate(messages) if m.startswith("start 1/2:") and "screen CC" in m)
-    assert any("charge-flipping cycle" in m for m in messages[:first_start_done])
+    assert any(m.startswith("start 1/2: charge-flipping cycle 50") for m in messages[:first_start_done])
     assert not any("nan" in m for m in messages)
     assert len(window.map_view.maps) == n_maps + len(prediction.maps)
     for cmap in prediction.maps.values():
