@@ -67,8 +67,11 @@ def _free_set(refl: ReflectionSet, fraction: float, seed: int) -> np.ndarray:
 
 def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solvent_fraction: float | None = None,
            mask_provider: MaskProvider | None = None,
-           progress: Callable[[float, str], None] | None = None) -> DMResult:
-    """Density-modify experimental phases (HL coefficients ``hl_exp`` aligned with ``refl``)."""
+           progress: Callable[[float, str], None] | None = None,
+           on_cycle: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> DMResult:
+    """Density-modify experimental phases (HL coefficients ``hl_exp`` aligned with ``refl``).
+
+    ``on_cycle(cycle, phases in radians, figures of merit)`` is called after every cycle (monitoring)."""
     t0 = time.monotonic()
     s_frac = solvent_fraction if solvent_fraction is not None else settings.solvent_fraction
     if s_frac is None or not 0.0 < s_frac < 1.0:
@@ -91,24 +94,27 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
     trace: list[dict[str, float]] = []
     mask_prev: np.ndarray | None = None
     provider_score: np.ndarray | None = None
+    level = 0.0  # solvent level of the previous cycle's map (e/Å³), 0 = the map mean at first
     n_cycles = settings.cycles
     for cycle in range(n_cycles):
         last = cycle == n_cycles - 1
         d_now = _schedule(settings, cycle, d_start, d_min)
         active = (refl.d >= d_now - 1e-6) & ~free
         rho = refl.to_map(np.where(active, coef, 0.0), shape)
-        radius = _schedule(settings, cycle, d_min + settings.mask.radius_extra, d_min * settings.mask.radius_scale)
+        r_final = d_min * settings.mask.radius_scale
+        radius = _schedule(settings, cycle, r_final + settings.mask.radius_extra, r_final)
         if mask_provider is not None and (provider_score is None or cycle % settings.mask.provider_every == 0):
             provider_score = _provider_score(mask_provider, refl, coef * active, shape, cycle, d_min,
                                              float(np.average(fom, weights=fobs)))
         if provider_score is not None:
             score = provider_score
         else:
-            score = -lsd(rho, radius)
+            score = -lsd(rho, radius, settings.mask.statistic, level)
             if settings.mask.symmetrize:
                 score = symmetrized(score, refl.cell, refl.spacegroup)
         solvent = solvent_mask(score, s_frac)
         protein = ~solvent
+        level = float(rho[solvent].mean())
         rms_before = float(np.sqrt(np.mean(rho[protein] ** 2)))
         rho, truncated = truncate_protein(rho, protein, settings.protein)
         rms_after = float(np.sqrt(np.mean(rho[protein] ** 2)))
@@ -116,10 +122,13 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         added = adjust_solvent_level(rho, solvent, settings.solvent)
 
         fmod = refl.from_map(rho)
-        sel = active if not free.any() else free & (refl.d >= d_now - 1e-6)
+        gamma = 0.0
+        if w.bias_correction == "gamma" and free.any():
+            fmod, gamma = _remove_bias(fmod, coef, active, free)
+        sel = active if not free.any() or w.bias_correction == "gamma" else free & (refl.d >= d_now - 1e-6)
         fmod_s = scale_to_obs(fobs, fmod, eps, bins, sel)
         eo, ec = normalise(fobs, eps, bins, sel), normalise(fmod_s, eps, bins, sel)
-        sa_bin = np.clip(sigmaa_ml(eo, ec, cen, bins, sel) * w.sigmaa_scale, 0.0, 0.99)
+        sa_bin = np.clip(sigmaa_ml(eo, ec, cen, bins, sel) * w.sigmaa_scale, 0.0, w.sigmaa_max)
         hl_mod = modified_phase_hl(fobs, fmod_s, eps, cen, bins, sa_bin)
         if hl_mod_prev is not None and w.damping > 0:
             hl_mod = (1.0 - w.damping) * hl_mod + w.damping * hl_mod_prev
@@ -136,7 +145,9 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
                       "solvent_fraction": float(solvent.mean()), "mask_agreement": agree,
                       "radius": round(radius, 3), "d_min": round(d_now, 3), "k_flip": k,
                       "truncated": truncated, "solvent_add": added,
-                      "sigmaa": float(np.mean(sa_bin)), "mask_source": "provider" if provider_score is not None else "lsd"})
+                      "sigmaa": float(np.mean(sa_bin)), "gamma": gamma, "mask_source": "provider" if provider_score is not None else "lsd"})
+        if on_cycle is not None:
+            on_cycle(cycle + 1, phib, fom)
         if progress is not None:
             progress((cycle + 1) / n_cycles, f"density modification cycle {cycle + 1}/{n_cycles}, "
                                              f"FOM {trace[-1]['fom']:.3f}")
@@ -145,6 +156,17 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
                     map=refl.crystal_map(final, name="density-modified"), mask=mask_prev,
                     trace=trace, info={"solvent_fraction": float(s_frac), "grid": list(shape), "cycles": n_cycles,
                                        "seconds": round(time.monotonic() - t0, 3)})
+
+
+def _remove_bias(fmod: np.ndarray, f_in: np.ndarray, active: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, float]:
+    """F_ind = (F_mod − γ F_in)/(1 − γ) on the reflections that were in the map (settings docstring)."""
+    w2 = np.abs(f_in) ** 2
+    cross = np.real(fmod * np.conj(f_in))
+    g_work = cross[active].sum() / max(w2[active].sum(), 1e-300)
+    g_free = cross[free].sum() / max(w2[free].sum(), 1e-300)
+    gamma = float(np.clip(g_work - g_free, 0.0, 0.9))
+    out = np.where(active, (fmod - gamma * f_in) / (1.0 - gamma), fmod)
+    return out, gamma
 
 
 def _provider_score(provider: MaskProvider, refl: ReflectionSet, coef: np.ndarray, shape: tuple[int, int, int],

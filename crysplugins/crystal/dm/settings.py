@@ -40,13 +40,16 @@ class ProteinSettings:
 class MaskSettings:
     """The solvent mask (:mod:`.masking`): local standard deviation in a cone-weighted sphere whose radius
     shrinks linearly from d_min + ``radius_extra`` to d_min × ``radius_scale`` over the shrink cycles, or
-    scores from a mask provider; re-made every ``every`` cycles (providers: every ``provider_every``)."""
+    scores from a mask provider; re-made every ``every`` cycles (providers: every ``provider_every``).
+    ``statistic``: ``"sd"`` (local standard deviation) or ``"rms"`` (local rms about the previous
+    cycle's solvent level)."""
 
     radius_extra: float = 1.0
     radius_scale: float = 1.0
     every: int = 1
     provider_every: int = 5
     symmetrize: bool = True
+    statistic: str = "sd"
 
 
 @dataclass
@@ -58,6 +61,10 @@ class WeightingSettings:
     of the reflections left out of every cycle's map so that σ_A of the modified phases can be measured
     without the map's own bias (0 = estimate on all reflections).  ``damping``: weight of the previous
     cycle's modified-map phase term (a running mean, 0 = none).  ``sigmaa_scale`` shrinks σ_A.
+    ``bias_correction``: ``"gamma"`` removes the input map's share γ from the modified structure factors,
+    F_ind = (F_mod − γ·F_in)/(1 − γ), γ measured as the difference between the regression of F_mod on
+    F_in over the working and the free reflections (needs ``free_fraction`` > 0; Cowtan 1999, Acta
+    Cryst. D55, 1555–1567; Abrahams 1997, Acta Cryst. D53, 371–376); ``"none"``.
     """
 
     bins: int | None = None
@@ -66,6 +73,8 @@ class WeightingSettings:
     free_fraction: float = 0.0
     damping: float = 0.0
     sigmaa_scale: float = 1.0
+    sigmaa_max: float = 0.99
+    bias_correction: str = "none"
 
 
 @dataclass

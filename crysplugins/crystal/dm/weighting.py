@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 
-_SIGMAA_GRID = np.linspace(0.01, 0.99, 99)
-
-
 def _bin_mean(values: np.ndarray, bins: np.ndarray, select: np.ndarray | None = None) -> np.ndarray:
     nb = int(bins.max()) + 1
     w = np.ones(len(values)) if select is None else select.astype(np.float64)
@@ -32,33 +29,48 @@ def normalise(f: np.ndarray, epsilon: np.ndarray, bins: np.ndarray, select: np.n
     return np.sqrt(f2 / np.maximum(mean, 1e-300))
 
 
+_X = np.linspace(0.0, 40.0, 4001)
+_LOG_I0 = np.log(np.i0(_X))
+
+
 def _log_i0(x: np.ndarray) -> np.ndarray:
-    small = x < 30.0
-    out = np.empty_like(x)
-    out[small] = np.log(np.i0(x[small]))
-    xl = x[~small]
-    out[~small] = xl - 0.5 * np.log(2 * np.pi * xl) + np.log1p(1.0 / (8.0 * xl))
+    """log I0(x): a table below 40, the asymptotic series above."""
+    big = x > 40.0
+    out = np.interp(x, _X, _LOG_I0)
+    if big.any():
+        xl = x[big]
+        out[big] = xl - 0.5 * np.log(2 * np.pi * xl) + np.log1p(1.0 / (8.0 * xl))
     return out
 
 
 def sigmaa_ml(eo: np.ndarray, ec: np.ndarray, centric: np.ndarray, bins: np.ndarray,
               select: np.ndarray | None = None) -> np.ndarray:
-    """Maximum-likelihood σ_A per shell (array over shells) from |E_obs|, |E_mod| (module docstring)."""
+    """Maximum-likelihood σ_A per shell (array over shells) from |E_obs|, |E_mod| (module docstring):
+    a coarse grid (steps of 0.05) then a fine one (0.01) around each shell's best value."""
     nb = int(bins.max()) + 1
     sel = np.ones(len(eo), dtype=bool) if select is None else select
-    best_ll = np.full(nb, -np.inf)
-    best = np.full(nb, 0.01)
     e_o, e_c, c, b = eo[sel], ec[sel], centric[sel], bins[sel]
-    for s in _SIGMAA_GRID:
-        v = 1.0 - s * s
-        x = s * e_o * e_c / v
-        ll_a = np.log(2 * e_o / v + 1e-300) - (e_o ** 2 + (s * e_c) ** 2) / v + _log_i0(2 * x)
-        ll_c = -0.5 * np.log(v) - (e_o ** 2 + (s * e_c) ** 2) / (2 * v) + np.logaddexp(x, -x)
-        ll = np.bincount(b, weights=np.where(c, ll_c, ll_a), minlength=nb)
-        better = ll > best_ll
-        best_ll = np.where(better, ll, best_ll)
-        best = np.where(better, s, best)
+    best = np.full(nb, 0.5)
+    for grid in (np.linspace(0.02, 0.97, 20), np.linspace(-0.04, 0.04, 9)):
+        best_ll = np.full(nb, -np.inf)
+        new = best.copy()
+        for step in grid:
+            s_bin = np.clip(best + step, 0.01, 0.99) if grid[0] < 0 else np.full(nb, step)
+            ll = np.bincount(b, weights=_log_likelihood_bins(s_bin[b], e_o, e_c, c), minlength=nb)
+            better = ll > best_ll
+            best_ll = np.where(better, ll, best_ll)
+            new = np.where(better, s_bin, new)
+        best = new
     return best
+
+
+def _log_likelihood_bins(s: np.ndarray, e_o: np.ndarray, e_c: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Per-reflection log-likelihood at per-reflection σ_A ``s`` (Rice acentric, Gaussian centric)."""
+    v = 1.0 - s * s
+    x = s * e_o * e_c / v
+    ll_a = np.log(2 * e_o / v + 1e-300) - (e_o ** 2 + (s * e_c) ** 2) / v + _log_i0(2 * x)
+    ll_c = -0.5 * np.log(v) - (e_o ** 2 + (s * e_c) ** 2) / (2 * v) + np.logaddexp(x, -x)
+    return np.where(c, ll_c, ll_a)
 
 
 def scale_to_obs(fobs: np.ndarray, fmod: np.ndarray, epsilon: np.ndarray, bins: np.ndarray,
