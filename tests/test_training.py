@@ -253,3 +253,19 @@ def test_an_older_checkpoint_converts(dataset, tmp_path):
     convert_legacy(tmp_path / "old.pt", tmp_path / "converted.pt")
     back = load_checkpoint(tmp_path / "converted.pt")
     assert back.state == new.state and all(torch.equal(back.model[k], new.model[k]) for k in new.model)
+
+
+def test_recycling_and_loss_settings_are_typed(dataset):
+    from crysplugins.training.recycling import RecyclingSettings
+
+    assert RecyclingSettings.from_dict({"recycle_from": "runs/a", "refined_prob": 0.7}).refined_prob == 0.7
+    for bad, words in (({"recycle_from": "a", "refined_prob": float("nan")}, "probability"),
+                       ({"recycle_from": "a", "template_noise": "abc"}, "must be a number"),
+                       ({"recycle_from": "a", "refind_prob": 0.5}, "Unknown recycling"),
+                       ({}, "--recycle-from")):
+        with pytest.raises(CrysError, match=words):
+            RecyclingSettings.from_dict(bad)
+    cfg = config(dataset)
+    cfg["loss"]["c_pp"] = 0.1
+    with pytest.raises(CrysError, match="Unknown loss setting"):
+        get_task_factory("reccrysformer")(cfg)

@@ -40,7 +40,7 @@ stores them per dataset shard in ``<dataset>/templates/<name>/<shard>.npz``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -48,22 +48,48 @@ import numpy as np
 import torch
 
 from crysplugins.crystal.maps import invert_grid
+from crysplugins.errors import CrysError
 from crysplugins.datasets.template_store import TEMPLATE_CHANNEL, choose_templates, with_template
 
 #: state-dict prefix of RecCrysFormer's first convolution (Patterson path, section 5: kernel 7)
 FIRST_CONV = "embed.conv"
 
-#: defaults of the recycling keys of a reccrysformer task config (section 4; the CLI sets them)
-RECYCLING_DEFAULTS: dict[str, Any] = {
-    "recycle_from": None,         # previous run folder (checkpoint + config)
-    "templates": None,            # template set name under <dataset>/templates/ (default: previous run's name)
-    "refined_prob": 1.0 / 6.0,    # P(refined template | example refined); 0.7 = the paper's first formulation
-    "template_noise": 0.05,       # std of Gaussian noise on the template channel (training only)
-    "transfer": True,             # initialise from the previous run (False: the paper's plain "Recycling")
-    "transfer_noise": 0.01,       # relative std of the noise added to transferred weights
-    "first_conv": "patterson",    # "patterson" | "half-filters" (see the module docstring)
-    "template_hand_flip": 0.0,    # P(template inverted through the cell centre) in training (hand augmentation)
-}
+@dataclass
+class RecyclingSettings:
+    """The "recycling" section of a reccrysformer config (section 4; the CLI sets it)."""
+
+    recycle_from: str | None = None   # previous run folder (checkpoint + config)
+    templates: str | None = None      # template set under <dataset>/templates/ (default: previous run's name)
+    refined_prob: float = 1.0 / 6.0   # P(refined template | example refined); 0.7 = the paper's first formulation
+    template_noise: float = 0.05      # std of Gaussian noise on the template channel (training only)
+    transfer: bool = True             # initialise from the previous run (False: the paper's plain "Recycling")
+    transfer_noise: float = 0.01      # relative std of the noise added to transferred weights
+    first_conv: str = "patterson"     # "patterson" | "half-filters" (see the module docstring)
+    template_hand_flip: float = 0.0   # P(template inverted through the cell centre) in training
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "RecyclingSettings":
+        """Settings from a config section; unknown keys and impossible values are one sentence each."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise CrysError(f"Unknown recycling setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+        s = cls(**{k: v for k, v in values.items() if v is not None or k in ("recycle_from", "templates")})
+        try:
+            for name in ("refined_prob", "template_noise", "transfer_noise", "template_hand_flip"):
+                setattr(s, name, float(getattr(s, name)))
+        except (TypeError, ValueError):
+            raise CrysError(f"The recycling setting {name} must be a number, not {getattr(s, name)!r}.") from None
+        if not s.recycle_from:
+            raise CrysError("A recycling run needs --recycle-from RUN_DIR.")
+        for name in ("refined_prob", "template_hand_flip"):
+            if not 0.0 <= getattr(s, name) <= 1.0:
+                raise CrysError(f"--{name.replace('_', '-')} must be a probability between 0 and 1.")
+        if not (s.template_noise >= 0 and s.transfer_noise >= 0):
+            raise CrysError("Noise levels must be 0 or more.")
+        if s.first_conv not in ("patterson", "half-filters"):
+            raise CrysError("--first-conv must be 'patterson' or 'half-filters'.")
+        return s
 
 
 # ------------------------------------------------------------------------------------ weight transfer

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import platform
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,34 @@ from crysplugins.training.nets.conv import set_fft
 from crysplugins.training.nets.reccrysformer import RecCrysFormer, model_config
 from crysplugins.training.onnx_export import ExportOptions, ExportSpec
 from crysplugins.training.recycling import card_recycling_entry
+
+@dataclass
+class LossSettings:
+    """Weights of eq. 8: MSE, the Pearson term and the |FFT| Pearson term (``c_fft`` None: ``c_p``, as in
+    the paper); ``hand_invariant`` scores each example against the better hand of its target."""
+
+    c_mse: float = 0.9999
+    c_p: float = 5e-5
+    c_fft: float | None = None
+    hand_invariant: bool = False
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "LossSettings":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise CrysError(f"Unknown loss setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+        try:
+            s = cls(**values)
+            s.c_mse, s.c_p = float(s.c_mse), float(s.c_p)
+            s.c_fft = None if s.c_fft is None else float(s.c_fft)
+        except (TypeError, ValueError):
+            raise CrysError(f"The loss weights must be numbers ({values}).") from None
+        if not all(np.isfinite(v) for v in (s.c_mse, s.c_p, s.c_fft if s.c_fft is not None else 0.0)):
+            raise CrysError(f"The loss weights must be finite ({values}).")
+        s.hand_invariant = bool(s.hand_invariant)
+        return s
+
 
 TASK_DEFAULTS: dict[str, Any] = {
     "data": None,
@@ -61,6 +90,7 @@ class RecCrysFormerTask:
     def __init__(self, config: dict[str, Any]) -> None:
         cfg = {**TASK_DEFAULTS, **config}
         cfg["loss"] = {**TASK_DEFAULTS["loss"], **(config.get("loss") or {})}
+        self.loss_settings = LossSettings.from_dict(cfg["loss"])
         self.config = cfg
         if not cfg.get("data"):
             raise CrysError("The reccrysformer task needs a dataset folder (--data DIR).")
@@ -111,10 +141,9 @@ class RecCrysFormerTask:
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         pred = model(batch["patterson"], batch["sequence"])
-        lc = self.config["loss"]
-        return density_loss(pred, batch["density"], c_mse=float(lc.get("c_mse", 0.9999)),
-                            c_p=float(lc.get("c_p", 5e-5)), c_fft=lc.get("c_fft"),
-                            hand_invariant=bool(lc.get("hand_invariant", False)))
+        ls = self.loss_settings
+        return density_loss(pred, batch["density"], c_mse=ls.c_mse, c_p=ls.c_p, c_fft=ls.c_fft,
+                            hand_invariant=ls.hand_invariant)
 
     # ------------------------------------------------------------------------------- evaluation
     def mean_maps(self) -> dict[tuple, np.ndarray]:

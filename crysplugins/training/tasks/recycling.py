@@ -16,6 +16,7 @@ is the reccrysformer task with:
 """
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from crysplugins.training.batching import EXAMPLE_KEYS, BatchList, ShapeBins, pl
 from crysplugins.training.checkpoint import load_checkpoint
 from crysplugins.training.losses import pearson_per_example
 from crysplugins.training.nets.reccrysformer import RecCrysFormer, model_config
-from crysplugins.training.recycling import RECYCLING_DEFAULTS, recycled_model_config, template_inputs, transfer_weights
+from crysplugins.training.recycling import RecyclingSettings, recycled_model_config, template_inputs, transfer_weights
 from crysplugins.training.tasks.reccrysformer import RecCrysFormerTask, checkpoint_model_settings
 
 
@@ -67,24 +68,16 @@ class RecyclingTask(RecCrysFormerTask):
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
-        r = {**RECYCLING_DEFAULTS, **(config.get("recycling") or {})}
-        if not r.get("recycle_from"):
-            raise CrysError("A recycling run needs --recycle-from RUN_DIR.")
-        if not 0.0 <= float(r["refined_prob"]) <= 1.0:
-            raise CrysError("--refined-prob must be between 0 and 1.")
-        if not 0.0 <= float(r.get("template_hand_flip") or 0.0) <= 1.0:
-            raise CrysError("--template-hand-flip must be a probability between 0 and 1.")
-        if float(r["template_noise"]) < 0 or float(r["transfer_noise"]) < 0:
-            raise CrysError("Noise levels must be 0 or more.")
-        self.prev_dir = Path(r["recycle_from"])
+        r = RecyclingSettings.from_dict(config.get("recycling") or {})
+        self.prev_dir = Path(r.recycle_from)
         if not (self.prev_dir / "checkpoint.pt").is_file():
             raise CrysError(f"{self.prev_dir} is not a training run folder (no checkpoint.pt).")
         self.prev = load_checkpoint(self.prev_dir)
-        r["templates"] = r.get("templates") or self.prev_dir.resolve().name
+        r.templates = r.templates or self.prev_dir.resolve().name
         self.recycling = r
-        self.store = TemplateStore(self.ds.root, r["templates"])
+        self.store = TemplateStore(self.ds.root, r.templates)
         self.transfer_report: dict[str, Any] = {}
-        config["recycling"] = r  # recorded in config.json / the checkpoint
+        config["recycling"] = asdict(r)  # recorded in config.json / the checkpoint
 
     # ------------------------------------------------------------------------------------ model
     def model_settings(self) -> dict[str, Any]:
@@ -100,10 +93,10 @@ class RecyclingTask(RecCrysFormerTask):
         if model.config["partial"]:
             model.set_residue_boxes(torch.from_numpy(self.residue_boxes()))
         r = self.recycling
-        if r["transfer"]:
+        if r.transfer:
             boxes = model.residue_boxes.clone() if model.config["partial"] else None
-            rep = transfer_weights(model, self.prev.model, noise_std=float(r["transfer_noise"]),
-                                   first_conv=str(r["first_conv"]), seed=self.seed)
+            rep = transfer_weights(model, self.prev.model, noise_std=float(r.transfer_noise),
+                                   first_conv=str(r.first_conv), seed=self.seed)
             if boxes is not None:  # the residue boxes belong to this dataset, not to the previous run
                 model.residue_boxes.copy_(boxes)
             self.transfer_report = rep.as_dict()
@@ -130,7 +123,7 @@ class RecyclingTask(RecCrysFormerTask):
                 shards.append(part)
             if not shards:
                 raise CrysError(f"No '{name}' example of {self.ds.root} has a template in "
-                                f"templates/{self.recycling['templates']} (run 'crysplugins dataset templates').")
+                                f"templates/{self.recycling.templates} (run 'crysplugins dataset templates').")
             bins = ShapeBins(shards)
             if name == "train" and self.config.get("max_train_examples"):
                 bins.truncate(int(self.config["max_train_examples"]), np.random.default_rng(self.seed))
@@ -143,9 +136,9 @@ class RecyclingTask(RecCrysFormerTask):
         bins = self.split(split)
         shuffle = np.random.default_rng([self.seed, epoch]) if split == "train" else None
         plan = plan_batches(bins, self.batch_size, int(self.config["min_batch"]), shuffle, rank, world_size)
-        return _RecyclingBatchList(bins, plan, float(self.recycling["refined_prob"]),
-                                   float(self.recycling["template_noise"]), self.seed, epoch, split == "train",
-                                   hand_flip=float(self.recycling.get("template_hand_flip") or 0.0))
+        r = self.recycling
+        return _RecyclingBatchList(bins, plan, float(r.refined_prob), float(r.template_noise), self.seed, epoch,
+                                   split == "train", hand_flip=float(r.template_hand_flip))
 
     def eval_batches(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Test batches with the evaluation template (refined wherever refined; no noise)."""
@@ -192,7 +185,7 @@ class RecyclingTask(RecCrysFormerTask):
     def state(self) -> dict[str, Any]:
         st = super().state()
         st["model_settings"] = self.model_settings()
-        st["recycling"] = {**{k: v for k, v in self.recycling.items()}, "recycle_from": str(self.prev_dir.resolve()),
+        st["recycling"] = {**asdict(self.recycling), "recycle_from": str(self.prev_dir.resolve()),
                            "template_info": self.store.info.get("settings"), "transfer_report": self.transfer_report,
                            "missing_templates": getattr(self, "missing_templates", {})}
         return st
