@@ -230,6 +230,17 @@ class Reflections:
         }
 
 
+def usable_reflections(hkl: np.ndarray, f: np.ndarray, *more: np.ndarray) -> np.ndarray:
+    """Mask of the reflections fit to use: finite, non-negative amplitude ``f``, every array in ``more``
+    (phases, figures of merit) finite, and not F(000), which no map synthesis or phase comparison uses."""
+    hkl = np.asarray(hkl).reshape(-1, 3)
+    f = np.asarray(f, dtype=np.float64)
+    ok = np.isfinite(f) & (f >= 0) & np.any(hkl != 0, axis=1)
+    for values in more:
+        ok &= np.isfinite(np.asarray(values, dtype=np.float64))
+    return ok
+
+
 @dataclass(frozen=True)
 class ObservedAmplitudes:
     """Observed amplitudes parsed once: cell, space group, Miller indices and |F| (and σ(F) when given).
@@ -248,7 +259,7 @@ class ObservedAmplitudes:
     def from_reflections(cls, reflections: Reflections) -> "ObservedAmplitudes":
         hkl = reflections.miller_array().astype(np.int64)
         amp = reflections.amplitudes()
-        keep = np.isfinite(amp) & (amp >= 0) & np.any(hkl != 0, axis=1)
+        keep = usable_reflections(hkl, amp)
         sig = reflections.values("SIGF")[keep] if reflections.has("SIGF") else None
         return cls(reflections.cell, reflections.spacegroup, hkl[keep], amp[keep], sig)
 

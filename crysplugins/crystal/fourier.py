@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import gemmi
 import numpy as np
 
+from crysplugins.interface import usable_reflections  # noqa: F401 - one rule, kept beside ObservedAmplitudes
+
 _GOOD = sorted({2 ** a * 3 ** b * 5 ** c for a in range(12) for b in range(8) for c in range(6)
                 if 2 ** a * 3 ** b * 5 ** c <= 4096})
 
@@ -66,17 +68,6 @@ def cell_d(cell: gemmi.UnitCell, hkl: np.ndarray) -> np.ndarray:
     s2 = stol2(cell, hkl) * 4.0
     with np.errstate(divide="ignore"):
         return 1.0 / np.sqrt(s2)
-
-
-def usable_reflections(hkl: np.ndarray, f: np.ndarray, *more: np.ndarray) -> np.ndarray:
-    """Mask of the reflections fit to use: finite, non-negative amplitude ``f``, every array in ``more``
-    (phases, figures of merit) finite, and not F(000), which no map synthesis or phase comparison uses."""
-    hkl = np.asarray(hkl).reshape(-1, 3)
-    f = np.asarray(f, dtype=np.float64)
-    ok = np.isfinite(f) & (f >= 0) & np.any(hkl != 0, axis=1)
-    for values in more:
-        ok &= np.isfinite(np.asarray(values, dtype=np.float64))
-    return ok
 
 
 def stol2(cell: gemmi.UnitCell, hkl: np.ndarray) -> np.ndarray:

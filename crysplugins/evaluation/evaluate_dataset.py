@@ -32,13 +32,14 @@ import numpy as np
 import onnxruntime as ort
 
 from crysplugins.crystal import io
-from crysplugins.crystal.fourier import FourierGrid, usable_reflections
+from crysplugins.crystal.fourier import FourierGrid
 from crysplugins.crystal.io import atomic_path
 from crysplugins.crystal.maps import invert_grid
 from crysplugins.crystal.metrics import (fft_amplitude_pearson, fraction_solved_by_shell, pearson, phase_error,
                                          phase_error_shells)
 from crysplugins.datasets.store import open_dataset
 from crysplugins.errors import CrysError
+from crysplugins.interface import usable_reflections
 from crysplugins.runtime.hand import choose_hand
 from crysplugins.runtime.models import ENV_MODELS, sha256_file
 
