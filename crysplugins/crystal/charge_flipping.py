@@ -60,8 +60,10 @@ class FlipStart:
 def flip_one(fg: FourierGrid, e_obs: np.ndarray, rng: np.random.Generator, cycles: int = 400,
              delta: float = 1.1, weak_fraction: float = 0.25, stop_r: float | None = None,
              check: Callable[[], None] | None = None,
-             monitor: Callable[[np.ndarray], bool] | None = None, monitor_every: int = 200) -> FlipStart:
-    """Run one charge-flipping start from random phases; returns the phases of the lowest-R cycle.
+             monitor: Callable[[np.ndarray], bool] | None = None, monitor_every: int = 200,
+             start_phases: np.ndarray | None = None) -> FlipStart:
+    """Run one charge-flipping start from random phases (or ``start_phases``, radians); returns the phases
+    of the lowest-R cycle.
 
     ``monitor(phases)`` (radians), when given, is called every ``monitor_every`` cycles and at the end; it
     returns True to stop the start early (used by :func:`solve` to catch convergence with a short
@@ -73,7 +75,7 @@ def flip_one(fg: FourierGrid, e_obs: np.ndarray, rng: np.random.Generator, cycle
     if n_weak:
         weak[np.argsort(e_obs)[:n_weak]] = True
     strong = ~weak
-    phi = rng.uniform(-np.pi, np.pi, n)
+    phi = rng.uniform(-np.pi, np.pi, n) if start_phases is None else np.asarray(start_phases, dtype=np.float64)
     f = e_obs * np.exp(1j * phi)
     f000 = 0.0
     best_r, best_phi, history = np.inf, phi.copy(), []

@@ -6,6 +6,7 @@ a third-party plugin would; the host registers the modules listed in :data:`BUIL
 BUILTINS: tuple[str, ...] = (
     "cctbx_dm",
     "charge_flipping",
+    "fragment_phasing",
     "patterson_density",
     "refiners",
     "solvent_content",

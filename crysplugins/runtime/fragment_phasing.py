@@ -1,0 +1,199 @@
+"""Hybrid ab initio phasing of P1 fragment crystals: several candidate solutions, one amplitude-only score.
+
+Candidates:
+
+* every charge-flipping start (:mod:`crysplugins.crystal.charge_flipping`: random phases, flipping with a
+  short density-modification screen every ``screen_every`` cycles, then ``dm_cycles`` of density
+  modification of the start's best screened phases), the same seeds as the ``charge-flipping`` predictor;
+* optionally a network prediction (phases, degrees) density-modified the same way, and charge flipping
+  started from it.
+
+Each candidate gets the features of :mod:`crysplugins.crystal.solution_score` (after density
+modification) and the logistic score's probability of being right (invariant phase error < 60°).  Every
+candidate is density-modified in full (charge flipping alone fully modifies only the starts whose short
+screen passes, and its screen ranks the starts poorly at 2.0–2.5 Å).  Candidates are made until one's
+density-modification CC reaches ``stop_score`` (the ``charge-flipping`` predictor's own stopping rule, met
+by right maps at 1.5 Å only) or all are made; the most probable candidate wins.  Amplitudes and the sequence only: the true phases are never used.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import gemmi
+import numpy as np
+
+from crysplugins.crystal import charge_flipping as cf
+from crysplugins.crystal import solution_score as ss
+from crysplugins.crystal.fourier import fourier_grid, stol2
+from crysplugins.crystal.refine import RefineResult, density_modify
+from crysplugins.interface import Prediction, Sequence
+
+
+@dataclass
+class Candidate:
+    """One candidate solution: its name, density-modified result, features and probability of being right."""
+
+    name: str
+    refined: RefineResult
+    seconds: float
+    screen_cc: float = float("nan")
+    features: dict[str, float] = field(default_factory=dict)
+    probability: float = float("nan")
+
+
+@dataclass
+class Setup:
+    """What every candidate of one data set shares: reflections, |E|, the Fourier grid, the DM settings."""
+
+    cell: gemmi.UnitCell
+    hkl: np.ndarray
+    f_obs: np.ndarray
+    e_obs: np.ndarray
+    n_atoms: int
+    d_min: float
+    sequence: Sequence | str | None
+    solvent_fraction: float | None
+    rate: float = 3.0
+
+    def dm(self, phases_deg: np.ndarray, cycles: int) -> RefineResult:
+        return density_modify(None, (self.cell, self.hkl, self.f_obs), phases=phases_deg, sequence=self.sequence,
+                              solvent_fraction=self.solvent_fraction, cycles=cycles, rate=self.rate)
+
+
+def make_setup(cell: gemmi.UnitCell, hkl: np.ndarray, f_obs: np.ndarray, sequence: Sequence | str | None,
+               solvent_fraction: float | None = None, n_atoms: int | None = None, rate: float = 3.0) -> Setup:
+    """A :class:`Setup`; ``n_atoms`` defaults to the sequence's non-H atoms (else from the solvent volume)."""
+    hkl = np.asarray(hkl, dtype=np.int64).reshape(-1, 3)
+    f_obs = np.asarray(f_obs, dtype=np.float64)
+    if n_atoms is None:
+        if sequence is not None:
+            n_atoms = ss.expected_atoms(sequence)
+        else:  # ~ 18 Å^3 per protein atom in the non-solvent part of the cell
+            n_atoms = max(int(cell.volume * (1.0 - float(solvent_fraction or 0.5)) / 18.0), 4)
+    d_min = float(1.0 / np.sqrt(4.0 * stol2(cell, hkl).max()))
+    return Setup(cell, hkl, f_obs, cf.normalise_amplitudes(cell, hkl, f_obs), int(n_atoms), d_min, sequence,
+                 solvent_fraction, rate)
+
+
+def flip_candidate(setup: Setup, start: int, seed: int = 0, flip_cycles: int = 1000, dm_cycles: int = 200,
+                   screen_cycles: int = 15, screen_every: int = 200, screen_pass: float = 0.99,
+                   start_phases: np.ndarray | None = None, name: str | None = None,
+                   check: Callable[[], None] | None = None) -> Candidate:
+    """One charge-flipping start (as :func:`crysplugins.crystal.charge_flipping.solve` runs it), then DM.
+
+    ``start_phases`` (degrees) start the flipping from given phases instead of random ones.
+    """
+    t0 = time.monotonic()
+    fg = fourier_grid(setup.cell, setup.hkl, d_min=setup.d_min, rate=setup.rate)
+    best: dict[str, Any] = {"score": -np.inf, "phases": None}
+
+    def monitor(phases: np.ndarray) -> bool:
+        screen = setup.dm(np.degrees(phases), screen_cycles)
+        if screen.score > best["score"]:
+            best.update(score=screen.score, phases=screen.phases)
+        return screen.score >= screen_pass
+
+    rng = np.random.default_rng([seed, start])
+    init = None if start_phases is None else np.deg2rad(start_phases)
+    cf.flip_one(fg, setup.e_obs, rng, cycles=flip_cycles, check=check, monitor=monitor,
+                monitor_every=screen_every, start_phases=init)
+    refined = setup.dm(best["phases"], dm_cycles)
+    return Candidate(name or f"charge-flipping start {start}", refined, time.monotonic() - t0,
+                     screen_cc=float(best["score"]))
+
+
+def dm_candidate(setup: Setup, phases_deg: np.ndarray, name: str, dm_cycles: int = 200) -> Candidate:
+    """A candidate from given phases (degrees; e.g. a network prediction) after ``dm_cycles`` of DM."""
+    t0 = time.monotonic()
+    refined = setup.dm(np.asarray(phases_deg, dtype=np.float64), dm_cycles)
+    return Candidate(name, refined, time.monotonic() - t0)
+
+
+def prediction_phases(prediction: Prediction, hkl: np.ndarray) -> np.ndarray | None:
+    """Phases (degrees) of a prediction's ``phases`` MTZ at ``hkl`` (Friedel mates: φ(−h) = −φ(h)); None if absent."""
+    refl = prediction.reflections.get("phases")
+    label = None if refl is None else refl.columns.get("PHI")
+    if label is None:
+        return None
+    table = {tuple(h): p for h, p in zip(refl.miller_array().astype(np.int64).tolist(),
+                                         np.asarray(refl.mtz.column_with_label(label).array, dtype=float).tolist())}
+    out = np.full(len(hkl), np.nan)
+    for i, h in enumerate(np.asarray(hkl).tolist()):
+        p = table.get(tuple(h))
+        q = table.get((-h[0], -h[1], -h[2]))
+        out[i] = p if p is not None else (-q if q is not None else np.nan)
+    return out if np.isfinite(out).all() else None
+
+
+def score_candidates(setup: Setup, candidates: list[Candidate], models: ss.ScoreModels) -> None:
+    """Fill every candidate's features (the set features depend on the whole set) and probability, in place."""
+    for c in candidates:
+        if "peak_cc" not in c.features:
+            c.features.update(ss.map_features(setup.cell, setup.hkl, setup.f_obs, setup.e_obs, c.refined.phases,
+                                              setup.n_atoms, setup.rate))
+        c.features.update(dm_log=ss.dm_log(c.refined.score), d_min=setup.d_min)
+    if len(candidates) >= ss.MIN_SET:
+        extra = ss.set_features(setup.hkl, setup.e_obs, [c.refined.phases for c in candidates],
+                                [c.features["dm_log"] for c in candidates])
+        for c, x in zip(candidates, extra):
+            c.features.update(x)
+    for c in candidates:
+        c.probability = models.probability(c.features, len(candidates))
+
+
+@dataclass
+class HybridResult:
+    """Every candidate (in the order made), the index of the winner and the total time (s)."""
+
+    candidates: list[Candidate]
+    best: int
+    seconds: float
+
+    @property
+    def winner(self) -> Candidate:
+        return self.candidates[self.best]
+
+
+def solve(setup: Setup, network: Callable[[], np.ndarray | None] | None = None, n_starts: int = 8, seed: int = 0,
+          flip_cycles: int = 1000, dm_cycles: int = 200, stop_score: float = 0.999,
+          flip_from_network: bool = True, models: ss.ScoreModels | None = None,
+          progress: Callable[[float, str], None] | None = None,
+          check: Callable[[], None] | None = None) -> HybridResult:
+    """Make candidates until one's DM CC reaches ``stop_score``, then return the most probably right one.
+
+    Order: random charge-flipping start 0; then, when ``network()`` (called only now, as it may be slow)
+    gives phases (degrees), those phases after DM and charge flipping started from them; then starts 1, 2, …
+    (at most ``n_starts``; the ``charge-flipping`` predictor's seeds).
+    """
+    t0 = time.monotonic()
+    models = models or ss.load_score()
+    plan: list[Callable[[], Candidate | None]] = [
+        lambda i=i: flip_candidate(setup, i, seed, flip_cycles, dm_cycles, check=check) for i in range(n_starts)]
+    if network is not None:  # after the first random start, which alone suffices at 1.5 Å
+        net: dict[str, Any] = {}
+
+        def from_network() -> Candidate | None:
+            net["phases"] = network()
+            return None if net["phases"] is None else dm_candidate(setup, net["phases"], "network + DM", dm_cycles)
+
+        def flip_network() -> Candidate | None:
+            return None if net.get("phases") is None else flip_candidate(
+                setup, 0, seed, flip_cycles, dm_cycles, start_phases=net["phases"],
+                name="charge flipping from the network", check=check)
+
+        plan[1:1] = [from_network, flip_network] if flip_from_network else [from_network]
+    cands: list[Candidate] = []
+    for k, make in enumerate(plan):
+        cand = make()
+        if cand is None:
+            continue
+        cands.append(cand)
+        if progress is not None:
+            progress(0.95 * (k + 1) / len(plan), f"{cand.name}: DM CC {cand.refined.score:.4f}")
+        if cand.refined.score >= stop_score:
+            break
+    score_candidates(setup, cands, models)
+    best = int(np.argmax([c.probability for c in cands]))
+    return HybridResult(cands, best, time.monotonic() - t0)

@@ -1,0 +1,88 @@
+"""The fragment-phasing predictor: registered, runs on the shipped dipeptide, orders its candidates, refuses
+bad input in one sentence."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import gemmi
+import numpy as np
+import pytest
+
+from crysplugins.crystal.origin import search_origin_hand
+from crysplugins.host import Host
+from crysplugins.plugins import BUILTINS
+from crysplugins.request import load_request_inputs, run_prediction
+from crysplugins.runtime import fragment_phasing as fp
+
+DATA = Path(__file__).parent / "data"
+import crysplugins_classical_fixtures as fx  # registered by conftest.py
+
+
+@pytest.fixture(scope="module")
+def frag2():
+    st, hkl, f = fx.structure_factors(DATA / "frag2.pdb", 1.5)
+    seq = gemmi.one_letter_code([r.name for r in st[0][0]])
+    return st.cell, hkl, np.abs(f), np.angle(f, deg=True), seq
+
+
+def test_registered_as_a_builtin():
+    assert "fragment_phasing" in BUILTINS
+    pred = Host(autoload=False).get("fragment-phasing")
+    assert pred.origin_arbitrary is True
+    assert {o.name for o in pred.outputs} >= {"density", "phases", "score", "candidates"}
+
+
+def test_runs_on_the_shipped_dipeptide():
+    pred = Host(autoload=False).get("fragment-phasing")
+    out = run_prediction(pred, load_request_inputs(pred, pred.example_inputs()))
+    table = out.tables["candidates"]
+    assert table.columns[0] == "candidate" and "probability" in table.columns
+    rows = table.as_dicts()
+    assert sum(r["winner"] for r in rows) == 1
+    winner = next(r for r in rows if r["winner"])
+    assert winner["candidate"] == out.meta["winner"]
+    assert winner["probability"] == max(r["probability"] for r in rows)
+    assert 0.0 <= out.scalars["score"].value <= 1.0
+    assert out.maps["density"].array.std() > 0
+    assert any("Best of" in m for m in out.messages)
+
+
+def test_network_candidates_come_after_the_first_start(frag2):
+    cell, hkl, f, phi, seq = frag2
+    setup = fp.make_setup(cell, hkl, f, seq)
+    calls = []
+
+    def network():  # a "prediction": the true phases, 40° of noise
+        calls.append(1)
+        return phi + np.random.default_rng(0).normal(0.0, 40.0, len(phi))
+
+    res = fp.solve(setup, network, n_starts=2, stop_score=1.01, dm_cycles=30, flip_cycles=200)
+    names = [c.name for c in res.candidates]
+    assert names == ["charge-flipping start 0", "network + DM", "charge flipping from the network",
+                     "charge-flipping start 1"]
+    assert len(calls) == 1
+    assert all({"agreement", "dm_gain", "peak_cc"} <= set(c.features) for c in res.candidates)
+    err = search_origin_hand(hkl, f, phi, res.winner.refined.phases).phase_error
+    assert err < 60.0
+
+
+def test_stops_when_the_first_start_is_refined(frag2):
+    cell, hkl, f, phi, seq = frag2
+    setup = fp.make_setup(cell, hkl, f, seq)
+    calls = []
+    res = fp.solve(setup, lambda: calls.append(1), n_starts=8)
+    assert len(res.candidates) == 1 and not calls  # the network is never asked when start 0 suffices
+    assert res.winner.refined.score >= 0.999
+
+
+def test_bad_input_is_one_sentence(tmp_path):
+    not_mtz = tmp_path / "x.mtz"
+    not_mtz.write_text("not an mtz\n")
+    run = subprocess.run([sys.executable, "-m", "crysplugins.cli", "predict", "fragment-phasing", "--mtz",
+                          str(not_mtz), "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert run.returncode != 0
+    assert "Traceback" not in run.stderr
+    assert len([ln for ln in run.stderr.splitlines() if ln.strip()]) == 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
