@@ -1,5 +1,4 @@
-"""Benchmark of the dataset builder (issue #3).  Reads ../shared/corpus (relative to the repository root:
-/work/shared/corpus here) unless --corpus is given.
+"""Throughput of the dataset builder.  Reads ../shared/corpus (beside the repository) unless --corpus is given.
 
 Part 1 (``--stages``): per-example CPU time (process time, so sharing the machine does not inflate it) of each stage for N-residue fragments at d_min (in-process,
 one core): read + standardise, fragment cutting, cell search, structure factors + density + Patterson
@@ -11,9 +10,9 @@ maps -> shards, test MTZs included) with ``--workers`` 1 and 2, examples per sec
 the CPU seconds (user + sys of the build and its workers) per example, which is the fair per-core figure
 on a shared machine where a process does not get a whole core.
 
-Usage::
+Writes ``benchmarks/out/dataset_throughput.json`` (both parts, whichever ran).  Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_dataset.py --stages --residues 15 --n 200
+    OMP_NUM_THREADS=1 python benchmarks/bench_dataset.py --stages --end-to-end --residues 15 --workers 1
     OMP_NUM_THREADS=1 python benchmarks/bench_dataset.py --end-to-end --residues 15 --max-examples 2000
 """
 from __future__ import annotations
@@ -32,16 +31,31 @@ from pathlib import Path
 import gemmi
 import numpy as np
 
+from crysplugins.crystal import maps
+from crysplugins.crystal.cells import place
+from crysplugins.crystal.standardise import read_structure_file
+from crysplugins.datasets.fragments import windows
+from figure_output import write_figure
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus"
 
 
-def stages(corpus: Path, residues: int, n: int, d_min: float, rate: float) -> dict:
-    from crysplugins.crystal import maps
-    from crysplugins.crystal.cells import place
-    from crysplugins.crystal.standardise import read_structure_file
-    from crysplugins.datasets.fragments import windows
+def atoms_model(positions: np.ndarray, elements, b_iso: float) -> gemmi.Model:
+    """A gemmi model of bare atoms (one residue), for gemmi's direct-summation structure factors."""
+    model, chain, res = gemmi.Model("1"), gemmi.Chain("A"), gemmi.Residue()
+    res.name = "UNK"
+    for i, (p, el) in enumerate(zip(positions, elements)):
+        at = gemmi.Atom()
+        at.name, at.element, at.pos = f"X{i}", gemmi.Element(el), gemmi.Position(*map(float, p))
+        at.b_iso, at.occ = b_iso, 1.0
+        res.add_atom(at)
+    chain.add_residue(res)
+    model.add_chain(chain)
+    return model
 
+
+def stages(corpus: Path, residues: int, n: int, d_min: float, rate: float) -> dict:
     files = sorted((corpus / "structures").glob("*.cif.gz"))
     rng = np.random.default_rng(0)
     t = {"read": 0.0, "fragments": 0.0, "cell": 0.0, "maps_fft": 0.0}
@@ -83,7 +97,7 @@ def stages(corpus: Path, residues: int, n: int, d_min: float, rate: float) -> di
     a = time.process_time()
     nrefl = 0
     for fr, p, shape in zip(frags[:k], placed[:k], shapes[:k]):
-        model = maps._model_for(p.positions, fr.elements, 20.0)
+        model = atoms_model(p.positions, fr.elements, 20.0)
         f = maps.fft_structure_factors(model, p.cell, shape, d_min)  # only for the hkl list
         hkl, _ = maps.crystallographic_f(f, p.cell, shape, d_min)
         calc = gemmi.StructureFactorCalculatorX(p.cell)
@@ -167,10 +181,16 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--keep", type=Path, help="move the last end-to-end dataset here")
     args = ap.parse_args()
+    results: dict = {}
+    t0 = time.perf_counter()
     if args.stages:
-        print(json.dumps(stages(args.corpus, args.residues, args.n, args.d_min, args.rate), indent=1))
+        results["stages"] = stages(args.corpus, args.residues, args.n, args.d_min, args.rate)
+        print(json.dumps(results["stages"], indent=1))
     if args.end_to_end:
-        end_to_end(args.corpus, args.residues, args.max_examples, args.workers, args.d_min, args.keep)
+        results["end_to_end"] = end_to_end(args.corpus, args.residues, args.max_examples, args.workers, args.d_min,
+                                           args.keep)
+    if results:
+        write_figure("dataset_throughput", results, time.perf_counter() - t0)
 
 
 if __name__ == "__main__":
