@@ -282,6 +282,11 @@ def _cached(path: Path, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, 
     return d
 
 
+def _cache_key(parts: list) -> str:
+    """A short hash of everything a feature cache depends on (JSON-able ``parts``)."""
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
 def train_hand_chirality(data: str | Path, predictor_run: str | Path, out: str | Path, templates: str | None = None,
                          fraction: float = 0.1, test_fraction: float = 0.25, seed: int = 0, threads: int = 1,
                          progress: Callable[[str], None] | None = None, on: str = "prediction",
@@ -297,9 +302,8 @@ def train_hand_chirality(data: str | Path, predictor_run: str | Path, out: str |
     out.mkdir(parents=True, exist_ok=True)
 
     def key(split: str, frac: float) -> str:
-        what = json.dumps([str(ds.root.resolve()), runner.identity, templates, seed, split, frac, FEATURE_SET,
+        return _cache_key([str(ds.root.resolve()), runner.identity, templates, seed, split, frac, FEATURE_SET,
                            list(SIGMAS), on, dm_cycles if on == "refined" else None])
-        return hashlib.sha256(what.encode()).hexdigest()[:16]
 
     train = _cached(out / f"features-train-{key('train', fraction)}.npz",
                     lambda: predictions_with_labels(ds.root, runner, templates, "train", fraction, seed, progress,
@@ -355,8 +359,7 @@ def train_from_pipeline(mtz_dir: str | Path, data: str | Path, out: str | Path, 
     models = sorted((c.name, c.get("sha256")) for c in list_models() if c.get("task") != TASK)
 
     def key(examples: list) -> str:
-        what = json.dumps([[e.id for e in examples], pipeline, models, FEATURE_SET, list(SIGMAS)])
-        return hashlib.sha256(what.encode()).hexdigest()[:16]
+        return _cache_key([[e.id for e in examples], pipeline, models, FEATURE_SET, list(SIGMAS)])
 
     train = _cached(out / f"features-pipeline-train-{key(train_examples)}.npz",
                     lambda: pipeline_features_with_labels(train_examples, pipeline, progress, workers))
