@@ -253,6 +253,14 @@ def test_an_older_checkpoint_converts(dataset, tmp_path):
     convert_legacy(tmp_path / "old.pt", tmp_path / "converted.pt")
     back = load_checkpoint(tmp_path / "converted.pt")
     assert back.state == new.state and all(torch.equal(back.model[k], new.model[k]) for k in new.model)
+    assert back.task == "reccrysformer"
+    # in place, from the command line: the original is kept beside it
+    from crysplugins.training.checkpoint import main as convert
+
+    assert convert([str(tmp_path / "old.pt")]) == 0
+    assert load_checkpoint(tmp_path / "old.pt").state == new.state and (tmp_path / "old.pt.orig").exists()
+    (tmp_path / "junk.pt").write_bytes(b"not a pickle")
+    assert convert([str(tmp_path / "junk.pt")]) == 1
 
 
 def test_recycling_and_loss_settings_are_typed(dataset):

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,17 +158,19 @@ def load_weights(model: torch.nn.Module, ckpt: Checkpoint) -> None:
                         f"({str(exc).strip().splitlines()[0][:200]}).") from None
 
 
-def convert_legacy(old: str | os.PathLike, new: str | os.PathLike) -> Path:
+def convert_legacy(old: str | os.PathLike, new: str | os.PathLike, task: str | None = None) -> Path:
     """Rewrite a checkpoint of an older crysplugins (a pickle) in this format.
 
     It unpickles ``old`` with ``weights_only=False``, which runs any code the file holds: only for files
-    you made yourself.
+    you made yourself.  ``task`` names the training task when the file does not (the solvent U-net's
+    former benchmark loop did not record it).
     """
     saved = torch.load(checkpoint_path(old), map_location="cpu", weights_only=False)
     if not isinstance(saved, dict) or "model" not in saved:
         raise CrysError(f"{old} holds no model weights.")
     rng = saved.get("rng") or {}
-    meta: dict[str, Any] = {k: saved.get(k) for k in ("state", "config", "task_state", "model_config", "task")}
+    meta: dict[str, Any] = {k: saved.get(k) for k in ("state", "config", "task_state", "model_config")}
+    meta["task"] = task or saved.get("task") or (saved.get("config") or {}).get("task")
     if rng.get("numpy") is not None:
         name, keys, pos, has_gauss, cached = rng["numpy"]
         meta["rng"] = {"numpy": [name, np.asarray(keys).tolist(), int(pos), int(has_gauss), float(cached)]}
@@ -185,17 +188,18 @@ def main(argv: list[str] | None = None) -> int:
                                              "file's pickle: only for files you trust).")
     ap.add_argument("old")
     ap.add_argument("new", nargs="?", help="output file (default: OLD in place, the original kept as .pt.orig)")
+    ap.add_argument("--task", help="the training task, when the old file does not say (e.g. solvent-unet)")
     args = ap.parse_args(argv)
     old = checkpoint_path(args.old)
     new = Path(args.new) if args.new else old
-    if new == old:
-        backup = old.with_suffix(".pt.orig")
-        os.replace(old, backup)
-        old = backup
+    source = old.with_suffix(".pt.orig") if new == old else old
     try:
-        print(convert_legacy(old, new))
-    except CrysError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if source != old:
+            shutil.copy2(old, source)
+        print(convert_legacy(source, new, args.task))
+    except Exception as exc:  # a foreign file can fail to unpickle in many ways: one sentence
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        print(f"error: {old} could not be converted ({reason}).", file=sys.stderr)
         return 1
     return 0
 
