@@ -84,8 +84,9 @@ def commands(d: Path, timeout: float) -> list[dict]:
 
 #: files the GUI may be asked to open, and the loader kind it uses for them
 GUI_FILES = [("map", f) for f in ("mx0.ccp4", "nan27.ccp4", "inf.ccp4", "truncated.ccp4", "mode4.ccp4", "axes.ccp4",
-                                  "angle0.ccp4", "nsymbt.ccp4", "huge.ccp4", "text.map", "empty.map")] + \
-            [("reflections", f) for f in ("badtype.mtz", "nan.mtz", "inf.mtz", "text.map", "empty.map")] + \
+                                  "angle0.ccp4", "nsymbt.ccp4", "huge.ccp4", "sparse.ccp4", "text.map", "empty.map")] + \
+            [("reflections", f) for f in ("badtype.mtz", "nan.mtz", "inf.mtz", "headerpos.mtz", "text.map",
+                                          "empty.map")] + \
             [("sequence", f) for f in ("binary.bin", "empty.map")]
 
 GUI_LOADER = r'''

@@ -73,6 +73,7 @@ CASES: dict[str, Case] = {
     "map zero angle": Case(LV + ["--map", "{d}/angle0.ccp4"], "invalid unit cell in its header"),
     "map nsymbt": Case(LV + ["--map", "{d}/nsymbt.ccp4"], "symmetry-record length"),
     "map huge grid": Case(LV + ["--map", "{d}/huge.ccp4"], "too large to read"),
+    "map cell grid far beyond its data": Case(LV + ["--map", "{d}/sparse.ccp4"], "covers only 0.0 %"),
     "map is text": Case(LV + ["--map", "{d}/text.map"], "not a readable CCP4/MRC map"),
     "map is empty": Case(LV + ["--map", "{d}/empty.map"], "is empty"),
     "map is a folder": Case(LV + ["--map", "{d}"], "is a folder"),
@@ -88,6 +89,7 @@ CASES: dict[str, Case] = {
     "mtz F infinite": Case(LV + ["--reflections", "{d}/inf.mtz"], "holds infinite values"),
     "mtz column choice without =": Case(LV + ["--reflections", "{d}/data.mtz", "--reflections-columns", "F"],
                                         "not a column choice"),
+    "mtz header position outside the file": Case(LV + ["--reflections", "{d}/headerpos.mtz"], "header position"),
     "mtz is text": Case(LV + ["--reflections", "{d}/text.map"], "not a readable MTZ file"),
     # --- output folders and writing
     "out is a file": Case(SC + ["--molecular-weight", "18000", "--out", "{d}/a_file"], "is a file, not a folder"),
@@ -164,6 +166,7 @@ def _write_maps(d: Path) -> None:
     (d / "axes.ccp4").write_bytes(_patched(good, 64, "<3i", 1, 1, 3))
     (d / "angle0.ccp4").write_bytes(_patched(good, 52, "<f", 0.0))
     (d / "nsymbt.ccp4").write_bytes(_patched(good, 92, "<i", 7))
+    (d / "sparse.ccp4").write_bytes(_patched(good, 28, "<3i", 400, 400, 400))
     (d / "huge.ccp4").write_bytes(_patched(good, 28, "<3i", 4096, 4096, 4096))
     (d / "truncated.ccp4").write_bytes(good[:-300])
     values = cmap.array.copy()
@@ -196,6 +199,7 @@ def _write_mtz(d: Path) -> None:
     type_at = record.index(b" F ", 9) + 1 if b" F " in record[9:] else 39
     assert fields[2] == b"F", fields
     record[type_at] = 0xD5  # a column type byte that is not UTF-8
+    (d / "headerpos.mtz").write_bytes(_patched(data, 4, "<i", 2 ** 31 - 1))  # gemmi sized a read by it
     (d / "badtype.mtz").write_bytes(data[:at] + bytes(record) + data[at + 80:])
 
 

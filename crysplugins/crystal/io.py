@@ -124,10 +124,23 @@ def check_ccp4_header(path: PathLike) -> None:
     if nsymbt < 0 or nsymbt % 80:
         raise CrysError(f"{p} has an invalid symmetry-record length {nsymbt} in its header "
                         f"(a multiple of 80 bytes is needed).")
+    n_ops = _symmetry_order(ispg)
+    if mx * my * mz > n_ops * nc * nr * ns:  # even the symmetry copies cannot fill the cell
+        raise CrysError(f"The map {p} covers only {_percent_floor(n_ops * nc * nr * ns / (mx * my * mz))} "
+                        f"of the unit cell; export the whole cell.")
     needed = 1024 + nsymbt + nc * nr * ns * _CCP4_MODE_BYTES[mode]
     if size < needed:
         raise CrysError(f"{p} is not a readable CCP4/MRC map (truncated: its header announces {needed} bytes, "
                         f"the file has {size}).")
+
+
+def _symmetry_order(ispg: int) -> int:
+    """Number of symmetry copies of space group ``ispg`` (centring included); 192 when it is unknown."""
+    sg = gemmi.find_spacegroup_by_number(ispg % 400) if 1 <= ispg % 400 <= 230 else None
+    if sg is None:
+        return 1 if ispg == 0 else 192
+    ops = sg.operations()
+    return len(ops.sym_ops) * len(ops.cen_ops)
 
 
 def _check_header_cell(p: Path, values: list[float]) -> None:
@@ -168,6 +181,7 @@ def read_mtz(path: PathLike, columns: Mapping[str, str] | None = None, need: tup
     Every automatic choice is recorded in ``Reflections.notes``.
     """
     p = _existing_file(path, "MTZ")
+    check_mtz_header(p)
     try:
         mtz = gemmi.read_mtz_file(str(p))
     except Exception as exc:
@@ -261,6 +275,23 @@ def _check_mtz_values(mtz: gemmi.Mtz, p: Path, chosen: Mapping[str, str]) -> Non
             raise CrysError(f"The column '{label}' ({role}) of {p.name} holds infinite values.")
         if not np.isfinite(values).any():
             raise CrysError(f"The column '{label}' ({role}) of {p.name} holds no numbers (all missing).")
+
+
+def check_mtz_header(path: PathLike) -> None:
+    """Check the MTZ file's first words before gemmi reads it: the 'MTZ ' tag and the position of the
+    header records (word 2, in 4-byte words), which gemmi trusts to size its read of the reflection data (a
+    position beyond the file made it allocate gigabytes)."""
+    p = Path(path)
+    size = p.stat().st_size
+    with open(p, "rb") as fh:
+        head = fh.read(12)
+    if len(head) < 12 or head[:4] != b"MTZ ":
+        raise CrysError(f"{p} is not a readable MTZ file (it does not start with 'MTZ ').")
+    order = ">" if head[8] >> 4 == 1 else "<"  # machine stamp: 1 big-endian, 4 little-endian
+    position = int(np.frombuffer(head[4:8], dtype=f"{order}i4")[0])
+    if position < 21 or (position - 1) * 4 + 80 > size:
+        raise CrysError(f"{p} is not a readable MTZ file (its header position {position} lies outside "
+                        f"the file of {size} bytes).")
 
 
 def _auto_pick(role: str, labels: Mapping[str, str]) -> str | None:
