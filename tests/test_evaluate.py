@@ -104,11 +104,12 @@ def test_evaluate_command_with_charge_flipping(mtz_dir, tmp_path, capsys):
                  "--mtz-dir", str(d), "--out", str(out), "--quiet"])
     assert code == 0
     text = capsys.readouterr().out
-    assert "| charge-flipping | 1.50 | 1 | 100% |" in text
+    assert "| charge-flipping | 2 | 1.50 | 1 | 100% |" in text  # a stratum per length x resolution
     result = json.loads((out / "results.json").read_text())
     assert {r["predictor"] for r in result["summary"]} == {"charge-flipping", "charge-flipping:starts=2"}
     rec = result["records"][0]
     assert rec["origin_arbitrary"] and rec["phase_error"] < 60 and rec["seconds"] > 0
+    assert -1 <= rec["pearson_as_placed"] <= rec["pearson"] + 1e-6  # as placed: no origin or hand search
     assert (out / "summary.tsv").exists() and (out / "summary.md").exists()
     assert (out / "shells.png").read_bytes()[:4] == b"\x89PNG"
 

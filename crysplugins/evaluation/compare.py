@@ -242,9 +242,13 @@ def score_prediction(prediction: Prediction, example: Example, origin_arbitrary:
         fg = fourier_grid(cell, hkl)
         pred_map = fg.to_map(np.where(ok, f, 0.0) * np.exp(1j * np.deg2rad(np.nan_to_num(aligned))))
     true_map = fg.to_map(f * np.exp(1j * np.deg2rad(phi_true)))
+    as_placed = np.asarray(cmap.array, dtype=np.float64) if cmap is not None and fg.shape == tuple(cmap.shape) \
+        else None
     return {
         "phase_error": err,
         "pearson": pearson(true_map, pred_map),
+        # the map exactly as returned: what a user overlays on the model (the training data's placement)
+        "pearson_as_placed": pearson(true_map, as_placed) if as_placed is not None else float("nan"),
         "fft_pearson": fft_amplitude_pearson(true_map, pred_map),
         "shells": shells,
         "phase_source": source,
@@ -360,17 +364,21 @@ def evaluate(host: Any, labels: list[PredictorLabel], examples: list[Example],
 
 
 def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per predictor and resolution (d_min rounded to 0.01 Å): n, success rate, medians, shells."""
-    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    """Per predictor and stratum (fragment length × d_min rounded to 0.01 Å): n, success rate, medians,
+    the mean as-placed Pearson, shells.  The phase error is origin- and hand-invariant for predictors whose
+    origin is arbitrary (see :func:`evaluate`)."""
+    groups: dict[tuple[str, int, float], list[dict[str, Any]]] = {}
     for r in records:
-        groups.setdefault((r["predictor"], round(float(r["d_min"]), 2)), []).append(r)
+        groups.setdefault((r["predictor"], int(r.get("n_residues") or 0), round(float(r["d_min"]), 2)), []).append(r)
     rows = []
-    for (label, d_min), recs in sorted(groups.items()):
+    for (label, n_res, d_min), recs in sorted(groups.items()):
         pe = np.array([r["phase_error"] for r in recs], dtype=float)
         pc = np.array([r["pearson"] for r in recs], dtype=float)
+        placed = np.array([r.get("pearson_as_placed", np.nan) for r in recs], dtype=float)
         tm = np.array([r.get("seconds", np.nan) for r in recs], dtype=float)
         rows.append({
-            "predictor": label, "d_min": d_min, "n": len(recs),
+            "predictor": label, "n_residues": n_res or None, "d_min": d_min, "n": len(recs),
+            "mean_pearson_as_placed": float(np.nanmean(placed)) if np.isfinite(placed).any() else float("nan"),
             "success_rate": float(np.mean(np.nan_to_num(pe, nan=180.0) < SUCCESS_CUTOFF)),
             "median_phase_error": float(np.nanmedian(pe)) if np.isfinite(pe).any() else float("nan"),
             "mean_phase_error": float(np.nanmean(pe)) if np.isfinite(pe).any() else float("nan"),
@@ -385,12 +393,14 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def table_text(rows: list[dict[str, Any]]) -> str:
     """A Markdown table of the summary rows."""
-    lines = ["| predictor | d_min (Å) | n | success (< 60°) | median phase error (°) | median Pearson | median time (s) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| predictor | residues | d_min (Å) | n | success (< 60°) | median phase error (°) | median Pearson "
+             "| mean Pearson as placed | median time (s) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         name = str(r["predictor"]).replace("|", "\\|")  # a label may hold '|' (e.g. "charge-flipping | 2 res")
-        lines.append(f"| {name} | {r['d_min']:.2f} | {r['n']} | {r['success_rate']:.0%} | "
-                     f"{r['median_phase_error']:.1f} | {r['median_pearson']:.3f} | {r['median_seconds']:.2f} |")
+        lines.append(f"| {name} | {r.get('n_residues') or '—'} | {r['d_min']:.2f} | {r['n']} | {r['success_rate']:.0%} | "
+                     f"{r['median_phase_error']:.1f} | {r['median_pearson']:.3f} | "
+                     f"{r.get('mean_pearson_as_placed', float('nan')):.3f} | {r['median_seconds']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
