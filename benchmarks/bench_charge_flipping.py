@@ -18,8 +18,12 @@ evaluate``): ``charge-flipping`` always; ``patterson-density`` and ``patterson-d
 ``patterson-density + density-modification``, and ``patterson-density:cycles=1`` when it has that
 recycling input) automatically when that predictor is installed with a model.
 
-    OMP_NUM_THREADS=1 nohup nice -n 10 .venv/bin/python benchmarks/bench_charge_flipping.py \\
-        --per-cell 8 --out benchmarks/out/classical > benchmarks/out/classical.log 2>&1 &
+Writes the figure ``benchmarks/out/charge_flipping.json`` (``charge_flipping_dataset.json`` with
+``--dataset``): one summary row per predictor, fragment length and resolution; the MTZs and every record go
+to ``--out`` (not committed).
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_charge_flipping.py --per-cell 6
+    OMP_NUM_THREADS=1 python benchmarks/bench_charge_flipping.py --dataset data_build/dipeptide --limit 100
 """
 from __future__ import annotations
 
@@ -32,6 +36,15 @@ from pathlib import Path
 
 import gemmi
 import numpy as np
+
+from crysplugins.crystal import io
+from crysplugins.crystal.cells import place
+from crysplugins.datasets.fragments import windows
+from crysplugins.errors import CrysError
+from crysplugins.evaluation import compare
+from crysplugins.evaluation.compare import Example
+from crysplugins.host import default_host
+from figure_output import OUT, write_figure
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -73,10 +86,6 @@ def structure_factors(positions: np.ndarray, elements, cell: gemmi.UnitCell, d_m
 
 def make_examples(out: Path, lengths: list[int], resolutions: list[float], per_cell: int, families: list[str],
                   seed: int) -> list:
-    from crysplugins.crystal import io
-    from crysplugins.crystal.cells import place
-    from crysplugins.datasets.fragments import windows
-    from crysplugins.evaluation.compare import Example
 
     rng = np.random.default_rng(seed)
     sources = held_out_structures(CORPUS, families)
@@ -116,7 +125,9 @@ def make_examples(out: Path, lengths: list[int], resolutions: list[float], per_c
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "classical"))
+    p.add_argument("--out", default=None, help="folder for the MTZs and records (default benchmarks/out/FIGURE)")
+    p.add_argument("--figure", default=None,
+                   help="figure name (default charge_flipping, or charge_flipping_dataset with --dataset)")
     p.add_argument("--dataset", default=None, help="use this dataset's test split instead of corpus fragments")
     p.add_argument("--lengths", default="2,5,10,15")
     p.add_argument("--resolutions", default="1.5,2.0,2.25")
@@ -131,11 +142,8 @@ def main() -> int:
                    help="KEY=VALUE of patterson-density's own refinement/recycling input (default cycles=1)")
     args = p.parse_args()
 
-    from crysplugins.errors import CrysError
-    from crysplugins.evaluation import compare
-    from crysplugins.host import default_host
-
-    out = Path(args.out)
+    figure = args.figure or ("charge_flipping_dataset" if args.dataset else "charge_flipping")
+    out = Path(args.out) if args.out else OUT / figure
     out.mkdir(parents=True, exist_ok=True)
     host = default_host()
     refine_labels: list = []  # predictors evaluated with and without --then-refine density-modification
@@ -188,12 +196,15 @@ def main() -> int:
     # one summary row per predictor, fragment length and resolution
     grouped = [dict(r, predictor=r["group"]) for r in records]
     rows = compare.summarise(grouped)
-    meta = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": "2-core CPU, 24 GiB", "examples": len(examples),
-            "source": args.dataset or f"corpus families {args.families}", "seconds": round(time.monotonic() - t0, 1)}
+    source = args.dataset or f"corpus families {args.families}"
+    meta = {"examples": len(examples), "source": source, "seconds": round(time.monotonic() - t0, 1)}
     files = compare.write_results(out, records, rows, meta)
     print(compare.table_text(rows))
     print(json.dumps(files, indent=2))
+    keep = ("predictor", "d_min", "n", "success_rate", "median_phase_error", "mean_phase_error", "median_pearson",
+            "mean_pearson", "median_seconds", "errors")
+    write_figure(figure, {"source": source, "examples": len(examples),
+                          "rows": [{k: r[k] for k in keep} for r in rows]}, time.monotonic() - t0)
     return 0
 
 
