@@ -134,7 +134,7 @@ def fit(args: argparse.Namespace) -> None:
         r["model_single"] = models["single"].probability(r)
         r["model_among"] = models["among"].probability(r)
     report: dict = {"models": {k: m.to_json() for k, m in models.items()}, "auc": {}}
-    columns = ("model_among", "model_single", "dm_cc", "peak_cc", "skewness", "agreement", "dm_gain", "screen_cc")
+    columns = ("model_among", "model_single", "dm_cc", "agreement", "dm_gain", "peak_cc", "skewness", "screen_cc")
     for subset in ("dev", "report"):
         for d_min in sorted({r["d_min"] for r in rows}) + [None]:
             sel = [r for r in rows if r["subset"] == subset and (d_min is None or r["d_min"] == d_min)]
@@ -143,12 +143,33 @@ def fit(args: argparse.Namespace) -> None:
             report["auc"][key] = {"n": len(sel), "right": int(lab.sum()),
                                   **{k: round(ss.roc_auc(np.array([r[k] for r in sel]), lab), 3) for k in columns}}
             print(key, report["auc"][key], flush=True)
+    report["winner_right"] = winner_rates(rows, models)
+    print("fraction of fragments whose chosen candidate is right:", report["winner_right"], flush=True)
     out = REPO / "benchmarks" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "solution_score_auc.json").write_text(json.dumps(report, indent=1))
     if args.write:
         ss.COEFFICIENTS.write_text(json.dumps({k: m.to_json() for k, m in models.items()}, indent=1) + "\n")
         print(f"wrote {ss.COEFFICIENTS}")
+
+
+def winner_rates(rows: list[dict], models: dict) -> dict:
+    """Per subset: how often the candidate ranked first is right, by each rule, among the charge-flipping
+    starts of every fragment (and how often any start is right)."""
+    frags: dict = {}
+    for r in rows:
+        if r["name"].startswith("charge-flipping start"):
+            frags.setdefault((r["subset"], r["cell"], r["fragment"]), []).append(r)
+    out: dict = {}
+    for subset in ("dev", "report"):
+        groups = [rs for (s, _, _), rs in frags.items() if s == subset]
+        rules = {"lone model (DM CC)": lambda r: models["single"].probability(r),
+                 "model among candidates": lambda r: models["among"].probability(r)}
+        out[subset] = {"fragments": len(groups),
+                       "any start right": float(np.mean([min(r["error"] for r in rs) < CUTOFF for rs in groups]))}
+        for name, key in rules.items():
+            out[subset][name] = float(np.mean([max(rs, key=key)["error"] < CUTOFF for rs in groups]))
+    return out
 
 
 def main() -> int:

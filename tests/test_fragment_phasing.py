@@ -43,7 +43,7 @@ def test_runs_on_the_shipped_dipeptide():
     assert sum(r["winner"] for r in rows) == 1
     winner = next(r for r in rows if r["winner"])
     assert winner["candidate"] == out.meta["winner"]
-    assert winner["probability"] == max(r["probability"] for r in rows)
+    assert winner["dm_cc"] == max(r["dm_cc"] for r in rows)
     assert 0.0 <= out.scalars["score"].value <= 1.0
     assert out.maps["density"].array.std() > 0
     assert any("Best of" in m for m in out.messages)
@@ -63,7 +63,8 @@ def test_network_candidates_come_after_the_first_start(frag2):
     assert names == ["charge-flipping start 0", "network + DM", "charge flipping from the network",
                      "charge-flipping start 1"]
     assert len(calls) == 1
-    assert all({"agreement", "dm_gain", "peak_cc"} <= set(c.features) for c in res.candidates)
+    assert all({"agreement", "dm_gain", "dm_log"} <= set(c.features) for c in res.candidates)
+    assert res.winner.refined.score == max(c.refined.score for c in res.candidates)
     err = search_origin_hand(hkl, f, phi, res.winner.refined.phases).phase_error
     assert err < 60.0
 

@@ -4,8 +4,9 @@ Candidates (:mod:`crysplugins.runtime.fragment_phasing`): every charge-flipping 
 modification and, when the host's ``patterson-density`` predictor takes the input (its model covers the
 fragment's length and resolution), its prediction after density modification and charge flipping started
 from it.  Each is scored by :mod:`crysplugins.crystal.solution_score` (amplitudes and sequence only; the
-probability that the origin/hand-invariant phase error is below 60°) and the most probable one is
-returned with every candidate's score.  Origin and hand are arbitrary (P1).  numpy + gemmi only here.
+probability that the origin/hand-invariant phase error is below 60°) and the best ranked one (highest
+density-modification CC, see :mod:`crysplugins.runtime.fragment_phasing`) is returned with every
+candidate's score.  Origin and hand are arbitrary (P1).  numpy + gemmi only here.
 """
 from __future__ import annotations
 
@@ -119,7 +120,7 @@ class FragmentPhasingPredictor:
 
 def candidate_table(result: fp.HybridResult) -> Table:
     """One row per candidate, the winner marked."""
-    keys = ("dm_log", "agreement", "dm_gain", "peak_cc", "skewness")
+    keys = ("dm_log", "agreement", "dm_gain")
     rows = [[c.name, round(c.refined.score, 5), *[round(c.features.get(k, float("nan")), 4) for k in keys],
              round(c.probability, 4), round(c.seconds, 2), i == result.best] for i, c in enumerate(result.candidates)]
     return Table(["candidate", "dm_cc", *keys, "probability", "seconds", "winner"], rows,
