@@ -123,3 +123,22 @@ def test_in_process_host_holds_proxies_that_survive(monkeypatch):
     with pytest.raises(CrysError, match="cancelled"):
         host.get("fault-hangs").predict(Request(cancel=cancel))
     assert host.get("solvent-content").predict(Request(inputs=host.get("solvent-content").example_inputs()))
+
+
+def test_isolation_can_be_turned_off(monkeypatch):
+    """CRYSPLUGINS_PLUGIN_ISOLATION=0 loads third-party plugins in-process (real objects, no child)."""
+    from crysplugins.host import Host
+    from crysplugins.interface import Request
+    from crysplugins.sandbox import PredictorProxy
+
+    monkeypatch.syspath_prepend(str(FAULTS / "good"))
+    monkeypatch.delenv("CRYSPLUGINS_PLUGINS", raising=False)
+    monkeypatch.delenv("CRYSPLUGINS_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    monkeypatch.setenv("CRYSPLUGINS_PLUGIN_ISOLATION", "1")
+    assert isinstance(Host().get("fault-good"), PredictorProxy)
+    monkeypatch.setenv("CRYSPLUGINS_PLUGIN_ISOLATION", "0")
+    host = Host()
+    good = host.get("fault-good")
+    assert not isinstance(good, PredictorProxy) and type(good).__name__ == "Good"
+    assert host.predictors["fault-good"].distribution == "crysfault-good 0.1"
+    assert good.predict(Request()).scalars["answer"].value == 42.0
