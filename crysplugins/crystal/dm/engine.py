@@ -103,6 +103,8 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         rho = refl.to_map(np.where(active, coef, 0.0), shape)
         r_final = d_min * settings.mask.radius_scale
         radius = _schedule(settings, cycle, r_final + settings.mask.radius_extra, r_final)
+        if settings.mask.fom_slope > 0:
+            radius = r_final + d_min * settings.mask.fom_slope * (1.0 - float(np.average(fom, weights=fobs)))
         if mask_provider is not None and (provider_score is None or cycle % settings.mask.provider_every == 0):
             provider_score = _provider_score(mask_provider, refl, coef * active, shape, cycle, d_min,
                                              float(np.average(fom, weights=fobs)))
@@ -125,11 +127,15 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         gamma = 0.0
         if w.bias_correction == "gamma" and free.any():
             fmod, gamma = _remove_bias(fmod, coef, active, free)
-        sel = active if not free.any() or w.bias_correction == "gamma" else free & (refl.d >= d_now - 1e-6)
-        fmod_s = scale_to_obs(fobs, fmod, eps, bins, sel)
-        eo, ec = normalise(fobs, eps, bins, sel), normalise(fmod_s, eps, bins, sel)
-        sa_bin = np.clip(sigmaa_ml(eo, ec, cen, bins, sel) * w.sigmaa_scale, 0.0, w.sigmaa_max)
-        hl_mod = modified_phase_hl(fobs, fmod_s, eps, cen, bins, sa_bin)
+        if free.any() and w.bias_correction != "gamma":
+            hl_mod, fmod_s, sa_ref = _cross_validated_weights(refl, fmod, bins, active, free, w.sigmaa_scale,
+                                                              w.sigmaa_max)
+        else:
+            fmod_s = scale_to_obs(fobs, fmod, eps, bins, active)
+            eo, ec = normalise(fobs, eps, bins, active), normalise(fmod_s, eps, bins, active)
+            sa_bin = np.clip(sigmaa_ml(eo, ec, cen, bins, active) * w.sigmaa_scale, 0.0, w.sigmaa_max)
+            sa_ref = sa_bin[bins]
+            hl_mod = modified_phase_hl(eo, ec, fmod_s, cen, sa_ref)
         if hl_mod_prev is not None and w.damping > 0:
             hl_mod = (1.0 - w.damping) * hl_mod + w.damping * hl_mod_prev
         hl_mod_prev = hl_mod
@@ -138,14 +144,14 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         phib_new, fom_new = phase_fom_from_hl(hl_new, cen, refl.centric_phase)
         change = float(np.degrees(np.average(np.abs(np.angle(np.exp(1j * (phib_new - phib)))), weights=fobs)))
         phib, fom, hl_cur = phib_new, fom_new, hl_new
-        coef = map_coefficients(fobs, phib, fom, fmod_s, sa_bin[bins], cen, w.map_coefficients)
+        coef = map_coefficients(fobs, phib, fom, fmod_s, sa_ref, cen, w.map_coefficients)
         agree = float((solvent == mask_prev).mean()) if mask_prev is not None else float("nan")
         mask_prev = solvent
         trace.append({"cycle": cycle + 1, "fom": float(np.average(fom, weights=fobs)), "phase_change": change,
                       "solvent_fraction": float(solvent.mean()), "mask_agreement": agree,
                       "radius": round(radius, 3), "d_min": round(d_now, 3), "k_flip": k,
                       "truncated": truncated, "solvent_add": added,
-                      "sigmaa": float(np.mean(sa_bin)), "gamma": gamma, "mask_source": "provider" if provider_score is not None else "lsd"})
+                      "sigmaa": float(np.average(sa_ref, weights=fobs)), "gamma": gamma, "mask_source": "provider" if provider_score is not None else "lsd"})
         if on_cycle is not None:
             on_cycle(cycle + 1, phib, fom)
         if progress is not None:
@@ -156,6 +162,22 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
                     map=refl.crystal_map(final, name="density-modified"), mask=mask_prev,
                     trace=trace, info={"solvent_fraction": float(s_frac), "grid": list(shape), "cycles": n_cycles,
                                        "seconds": round(time.monotonic() - t0, 3)})
+
+
+def _cross_validated_weights(refl: ReflectionSet, fmod: np.ndarray, bins: np.ndarray, active: np.ndarray,
+                             free: np.ndarray, scale: float, cap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """σ_A measured on the free reflections only (left out of every map, so their F_mod holds no copy
+    of their own input term), in coarse shells of ~150 free reflections; working and free reflections
+    are scaled and normalised within their own group.  Returns (HL_mod, scaled F_mod, σ_A per reflection)."""
+    fobs, eps, cen = refl.fobs, refl.epsilon, refl.centric
+    n_coarse = int(np.clip(free.sum() // 150, 1, 8))
+    coarse = refl.resolution_bins(n_bins=n_coarse, select=free)
+    sa = np.clip(sigmaa_ml(normalise(fobs, eps, coarse, free), normalise(fmod, eps, coarse, free), cen, coarse,
+                           free) * scale, 0.0, cap)[coarse]
+    fmod_s = np.where(free, scale_to_obs(fobs, fmod, eps, coarse, free), scale_to_obs(fobs, fmod, eps, bins, active))
+    eo = np.where(free, normalise(fobs, eps, coarse, free), normalise(fobs, eps, bins, active))
+    ec = np.where(free, normalise(fmod_s, eps, coarse, free), normalise(fmod_s, eps, bins, active))
+    return modified_phase_hl(eo, ec, fmod_s, cen, sa), fmod_s, sa
 
 
 def _remove_bias(fmod: np.ndarray, f_in: np.ndarray, active: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, float]:

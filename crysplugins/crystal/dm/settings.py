@@ -41,7 +41,9 @@ class MaskSettings:
     """The solvent mask (:mod:`.masking`): local standard deviation in a cone-weighted sphere whose radius
     shrinks linearly from d_min + ``radius_extra`` to d_min × ``radius_scale`` over the shrink cycles, or
     scores from a mask provider; re-made every ``every`` cycles (providers: every ``provider_every``).
-    ``statistic``: ``"sd"`` (local standard deviation) or ``"rms"`` (local rms about the previous
+    ``fom_slope`` > 0 makes the radius follow the phases instead: d_min × (``radius_scale`` +
+    ``fom_slope`` × (1 − ⟨m⟩)) with ⟨m⟩ the current |F|-weighted mean FOM (poor phases need a larger
+    sphere; CALIBRATION.md).  ``statistic``: ``"sd"`` (local standard deviation) or ``"rms"`` (local rms about the previous
     cycle's solvent level)."""
 
     radius_extra: float = 1.0
@@ -50,6 +52,7 @@ class MaskSettings:
     provider_every: int = 5
     symmetrize: bool = True
     statistic: str = "sd"
+    fom_slope: float = 0.0
 
 
 @dataclass

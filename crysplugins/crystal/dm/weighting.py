@@ -81,16 +81,14 @@ def scale_to_obs(fobs: np.ndarray, fmod: np.ndarray, epsilon: np.ndarray, bins: 
     return fmod * np.sqrt(o / np.maximum(c, 1e-300))[bins]
 
 
-def modified_phase_hl(fobs: np.ndarray, fmod_scaled: np.ndarray, epsilon: np.ndarray, centric: np.ndarray,
-                      bins: np.ndarray, sigmaa_bin: np.ndarray) -> np.ndarray:
-    """(n, 4) HL coefficients of the modified map's phases (X cos φ, X sin φ, 0, 0)."""
-    eo = normalise(fobs, epsilon, bins)
-    ec = normalise(fmod_scaled, epsilon, bins)
-    s = sigmaa_bin[bins]
-    x = s * eo * ec / (1.0 - s * s)
+def modified_phase_hl(eo: np.ndarray, ec: np.ndarray, fmod: np.ndarray, centric: np.ndarray,
+                      sigmaa: np.ndarray) -> np.ndarray:
+    """(n, 4) HL coefficients (X cos φ_mod, X sin φ_mod, 0, 0) of the modified map's phases from |E_obs|,
+    |E_mod|, F_mod and σ_A per reflection."""
+    x = sigmaa * eo * ec / (1.0 - sigmaa * sigmaa)
     x = np.where(centric, x, 2.0 * x)
-    phi = np.angle(fmod_scaled)
-    out = np.zeros((len(fobs), 4))
+    phi = np.angle(fmod)
+    out = np.zeros((len(eo), 4))
     out[:, 0] = x * np.cos(phi)
     out[:, 1] = x * np.sin(phi)
     return out
