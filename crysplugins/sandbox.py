@@ -115,6 +115,24 @@ def dumps(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
+#: top-level modules whose classes may come back from a plugin's child: the host never imports the
+#: plugin's own modules while unpickling its answer (an import could hang or crash the host)
+SAFE_MODULES = frozenset({"crysplugins", "gemmi", "numpy", "builtins", "collections", "datetime", "pathlib",
+                          "enum", "copyreg", "_codecs", "math", "fractions", "decimal"})
+
+
+class _HostUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module.split(".")[0] not in SAFE_MODULES:
+            raise pickle.UnpicklingError(f"an object of {module}.{name}, which the host does not load")
+        return super().find_class(module, name)
+
+
+def loads_from_plugin(data: bytes) -> Any:
+    """Unpickle a child's answer, refusing classes outside :data:`SAFE_MODULES`."""
+    return _HostUnpickler(_bytes_io.BytesIO(data)).load()
+
+
 # ------------------------------------------------------------------------------------------ messages
 
 def _write_message(fd: int, obj: Any) -> None:
@@ -163,7 +181,7 @@ class _Child:
                 size = struct.unpack("<Q", self._buffer[:8])[0]
                 if len(self._buffer) >= 8 + size:
                     payload, self._buffer = self._buffer[8:8 + size], self._buffer[8 + size:]
-                    return pickle.loads(payload)
+                    return loads_from_plugin(payload)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise _Timeout()
@@ -231,6 +249,8 @@ def discover(entry_points: list[tuple[str, str, str]], timeout: float | None = N
             ended = None if msg is not None else child.how_it_ended()
         except _Timeout:
             ended = f"its import did not finish in {timeout:g} s"
+        except (pickle.UnpicklingError, AttributeError, ImportError, EOFError) as exc:
+            ended = f"what it declares holds {_sentence(str(exc))}"
         finally:
             child.stop()
         if ended is not None:
@@ -275,6 +295,8 @@ def call(plugin: str, distribution: str, value: str, target: tuple[str, str], me
                 msg = child.receive(min(left, _POLL_S))
             except _Timeout:
                 continue
+            except (pickle.UnpicklingError, AttributeError, ImportError, EOFError) as exc:
+                raise CrysError(f"{who} returned from {what} {_sentence(str(exc))}, which cannot be used.") from None
             if msg is None:
                 raise CrysError(f"{who} ended its process during {what} ({child.how_it_ended()}).")
             kind = msg[0]

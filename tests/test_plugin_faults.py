@@ -36,6 +36,8 @@ PREDICT_FAILURES = {
     "fault-crashes": ("fault_predict_crashes", "crysfault-predict-crashes 0.1", "killed by signal SIGSEGV"),
     "fault-hangs": ("fault_predict_hangs", "crysfault-predict-hangs 0.1", "did not finish fault-hangs.predict "
                     "in 4 s"),
+    "fault-foreign": ("fault_predict_foreign", "crysfault-predict-foreign 0.1", "an object of "
+                      "crysfault_predict_foreign.Private, which the host does not load"),
 }
 
 
@@ -96,7 +98,7 @@ def test_demo_records_each_failure_and_goes_on(cli, tmp_path):
     for predictor, (plugin, dist, words) in PREDICT_FAILURES.items():
         assert summary[predictor]["status"] == "error"
         assert f"The plugin {plugin} ({dist})" in summary[predictor]["error"] and words in summary[predictor]["error"]
-    assert "demo: 2 of 6 predictors ran, 4 failed" in proc.stdout
+    assert f"demo: 2 of {2 + len(PREDICT_FAILURES)} predictors ran, {len(PREDICT_FAILURES)} failed" in proc.stdout
 
 
 def test_in_process_host_holds_proxies_that_survive(monkeypatch):
