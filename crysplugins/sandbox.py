@@ -46,6 +46,7 @@ ENV_IMPORT_TIMEOUT = "CRYSPLUGINS_PLUGIN_IMPORT_TIMEOUT"
 ENV_CALL_TIMEOUT = "CRYSPLUGINS_PLUGIN_TIMEOUT"
 ENTRY_POINT_GROUP = "crysplugins"
 _POLL_S = 0.1  # how often a waiting parent looks at the cancel token
+_STARTUP_S = 60.0  # allowance for a child's Python start-up on a busy machine, beyond any time limit
 # the child imports this module by name (not as __main__) so that pickles refer to crysplugins.sandbox
 _CHILD = "import sys; from crysplugins.sandbox import main; sys.exit(main(sys.argv[1:]))"
 
@@ -237,7 +238,7 @@ def discover(entry_points: list[tuple[str, str, str]], timeout: float | None = N
         try:
             while True:
                 # the time limit covers one import; the child's own start-up gets a generous allowance
-                msg = child.receive(timeout if current is not None else max(timeout, 60.0))
+                msg = child.receive(timeout if current is not None else timeout + _STARTUP_S)
                 if msg is None or msg[0] == "finished":
                     break
                 if msg[0] == "start":
@@ -275,19 +276,23 @@ def call(plugin: str, distribution: str, value: str, target: tuple[str, str], me
     """Call ``method`` of the predictor or refiner ``target`` = (kind, name) of a plugin in a child.
 
     The plugin's own CrysError passes through; anything else that goes wrong becomes one sentence naming
-    the plugin and its distribution.
+    the plugin and its distribution.  ``timeout`` (s) counts from the moment the child has loaded the
+    plugin; loading gets the import time limit plus a start-up allowance.
     """
     timeout = call_timeout() if timeout is None else timeout
+    loading = import_timeout() + _STARTUP_S
     what = f"{target[1]}.{method}"
     who = f"The plugin {plugin} ({distribution})"
     child = _Child({"op": "call", "entry_point": (plugin, value), "target": target, "method": method,
                     "args": args, "kwargs": kwargs or {}})
-    deadline = time.monotonic() + timeout
+    deadline, loaded = time.monotonic() + loading, False
     try:
         while True:
             if cancel is not None and cancel.cancelled:
                 raise Cancelled("The prediction was cancelled.")
             left = deadline - time.monotonic()
+            if left <= 0 and not loaded:
+                raise CrysError(f"{who} could not be loaded for {what} within {loading:g} s and was stopped.")
             if left <= 0:
                 raise CrysError(f"{who} did not finish {what} in {timeout:g} s and was stopped "
                                 f"(set {ENV_CALL_TIMEOUT} to allow longer).")
@@ -300,7 +305,9 @@ def call(plugin: str, distribution: str, value: str, target: tuple[str, str], me
             if msg is None:
                 raise CrysError(f"{who} ended its process during {what} ({child.how_it_ended()}).")
             kind = msg[0]
-            if kind == "progress" and progress is not None:
+            if kind == "loaded":
+                deadline, loaded = time.monotonic() + timeout, True
+            elif kind == "progress" and progress is not None:
                 progress(msg[1], msg[2])
             elif kind == "result":
                 return msg[1]
@@ -413,6 +420,7 @@ def _child_call(fd: int, request: dict) -> None:
     kind, target = request["target"]
     host = _load_plugin_host(name, value)
     obj = host.predictors[target].predictor if kind == "predictor" else host.refiners[target].refiner
+    _write_message(fd, ("loaded",))  # the call's time limit starts now
     if request["method"] == "predict":
         inputs, refiners = request["args"]
         req = Request(inputs=inputs, refiners=refiners,

@@ -18,7 +18,7 @@ FAULTS = Path(__file__).resolve().parent / "data" / "fault_plugins"
 ALL = os.pathsep.join(str(p) for p in sorted(FAULTS.iterdir()) if p.is_dir())
 #: all but the hanging import, where a test is about something else (each command would wait for it)
 NO_HANG = os.pathsep.join(p for p in ALL.split(os.pathsep) if not p.endswith("import_hang"))
-LIMITS = {"CRYSPLUGINS_PLUGIN_IMPORT_TIMEOUT": "3", "CRYSPLUGINS_PLUGIN_TIMEOUT": "4"}
+LIMITS = {"CRYSPLUGINS_PLUGIN_IMPORT_TIMEOUT": "3", "CRYSPLUGINS_PLUGIN_TIMEOUT": "2"}
 SOLVENT = ["solvent-content", "--cell", "34.321 45.508 98.912 90 90 90", "--spacegroup", "19",
            "--molecular-weight", "18000", "--resolution", "1.8", "--json"]
 
@@ -35,7 +35,7 @@ PREDICT_FAILURES = {
                     "fault-exits.predict (exit code 3)"),
     "fault-crashes": ("fault_predict_crashes", "crysfault-predict-crashes 0.1", "killed by signal SIGSEGV"),
     "fault-hangs": ("fault_predict_hangs", "crysfault-predict-hangs 0.1", "did not finish fault-hangs.predict "
-                    "in 4 s"),
+                    "in 2 s"),
     "fault-foreign": ("fault_predict_foreign", "crysfault-predict-foreign 0.1", "an object of "
                       "crysfault_predict_foreign.Private, which the host does not load"),
 }
