@@ -22,10 +22,13 @@ from typing import Any, Sequence
 
 from crysplugins import __version__
 from crysplugins.errors import CrysError
-from crysplugins.validate import check_output_folder, writable_folder
+from crysplugins.examples import copy_examples
+from crysplugins.validate import writable_folder
 from crysplugins.host import Host, default_host
 from crysplugins.interface import Kind
-from crysplugins.request import load_request_inputs, run_prediction, write_json, write_prediction
+from crysplugins.inputs import columns_flag, input_flags, own_flag
+from crysplugins.request import (load_request_inputs, prepare_output_folder, run_prediction, write_json,
+                                 write_prediction)
 
 #: command name -> (module, help, extra that provides its dependencies)
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -87,7 +90,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         "name": e.predictor.name, "version": e.predictor.version, "summary": e.predictor.summary,
         "plugin": e.plugin, "distribution": e.distribution, "status": "ok",
         "inputs": [{"name": s.name, "kind": s.kind.value, "required": s.required, "group": s.group,
-                    "columns": list(s.columns), "help": s.help} for s in e.predictor.inputs],
+                    "columns": list(s.columns), "help": s.help, **_flag_fields(e.predictor, s)}
+                   for s in e.predictor.inputs],
         "outputs": [{"name": s.name, "kind": s.kind.value} for s in e.predictor.outputs],
     } for e in sorted(host.predictors.values(), key=lambda e: e.predictor.name)]
     failures = [{"plugin": f.plugin, "distribution": f.distribution, "status": "failed", "error": f.error}
@@ -110,9 +114,19 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flag_fields(predictor, spec) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The command-line flag of an input (and of its column choice) for ``list``/``info --json``."""
+    flag = input_flags(predictor.inputs)[spec.name]
+    fields = {"flag": f"--{flag}"}
+    if spec.kind in (Kind.REFLECTIONS, Kind.MAP):
+        fields["columns_flag"] = f"--{columns_flag(flag)}"
+    return fields
+
+
 # --------------------------------------------------------------------------------------------- info
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """One screen about a predictor: its flags, outputs and the model card's main facts (all with --json)."""
     host = _host()
     predictor = host.get(args.name)
     entry = host.predictors[args.name]
@@ -124,7 +138,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "origin_arbitrary": bool(getattr(predictor, "origin_arbitrary", False)),
         "inputs": [{"name": s.name, "kind": s.kind.value, "required": s.required, "group": s.group,
                     "unit": s.unit, "columns": list(s.columns), "choices": list(s.choices),
-                    "default": s.default, "help": s.help} for s in predictor.inputs],
+                    "default": s.default, "help": s.help, **_flag_fields(predictor, s)} for s in predictor.inputs],
         "outputs": [{"name": s.name, "kind": s.kind.value, "unit": s.unit, "help": s.help}
                     for s in predictor.outputs],
         "model_card": card,
@@ -134,22 +148,47 @@ def cmd_info(args: argparse.Namespace) -> int:
         _print_json(info)
         return 0
     print(f"{info['name']} {info['version']} ({info['distribution']})")
-    print(f"  {info['summary']}")
+    print(f"  {_clip(info['summary'], 110)}")
     print("inputs:")
     for s in info["inputs"]:
-        req = "required" if s["required"] else (f"one of group '{s['group']}'" if s["group"] else "optional")
-        extra = f" columns {','.join(s['columns'])}" if s["columns"] else ""
-        extra += f" [{s['unit']}]" if s["unit"] else ""
-        print(f"  --{s['name'].replace('_', '-'):18s} {s['kind']:12s} {req}{extra}: {s['help']}")
+        req = "required" if s["required"] else (f"one of '{s['group']}'" if s["group"] else "optional")
+        unit = f" [{s['unit']}]" if s["unit"] else ""
+        default = f" (default {s['default']})" if s["default"] is not None else ""
+        print(f"  {s['flag']:20s} {req:18s} {_clip(s['help'] + unit + default, 72)}")
     print("outputs:")
     for s in info["outputs"]:
-        print(f"  {s['name']:20s} {s['kind']:12s} {s['help']}")
+        print(f"  {s['name']:26s} {s['kind']:11s} {_clip(s['help'], 73)}")
     if card:
-        print("model card:")
-        print(json.dumps(card, indent=2, default=str))
+        print("model:")
+        for line in _card_lines(card):
+            print(f"  {line}")
     for note in info["model_notes"]:
         print(f"note: {note}")
+    print(f"(the whole model card and every input field: crysplugins info {info['name']} --json)")
     return 0
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+#: model-card entries shown by ``info`` (the rest is in ``info --json``)
+CARD_FIELDS = ("name", "description", "summary", "task", "created", "reference", "parameters", "recycled_model",
+               "hand_model", "default_cycles", "default_output")
+
+
+def _card_lines(card: dict) -> list[str]:
+    """A few lines of a model card: what the model is, its grid range and its headline test metrics."""
+    lines = [f"{key}: {_clip(card[key], 90)}" for key in CARD_FIELDS if card.get(key) not in (None, "")]
+    grid = card.get("grid") or {}
+    if grid.get("d_min") is not None:
+        lines.append(f"grid: d_min {grid.get('d_min')} Å, sampling rate {grid.get('sampling_rate')}")
+    metrics = card.get("metrics") or {}
+    shown = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)][:6]
+    if shown:
+        lines.append("metrics: " + _clip(", ".join(f"{k} {v:.4g}" for k, v in shown), 100))
+    return lines
 
 
 def _model_notes(card: dict | None) -> list[str]:
@@ -162,23 +201,53 @@ def _model_notes(card: dict | None) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ predict
 
-def build_predict_parser(predictor) -> argparse.ArgumentParser:
-    """An argparse parser with one flag per declared input of ``predictor``."""
+def build_predict_parser(predictor) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+    """An argparse parser with one flag per declared input of ``predictor``, in the shared vocabulary
+    (:func:`crysplugins.inputs.input_flags`); an input's own name stays a hidden alias."""
     parser = argparse.ArgumentParser(prog=f"crysplugins predict {predictor.name}", description=predictor.summary)
+    flags = input_flags(predictor.inputs)
+    required = parser.add_argument_group("required inputs")
+    groups: dict[str, Any] = {}
+    optional = parser.add_argument_group("optional inputs")
     for spec in predictor.inputs:
-        flag = "--" + spec.name.replace("_", "-")
-        unit = f" [{spec.unit}]" if spec.unit else ""
-        default = f" (default {spec.default})" if spec.default is not None else ""
-        parser.add_argument(flag, dest=spec.name, metavar=spec.kind.value.upper(),
-                            help=f"{spec.help}{unit}{default}")
-        if spec.kind is Kind.REFLECTIONS:
-            parser.add_argument(f"--{spec.name.replace('_', '-')}-columns", dest=f"{spec.name}__columns",
-                                metavar="ROLE=LABEL,...",
-                                help=f"MTZ columns for roles {','.join(spec.columns)} (default: picked automatically)")
-    parser.add_argument("--out", "-o", default=None, help="folder for the output files (default: print only)")
+        if spec.required:
+            where = required
+        elif spec.group:
+            if spec.group not in groups:
+                members = " or ".join(f"--{flags[s.name]}" for s in predictor.inputs if s.group == spec.group)
+                groups[spec.group] = parser.add_argument_group(f"give {members} (at least one)")
+            where = groups[spec.group]
+        else:
+            where = optional
+        _add_input_flags(where, spec, flags[spec.name])
+    parser.add_argument("--out", "-o", default=None, help="new (or empty) folder for the output files and "
+                        "result.json (default: print only)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     parser.add_argument("--json", action="store_true", help="print a machine-readable JSON result on stdout")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return parser
+
+
+def _add_input_flags(group, spec, flag: str) -> None:  # type: ignore[no-untyped-def]
+    """The flag of one input (+ its column choice for an MTZ), and the input's own name as a hidden alias."""
+    unit = f" [{spec.unit}]" if spec.unit else ""
+    default = f" (default {spec.default})" if spec.default is not None else ""
+    also_mtz = " (also an MTZ of map coefficients)" if spec.kind is Kind.MAP else ""
+    old = own_flag(spec)
+    target = group.add_mutually_exclusive_group(required=spec.required) if old != flag else group
+    target.add_argument(f"--{flag}", dest=spec.name, metavar=spec.kind.value.upper(),
+                        required=spec.required and old == flag, help=f"{spec.help}{also_mtz}{unit}{default}")
+    if old != flag:  # a required input stays required under either spelling
+        target.add_argument(f"--{old}", dest=spec.name, help=argparse.SUPPRESS)
+    if spec.kind in (Kind.REFLECTIONS, Kind.MAP):
+        if spec.kind is Kind.MAP:
+            what = f"when --{flag} is an MTZ: its columns for roles F,PHI,FOM?"
+        else:
+            what = f"MTZ columns for roles {','.join(spec.columns)}" if spec.columns else "MTZ columns"
+        group.add_argument(f"--{columns_flag(flag)}", dest=f"{spec.name}__columns", metavar="ROLE=LABEL,...",
+                           help=f"{what} (default: picked automatically)")
+        if old != flag:
+            group.add_argument(f"--{columns_flag(old)}", dest=f"{spec.name}__columns", help=argparse.SUPPRESS)
 
 
 def cmd_predict(argv: Sequence[str]) -> int:
@@ -191,8 +260,8 @@ def cmd_predict(argv: Sequence[str]) -> int:
     parser = build_predict_parser(predictor)
     args = parser.parse_args(list(argv[1:]))
     if args.out:
-        check_output_folder(args.out)  # before the work, not after it
-    values = {k: v for k, v in vars(args).items() if k not in ("out", "json", "quiet")}
+        prepare_output_folder(args.out, args.overwrite)  # before the work, not after it
+    values = {k: v for k, v in vars(args).items() if k not in ("out", "json", "quiet", "overwrite")}
     columns = {k[:-len("__columns")]: v for k, v in values.items() if k.endswith("__columns")}
     inputs = load_request_inputs(predictor, values, columns)
     notes = [n for v in inputs.values() for n in getattr(v, "notes", [])]
@@ -239,7 +308,7 @@ def _print_human(result: dict) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run every installed predictor that ships example inputs; write results under --out."""
     host = _host()
-    out = writable_folder(args.out)
+    out = writable_folder(prepare_output_folder(args.out, args.overwrite))
     summary = {}
     for name in host.names():
         predictor = host.get(name)
@@ -263,6 +332,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         summary[name] = {"status": "ok", "seconds": round(time.monotonic() - t0, 3), "files": files,
                          **prediction.summary()}
         print(f"{name}: ok in {summary[name]['seconds']:.2f} s -> {out / name}")
+        for message in prediction.messages:  # the hand call and what to check are said here, not only in demo.json
+            print(f"    {message}")
         for sname, s in prediction.scalars.items():
             print(f"    {sname}: {s.value:.4g} {s.unit}".rstrip())
     write_json(out / "demo.json", summary)
@@ -272,6 +343,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"demo: {len(ran)} of {len(summary)} predictors ran, {len(failed)} failed, {skipped} had no example "
           f"inputs; results in {out}")
     return 1 if failed else 0
+
+
+def cmd_examples(args: argparse.Namespace) -> int:
+    """Copy the shipped example inputs into --out, so the README's command lines run as written."""
+    files = copy_examples(args.out, args.overwrite)
+    for name, what in files.items():
+        print(f"{Path(args.out) / name}: {what}")
+    return 0
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -290,9 +369,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
     sub.add_parser("predict", help="run a predictor: crysplugins predict NAME --help", add_help=False)
     p = sub.add_parser("demo", help="run every predictor on the example data shipped in the package")
-    p.add_argument("--out", default="crysplugins-demo", help="output folder (default ./crysplugins-demo)")
+    p.add_argument("--out", default="crysplugins-demo", help="new (or empty) output folder (default "
+                   "./crysplugins-demo)")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier demo in --out")
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("examples", help="copy the example input files (MTZ, sequences) into a folder")
+    p.add_argument("--out", required=True, help="folder for the example files")
+    p.add_argument("--overwrite", action="store_true", help="replace example files already in --out")
+    p.set_defaults(func=cmd_examples)
     for name, (module, help_text, extra) in LAZY_COMMANDS.items():
         if name == command:
             try:

@@ -7,13 +7,14 @@ refiners and write the same files.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
 from crysplugins.crystal import io
 from crysplugins.errors import CrysError
-from crysplugins.inputs import load_input, parse_columns
-from crysplugins.validate import writable_folder
+from crysplugins.inputs import input_flags, load_input, parse_columns
+from crysplugins.validate import check_output_folder, writable_folder
 from crysplugins.interface import (CancelToken, Prediction, Predictor, ProgressCallback, Refiner, Request,
                                    check_request)
 
@@ -30,17 +31,35 @@ def load_request_inputs(predictor: Predictor, values: Mapping[str, Any],
     booleans) is loaded like a user's string, so it meets the same checks.
     """
     inputs: dict[str, Any] = {}
+    flags = input_flags(predictor.inputs)
     for spec in predictor.inputs:
         chosen = (columns or {}).get(spec.name)
         value = load_input(spec, values.get(spec.name),
-                           chosen if isinstance(chosen, Mapping) else parse_columns(chosen))
+                           chosen if isinstance(chosen, Mapping) else parse_columns(chosen), flags[spec.name])
         if value is None and spec.default is not None:
             default = spec.default
-            value = load_input(spec, str(default)) if isinstance(default, (int, float, str)) else default
+            value = (load_input(spec, str(default), flag=flags[spec.name])
+                     if isinstance(default, (int, float, str)) else default)
         if value is not None:
             inputs[spec.name] = value
+    check_given(predictor, inputs, flags)
     check_request(predictor, inputs)
     return inputs
+
+
+def check_given(predictor: Predictor, inputs: Mapping[str, Any], flags: Mapping[str, str]) -> None:
+    """A missing required input, or an input group with no member given, in one sentence naming the flags."""
+    given = {k for k, v in inputs.items() if v is not None}
+    for spec in predictor.inputs:
+        if spec.required and spec.name not in given:
+            raise CrysError(f"{predictor.name} needs --{flags[spec.name]} ({spec.help}).")
+    groups: dict[str, list[str]] = {}
+    for spec in predictor.inputs:
+        if spec.group:
+            groups.setdefault(spec.group, []).append(spec.name)
+    for names in groups.values():
+        if not given.intersection(names):
+            raise CrysError(f"{predictor.name} needs one of {' or '.join('--' + flags[n] for n in names)}.")
 
 
 def run_prediction(predictor: Predictor, inputs: dict[str, Any], progress: ProgressCallback | None = None,
@@ -80,6 +99,35 @@ def write_prediction(prediction: Prediction, out_dir: Path, stem: str = "") -> d
             Path(path).unlink(missing_ok=True)
         raise
     return written
+
+
+#: the record a command writes into its output folder (it names the run's files)
+RUN_RECORDS = ("result.json", "refine.json", "demo.json", "results.json")
+
+
+def prepare_output_folder(path: str | Path, overwrite: bool = False) -> Path:
+    """Check an output folder before any work, so one folder only ever holds the files of one run.
+
+    A new or empty folder is fine.  A folder with files is refused unless ``overwrite`` is given and the
+    folder holds an earlier crysplugins run (one of ``RUN_RECORDS``): its content is then removed, so no
+    file of the earlier run is left beside the new ones.  Nothing is created here."""
+    p = check_output_folder(path)
+    entries = sorted(p.iterdir()) if p.is_dir() else []
+    if not entries:
+        return p
+    names = ", ".join(e.name for e in entries[:4]) + (", ..." if len(entries) > 4 else "")
+    if not overwrite:
+        raise CrysError(f"The output folder {p} is not empty (it holds {names}); name a new folder, or add "
+                        f"--overwrite to replace an earlier run's files.")
+    if not any((p / record).is_file() for record in RUN_RECORDS):
+        raise CrysError(f"The output folder {p} holds files no crysplugins run wrote ({names}); --overwrite "
+                        f"only replaces an earlier run's folder, so name a new folder.")
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    return p
 
 
 def write_json(path: Path, obj: Any) -> None:

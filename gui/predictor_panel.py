@@ -25,7 +25,7 @@ from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHB
                              QVBoxLayout, QWidget)
 
 from crysplugins.errors import CrysError
-from crysplugins.inputs import load_input
+from crysplugins.inputs import input_flags, load_input
 from crysplugins.interface import InputSpec, Kind, Prediction, Reflections
 from crysplugins.gui.dialogs import ColumnDialog, show_error
 from crysplugins.gui.worker import PredictionWorker, RawInput
@@ -52,11 +52,13 @@ def field_label(name: str) -> str:
 def gui_wording(message: str, specs) -> str:
     """A command-line message in the form's words: flags and input names become the labels of the form
     ('--molecular-weight' -> '"molecular weight"'), column choices point at the "cols" button."""
+    specs = list(specs)
+    flags = input_flags(specs)
     for spec in sorted(specs, key=lambda s: -len(s.name)):
         label = field_label(spec.name)
-        flag = "--" + spec.name.replace("_", "-")
-        message = message.replace(f"{flag}-columns", f'the "cols" button of "{label}"')
-        message = re.sub(re.escape(flag) + r"(?![\w-])", f'"{label}"', message)
+        for flag in dict.fromkeys(("--" + flags[spec.name], "--" + spec.name.replace("_", "-"))):
+            message = message.replace(f"{flag}-columns", f'the "cols" button of "{label}"')
+            message = re.sub(re.escape(flag) + r"(?![\w-])", f'"{label}"', message)
         message = message.replace(f"'{spec.name}'", f'"{label}"')
         if "_" in spec.name:  # a bare input name in a list ("needs one of: sequence, molecular_weight")
             message = re.sub(r"(?<![\w/.-])" + re.escape(spec.name) + r"(?![\w/-])", label, message)

@@ -64,7 +64,7 @@ CASES = {
     "unknown space group": (["solvent-content", "--cell", CELL, "--spacegroup", "P 7 7", "--sequence", "MKV",
                              "--resolution", "2"], False, "not a space group"),
     "molecule too big": (SC + ["--molecular-weight", "9e6"], False, "does not fit"),
-    "no composition": (SC, False, "needs one of: sequence, molecular_weight"),
+    "no composition": (SC, False, "needs one of --sequence or --molecular-weight"),
     "unknown predictor": (["no-such-predictor"], False, "There is no predictor called"),
 }
 

@@ -65,10 +65,10 @@ def _mtz(tmp_path, columns):
 def test_mtz_auto_pick_and_notes(tmp_path):
     n = 4
     path = _mtz(tmp_path, {"FP": ("F", np.arange(1, n + 1)), "SIGFP": ("Q", np.ones(n)),
-                           "PHWT": ("P", np.zeros(n)), "FOM": ("W", np.full(n, 0.5))})
+                           "PHIB": ("P", np.zeros(n)), "FOM": ("W", np.full(n, 0.5))})
     refl = io.read_mtz(path, need=("F", "PHI"), want=("FOM",))
-    assert refl.columns == {"F": "FP", "PHI": "PHWT", "FOM": "FOM", "SIGF": "SIGFP"}
-    assert "picked column FP as F" in refl.notes
+    assert refl.columns == {"F": "FP", "PHI": "PHIB", "FOM": "FOM", "SIGF": "SIGFP"}
+    assert len(refl.notes) == 1 and "F=FP, PHI=PHIB, FOM=FOM, SIGF=SIGFP" in refl.notes[0]
     np.testing.assert_allclose(refl.amplitudes(), [1, 2, 3, 4])
     assert refl.miller_array().shape == (n, 3)
     assert refl.d_min == pytest.approx(1 / np.sqrt((2 / 30) ** 2 + (3 / 40) ** 2 + (4 / 50) ** 2), rel=1e-4)

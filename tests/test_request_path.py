@@ -38,7 +38,7 @@ def test_defaults_are_loaded_like_user_strings_and_checked():
     inputs = request.load_request_inputs(Echo(), {"x": "2.5"})
     assert inputs == {"n": 3, "x": 2.5, "flag": True, "mode": "b"}
     assert type(inputs["n"]) is int and inputs["flag"] is True
-    with pytest.raises(CrysError, match="needs the input 'x'"):
+    with pytest.raises(CrysError, match="needs --x"):
         request.load_request_inputs(Echo(), {})
     with pytest.raises(CrysError, match="at least 1"):
         request.load_request_inputs(Echo(), {"x": "1", "n": "0"})

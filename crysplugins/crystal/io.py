@@ -171,14 +171,17 @@ def write_map(cmap: CrystalMap, path: PathLike) -> Path:
 # ---------------------------------------------------------------------------------------------- MTZ
 
 def read_mtz(path: PathLike, columns: Mapping[str, str] | None = None, need: tuple[str, ...] = (),
-             want: tuple[str, ...] = (), name: str | None = None) -> Reflections:
+             want: tuple[str, ...] = (), name: str | None = None, columns_flag: str = "--columns") -> Reflections:
     """Read an MTZ file and choose a column for each role.
 
     ``columns`` maps roles (F, SIGF, I, SIGI, PHI, FOM, FWT) to labels chosen by the user; a label that
     is not in the file is an error.  Roles in ``need`` that were not given are picked automatically from
     the usual labels (``COLUMN_PREFERENCES``), then by column type; roles in ``want`` likewise but
     silently skipped when absent.  ``need`` may contain alternatives written ``"F|I"`` (either is fine).
-    Every automatic choice is recorded in ``Reflections.notes``.
+    Amplitudes and phases are picked as a consistent set (:func:`_phase_set`): map coefficients with
+    their own phases (FWT with PHWT, never weighted by FOM), or observed amplitudes with experimental
+    phases and FOM (FP with PHIB and FOM).  The automatic choices are recorded in ``Reflections.notes``
+    as one line; ``columns_flag`` is the flag named in messages for choosing columns by hand.
     """
     p = _existing_file(path, "MTZ")
     check_mtz_header(p)
@@ -199,20 +202,32 @@ def read_mtz(path: PathLike, columns: Mapping[str, str] | None = None, need: tup
                             f"(columns: {', '.join(f'{k}({v})' for k, v in labels.items())}).")
         _check_column_type(p, role, label, labels[label])
         chosen[role] = label
+    by_hand = set(chosen)
+    picked = _phase_set(labels, chosen, need + want)
+    chosen.update(picked)
     for item in need + want:
         alternatives = item.split("|")
         if any(a in chosen for a in alternatives):
             continue
+        if item == "FOM" and chosen.get("F") in MAP_COEFFICIENTS:
+            continue  # map coefficients are already weighted
+        if item == "PHI" and "F" in by_hand and "PHI" in [r for i in need for r in i.split("|")]:
+            raise CrysError(f"The MTZ file {p.name} has no phase column known to go with {chosen['F']}; name "
+                            f"one with {columns_flag}, e.g. F={chosen['F']},PHI=... "
+                            f"(columns: {', '.join(f'{k}({v})' for k, v in labels.items())}).")
+        if item == "PHI" and "F" in by_hand:
+            continue  # an amplitude chosen by hand is never given a phase of another set
         for role in alternatives:
             label = _auto_pick(role, labels)
+            if role == "PHI" and label in OWN_PHASES and (chosen.get("F"), label) not in PHASE_PAIRS:
+                label = None  # the phases of another set (PHWT of FWT) never go with this amplitude
             if label:
-                chosen[role] = label
-                notes.append(f"picked column {label} as {role}")
+                chosen[role] = picked[role] = label
                 break
         else:
             if item in need:
                 kinds = " or ".join(f"{r} (type {COLUMN_PREFERENCES[r][1]})" for r in alternatives)
-                raise CrysError(f"The MTZ file {p.name} has no {kinds} column; name one with --columns "
+                raise CrysError(f"The MTZ file {p.name} has no {kinds} column; name one with {columns_flag} "
                                 f"(columns: {', '.join(f'{k}({v})' for k, v in labels.items())}).")
     # sigma columns follow their amplitude when possible (FP -> SIGFP)
     for role, sig in (("F", "SIGF"), ("I", "SIGI")):
@@ -220,6 +235,14 @@ def read_mtz(path: PathLike, columns: Mapping[str, str] | None = None, need: tup
             guess = "SIG" + chosen[role]
             if labels.get(guess) == "Q":
                 chosen[sig] = guess
+                if role in picked:
+                    picked[sig] = guess
+    if picked:
+        kind = (" (map coefficients: not weighted by FOM)" if "PHI" in picked and "FOM" not in chosen
+                and chosen.get("F") in MAP_COEFFICIENTS else "")
+        notes.append(f"columns of {p.name} picked automatically: "
+                     f"{', '.join(f'{r}={lab}' for r, lab in picked.items())}{kind}; choose others with "
+                     f"{columns_flag}")
     _check_mtz_values(mtz, p, chosen)
     return Reflections(mtz=mtz, columns=chosen, name=name or p.stem, notes=notes)
 
@@ -292,6 +315,50 @@ def check_mtz_header(path: PathLike) -> None:
     if position < 21 or (position - 1) * 4 + 80 > size:
         raise CrysError(f"{p} is not a readable MTZ file (its header position {position} lies outside "
                         f"the file of {size} bytes).")
+
+
+#: amplitude label -> its phase label, in order of preference, for automatic amplitude + phase choices:
+#: map coefficients first (already weighted, so never multiplied by a FOM), then observed amplitudes with
+#: experimental phases (weighted by FOM), then model phases.
+PHASE_PAIRS: tuple[tuple[str, str], ...] = (
+    ("FWT", "PHWT"), ("2FOFCWT", "PH2FOFCWT"), ("FP", "PHIB"), ("F", "PHIB"), ("FOBS", "PHIB"),
+    ("F", "PHI"), ("FP", "PHI"), ("FB", "PHIB"), ("FC", "PHIC"), ("FC_ALL", "PHIC_ALL"), ("FCALC", "PHICALC"),
+)
+#: phase labels that belong to one amplitude only (PHWT to FWT, PHIC to FC)
+OWN_PHASES = frozenset({"PHWT", "PH2FOFCWT", "PHDELWT", "PHIC", "PHIC_ALL", "PHICALC"})
+#: amplitude labels that are map coefficients (already weighted): never paired with a FOM automatically
+MAP_COEFFICIENTS = frozenset({"FWT", "2FOFCWT", "DELFWT", "FOFCWT", "FB", "FC", "FC_ALL", "FCALC"})
+
+
+def _phase_set(labels: Mapping[str, str], chosen: Mapping[str, str], roles: tuple[str, ...]) -> dict[str, str]:
+    """{role: label} for F, PHI (and FOM) when PHI is asked for: a consistent amplitude/phase pair.
+
+    A column the user named fixes its partner (FWT -> PHWT, PHIB -> FP); FOM is added only for observed
+    amplitudes with experimental phases (a FOM column next to them).  Empty when PHI is not asked for or
+    no known pair is in the file (the role-by-role choice then applies)."""
+    if "PHI" not in [r for item in roles for r in item.split("|")] or ("F" in chosen and "PHI" in chosen):
+        return {}
+    for f_label, phi_label in PHASE_PAIRS:
+        if chosen.get("F", f_label) != f_label or chosen.get("PHI", phi_label) != phi_label:
+            continue
+        if labels.get(f_label) in ("F", "G") and labels.get(phi_label) == "P":
+            pair = {role: lab for role, lab in (("F", f_label), ("PHI", phi_label)) if role not in chosen}
+            wants_fom = any("FOM" in item.split("|") for item in roles)
+            if wants_fom and "FOM" not in chosen and f_label not in MAP_COEFFICIENTS:
+                fom = _auto_pick("FOM", labels)
+                if fom:
+                    pair["FOM"] = fom
+            return pair
+    return {}
+
+
+def is_mtz_file(path: PathLike) -> bool:
+    """True when ``path`` is a file that starts with the MTZ tag (so it is read as reflections)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"MTZ "
+    except OSError:
+        return False
 
 
 def _auto_pick(role: str, labels: Mapping[str, str]) -> str | None:

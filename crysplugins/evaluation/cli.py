@@ -6,7 +6,7 @@
 
 ``--mtz-dir`` holds pairs ``<id>_amplitudes.mtz`` + ``<id>_phases.mtz`` (and optionally ``<id>.seq``);
 ``--dataset`` reads a dataset folder's split and its ``test_mtz/``.  A predictor label may carry extra
-inputs after a colon (``NAME:key=value,key=value``; keys are the predictor's input names).
+inputs after a colon (``NAME:key=value,key=value``; keys are the predictor's input names or flags).
 ``--then-refine REFINER`` also refines every prediction with a registered refiner and reports it as
 ``<predictor> + <refiner>`` (prediction plus refinement time).  Writes
 ``results.json``, ``summary.tsv``, ``summary.md`` and ``shells.png`` (when matplotlib is installed) to
@@ -22,6 +22,7 @@ from pathlib import Path
 from crysplugins.errors import CrysError
 from crysplugins.evaluation import compare
 from crysplugins.host import default_host
+from crysplugins.request import prepare_output_folder
 
 
 def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
@@ -34,7 +35,8 @@ def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
     src.add_argument("--dataset", help="dataset folder (uses its test_mtz/)")
     p.add_argument("--split", default="test", help="dataset split (default test)")
     p.add_argument("--limit", type=int, default=None, help="evaluate at most N examples")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="new (or empty) output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     p.add_argument("--then-refine", action="append", default=[], metavar="REFINER",
                    help="also refine every prediction with this registered refiner (e.g. density-modification) "
                         "and report it as '<predictor> + <refiner>'; repeat for several")
@@ -47,6 +49,7 @@ def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
 def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise CrysError("--limit must be at least 1.")
+    prepare_output_folder(args.out, args.overwrite)
     labels = [compare.PredictorLabel.parse(t) for t in args.predictor]
     host = default_host()
     for label in labels:

@@ -37,7 +37,7 @@ from crysplugins.crystal.origin import apply_origin_hand, search_origin_hand
 from crysplugins.errors import CrysError
 from crysplugins.datasets.store import open_dataset
 from crysplugins.interface import CrystalMap, Kind, Prediction, Predictor, Request, Scalar
-from crysplugins.inputs import load_input
+from crysplugins.inputs import input_name, load_input
 from crysplugins.request import load_request_inputs, run_prediction
 
 SUCCESS_CUTOFF = 60.0  # degrees (paper section 5: phases considered solved below ~60°)
@@ -133,9 +133,10 @@ def predictor_inputs(predictor: Any, label: PredictorLabel, example: Example) ->
     if seq_specs and example.sequence:
         values[seq_specs[0].name] = example.sequence
     for key, value in label.options.items():
-        if key not in names:
+        name = input_name(specs, key)
+        if name is None:
             raise CrysError(f"{predictor.name} has no input '{key}' (inputs: {', '.join(sorted(names))}).")
-        values[key] = value
+        values[name] = value
     return values
 
 
@@ -313,10 +314,11 @@ def evaluate(host: Any, labels: list[PredictorLabel], examples: list[Example],
     for label in labels:  # user errors in the labels fail before any work
         specs = {s.name: s for s in host.get(label.name).inputs}
         for key, value in label.options.items():
-            if key not in specs:
+            name = input_name(list(specs.values()), key)
+            if name is None:
                 raise CrysError(f"{label.name} has no input '{key}' (inputs: {', '.join(sorted(specs))}).")
-            if specs[key].kind in (Kind.FLOAT, Kind.INT, Kind.BOOL, Kind.CHOICE):
-                load_input(specs[key], value)  # 'starts=abc' is refused here, not as a table of NaN
+            if specs[name].kind in (Kind.FLOAT, Kind.INT, Kind.BOOL, Kind.CHOICE):
+                load_input(specs[name], value)  # 'starts=abc' is refused here, not as a table of NaN
     refiner_objs = [(name, host.get_refiner(name)) for name in refiners]
     records = []
     for label in labels:

@@ -93,7 +93,10 @@ class ChargeFlippingPredictor:
         ref = result.refined
         ref.map.name = "density"
         refined_word = "refined" if ref.refined else "not refined"
-        messages.append(f"Chosen start {result.chosen} of {len(result.starts)}; density-modification CC "
+        n_starts, ran = int(request.get("starts", 8)), len(result.starts)
+        stopped = (f"{ran} of up to {n_starts} random starts run (the search stops at the first whose "
+                   f"density-modification CC reaches the stop score)" if ran < n_starts else f"{ran} random starts run")
+        messages.append(f"Chosen start {result.chosen} (numbered from 0); {stopped}; density-modification CC "
                         f"{ref.score:.4f} ({refined_word}); origin and hand are arbitrary (P1).")
         rows = [[s["start"], s["delta"], s["r_factor"], s["flip_cycles"], s["screen_score"],
                  s["dm_score"] if s["dm_score"] is not None else float("nan")] for s in result.starts]

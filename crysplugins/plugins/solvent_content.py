@@ -41,27 +41,30 @@ class SolventContentPredictor:
                   minimum=0.1, maximum=100.0),
         InputSpec("reflections", Kind.REFLECTIONS,
                   "MTZ file; only its cell, space group and resolution are used"),
-        InputSpec("phasing_map", Kind.MAP, "experimental phasing map (optional): adds the solvent-mask U-net "
-                  "estimate and its combination with Matthews (Skubák 2024, eq. 1-2)"),
+        InputSpec("phasing_map", Kind.MAP, "experimental phasing map (optional; a CCP4/MRC map or an MTZ of "
+                  "map coefficients): adds the solvent-mask U-net estimate and its combination with Matthews "
+                  "(Skubák 2024, eq. 1-2)"),
     )
     outputs = (
         OutputSpec("copies", Kind.TABLE, "copies in the asymmetric unit: Vm (Å³/Da), solvent fraction, probability"),
         OutputSpec("most_probable_copies", Kind.SCALAR, "copy number with the highest probability"),
         OutputSpec("solvent_fraction", Kind.SCALAR, "solvent fraction for the most probable copy number"),
         OutputSpec("matthews_coefficient", Kind.SCALAR, "Vm for the most probable copy number", unit="Å³/Da"),
-        OutputSpec("solvent_fraction_unet", Kind.SCALAR, "U-net expected solvent content (eq. 1; with --phasing-map)"),
-        OutputSpec("solvent_fraction_combined", Kind.SCALAR, "Matthews and U-net combined (eq. 2; with --phasing-map)"),
+        OutputSpec("solvent_fraction_unet", Kind.SCALAR, "U-net expected solvent content (eq. 1; with --map)"),
+        OutputSpec("solvent_fraction_combined", Kind.SCALAR, "Matthews and U-net combined (eq. 2; with --map): the solvent fraction to use"),
     )
 
     def predict(self, request: Request) -> Prediction:
         refl = request.get("reflections")
-        cell = request.get("cell") or (refl.cell if refl is not None else None)
-        spacegroup = request.get("spacegroup") or (refl.spacegroup if refl is not None else None)
+        phasing = request.get("phasing_map")  # a map read from an MTZ also knows its d_min
+        crystal = refl if refl is not None else phasing
+        cell = request.get("cell") or (crystal.cell if crystal is not None else None)
+        spacegroup = request.get("spacegroup") or (crystal.spacegroup if crystal is not None else None)
         d_min = request.get("resolution")
-        if d_min is None and refl is not None:
-            d_min = refl.d_min
+        if d_min is None:
+            d_min = refl.d_min if refl is not None else getattr(phasing, "d_min", None)
         if cell is None or spacegroup is None:
-            raise CrysError("solvent-content needs --cell and --spacegroup, or --reflections with both.")
+            raise CrysError("solvent-content needs --cell and --spacegroup, or --reflections or --map with both.")
         if d_min is None:
             raise CrysError("solvent-content needs --resolution, or --reflections to take it from.")
         if not d_min > 0:
@@ -96,6 +99,9 @@ class SolventContentPredictor:
                                                [r.probability for r in result.rows], d_min=float(d_min),
                                                progress=lambda f, m: request.report(0.1 + 0.85 * f, f"U-net {m}"))
             messages.extend(notes)
+            messages.append(f"use solvent_fraction_combined = {comb.solvent_fraction:.3f} (eq. 2, from the map and "
+                            f"Matthews) as the solvent fraction, e.g. for density modification; solvent_fraction "
+                            f"{best.solvent_fraction:.3f} is the Matthews value alone")
             extra = {"solvent_fraction_unet": Scalar(comb.expected, "", "mean U-net solvent probability (eq. 1)"),
                      "solvent_fraction_combined": Scalar(comb.solvent_fraction, "", f"eq. 2 ({comb.branch})")}
         request.report(1.0, "done")
