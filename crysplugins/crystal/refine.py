@@ -498,7 +498,7 @@ def density_modify(cmap: CrystalMap | None,
         fom_out = _fom(np.abs(f_mod), fobs)
         rho = fg.to_map(fobs * np.exp(1j * phi))
     out_map = CrystalMap.from_array(rho.astype(np.float32), cell, gemmi.SpaceGroup("P 1"),
-                                    name="refined", units="e/A^3")
+                                    name="refined", units="e/Å³")
     return RefineResult(map=out_map, hkl=hkl.astype(np.int32), phases=np.degrees(np.angle(np.exp(1j * phi))),
                         amplitudes=fobs,
                         fom=fom_out, score=cc, refined=bool(cc >= REFINED_CC), history=history,

@@ -64,7 +64,7 @@ class ShelxeRefiner:
             check = density_modify(None, observed, phases=out_phi, solvent_fraction=solvent_fraction, cycles=1)
             score, refined = check.score, check.score >= REFINED_CC
         out_map = CrystalMap.from_array(rho.astype(np.float32), cell, gemmi.SpaceGroup("P 1"), name="refined",
-                                        units="e/A^3")
+                                        units="e/Å³")
         return RefineResult(map=out_map, hkl=hkl.astype(np.int32), phases=out_phi, amplitudes=fobs, fom=run.fom,
                             score=float(score), refined=bool(refined),
                             history=[{"cycle": int(cycles), "cc": float(score)}],

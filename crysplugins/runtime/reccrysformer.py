@@ -106,7 +106,7 @@ class PipelineResult:
     def as_map(self, values: np.ndarray, name: str) -> CrystalMap:
         """A whole-cell P1 map (e/Å³) of ``values`` in this run's cell."""
         return CrystalMap.from_array(values.astype(np.float32), self.cell, gemmi.SpaceGroup("P 1"), name=name,
-                                     units="e/Å^3")
+                                     units="e/Å³")
 
     @property
     def output(self) -> np.ndarray:

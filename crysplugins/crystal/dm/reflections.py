@@ -120,7 +120,7 @@ class ReflectionSet:
         im = np.bincount(self._src, weights=back.imag, minlength=n)
         return (re + 1j * im) / np.maximum(self._count, 1.0)
 
-    def crystal_map(self, rho: np.ndarray, name: str = "map", units: str = "e/A^3") -> CrystalMap:
+    def crystal_map(self, rho: np.ndarray, name: str = "map", units: str = "e/Å³") -> CrystalMap:
         return CrystalMap.from_array(np.asarray(rho, dtype=np.float32), self.cell, self.spacegroup,
                                      name=name, units=units)
 

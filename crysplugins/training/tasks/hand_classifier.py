@@ -37,7 +37,7 @@ from crysplugins.training.checkpoint import Checkpoint
 from crysplugins.training.losses import invert_through_centre
 from crysplugins.training.nets.hand_classifier import HandClassifier
 from crysplugins.training.onnx_export import ExportOptions, ExportSpec, task_export_spec
-from crysplugins.training.tasks.reccrysformer import RecCrysFormerTask
+from crysplugins.training.tasks.reccrysformer import RecCrysFormerTask, short_path
 
 TASK_DEFAULTS: dict[str, Any] = {
     "data": None,
@@ -171,7 +171,7 @@ class HandTask:
     def card(self) -> dict[str, Any]:
         meta = self.maps.meta
         return {"input": INPUT_CARD, "grid": {"d_min": meta.get("d_min"), "sampling_rate": meta.get("sampling_rate")},
-                "data": {"dataset": str(self.config["data"]), "splits": "family-held-out train/test of the dataset",
+                "data": {"dataset": short_path(str(self.config["data"])), "splits": "family-held-out train/test of the dataset",
                          "predictions": self.config.get("predictions")}}
 
     def state(self) -> dict[str, Any]:

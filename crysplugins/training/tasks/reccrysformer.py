@@ -263,6 +263,23 @@ def model_from_checkpoint(ckpt: Checkpoint) -> RecCrysFormer:
     return model
 
 
+def short_path(path: Any) -> Any:
+    """The last two parts of an absolute path ('/home/me/data_build/dipeptide' -> 'data_build/dipeptide'):
+    a model card names where its data came from without the build machine's folders."""
+    if not isinstance(path, str) or not os.path.isabs(path):
+        return path
+    return "/".join(Path(path).parts[-2:])
+
+
+def short_paths(value: Any) -> Any:
+    """``value`` with every absolute path in it (nested dicts and lists too) shortened by :func:`short_path`."""
+    if isinstance(value, dict):
+        return {k: short_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [short_paths(v) for v in value]
+    return short_path(value)
+
+
 def dataset_summary(dataset: str | None) -> dict[str, Any]:
     """Ranges of cells and grid shapes of the training split (for the card), when the dataset is here."""
     if not dataset or not (Path(dataset) / "meta.json").exists():
@@ -367,7 +384,7 @@ def _card(ckpt: Checkpoint, model: RecCrysFormer, meta: dict[str, Any], summary:
         + ([{"name": "sequence", "shape": ["batch", "residues"], "dtype": "int64",
              "meaning": "residue indices into residue_types"}] if mcfg["partial"] else []),
         "outputs": [{"name": "density", "shape": ["batch", 1, "nu", "nv", "nw"], "dtype": "float32",
-                     "meaning": "normalised density in [-1, 1]; e/Å^3 = value * scale + offset"}],
+                     "meaning": "normalised density in [-1, 1]; e/Å³ = value * scale + offset"}],
         "architecture": mcfg,
         "parameters": int(sum(t.numel() for t in model.parameters())),
         "normalisation": meta.get("normalisation"),
@@ -377,11 +394,12 @@ def _card(ckpt: Checkpoint, model: RecCrysFormer, meta: dict[str, Any], summary:
                  "multiple": int(build_cfg.get("grid_multiple", p)), "patch": p,
                  "max_grid": int(build_cfg.get("max_grid") or p * mcfg["max_patches_per_axis"]),
                  "trained_shapes": summary.get("grid_shapes")},
-        "data": {"dataset": ckpt.task_state.get("dataset"), "format": meta.get("format"),
+        "data": {"dataset": short_path(ckpt.task_state.get("dataset")), "format": meta.get("format"),
                  "n_residues": meta.get("n_residues"), "fixed_cell": meta.get("fixed_cell"),
                  "splits": meta.get("splits"), "families": meta.get("families"),
                  "train_examples_used": ckpt.task_state.get("train_examples_used"), **summary,
-                 "build": {k: v for k, v in (meta.get("build") or {}).items() if k in ("config", "date", "seconds")}},
+                 "build": {k: short_paths(v) for k, v in (meta.get("build") or {}).items()
+                           if k in ("config", "date", "seconds")}},
         "training": {"config": ckpt.config.get("train"), "loss": ckpt.config.get("loss"),
                      "steps": ckpt.state.get("step"), "epochs": ckpt.state.get("epoch"),
                      "examples_seen": ckpt.state.get("examples"),
