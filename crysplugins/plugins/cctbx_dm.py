@@ -115,3 +115,84 @@ def _read_output(mtz: gemmi.Mtz, seconds: float, log: str) -> CctbxDMOutput:
     hl = np.stack([col(x) if x in labels else np.zeros(len(hkl)) for x in ("HLA", "HLB", "HLC", "HLD")], axis=1)
     return CctbxDMOutput(hkl=hkl[ok], phib=col("PHIB")[ok], fom=col("FOM")[ok], hl=hl[ok],
                          fwt=np.nan_to_num(fwt[ok]), seconds=seconds, log=log)
+
+
+# ------------------------------------------------------------------------------------- the refiner
+
+def _starting_data(cmap: Any, reflections: Any, phases: np.ndarray | None, fom: np.ndarray | None,
+                   messages: list[str]) -> tuple[Any, np.ndarray]:
+    """(ReflectionSet in the input's space group, HL coefficients) from Reflections (or a P1 tuple
+    (cell, hkl, |F|)) and starting phases: ``phases`` (degrees), the PHI/FOM columns, or the map."""
+    from crysplugins.crystal.dm.hl import hl_from_phase_fom
+    from crysplugins.crystal.dm.reflections import ReflectionSet
+    from crysplugins.interface import Reflections
+
+    if isinstance(reflections, Reflections):
+        cell, sg = reflections.cell, reflections.spacegroup or gemmi.SpaceGroup("P 1")
+        hkl = reflections.miller_array().astype(np.int32)
+        f = reflections.amplitudes()
+        sig = reflections.values("SIGF") if reflections.has("SIGF") else np.full(len(f), np.nan)
+    else:
+        cell, hkl, f = reflections
+        sg = gemmi.SpaceGroup("P 1")
+        hkl, f = np.asarray(hkl, dtype=np.int32).reshape(-1, 3), np.asarray(f, dtype=np.float64)
+        sig = np.full(len(f), np.nan)
+    ok = np.isfinite(f) & (f > 0) & np.any(hkl != 0, axis=1)
+    refl = ReflectionSet(cell, sg, hkl[ok], f[ok], np.nan_to_num(sig[ok], nan=0.0))
+    if phases is not None:
+        phi = np.radians(np.asarray(phases, dtype=np.float64))[ok]
+    elif isinstance(reflections, Reflections) and reflections.has("PHI") and cmap is None:
+        phi = np.radians(reflections.values("PHI"))[ok]
+    elif cmap is not None:
+        phi = np.angle(refl.from_map(np.asarray(cmap.array, dtype=np.float64)))
+    else:
+        raise CrysError("cctbx-dm needs starting phases: a map, a phase column or a phase array.")
+    if fom is not None:
+        m = np.asarray(fom, dtype=np.float64)[ok]
+    elif isinstance(reflections, Reflections) and reflections.has("FOM"):
+        m = reflections.values("FOM")[ok]
+    else:
+        m = np.full(len(phi), 0.5)
+        messages.append("No figures of merit were given; cctbx-dm started from 0.5 for every reflection.")
+    return refl, hl_from_phase_fom(phi, np.nan_to_num(m), refl.centric)
+
+
+class CctbxDMRefiner:
+    """The refiner ``cctbx-dm`` (see the module docstring)."""
+
+    name = "cctbx-dm"
+    summary = ("cctbx's mmtbx.density_modification (solvent flipping, truncation, sigma-A phase combination) "
+               "in a subprocess; needs the optional cctbx-base package.")
+
+    def refine(self, cmap: Any, reflections: Any, solvent_fraction: float | None = None, sequence: Any = None,
+               phases: np.ndarray | None = None, fom: np.ndarray | None = None, timeout: float = 1800,
+               **_: Any) -> Any:
+        from crysplugins.crystal.refine import RefineResult, solvent_fraction_from_sequence
+
+        if not cctbx_dm_executable():
+            raise CrysError(NOT_INSTALLED)
+        messages: list[str] = []
+        refl, hl = _starting_data(cmap, reflections, phases, fom, messages)
+        if solvent_fraction is None and sequence is not None:
+            solvent_fraction = solvent_fraction_from_sequence(sequence, refl.cell,
+                                                              n_copies=len(refl.spacegroup.operations()))
+        if solvent_fraction is None:
+            raise CrysError("cctbx-dm needs a solvent fraction or a sequence.")
+        out = run_cctbx_dm(refl.cell, refl.spacegroup, refl.hkl, refl.fobs, refl.sigf, hl, float(solvent_fraction),
+                           timeout=timeout)
+        fobs = np.abs(refl.values_at(refl.fobs.astype(np.complex128), out.hkl))
+        from crysplugins.crystal.dm.reflections import ReflectionSet
+
+        res_set = ReflectionSet(refl.cell, refl.spacegroup, out.hkl, np.nan_to_num(fobs), np.zeros(len(out.hkl)))
+        rho = res_set.to_map(out.fwt, res_set.grid_shape(3.0))
+        score = float(np.mean(out.fom))
+        return RefineResult(map=res_set.crystal_map(rho, name="cctbx-dm"), hkl=out.hkl, phases=out.phib,
+                            amplitudes=np.nan_to_num(fobs), fom=out.fom, score=score, refined=False,
+                            info={"solvent_fraction": float(solvent_fraction), "seconds": round(out.seconds, 2),
+                                  "messages": messages, "spacegroup": refl.spacegroup.hm,
+                                  "score": "mean figure of merit (cctbx gives no success score)"})
+
+
+@hookimpl
+def register_refiners(register):  # type: ignore[no-untyped-def]
+    register(CctbxDMRefiner())
