@@ -138,6 +138,8 @@ def main() -> None:
     ap.add_argument("--sources-cache", default=str(ROOT / "data_build" / "dm_bench_sources.npz"))
     ap.add_argument("--cctbx-cache", default=str(OUT / "density_modify_cctbx_cache.json"))
     ap.add_argument("--json", default=str(OUT / "density_modify.json"))
+    ap.add_argument("--cctbx-cached-only", action="store_true",
+                    help="report cctbx only where its result is cached (do not run it)")
     ap.add_argument("--set", nargs="*", default=[], help="engine settings overrides, e.g. weighting.damping=0.5")
     args = ap.parse_args()
     methods = args.methods.split(",")
@@ -169,7 +171,10 @@ def main() -> None:
                     row["ours-lv"] = run_ours(case, settings)
                 if "ours-unet" in methods:
                     row["ours-unet"] = run_ours(case, settings, provider)
-                if "cctbx" in methods:
+                if "cctbx" in methods and args.cctbx_cached_only:
+                    key = f"{case.name}|{case.level:g}|{case.seed}"
+                    row["cctbx"] = cache.get(key, {"failed": "not run"})
+                elif "cctbx" in methods:
                     try:
                         row["cctbx"] = run_cctbx(case, cache)
                     except Exception as exc:  # noqa: BLE001 - a failed peer run is recorded, not fatal

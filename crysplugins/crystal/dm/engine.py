@@ -143,6 +143,7 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         hl_new = hl_exp + np.where(inside[:, None], hl_mod, 0.0)
         phib_new, fom_new = phase_fom_from_hl(hl_new, cen, refl.centric_phase)
         change = float(np.degrees(np.average(np.abs(np.angle(np.exp(1j * (phib_new - phib)))), weights=fobs)))
+        fom_flipped = fom  # FOMs of the last flipping cycle: a flattened map's σ_A is inflated by its bias
         phib, fom, hl_cur = phib_new, fom_new, hl_new
         coef = map_coefficients(fobs, phib, fom, fmod_s, sa_ref, cen, w.map_coefficients)
         agree = float((solvent == mask_prev).mean()) if mask_prev is not None else float("nan")
@@ -158,6 +159,8 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
             progress((cycle + 1) / n_cycles, f"density modification cycle {cycle + 1}/{n_cycles}, "
                                              f"FOM {trace[-1]['fom']:.3f}")
     final = refl.to_map(coef, shape)
+    if settings.solvent.flatten_last and n_cycles > 1:
+        fom = np.minimum(fom, fom_flipped)
     return DMResult(reflections=refl, phib=np.degrees(phib), fom=fom, hl=hl_cur, fwt=coef,
                     map=refl.crystal_map(final, name="density-modified"), mask=mask_prev,
                     trace=trace, info={"solvent_fraction": float(s_frac), "grid": list(shape), "cycles": n_cycles,

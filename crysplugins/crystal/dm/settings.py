@@ -46,12 +46,12 @@ class MaskSettings:
     sphere; CALIBRATION.md).  ``statistic``: ``"sd"`` (local standard deviation) or ``"rms"`` (local rms about the previous
     cycle's solvent level)."""
 
-    radius_extra: float = 1.0
+    radius_extra: float = 2.5
     radius_scale: float = 1.0
     every: int = 1
     provider_every: int = 5
     symmetrize: bool = True
-    statistic: str = "sd"
+    statistic: str = "rms"
     fom_slope: float = 0.0
 
 
@@ -74,7 +74,7 @@ class WeightingSettings:
     per_bin: int = 500
     map_coefficients: str = "2mFo-DFc"
     free_fraction: float = 0.0
-    damping: float = 0.0
+    damping: float = 0.5
     sigmaa_scale: float = 1.0
     sigmaa_max: float = 0.99
     bias_correction: str = "none"
@@ -91,10 +91,10 @@ class DMSettings:
     """
 
     solvent_fraction: float | None = None
-    initial_steps: int = 10
-    shrink_steps: int = 20
-    final_steps: int = 10
-    grid_rate: float = 3.0
+    initial_steps: int = 5
+    shrink_steps: int = 10
+    final_steps: int = 5
+    grid_rate: float = 2.5
     phase_extension: bool = False
     initial_d_min: float | None = None
     solvent: SolventSettings = field(default_factory=SolventSettings)
