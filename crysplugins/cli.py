@@ -37,6 +37,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("crysplugins.training.export", "export a training run to ONNX + model card", "train"),
     "evaluate": ("crysplugins.evaluation.cli", "evaluate predictors against true phases/maps", ""),
     "refine": ("crysplugins.refine_cli", "density-modify a map against observed amplitudes", ""),
+    "density-modify": ("crysplugins.dm_command",
+                       "density-modify experimental phases (PHIB/FOM or HL), any space group", ""),
     "gui": ("crysplugins.gui.app", "open the desktop app (needs the 'gui' extra: PyQt6)", "gui"),
     "coot-install": ("crysplugins.coot_install", "install the crysplugins menu into Coot", ""),
 }
