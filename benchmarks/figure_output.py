@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gemmi
+import numpy
+
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out"
 
@@ -34,9 +37,6 @@ def _commit() -> str | None:
 
 def machine() -> dict[str, Any]:
     """What the figure ran on; the load average says how much of the machine it had."""
-    import gemmi
-    import numpy
-
     return {"cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()],
             "platform": platform.platform(), "python": platform.python_version(),
             "numpy": numpy.__version__, "gemmi": gemmi.__version__,
