@@ -23,7 +23,8 @@ Writes the figure ``benchmarks/out/charge_flipping.json`` (``charge_flipping_dat
 to ``--out`` (not committed).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_charge_flipping.py --per-cell 6
-    OMP_NUM_THREADS=1 python benchmarks/bench_charge_flipping.py --dataset data_build/dipeptide --limit 100
+    OMP_NUM_THREADS=1 python benchmarks/bench_charge_flipping.py --dataset data_build/dipeptide --limit 100 \\
+        --transformer patterson-density:cycles=0 --refine-option none
 """
 from __future__ import annotations
 
@@ -138,8 +139,12 @@ def main() -> int:
     p.add_argument("--predictors", default=None,
                    help="semicolon-separated labels (default: charge-flipping, plus patterson-density and "
                         "patterson-density:refine=yes when it is installed with a model)")
+    p.add_argument("--transformer", default="patterson-density",
+                   help="the transformer's label, run alone and followed by density modification (e.g. "
+                        "patterson-density:cycles=0 for the first model alone)")
     p.add_argument("--refine-option", default="cycles=1",
-                   help="KEY=VALUE of patterson-density's own refinement/recycling input (default cycles=1)")
+                   help="KEY=VALUE of patterson-density's own refinement/recycling input, run as one more "
+                        "label (default cycles=1; 'none' for no such label)")
     args = p.parse_args()
 
     figure = args.figure or ("charge_flipping_dataset" if args.dataset else "charge_flipping")
@@ -159,8 +164,8 @@ def main() -> int:
                       flush=True)
             else:
                 # the transformer, plus the same prediction refined by the in-process density modification
-                # (reported as "patterson-density + density-modification")
-                refine_labels.append(compare.PredictorLabel.parse("patterson-density"))
+                # (reported as "<label> + density-modification")
+                refine_labels.append(compare.PredictorLabel.parse(args.transformer))
                 names = {s.name for s in pd.inputs}
                 if args.refine_option.split("=")[0] in names:  # and its own refinement input, if any
                     labels.append(compare.PredictorLabel.parse(f"patterson-density:{args.refine_option}"))
