@@ -7,6 +7,9 @@ everything else to the built-in ``solvent-content``.  All fixture files are made
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import gemmi
 import numpy as np
 import pytest
@@ -100,3 +103,86 @@ def test_good_input_does_write(bad_files, example_plugin_target, tmp_path, cli):
                "--quiet", pythonpath=example_plugin_target)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out_dir.iterdir()) == ["result.json", "sigma_scaled.ccp4"]
+
+
+# ------------------------------------------------------------------------- columns, folders, examples
+
+def _phased_mtz(path, labels):
+    cell = gemmi.UnitCell(30, 40, 50, 90, 90, 90)
+    hkl = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 1], [2, 3, 4], [0, 0, 2]])
+    types = {"FP": "F", "SIGFP": "Q", "FWT": "F", "PHWT": "P", "PHIB": "P", "FOM": "W", "PHIC": "P", "FC": "F"}
+    columns = {label: (types[label], np.linspace(0.2, 0.9, len(hkl))) for label in labels}
+    return io.write_mtz(io.make_mtz(cell, gemmi.SpaceGroup("P 21 21 21"), hkl, columns), path)
+
+
+@pytest.mark.parametrize("labels, given, expected", [
+    # map coefficients with their own phases, never weighted by FOM
+    (("FP", "SIGFP", "FWT", "PHWT", "FOM"), {}, {"F": "FWT", "PHI": "PHWT"}),
+    # observed amplitudes with experimental phases and their FOM
+    (("FP", "SIGFP", "PHIB", "FOM", "FC", "PHIC"), {}, {"F": "FP", "PHI": "PHIB", "FOM": "FOM", "SIGF": "SIGFP"}),
+    # a column named by hand fixes its partner
+    (("FP", "SIGFP", "FWT", "PHWT", "PHIB", "FOM"), {"F": "FP"},
+     {"F": "FP", "PHI": "PHIB", "FOM": "FOM", "SIGF": "SIGFP"}),
+    (("FP", "SIGFP", "FWT", "PHWT", "FC", "PHIC", "FOM"), {"PHI": "PHIC"}, {"F": "FC", "PHI": "PHIC"}),
+    (("FP", "SIGFP", "FWT", "PHWT", "FOM"), {"F": "FWT", "PHI": "PHWT"}, {"F": "FWT", "PHI": "PHWT"}),
+])
+def test_amplitudes_and_phases_are_picked_as_one_set(tmp_path, labels, given, expected):
+    refl = io.read_mtz(_phased_mtz(tmp_path / "d.mtz", labels), columns=given, need=("F", "PHI"), want=("FOM",))
+    assert refl.columns == expected
+    assert len(refl.notes) == (1 if set(expected) - set(given) else 0)
+
+
+def test_fp_is_never_paired_with_phwt(tmp_path):
+    path = _phased_mtz(tmp_path / "d.mtz", ("FP", "SIGFP", "PHWT", "FOM"))
+    with pytest.raises(Exception, match="no PHI"):
+        io.read_mtz(path, need=("F", "PHI"), want=("FOM",), columns_flag="--reflections-columns")
+    with pytest.raises(Exception, match="no phase column known to go with FP; name one with --reflections-columns"):
+        io.read_mtz(path, columns={"F": "FP"}, need=("F", "PHI"), columns_flag="--reflections-columns")
+
+
+def test_shared_1rx4_file_uses_every_map_coefficient():
+    path = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "diffraction" / "1rx4_phases.mtz"
+    if not path.exists():
+        pytest.skip("../shared/corpus/diffraction/1rx4_phases.mtz is not here")
+    refl = io.read_mtz(path, need=("F", "PHI"), want=("FOM",))
+    assert refl.columns == {"F": "FWT", "PHI": "PHWT"}
+    ok = np.isfinite(refl.values("F")) & np.isfinite(refl.values("PHI"))
+    assert int(ok.sum()) == refl.mtz.nreflections  # FP (fewer measured) would drop reflections
+
+
+def test_output_folder_holds_one_run(tmp_path):
+    from crysplugins.errors import CrysError
+    from crysplugins.request import prepare_output_folder
+
+    out = tmp_path / "out"
+    assert prepare_output_folder(out) == out and not out.exists()  # nothing made before the work
+    out.mkdir()
+    (out / "density.ccp4").write_text("x")
+    with pytest.raises(CrysError, match="not empty.*--overwrite"):
+        prepare_output_folder(out)
+    with pytest.raises(CrysError, match="no crysplugins run wrote"):
+        prepare_output_folder(out, overwrite=True)  # a folder of the user's own files is never emptied
+    (out / "result.json").write_text("{}")
+    (out / "old").mkdir()
+    prepare_output_folder(out, overwrite=True)
+    assert list(out.iterdir()) == []
+
+
+def test_examples_info_and_charge_flipping_wording(tmp_path, capsys):
+    from crysplugins import cli
+
+    assert cli.main(["examples", "--out", str(tmp_path / "ex")]) == 0
+    assert (tmp_path / "ex" / "fragment" / "2XHE_1_460_amplitudes.mtz").stat().st_size > 0
+    assert cli.main(["examples", "--out", str(tmp_path / "ex")]) == 2  # no silent replacement
+    assert cli.main(["examples", "--out", str(tmp_path / "ex"), "--overwrite"]) == 0
+    capsys.readouterr()
+    assert cli.main(["info", "patterson-density"]) == 0
+    screen = capsys.readouterr().out
+    assert len(screen.splitlines()) <= 40 and "--reflections" in screen and "/work/" not in screen
+    assert cli.main(["info", "patterson-density", "--json"]) == 0
+    card = json.loads(capsys.readouterr().out)["model_card"]
+    assert "/work/" not in json.dumps(card) and not json.dumps(card["data"]).count('": "/')
+    amplitudes = str(tmp_path / "ex" / "fragment" / "2XHE_1_460_amplitudes.mtz")
+    assert cli.main(["predict", "charge-flipping", "--reflections", amplitudes, "--sequence", "TM", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "of up to 8 random starts" in text or "8 random starts run" in text

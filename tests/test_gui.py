@@ -319,7 +319,7 @@ def test_predictor_error_is_shown_in_a_dialog(window, qtbot):
     panel.set_value("map", None)
     with qtbot.waitSignal(panel.predictionFailed, timeout=10000) as blocker:
         panel.run()
-    assert 'needs the input "map"' in blocker.args[1]  # the form's label, not a command-line name
+    assert 'needs "map"' in blocker.args[1] and "--" not in blocker.args[1]  # the form's label, not a flag
     assert panel.last_error_dialog.isVisible()
 
 

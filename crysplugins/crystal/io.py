@@ -203,7 +203,7 @@ def read_mtz(path: PathLike, columns: Mapping[str, str] | None = None, need: tup
         _check_column_type(p, role, label, labels[label])
         chosen[role] = label
     by_hand = set(chosen)
-    picked = _phase_set(labels, chosen, need + want)
+    picked = _phase_set(labels, chosen, need, want)
     chosen.update(picked)
     for item in need + want:
         alternatives = item.split("|")
@@ -330,13 +330,16 @@ OWN_PHASES = frozenset({"PHWT", "PH2FOFCWT", "PHDELWT", "PHIC", "PHIC_ALL", "PHI
 MAP_COEFFICIENTS = frozenset({"FWT", "2FOFCWT", "DELFWT", "FOFCWT", "FB", "FC", "FC_ALL", "FCALC"})
 
 
-def _phase_set(labels: Mapping[str, str], chosen: Mapping[str, str], roles: tuple[str, ...]) -> dict[str, str]:
-    """{role: label} for F, PHI (and FOM) when PHI is asked for: a consistent amplitude/phase pair.
+def _phase_set(labels: Mapping[str, str], chosen: Mapping[str, str], need: tuple[str, ...],
+               want: tuple[str, ...]) -> dict[str, str]:
+    """{role: label} for F, PHI (and FOM) when phases are needed (a map is to be made): a consistent
+    amplitude/phase pair.
 
     A column the user named fixes its partner (FWT -> PHWT, PHIB -> FP); FOM is added only for observed
-    amplitudes with experimental phases (a FOM column next to them).  Empty when PHI is not asked for or
-    no known pair is in the file (the role-by-role choice then applies)."""
-    if "PHI" not in [r for item in roles for r in item.split("|")] or ("F" in chosen and "PHI" in chosen):
+    amplitudes with experimental phases (a FOM column next to them).  Empty when PHI is not needed or no
+    known pair is in the file (the role-by-role choice then applies, which never pairs FP with PHWT)."""
+    roles = need + want
+    if "PHI" not in [r for item in need for r in item.split("|")] or ("F" in chosen and "PHI" in chosen):
         return {}
     for f_label, phi_label in PHASE_PAIRS:
         if chosen.get("F", f_label) != f_label or chosen.get("PHI", phi_label) != phi_label:

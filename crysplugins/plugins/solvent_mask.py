@@ -41,6 +41,8 @@ def load_phasing_input(request: Request) -> PhasingInput:
         return from_reflections(refl, d_min)
     if cmap is None:
         raise CrysError("A solvent mask needs a map or reflections with phases.")
+    if d_min is None:  # a map made from an MTZ knows the data's resolution
+        d_min = getattr(cmap, "d_min", None)
     return from_map(cmap, d_min)
 
 
