@@ -2,7 +2,7 @@
 
 The host (:mod:`crysplugins.host`) never imports a third-party entry point itself.  Instead
 
-* **discovery** imports the entry points in a child process (:func:`main`) one after the
+* **discovery** imports the entry points in a child process (:mod:`crysplugins.sandbox_child`) one after the
   other; the child reports each plugin's predictors and refiners as plain descriptions.  A plugin whose
   import takes longer than the import time limit, or that ends the child (``os._exit``, a signal), is
   recorded as a failure and the remaining plugins are imported in a fresh child;
@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -47,8 +46,8 @@ ENV_CALL_TIMEOUT = "CRYSPLUGINS_PLUGIN_TIMEOUT"
 ENTRY_POINT_GROUP = "crysplugins"
 _POLL_S = 0.1  # how often a waiting parent looks at the cancel token
 _STARTUP_S = 60.0  # allowance for a child's Python start-up on a busy machine, beyond any time limit
-# the child imports this module by name (not as __main__) so that pickles refer to crysplugins.sandbox
-_CHILD = "import sys; from crysplugins.sandbox import main; sys.exit(main(sys.argv[1:]))"
+# the child imports its module by name (not as __main__) so that pickles refer to importable names
+_CHILD = "import sys; from crysplugins.sandbox_child import main; sys.exit(main(sys.argv[1:]))"
 
 
 def isolation_enabled() -> bool:
@@ -136,7 +135,7 @@ def loads_from_plugin(data: bytes) -> Any:
 
 # ------------------------------------------------------------------------------------------ messages
 
-def _write_message(fd: int, obj: Any) -> None:
+def write_message(fd: int, obj: Any) -> None:
     payload = dumps(obj)
     data = struct.pack("<Q", len(payload)) + payload
     while data:
@@ -365,89 +364,3 @@ class RefinerProxy:
 
     def refine(self, *args: Any, **kwargs: Any) -> Any:
         return call(*self._where, ("refiner", self.name), "refine", args, kwargs)
-
-
-# ------------------------------------------------------------------------------------------ the child
-
-def _load_plugin_host(name: str, value: str):
-    """A host holding only this entry point's plugin (in the child); raises on import failure."""
-    from importlib.metadata import EntryPoint
-
-    from crysplugins.host import Host
-
-    plugin = EntryPoint(name, value, ENTRY_POINT_GROUP).load()
-    return Host(autoload=False, only=(), extra_plugins=[(name, plugin)], isolate=False)
-
-
-def _describe_predictor(p: Any) -> dict:
-    desc = {"name": p.name, "version": p.version, "summary": p.summary, "inputs": tuple(p.inputs),
-            "outputs": tuple(p.outputs), "origin_arbitrary": bool(getattr(p, "origin_arbitrary", False)),
-            "has_example_inputs": callable(getattr(p, "example_inputs", None))}
-    card_fn = getattr(p, "model_card", None)
-    if callable(card_fn):
-        desc["model_card"] = card_fn()
-    dumps(desc)  # fails here, in the child, if the declarations cannot cross the process boundary
-    return desc
-
-
-def _inspect(name: str, value: str) -> dict:
-    try:
-        host = _load_plugin_host(name, value)
-    except BaseException as exc:  # SystemExit too: an import that calls sys.exit is a failed import
-        return {"errors": [f"import failed: {type(exc).__name__}: {exc}"]}
-    report: dict = {"errors": [f.error for f in host.failures], "predictors": [], "refiners": []}
-    for entry in host.predictors.values():
-        try:
-            report["predictors"].append(_describe_predictor(entry.predictor))
-        except Exception as exc:
-            report["errors"].append(f"invalid predictor {entry.predictor.name!r}: {type(exc).__name__}: {exc}")
-    for rname, entry in host.refiners.items():
-        report["refiners"].append({"name": rname, "summary": str(getattr(entry.refiner, "summary", ""))})
-    return report
-
-
-def _child_discover(fd: int, request: dict) -> None:
-    for name, value in request["entry_points"]:
-        _write_message(fd, ("start", name))
-        _write_message(fd, ("done", name, _inspect(name, value)))
-    _write_message(fd, ("finished",))
-
-
-def _child_call(fd: int, request: dict) -> None:
-    from crysplugins.interface import Request
-
-    name, value = request["entry_point"]
-    kind, target = request["target"]
-    host = _load_plugin_host(name, value)
-    obj = host.predictors[target].predictor if kind == "predictor" else host.refiners[target].refiner
-    _write_message(fd, ("loaded",))  # the call's time limit starts now
-    if request["method"] == "predict":
-        inputs, refiners = request["args"]
-        req = Request(inputs=inputs, refiners=refiners,
-                      progress=lambda f, m: _write_message(fd, ("progress", f, str(m))))
-        result = obj.predict(req)
-    else:
-        result = getattr(obj, request["method"])(*request["args"], **request["kwargs"])
-    _write_message(fd, ("result", result))
-
-
-def main(argv: list[str]) -> int:
-    """The child: read one request (pickle) from stdin, answer on the file descriptor in argv[0]."""
-    fd = int(argv[0])
-    os.dup2(2, 1)  # a plugin's prints must not reach the messages or the parent's stdout
-    request = pickle.loads(sys.stdin.buffer.read())
-    sys.path[:] = request["sys_path"]
-    try:
-        if request["op"] == "discover":
-            _child_discover(fd, request)
-        else:
-            _child_call(fd, request)
-    except Cancelled as exc:
-        _write_message(fd, ("refused", str(exc), True))
-    except CrysError as exc:
-        _write_message(fd, ("refused", str(exc), False))
-    except BaseException as exc:  # reported to the parent as the plugin's failure
-        _write_message(fd, ("failed", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-    return 0
-
-
