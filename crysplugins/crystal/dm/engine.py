@@ -108,12 +108,15 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         if mask_provider is not None and (provider_score is None or cycle % settings.mask.provider_every == 0):
             provider_score = _provider_score(mask_provider, refl, coef * active, shape, cycle, d_min,
                                              float(np.average(fom, weights=fobs)))
-        if provider_score is not None:
+        wp = settings.mask.provider_weight if provider_score is not None else 0.0
+        if wp >= 1.0:
             score = provider_score
         else:
             score = -lsd(rho, radius, settings.mask.statistic, level)
             if settings.mask.symmetrize:
                 score = symmetrized(score, refl.cell, refl.spacegroup)
+            if wp > 0:
+                score = wp * _ranks(provider_score) + (1.0 - wp) * _ranks(score)
         solvent = solvent_mask(score, s_frac)
         protein = ~solvent
         level = float(rho[solvent].mean())
@@ -165,6 +168,14 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
                     map=refl.crystal_map(final, name="density-modified"), mask=mask_prev,
                     trace=trace, info={"solvent_fraction": float(s_frac), "grid": list(shape), "cycles": n_cycles,
                                        "seconds": round(time.monotonic() - t0, 3)})
+
+
+def _ranks(score: np.ndarray) -> np.ndarray:
+    """Ranks of a score scaled to [0, 1] (so that scores of different kinds can be mixed)."""
+    flat = score.ravel()
+    r = np.empty(flat.size)
+    r[np.argsort(flat, kind="stable")] = np.arange(flat.size) / max(flat.size - 1, 1)
+    return r.reshape(score.shape)
 
 
 def _cross_validated_weights(refl: ReflectionSet, fmod: np.ndarray, bins: np.ndarray, active: np.ndarray,

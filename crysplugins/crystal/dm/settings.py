@@ -53,6 +53,7 @@ class MaskSettings:
     symmetrize: bool = True
     statistic: str = "rms"
     fom_slope: float = 0.0
+    provider_weight: float = 1.0
 
 
 @dataclass
