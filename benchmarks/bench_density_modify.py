@@ -138,11 +138,16 @@ def main() -> None:
     ap.add_argument("--sources-cache", default=str(ROOT / "data_build" / "dm_bench_sources.npz"))
     ap.add_argument("--cctbx-cache", default=str(OUT / "density_modify_cctbx_cache.json"))
     ap.add_argument("--json", default=str(OUT / "density_modify.json"))
+    ap.add_argument("--merge", nargs="*", default=None, metavar="JSON",
+                    help="only merge earlier outputs (rows of ours), filling cctbx from the cache, into --json")
     ap.add_argument("--cctbx-cached-only", action="store_true",
                     help="report cctbx only where its result is cached (do not run it)")
     ap.add_argument("--set", nargs="*", default=[], help="engine settings overrides, e.g. weighting.damping=0.5")
     args = ap.parse_args()
     methods = args.methods.split(",")
+    if args.merge is not None:
+        merge(args.merge, Path(args.cctbx_cache), Path(args.json), methods)
+        return
     settings = DMSettings()
     for kv in args.set:
         _override(settings, kv)
@@ -185,6 +190,29 @@ def main() -> None:
     out = {"settings": repr(settings), "rows": rows, "summary": summarise(rows, methods)}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1))
+    print(json.dumps(out["summary"], indent=1))
+
+
+def merge(paths: list[str], cache_path: Path, out_path: Path, methods: list[str]) -> None:
+    """Rows from earlier runs, cctbx filled in from its cache, summarised into ``out_path``."""
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    rows, settings = [], []
+    for p in paths:
+        text = Path(p).read_text()
+        if text.lstrip().startswith('{"name"') or not text.strip().endswith("}"):  # a run's log: one row a line
+            data = {"settings": p, "rows": [json.loads(x) for x in text.splitlines() if x.startswith('{"name"')]}
+        else:
+            data = json.loads(text)
+        settings.append(data.get("settings"))
+        for r in data["rows"]:
+            key = f"{r['name']}|{r['level']:g}|{r['seed']}"
+            if key in cache:
+                r["cctbx"] = cache[key]
+            rows.append(r)
+    done = [r for r in rows if all("error" in r.get(m, {}) for m in methods)]
+    out = {"settings": settings, "rows": rows, "n_rows_with_every_method": len(done),
+           "summary": summarise(rows, methods)}
+    out_path.write_text(json.dumps(out, indent=1))
     print(json.dumps(out["summary"], indent=1))
 
 

@@ -49,11 +49,11 @@ class MaskSettings:
     radius_extra: float = 2.5
     radius_scale: float = 1.0
     every: int = 1
-    provider_every: int = 5
+    provider_every: int = 10
     symmetrize: bool = True
     statistic: str = "rms"
     fom_slope: float = 0.0
-    provider_weight: float = 1.0
+    provider_weight: float = 0.5
 
 
 @dataclass
@@ -92,9 +92,9 @@ class DMSettings:
     """
 
     solvent_fraction: float | None = None
-    initial_steps: int = 5
-    shrink_steps: int = 10
-    final_steps: int = 5
+    initial_steps: int = 10
+    shrink_steps: int = 20
+    final_steps: int = 10
     grid_rate: float = 2.5
     phase_extension: bool = False
     initial_d_min: float | None = None
