@@ -1,4 +1,5 @@
-"""The density-modification engine (crysplugins.crystal.dm) and ``crysplugins density-modify``.
+"""The density-modification engine (crysplugins.crystal.dm), ``crysplugins density-modify`` and the
+``cctbx-dm`` refiner (its real run is skipped when cctbx-base is not installed).
 
 A 5-residue fragment placed in a P 21 21 21 cell (so symmetry mates, centric zones and ~55 % solvent are
 real) gives exact structure factors; phases get von Mises errors with honest figures of merit.
@@ -15,12 +16,15 @@ from crysplugins.cli import main
 from crysplugins.crystal.dm import DMSettings, ReflectionSet, run_dm
 from crysplugins.crystal.dm.hl import fom_from_kappa, hl_from_phase_fom, phase_fom_from_hl
 from crysplugins.crystal.io import make_mtz
+from crysplugins.errors import CrysError
+from crysplugins.host import Host
+from crysplugins.plugins import cctbx_dm
 
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.fixture(scope="module")
-def crystal():
+def make_crystal():
+    """(reflections, true phases, phases with errors (radians), FOMs) of the fragment in P 21 21 21."""
     st = gemmi.read_structure(str(DATA / "frag5.pdb"))
     st.cell = gemmi.UnitCell(16.0, 19.0, 23.0, 90, 90, 90)
     st.spacegroup_hm = "P 21 21 21"
@@ -45,6 +49,11 @@ def crystal():
     fom[c] = 0.6
     phi = np.angle(f[keep]) + err
     return refl, np.angle(f[keep]), phi, fom
+
+
+@pytest.fixture(scope="module")
+def crystal():
+    return make_crystal()
 
 
 def test_hl_phase_fom_round_trip(crystal):
@@ -124,3 +133,31 @@ def test_command_refuses_mask_map_with_another_or_no_cell(crystal, tmp_path, cap
                  "--mask", str(tmp_path / "mask.ccp4"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert code != 0 and err.count("\n") == 0 and "cell" in err
+
+
+# ------------------------------------------------------------------------------ the cctbx-dm refiner
+
+def test_registered_as_a_refiner():
+    assert "cctbx-dm" in Host().refiners
+
+
+def test_missing_cctbx_is_one_sentence(monkeypatch, crystal):
+    refl, _, phi, fom = crystal
+    monkeypatch.setenv(cctbx_dm.ENV_EXECUTABLE, "/nonexistent/mmtbx.density_modification")
+    with pytest.raises(CrysError) as exc:
+        cctbx_dm.CctbxDMRefiner().refine(None, (refl.cell, refl.hkl, refl.fobs), solvent_fraction=0.5,
+                                         phases=np.degrees(phi), fom=fom)
+    assert "not installed" in str(exc.value) and str(exc.value).count(".") <= 2
+
+
+@pytest.mark.skipif(cctbx_dm.cctbx_dm_executable() is None, reason="cctbx-base is not installed")
+def test_runs_cctbx_and_reads_phases(crystal):
+    refl, phi_true, phi, fom = crystal
+    hl = hl_from_phase_fom(phi, fom, refl.centric)
+    out = cctbx_dm.run_cctbx_dm(refl.cell, refl.spacegroup, refl.hkl, refl.fobs, refl.sigf, hl, 0.55, timeout=600)
+    f_true = refl.values_at(np.abs(refl.fobs) * np.exp(1j * phi_true), out.hkl)
+    ok = np.isfinite(f_true)
+    assert ok.mean() > 0.95 and np.all((out.fom >= 0) & (out.fom <= 1))
+    err = np.abs(np.angle(np.exp(1j * (np.radians(out.phib[ok]) - np.angle(f_true[ok])))))
+    start = np.abs(np.angle(np.exp(1j * (phi - phi_true))))
+    assert np.degrees(err.mean()) < np.degrees(start.mean()) + 10  # a sane phase set, read in the right ASU
