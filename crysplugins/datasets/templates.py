@@ -49,7 +49,7 @@ from crysplugins.crystal.templates import postprocess_template
 from crysplugins.datasets.store import open_dataset
 from crysplugins.datasets.template_store import TemplateStore, choose_templates, with_template
 from crysplugins.errors import CrysError
-from crysplugins.interface import CrystalMap
+from crysplugins.interface import CrystalMap, ObservedAmplitudes
 
 #: settings that must agree for a template set to be resumed
 _SETTING_KEYS = ("model", "cycles", "fraction", "seed", "splits", "input_templates", "mode", "refined_rule")
@@ -88,7 +88,7 @@ def refine_example(prediction: np.ndarray, density_norm: np.ndarray, cell_params
         obs: Any = read_mtz(amplitudes_mtz, need=("F",))
     else:
         keep = amp_true > 0
-        obs = (cell, hkl[keep], amp_true[keep])
+        obs = ObservedAmplitudes(cell, gemmi.SpaceGroup("P 1"), hkl[keep], amp_true[keep])
     pred = np.asarray(prediction, dtype=np.float32)
     cmap = CrystalMap.from_array(pred, cell, gemmi.SpaceGroup("P 1"), name="prediction")
     res = density_modify(cmap, obs, sequence=sequence, cycles=cycles)

@@ -42,16 +42,19 @@ from crysplugins.errors import CrysError
 from crysplugins.interface import usable_reflections
 from crysplugins.runtime.hand import choose_hand
 from crysplugins.runtime.models import ENV_MODELS, sha256_file
+from crysplugins.runtime.runner import OnnxRunner
 
 
-def _session(card_path: Path):
+def _runner(card_path: Path) -> tuple[OnnxRunner, dict[str, Any]]:
+    """The model of a card file (beside its ONNX file, sha256 checked) and the card."""
     card = json.loads(card_path.read_text())
     onnx_path = card_path.parent / card["onnx"]
     if card.get("sha256") and sha256_file(onnx_path) != card["sha256"]:
         raise CrysError(f"{onnx_path} does not match the sha256 in {card_path}.")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
-    return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"]), card
+    session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    return OnnxRunner(session, str(card.get("name", onnx_path.stem))), card
 
 
 @contextlib.contextmanager
@@ -71,8 +74,7 @@ def _models_beside(card_path: Path):
 def evaluate(card_path: str | Path, data: str | Path, split: str = "test", limit: int | None = None,
              batch: int = 16, progress: bool = True) -> dict[str, Any]:
     """Per-example figures and their summary (:func:`summarise`) of the model ``card_path`` on ``split``."""
-    sess, card = _session(Path(card_path))
-    names = [i.name for i in sess.get_inputs()]
+    runner, card = _runner(Path(card_path))
     ds = open_dataset(data)
     # mean training density per grid shape (baseline)
     mean_maps: dict[tuple, np.ndarray] = {}
@@ -98,7 +100,7 @@ def evaluate(card_path: str | Path, data: str | Path, split: str = "test", limit
             sl = slice(start, min(n, start + batch))
             feeds = {"patterson": arrays["patterson"][sl].astype(np.float32)[:, None],
                      "sequence": arrays["sequence_index"][sl].astype(np.int64)}
-            raw = sess.run(None, {k: feeds[k] for k in names})[0][:, 0]
+            raw = runner.run(feeds)[:, 0]
             with _models_beside(Path(card_path)):  # the hand classifier is looked up beside the card first
                 pred, inverted, logits = choose_hand(raw, card, cells=arrays["cell"][sl])
             for j, ex_id in enumerate(arrays["ids"][sl]):

@@ -52,10 +52,10 @@ from crysplugins.datasets.store import open_dataset
 from crysplugins.datasets.template_store import TemplateStore, choose_templates, with_template
 from crysplugins.datasets.templates import select_rows, true_reflections
 from crysplugins.errors import CrysError
-from crysplugins.evaluation.compare import (PredictorLabel, _true_data, examples_from_dataset, examples_from_mtz_dir,
-                                            run_one)
+from crysplugins.evaluation.compare import (PredictorLabel, examples_from_dataset, examples_from_mtz_dir, run_one,
+                                            true_data)
 from crysplugins.host import default_host
-from crysplugins.interface import CrystalMap
+from crysplugins.interface import CrystalMap, ObservedAmplitudes
 from crysplugins.runtime.hand import rms_normalised
 from crysplugins.runtime.models import CARD_FORMAT, list_models
 from crysplugins.runtime.recycle import refined_map_on_grid
@@ -95,7 +95,8 @@ def refined_map(prediction: np.ndarray, density_norm: np.ndarray, norm: dict, ce
     hkl, f = true_reflections(density_norm, norm, cell, float(d_min))
     keep = np.abs(f) > 0
     pred = np.asarray(prediction, dtype=np.float32)
-    res = density_modify(CrystalMap.from_array(pred, cell, gemmi.SpaceGroup("P 1")), (cell, hkl[keep], np.abs(f)[keep]),
+    observed = ObservedAmplitudes(cell, gemmi.SpaceGroup("P 1"), hkl[keep], np.abs(f)[keep])
+    res = density_modify(CrystalMap.from_array(pred, cell, gemmi.SpaceGroup("P 1")), observed,
                          sequence=sequence, cycles=cycles)
     return refined_map_on_grid(res.hkl, res.amplitudes, res.phases, pred.shape, cell)
 
@@ -190,7 +191,7 @@ def pipeline_features_with_labels(examples: list, pipeline: str, progress: Calla
             raise CrysError(f"{label.name} did not return its refined map for {example.id} (cycles = 0?).")
         if prediction.meta.get("hand_inverted"):
             m = invert_grid(m)
-        cell, hkl, f, phi = _true_data(example)
+        cell, hkl, f, phi = true_data(example)
         true = FourierGrid(hkl, m.shape, float(cell.volume)).to_map(f * np.exp(1j * np.radians(phi)))
         a, b = pearson(true, m), pearson(true, invert_grid(m))
         X.append(pseudoscalar_features(rms_normalised(m), cell))
