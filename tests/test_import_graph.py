@@ -35,7 +35,8 @@ FLOORS = {
 FORBIDDEN = {
     "crystal": {"runtime", "plugins", "host", "cli", "inputs", "request", "training", "datasets", "evaluation"},
     "runtime": {"plugins", "training", "datasets", "cli"},
-    "datasets": {"training"},
+    "plugins": {"host", "cli", "inputs", "request", "training", "datasets", "evaluation"},
+    "datasets": {"training", "cli"},
 }
 
 #: modules on the inference path: no torch or PyQt6 at module level
