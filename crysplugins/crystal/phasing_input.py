@@ -78,7 +78,7 @@ def from_reflections(refl: Reflections, d_min: float | None = None, rate: float 
     _check_map_values(cmap.array, "map computed from the reflections")
     mean_fom = float(np.mean(fom[ok])) if refl.has("FOM") else None
     messages.append(f"map from {int(ok.sum())} reflections to {dm:.2f} Å "
-                    f"({'FOM-weighted' if refl.has('FOM') else 'no FOM column, unweighted'}), grid {list(shape)}")
+                    f"({'FOM-weighted' if refl.has('FOM') else 'not weighted by a FOM'}), grid {list(shape)}")
     return PhasingInput(map=cmap, d_min=dm, target=None, mean_fom=mean_fom, messages=messages)
 
 

@@ -36,7 +36,7 @@ def load_phasing_input(request: Request) -> PhasingInput:
     refl = request.get("reflections")
     d_min = request.get("resolution")
     if cmap is not None and refl is not None:
-        raise CrysError("Give either a map or reflections, not both.")
+        raise CrysError("Give either --map or --reflections, not both.")
     if refl is not None:
         return from_reflections(refl, d_min)
     if cmap is None:
