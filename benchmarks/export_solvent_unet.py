@@ -10,6 +10,7 @@ run's ``sources``, data_build/solvent/train_sources.npz built by benchmarks/buil
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from crysplugins.cli import main as crysplugins
@@ -22,7 +23,7 @@ def main() -> int:
     ap.add_argument("--out", default="models")
     args = ap.parse_args()
     argv = ["export", *args.checkpoint, "--name", args.name, "--models-dir", args.out]
-    print("crysplugins " + " ".join(argv), flush=True)
+    print("crysplugins " + shlex.join(argv), flush=True)
     return crysplugins(argv)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def command(args: argparse.Namespace) -> list[str]:
     argv = ["train", "solvent-unet", "--data", args.data, "--out", args.run_dir, "--max-minutes", str(args.minutes),
             "--lr", str(args.lr), "--epochs", "1", "--threads", str(args.threads)]
     for key, value in sets.items():
-        argv += ["--set", f"{key}={json.dumps(value)}"]
+        argv += ["--set", f"{key}={json.dumps(value, separators=(',', ':'))}"]
     if args.init and not (Path(args.run_dir) / "checkpoint.pt").exists():
         argv += ["--init-from", args.init]
     if (Path(args.run_dir) / "checkpoint.pt").exists():
@@ -62,7 +63,7 @@ def main() -> int:
     ap.add_argument("--data", default="data_build/solvent",
                     help="folder with train_sources.npz and val_sources.npz (benchmarks/build_solvent_sources.py)")
     argv = command(ap.parse_args())
-    print("crysplugins " + " ".join(argv), flush=True)
+    print("crysplugins " + shlex.join(argv), flush=True)
     return crysplugins(argv)
 
 

@@ -217,7 +217,8 @@ class Trainer:
                 self._checkpoint()
                 last_ckpt = last_eval = time.monotonic()
         if stop:
-            metrics = self._evaluate("final")
+            if metrics.get("step") != state.step:  # not evaluated at this step yet
+                metrics = self._evaluate("final")
             self._checkpoint()
         self._finish(metrics, old_handler)
         return metrics if self.rank == 0 else {}
