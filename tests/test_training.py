@@ -277,3 +277,15 @@ def test_recycling_and_loss_settings_are_typed(dataset):
     cfg["loss"]["c_pp"] = 0.1
     with pytest.raises(CrysError, match="Unknown loss setting"):
         get_task_factory("reccrysformer")(cfg)
+
+
+def test_a_config_whose_residue_boxes_do_not_fit_the_dataset_is_one_sentence(dataset, tmp_path, capsys):
+    from crysplugins.cli import main
+
+    cfg = config(dataset)
+    cfg["model"] = {**TINY_MODEL, "partial_box": 16}
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(cfg))
+    assert main(["train", "reccrysformer", "--config", str(cfg_path), "--out", str(tmp_path / "r"), "--quiet"]) != 0
+    err = capsys.readouterr().err
+    assert "model.partial_box=8" in err and "Traceback" not in err

@@ -126,7 +126,10 @@ class RecCrysFormerTask:
     def model_settings(self) -> dict[str, Any]:
         """The model config with data-dependent values (partial box, residue count) filled in."""
         mcfg = dict(self.config.get("model") or {})
-        mcfg.setdefault("partial_box", int(self.meta.get("partial_box", 24)))
+        box = int(self.meta.get("partial_box", 24))
+        if mcfg.get("partial", True) and mcfg.setdefault("partial_box", box) != box:
+            raise CrysError(f"The config's model.partial_box is {mcfg['partial_box']} voxels but the dataset's "
+                            f"residue boxes are {box}; train with --set model.partial_box={box}.")
         n_res = self.meta.get("n_residues")
         if isinstance(n_res, int):
             mcfg.setdefault("max_residues", n_res)
