@@ -28,7 +28,26 @@ import numpy as np
 
 from crysplugins.crystal.fourier import FourierGrid, fourier_grid, stol2
 from crysplugins.crystal.refine import RefineResult, density_modify
+from crysplugins.errors import CrysError
 from crysplugins.interface import Sequence
+
+#: Size limits of one run.  The largest fragment cells phased here (15 residues at 1.5 Å, up to ~26,000 Å³)
+#: need a 324,000-point grid and ~16,000 P1 reflections; a protein cell expanded to P1 (~150,000 Å³ at
+#: 1.8 Å: 864,000 points, 55,000 reflections) would run thousands of FFTs of that size per start for minutes
+#: to hours and still not phase, so it is refused before any cycle.
+MAX_GRID_POINTS = 2 ** 19
+MAX_REFLECTIONS = 40000
+
+
+def check_size(cell: gemmi.UnitCell, n_reflections: int, grid: tuple[int, int, int]) -> None:
+    """Refuse, in one sentence, data too large for charge flipping (``MAX_GRID_POINTS``, ``MAX_REFLECTIONS``)."""
+    points = int(np.prod(grid))
+    if points <= MAX_GRID_POINTS and n_reflections <= MAX_REFLECTIONS:
+        return
+    raise CrysError(f"This cell ({cell.volume:,.0f} Å³, {n_reflections:,} P1 reflections, a "
+                    f"{'×'.join(str(n) for n in grid)} grid) is too large for charge flipping, which is meant for "
+                    f"small P1 fragment cells (at most {MAX_REFLECTIONS:,} reflections and {MAX_GRID_POINTS:,} grid "
+                    f"points); phase a protein crystal by molecular replacement or experimental phasing instead.")
 
 
 def normalise_amplitudes(cell: gemmi.UnitCell, hkl: np.ndarray, f: np.ndarray, n_shells: int = 10) -> np.ndarray:
@@ -144,6 +163,7 @@ def solve(cell: gemmi.UnitCell, hkl: np.ndarray, f_obs: np.ndarray, sequence: Se
     f_obs = np.asarray(f_obs, dtype=np.float64)
     d_min = float(1.0 / np.sqrt(4.0 * stol2(cell, hkl).max()))
     fg = fourier_grid(cell, hkl, d_min=d_min, rate=rate)
+    check_size(cell, len(hkl), fg.shape)
     e_obs = normalise_amplitudes(cell, hkl, f_obs)
     obs = (cell, hkl, f_obs)
 
