@@ -27,7 +27,7 @@ from crysplugins.validate import writable_folder
 from crysplugins.host import Host, default_host
 from crysplugins.interface import Kind
 from crysplugins.inputs import columns_flag, input_flags, own_flag
-from crysplugins.request import (load_request_inputs, prepare_output_folder, run_prediction, write_json,
+from crysplugins.request import (json_text, load_request_inputs, prepare_output_folder, run_prediction, write_json,
                                  write_prediction)
 
 #: command name -> (module, help, extra that provides its dependencies)
@@ -76,7 +76,7 @@ class ProgressBar:
 
 
 def _print_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write(json_text(obj))
     sys.stdout.write("\n")
 
 

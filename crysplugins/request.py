@@ -7,9 +7,12 @@ refiners and write the same files.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any, Mapping
+
+import numpy as np
 
 from crysplugins.crystal import io
 from crysplugins.errors import CrysError
@@ -130,7 +133,28 @@ def prepare_output_folder(path: str | Path, overwrite: bool = False) -> Path:
     return p
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite number as None (JSON has no NaN: ``json.dumps`` would write a bare
+    ``NaN`` token that strict readers refuse) and numpy scalars as Python numbers; containers are copied."""
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    return obj
+
+
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """Strict JSON of ``obj``: non-finite numbers become null, values JSON does not know become strings."""
+    return json.dumps(json_safe(obj), indent=indent, default=str, allow_nan=False)
+
+
 def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically (values JSON does not know are written as strings)."""
+    """Write ``obj`` as indented strict JSON (:func:`json_text`), atomically."""
     with io.atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=str))
+        tmp.write_text(json_text(obj))
