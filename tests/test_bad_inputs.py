@@ -1,6 +1,10 @@
 """Hostile input to every command: one sentence on stderr, a non-zero exit, no traceback, no partial file.
 
-Each case runs the real command line (``python -m crysplugins.cli``) in a subprocess.  The bad files
+Each case runs the command line's ``main`` in this process (stdout and stderr captured, exit code returned;
+the same handlers as ``python -m crysplugins.cli``), except the cases marked ``child``: those that could
+kill the process with a signal or a huge allocation if the checks regressed, or that need their own
+process (a file-size limit, an install without torch, a plugin on ``PYTHONPATH``) run the real command line
+in a subprocess.  ``benchmarks/hostile_inputs.py`` runs every case in a subprocess.  The bad files
 (maps with a zero grid sampling, NaN or infinite voxels, a complex mode, a scrambled axis order; MTZ files
 with a column type that is not text, columns full of NaN or infinity; a binary manifest...) are written into
 a module-scoped folder.  ``{d}`` in a case stands for that folder, ``{out}`` for the case's output folder,
@@ -42,6 +46,7 @@ class Case:
     hide_torch: bool = False   # run as in an install without torch
     fsize_limit: int = 0       # bytes: RLIMIT_FSIZE of the child (a file-size limit hit while writing)
     skip_root: bool = False    # permission cases mean nothing to root
+    child: bool = False        # run the real command line in a subprocess (signals, limits, environment)
 
 
 CASES: dict[str, Case] = {
@@ -64,7 +69,7 @@ CASES: dict[str, Case] = {
     "long inline sequence with a digit": Case(SC + ["--sequence", "MKVLA" * 60 + "1"], "not standard residues: 1"),
     "sequence file missing": Case(SC + ["--sequence", "{d}/nowhere.fasta"], "does not exist"),
     # --- maps
-    "map grid sampling zero": Case(LV + ["--map", "{d}/mx0.ccp4"], "MX, MY, MZ = 0"),
+    "map grid sampling zero": Case(LV + ["--map", "{d}/mx0.ccp4"], "MX, MY, MZ = 0", child=True),
     "map with NaN voxels": Case(LV + ["--map", "{d}/nan27.ccp4"], "holds 27 NaN or infinite values"),
     "map all infinite": Case(LV + ["--map", "{d}/inf.ccp4"], "NaN or infinite values"),
     "map truncated": Case(LV + ["--map", "{d}/truncated.ccp4"], "truncated"),
@@ -72,8 +77,8 @@ CASES: dict[str, Case] = {
     "map axis order": Case(LV + ["--map", "{d}/axes.ccp4"], "invalid axis order"),
     "map zero angle": Case(LV + ["--map", "{d}/angle0.ccp4"], "invalid unit cell in its header"),
     "map nsymbt": Case(LV + ["--map", "{d}/nsymbt.ccp4"], "symmetry-record length"),
-    "map huge grid": Case(LV + ["--map", "{d}/huge.ccp4"], "too large to read"),
-    "map cell grid far beyond its data": Case(LV + ["--map", "{d}/sparse.ccp4"], "covers only 0.0 %"),
+    "map huge grid": Case(LV + ["--map", "{d}/huge.ccp4"], "too large to read", child=True),
+    "map cell grid far beyond its data": Case(LV + ["--map", "{d}/sparse.ccp4"], "covers only 0.0 %", child=True),
     "map is text": Case(LV + ["--map", "{d}/text.map"], "not a readable CCP4/MRC map"),
     "map is empty": Case(LV + ["--map", "{d}/empty.map"], "is empty"),
     "map is a folder": Case(LV + ["--map", "{d}"], "is a folder"),
@@ -89,7 +94,10 @@ CASES: dict[str, Case] = {
     "mtz F infinite": Case(LV + ["--reflections", "{d}/inf.mtz"], "holds infinite values"),
     "mtz column choice without =": Case(LV + ["--reflections", "{d}/data.mtz", "--reflections-columns", "F"],
                                         "not a column choice"),
-    "mtz header position outside the file": Case(LV + ["--reflections", "{d}/headerpos.mtz"], "header position"),
+    "mtz header position outside the file": Case(LV + ["--reflections", "{d}/headerpos.mtz"], "header position",
+                                                 child=True),
+    "charge flipping on a protein cell": Case(["predict", "charge-flipping", "--mtz", "{d}/protein.mtz", "--out",
+                                               "{out}"], "too large for charge flipping"),
     "mtz is text": Case(LV + ["--reflections", "{d}/text.map"], "not a readable MTZ file"),
     # --- output folders and writing
     "out is a file": Case(SC + ["--molecular-weight", "18000", "--out", "{d}/a_file"], "is a file, not a folder"),
@@ -98,7 +106,7 @@ CASES: dict[str, Case] = {
     "out read-only": Case(LV + ["--map", "{d}/good.ccp4", "--out", "{d}/readonly/out"], "not writable",
                           skip_root=True),
     "file-size limit while writing": Case(LV + ["--map", "{d}/good.ccp4", "--out", "{out}"], "Could not write",
-                                          fsize_limit=2000),
+                                          fsize_limit=2000, child=True),
     "demo out is a file": Case(["demo", "--out", "{d}/a_file"], "is a file, not a folder"),
     # --- predictors, models, plugins
     "unknown predictor": Case(["predict", "no-such-predictor"], "There is no predictor called"),
@@ -116,9 +124,9 @@ CASES: dict[str, Case] = {
                            "--model", "no_such_model"], "There is no model named"),
     "plugin timeout not a number": Case(["predict", "fault-good"], "CRYSPLUGINS_PLUGIN_TIMEOUT must be a number",
                                         env={"CRYSPLUGINS_PLUGIN_TIMEOUT": "soon", "PYTHONPATH": str(GOOD_PLUGIN),
-                                             "CRYSPLUGINS_DISABLE_PLUGIN_AUTOLOAD": "0"}),
+                                             "CRYSPLUGINS_DISABLE_PLUGIN_AUTOLOAD": "0"}, child=True),
     # --- refine, evaluate, dataset, train, export, coot-install
-    "refine map grid sampling zero": Case(REFINE + ["--map", "{d}/mx0.ccp4"], "MX, MY, MZ = 0"),
+    "refine map grid sampling zero": Case(REFINE + ["--map", "{d}/mx0.ccp4"], "MX, MY, MZ = 0", child=True),
     "refine columns of the wrong type": Case(REFINE + ["--map", "{d}/good.ccp4", "--columns", "F=PHWT"],
                                              "is a phase"),
     "refine solvent fraction nan": Case(["refine", "--mtz", "{d}/data.mtz", "--map", "{d}/good.ccp4",
@@ -133,6 +141,7 @@ CASES: dict[str, Case] = {
                                        "nowhere"),
     "train lr nan": Case(["train", "solvent-unet", "--data", "{d}/nowhere", "--out", "{out}", "--lr", "nan"],
                          "lr must be"),
+    "train lr inf": Case(["train", "reccrysformer", "--data", "{d}/ds", "--out", "{out}", "--lr", "inf"], "lr must be"),
     "train set not json": Case(["train", "reccrysformer", "--data", "{d}/ds", "--out", "{out}", "--max-steps", "1",
                                 "--set", "model.depth=notjson"], "model settings"),
     "train resume without a checkpoint": Case(["train", "reccrysformer", "--data", "{d}/ds", "--out", "{out}",
@@ -140,11 +149,15 @@ CASES: dict[str, Case] = {
     "train resume from a corrupt checkpoint": Case(["train", "reccrysformer", "--data", "{d}/ds", "--out",
                                                     "{d}/corrupt_run", "--resume", "--max-steps", "1"],
                                                    "not a readable crysplugins checkpoint"),
+    "train tiny config on a default dataset": Case(["train", "reccrysformer", "--config", "reccrysformer_tiny",
+                                                    "--data", "{d}/ds", "--out", "{out}", "--max-steps", "1"],
+                                                   "residue boxes"),
     "export a corrupt checkpoint": Case(["export", "{d}/corrupt_run", "--models-dir", "{out}"],
                                         "not a readable crysplugins checkpoint"),
     "train without torch": Case(["train", "solvent-unet", "--data", "{d}/nowhere", "--out", "{out}"], "torch",
-                                hide_torch=True),
-    "export without torch": Case(["export", "{d}/nowhere_run", "--models-dir", "{out}"], "torch", hide_torch=True),
+                                hide_torch=True, child=True),
+    "export without torch": Case(["export", "{d}/nowhere_run", "--models-dir", "{out}"], "torch", hide_torch=True,
+                                 child=True),
     "coot-install into a file": Case(["coot-install", "--coot-dir", "{d}/a_file"], "a_file"),
 }
 
@@ -201,6 +214,12 @@ def _write_mtz(d: Path) -> None:
     record[type_at] = 0xD5  # a column type byte that is not UTF-8
     (d / "headerpos.mtz").write_bytes(_patched(data, 4, "<i", 2 ** 31 - 1))  # gemmi sized a read by it
     (d / "badtype.mtz").write_bytes(data[:at] + bytes(record) + data[at + 80:])
+    # a protein crystal (P212121 to 1.8 Å: 15,000 reflections, 55,000 once expanded to P1)
+    pcell, psg = gemmi.UnitCell(34.321, 45.508, 98.912, 90, 90, 90), gemmi.SpaceGroup("P 21 21 21")
+    phkl = gemmi.make_miller_array(pcell, psg, 1.8)
+    pf = rng.uniform(5, 50, len(phkl))
+    io.write_mtz(io.make_mtz(pcell, psg, phkl, {"FP": ("F", pf), "SIGFP": ("Q", np.ones(len(phkl)))}),
+                 d / "protein.mtz")
 
 
 def _write_models(folder: Path) -> None:
@@ -263,6 +282,28 @@ def run_case(case: Case, d: Path, out: Path, timeout: float = 300) -> subprocess
                           env=env, timeout=timeout, preexec_fn=limit, cwd=str(d))
 
 
+def run_in_process(case: Case, d: Path, out: Path, monkeypatch, capsys) -> subprocess.CompletedProcess:
+    """Run one case through ``crysplugins.cli.main`` here: the same handlers as the real command line, with
+    the case's environment, a fresh host and the bad folder as working directory; argparse's exit is caught."""
+    from crysplugins import cli, host
+
+    argv = [a.format(d=d, out=out) for a in case.argv]
+    for key in ("CRYSPLUGINS_PLUGINS", "CRYSPLUGINS_DEBUG", "CRYSPLUGINS_MODELS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("CRYSPLUGINS_DISABLE_PLUGIN_AUTOLOAD", "1")
+    for key, value in case.env.items():
+        monkeypatch.setenv(key, value.format(d=d, out=out))
+    monkeypatch.setattr(host, "_default_host", None)  # built again from this case's environment
+    monkeypatch.chdir(d)
+    capsys.readouterr()
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:  # argparse's own refusals
+        code = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
+
+
 def judge(case: Case, proc: subprocess.CompletedProcess, out: Path) -> str:
     """'' when the refusal is clean, else what is wrong with it."""
     if proc.returncode == 0:
@@ -292,12 +333,12 @@ def judge(case: Case, proc: subprocess.CompletedProcess, out: Path) -> str:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_hostile_input_is_refused_in_one_sentence(name, bad_dir, tmp_path):
+def test_hostile_input_is_refused_in_one_sentence(name, bad_dir, tmp_path, monkeypatch, capsys):
     case = CASES[name]
     if case.skip_root and os.geteuid() == 0:
         pytest.skip("root may write into read-only folders")
     out = tmp_path / "out"
-    proc = run_case(case, bad_dir, out)
+    proc = run_case(case, bad_dir, out) if case.child else run_in_process(case, bad_dir, out, monkeypatch, capsys)
     verdict = judge(case, proc, out)
     assert verdict == "", f"{name}: {verdict}\nstderr: {proc.stderr[-1500:]}"
     assert not list(bad_dir.rglob("*.part"))  # no temporary file left behind anywhere
@@ -342,3 +383,54 @@ def test_a_user_model_hiding_a_shipped_one_is_said(bad_dir):
     plain = subprocess.run(run + ["list"], capture_output=True, text=True, timeout=120,
                            env={**env, "CRYSPLUGINS_MODELS": str(bad_dir / "structures")})
     assert "note:" not in plain.stdout  # nothing hidden, nothing said
+
+
+class _NanPredictor:
+    """A predictor whose numbers are not finite (a model that diverged): its results must still be JSON."""
+
+    name = "nan-numbers"
+    version = "0.1"
+    summary = "returns NaN and infinite numbers"
+    inputs = ()
+    outputs = ()
+
+    def example_inputs(self) -> dict:
+        return {}
+
+    def predict(self, request):
+        from crysplugins.interface import Prediction, Scalar, Table
+
+        return Prediction(scalars={"score": Scalar(float("nan")), "peak": Scalar(np.float32(np.inf))},
+                          tables={"rows": Table(["a", "b"], [[1.0, float("nan")], [np.float64(-np.inf), 2]])},
+                          meta={"history": [np.nan, 0.5], "array": np.array([1.0, np.nan])})
+
+
+def _strict(text: str):
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_results_json_is_strict_when_a_predictor_returns_nan(tmp_path, monkeypatch, capsys):
+    """result.json, --json and demo.json hold null where a predictor gave NaN or infinity, never a NaN token."""
+    from crysplugins import cli
+    from crysplugins.hookspecs import hookimpl
+    from crysplugins.host import Host
+
+    class Plugin:
+        @hookimpl
+        def register_predictors(self, register):
+            register(_NanPredictor())
+
+    monkeypatch.setattr(cli, "_host", lambda: Host(autoload=False, only=["nan_plugin"],
+                                                       extra_plugins=[("nan_plugin", Plugin())]))
+    assert cli.main(["predict", "nan-numbers", "--out", str(tmp_path / "p"), "--json"]) == 0
+    printed = _strict(capsys.readouterr().out)
+    written = _strict((tmp_path / "p" / "result.json").read_text())
+    for result in (printed, written):
+        assert result["scalars"]["score"]["value"] is None and result["scalars"]["peak"]["value"] is None
+        assert result["tables"]["rows"]["rows"] == [[1.0, None], [None, 2]]
+        assert result["meta"]["history"] == [None, 0.5]
+    cli.main(["demo", "--out", str(tmp_path / "d"), "--quiet"])
+    demo = _strict((tmp_path / "d" / "demo.json").read_text())
+    assert demo["nan-numbers"]["status"] == "ok" and demo["nan-numbers"]["scalars"]["score"]["value"] is None
