@@ -289,3 +289,13 @@ def test_a_config_whose_residue_boxes_do_not_fit_the_dataset_is_one_sentence(dat
     assert main(["train", "reccrysformer", "--config", str(cfg_path), "--out", str(tmp_path / "r"), "--quiet"]) != 0
     err = capsys.readouterr().err
     assert "model.partial_box=8" in err and "Traceback" not in err
+
+
+def test_padded_sequences_reach_the_net_unchanged():
+    """Fragments shorter than the longest are padded with -1; batches keep them as int64 -1."""
+    from crysplugins.training.batching import map_batch
+
+    b = {"patterson": np.zeros((2, 8, 8, 8), np.float16), "density": np.zeros((2, 8, 8, 8), np.float16),
+         "sequence_index": np.array([[3, 4, -1, -1], [5, 6, 7, 8]], np.int8)}
+    seq = map_batch(b, np.array([0, 1]))["sequence"]
+    assert seq.dtype == torch.int64 and seq.tolist() == [[3, 4, -1, -1], [5, 6, 7, 8]]
