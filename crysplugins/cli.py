@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
 import time
@@ -27,8 +26,8 @@ from crysplugins.validate import writable_folder
 from crysplugins.host import Host, default_host
 from crysplugins.interface import Kind
 from crysplugins.inputs import columns_flag, input_flags, own_flag
-from crysplugins.request import (json_text, load_request_inputs, prepare_output_folder, run_prediction, write_json,
-                                 write_prediction)
+from crysplugins.request import (json_text, load_request_inputs, prepare_output_folder, run_prediction,
+                                 write_json, write_prediction)
 
 #: command name -> (module, help, extra that provides its dependencies)
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {

@@ -13,14 +13,13 @@ refined, settings, per-cycle history), each atomically.  See :mod:`crysplugins.c
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from crysplugins.crystal import io
 from crysplugins.errors import CrysError
 from crysplugins.host import default_host
 from crysplugins.inputs import parse_columns
-from crysplugins.request import prepare_output_folder
+from crysplugins.request import json_text, prepare_output_folder
 
 
 def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
@@ -81,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
     summary = {"refiner": args.refiner, "score": result.score, "refined": result.refined,
                "info": result.info, "files": files, "history": result.history}
     with io.atomic_path(out / "refine.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, default=str))
+        tmp.write_text(json_text(summary))
     if args.json:
-        print(json.dumps(summary, indent=2, default=str))
+        print(json_text(summary))
     else:
         for m in refl.notes + result.info.get("messages", []):
             print(m)
