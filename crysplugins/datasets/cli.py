@@ -13,6 +13,8 @@ import logging
 import os
 import sys
 
+from crysplugins.crystal.io import parse_cell
+from crysplugins.datasets.build import BuildConfig, build
 from crysplugins.errors import CrysError
 
 #: further ``dataset`` subcommands: name -> "module" whose ``add_parser(subparsers)`` registers them
@@ -82,8 +84,6 @@ def add_parser(sub) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from crysplugins.datasets.build import BuildConfig, build
-
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     if args.residues < 1:
         raise CrysError("--residues must be at least 1.")
@@ -101,8 +101,6 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.d_min <= 0 or args.rate <= 1:
         raise CrysError("--d-min must be > 0 Å and --rate > 1 (the grid must hold every reflection).")
     if args.fixed_cell:
-        from crysplugins.crystal.io import parse_cell
-
         parse_cell(" ".join(map(str, args.fixed_cell)))
     cfg = BuildConfig(
         structures=args.structures, out=args.out, n_residues=args.residues, overlap=args.overlap,
