@@ -19,6 +19,7 @@ from typing import Any
 
 from crysplugins.errors import CrysError
 from crysplugins.training import hand_chirality
+from crysplugins.training.config import train_config
 
 #: command-line option -> Trainer key
 OVERRIDES = {"epochs": int, "batch_size": int, "max_minutes": float, "max_steps": int, "seed": int,
@@ -138,7 +139,6 @@ def run(args: argparse.Namespace) -> int:
     if args.task == "hand-chirality":
         return hand_chirality.run_cli(args)
     # torch from here on
-    from crysplugins.training.config import train_config
     from crysplugins.training.loop import Trainer
     from crysplugins.training.tasks import get_task_factory
 
