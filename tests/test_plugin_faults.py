@@ -1,15 +1,19 @@
 """A third-party plugin cannot take the host down: the fault-variant plugins of tests/data/fault_plugins.
 
 Each folder there is an installed distribution (module + ``.dist-info`` with ``entry_points.txt``); with
-all of them on ``PYTHONPATH`` the real command line (a subprocess) must keep the built-ins and the good
+all of them on the path the command line must keep the built-ins and the good
 plugin working, name every faulty plugin with its distribution in one sentence, time out a hanging
 import or prediction, survive ``os._exit`` and a segmentation fault, and let ``demo`` record each failure
-and go on.  The time limits are lowered through the environment so that the hangs end quickly.
+and go on.  ``list`` and ``demo`` run the real command line in a subprocess; ``predict`` runs the
+command line's ``main`` in this process (a fresh host: the plugins are imported and called only in the
+host's child processes, so a crash there cannot reach the test).  The time limits are lowered through
+the environment so that the hangs end quickly.
 """
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,14 +22,16 @@ FAULTS = Path(__file__).resolve().parent / "data" / "fault_plugins"
 ALL = os.pathsep.join(str(p) for p in sorted(FAULTS.iterdir()) if p.is_dir())
 #: all but the hanging import, where a test is about something else (each command would wait for it)
 NO_HANG = os.pathsep.join(p for p in ALL.split(os.pathsep) if not p.endswith("import_hang"))
-LIMITS = {"CRYSPLUGINS_PLUGIN_IMPORT_TIMEOUT": "3", "CRYSPLUGINS_PLUGIN_TIMEOUT": "2"}
+#: short limits (s): a hang costs every command that meets it this long; a good plugin's import and predict
+#: take milliseconds, and the limits count from after the child's start-up
+LIMITS = {"CRYSPLUGINS_PLUGIN_IMPORT_TIMEOUT": "1.5", "CRYSPLUGINS_PLUGIN_TIMEOUT": "1.5"}
 SOLVENT = ["solvent-content", "--cell", "34.321 45.508 98.912 90 90 90", "--spacegroup", "19",
            "--molecular-weight", "18000", "--resolution", "1.8", "--json"]
 
 #: plugin entry point -> words of its failure in `list` (discovery)
 DISCOVERY_FAILURES = {
     "fault_import_error": "import failed: ImportError: this plugin cannot be imported",
-    "fault_import_hang": "its import did not finish in 3 s",
+    "fault_import_hang": "its import did not finish in 1.5 s",
     "fault_invalid_object": "invalid predictor 'fault invalid!'",
 }
 #: predictor -> (plugin, distribution, words of the one-sentence error of `predict`)
@@ -35,7 +41,7 @@ PREDICT_FAILURES = {
                     "fault-exits.predict (exit code 3)"),
     "fault-crashes": ("fault_predict_crashes", "crysfault-predict-crashes 0.1", "killed by signal SIGSEGV"),
     "fault-hangs": ("fault_predict_hangs", "crysfault-predict-hangs 0.1", "did not finish fault-hangs.predict "
-                    "in 2 s"),
+                    "in 1.5 s"),
     "fault-foreign": ("fault_predict_foreign", "crysfault-predict-foreign 0.1", "an object of "
                       "crysfault_predict_foreign.Private, which the host does not load"),
 }
@@ -47,6 +53,26 @@ def _one_sentence(stderr: str) -> str:
     assert len(lines) == 1, stderr
     assert lines[0].startswith("error: ") and lines[0].endswith("."), lines[0]
     return lines[0]
+
+
+def cli_here(monkeypatch, capsys, *args: str, pythonpath: str, fresh: bool = True,
+             **env: str) -> subprocess.CompletedProcess:
+    """Run ``crysplugins.cli.main`` in this process with the plugin folders on ``sys.path`` (the plugins
+    themselves are only ever imported in the host's child processes); ``fresh`` builds a new host."""
+    from crysplugins import cli, host
+
+    for folder in pythonpath.split(os.pathsep):
+        monkeypatch.syspath_prepend(folder)
+    for key in ("CRYSPLUGINS_PLUGINS", "CRYSPLUGINS_DISABLE_PLUGIN_AUTOLOAD", "CRYSPLUGINS_DEBUG"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in {**LIMITS, **env}.items():
+        monkeypatch.setenv(key, value)
+    if fresh:
+        monkeypatch.setattr(host, "_default_host", None)
+    capsys.readouterr()
+    code = cli.main(list(args))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, captured.out, captured.err)
 
 
 def test_list_survives_every_faulty_plugin(cli):
@@ -65,20 +91,20 @@ def test_list_survives_every_faulty_plugin(cli):
         assert failures[plugin]["distribution"] == f"crysfault-{plugin[6:].replace('_', '-')} 0.1"
 
 
-def test_builtins_and_good_plugin_predict_with_faulty_plugins_installed(cli):
-    builtin = cli("predict", *SOLVENT, pythonpath=ALL, **LIMITS)
+def test_builtins_and_good_plugin_predict_with_faulty_plugins_installed(monkeypatch, capsys):
+    builtin = cli_here(monkeypatch, capsys, "predict", *SOLVENT, pythonpath=ALL)
     assert builtin.returncode == 0, builtin.stderr
     assert json.loads(builtin.stdout)["scalars"]["most_probable_copies"]["value"] == 1
-    good = cli("predict", "fault-good", "--json", pythonpath=ALL, **LIMITS)
+    good = cli_here(monkeypatch, capsys, "predict", "fault-good", "--json", pythonpath=ALL, fresh=False)
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["scalars"]["answer"]["value"] == 42.0
 
 
 @pytest.mark.parametrize("predictor", list(PREDICT_FAILURES))
-def test_a_failing_predict_is_one_sentence_naming_the_plugin(predictor, cli, tmp_path):
+def test_a_failing_predict_is_one_sentence_naming_the_plugin(predictor, monkeypatch, capsys, tmp_path):
     plugin, dist, words = PREDICT_FAILURES[predictor]
     out = tmp_path / "out"
-    proc = cli("predict", predictor, "--out", str(out), "--quiet", pythonpath=NO_HANG, **LIMITS)
+    proc = cli_here(monkeypatch, capsys, "predict", predictor, "--out", str(out), "--quiet", pythonpath=NO_HANG)
     assert proc.returncode != 0
     message = _one_sentence(proc.stderr)
     assert f"The plugin {plugin} ({dist})" in message and words in message, message
