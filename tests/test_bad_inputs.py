@@ -98,6 +98,8 @@ CASES: dict[str, Case] = {
                                                  child=True),
     "charge flipping on a protein cell": Case(["predict", "charge-flipping", "--mtz", "{d}/protein.mtz", "--out",
                                                "{out}"], "too large for charge flipping"),
+    "fragment phasing on a protein cell": Case(["predict", "fragment-phasing", "--mtz", "{d}/protein.mtz", "--sequence",
+                                                "GAGAGA", "--out", "{out}"], "too large for charge flipping"),
     "mtz is text": Case(LV + ["--reflections", "{d}/text.map"], "not a readable MTZ file"),
     # --- output folders and writing
     "out is a file": Case(SC + ["--molecular-weight", "18000", "--out", "{d}/a_file"], "is a file, not a folder"),

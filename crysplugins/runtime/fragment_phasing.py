@@ -79,6 +79,7 @@ def make_setup(cell: gemmi.UnitCell, hkl: np.ndarray, f_obs: np.ndarray, sequenc
         else:  # ~ 18 Å^3 per protein atom in the non-solvent part of the cell
             n_atoms = max(int(cell.volume * (1.0 - float(solvent_fraction or 0.5)) / 18.0), 4)
     d_min = float(1.0 / np.sqrt(4.0 * stol2(cell, hkl).max()))
+    cf.check_size(cell, len(hkl), fourier_grid(cell, hkl, d_min=d_min, rate=rate).shape)  # a protein cell: refused
     return Setup(cell, hkl, f_obs, cf.normalise_amplitudes(cell, hkl, f_obs), int(n_atoms), d_min, sequence,
                  solvent_fraction, rate)
 
