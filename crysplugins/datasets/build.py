@@ -40,6 +40,7 @@ from crysplugins.crystal.standardise import B_ISO, RESIDUE_TYPES, read_structure
 from crysplugins.datasets import store
 from crysplugins.datasets.fragments import windows
 from crysplugins.errors import CrysError
+from crysplugins.progress import ProgressBar
 
 log = logging.getLogger("crysplugins.dataset")
 SUFFIXES = (".cif", ".cif.gz", ".mmcif", ".mmcif.gz", ".pdb", ".pdb.gz", ".ent", ".ent.gz")
@@ -540,8 +541,6 @@ def build(cfg: BuildConfig) -> dict:
 
     Returns a summary dict (also what ``crysplugins dataset build`` prints).
     """
-    from crysplugins.cli import ProgressBar
-
     out = Path(cfg.out)
     if (out / "meta.json").exists():
         meta = json.loads((out / "meta.json").read_text())
