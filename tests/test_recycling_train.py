@@ -65,6 +65,12 @@ def test_recycling_round_through_the_cli(dataset: Path, tmp_path: Path):
             "--input-templates", "initial", "--quiet")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["splits"]["test"]["n"] == summary["splits"]["test"]["n"]
+    # exported, its card says how the template channel was trained and which model it follows
+    p = cli("export", str(run1), "--models-dir", str(tmp_path / "models"), "--shapes", "8x8x8,16x16x16")
+    assert p.returncode == 0, p.stderr
+    card = json.loads((tmp_path / "models" / "recycled.json").read_text())
+    assert card["recycling"]["base_model"] == "initial" and card["recycling"]["templates"] == "initial"
+    assert card["inputs"][0]["shape"][1] == 2 and card["onnx_parity"]["max_abs_diff"] <= 1e-4
 
 
 def test_recycle_from_a_missing_run_is_one_clear_error(dataset: Path, tmp_path: Path):
