@@ -157,6 +157,11 @@ class RecCrysFormerTask:
                                for shape, b in train.bins.items()}
         return self._mean_maps
 
+    def baseline_pearsons(self, batch: dict[str, Any]) -> list[float]:
+        """Pearson of the mean training map of the batch's grid shape with each true map ([] if none)."""
+        mean_map = self.mean_maps().get(batch["shape"])
+        return [] if mean_map is None else [pearson(mean_map, d[0].numpy()) for d in batch["density"]]
+
     def eval_batches(self, limit: int | None = None) -> list[dict[str, torch.Tensor]]:
         """Deterministic test batches (a fixed subset of ``limit`` examples spread over the shapes)."""
         test = self.split("test")
@@ -180,7 +185,6 @@ class RecCrysFormerTask:
         diagnostic for hand-invariant training, not the target metric).
         """
         device = next(model.parameters()).device
-        means = self.mean_maps()
         pcs, best, fpcs, base = [], [], [], []
         for batch in self.eval_batches(limit):
             pred = model(batch["patterson"].to(device), batch["sequence"].to(device)).float().cpu()
@@ -188,9 +192,7 @@ class RecCrysFormerTask:
             pcs += pc.tolist()
             best += torch.maximum(pc, pearson_per_example(pred, invert_through_centre(batch["density"]))).tolist()
             fpcs += pearson_per_example(fft_amplitudes(pred), fft_amplitudes(batch["density"])).tolist()
-            mean_map = means.get(batch["shape"])
-            if mean_map is not None:
-                base += [pearson(mean_map, d[0].numpy()) for d in batch["density"]]
+            base += self.baseline_pearsons(batch)
         return {"test_pearson": float(np.mean(pcs)), "test_pearson_either_hand": float(np.mean(best)),
                 "test_fft_pearson": float(np.mean(fpcs)),
                 "test_baseline_pearson": float(np.mean(base)) if base else float("nan"),
@@ -330,18 +332,27 @@ def _dynamic_shapes(mcfg: dict[str, Any]) -> dict[str, dict[int, Any]]:
     return dyn
 
 
-def _parity_inputs(shapes: list[tuple], n_res: int, mcfg: dict[str, Any],
+def _parity_inputs(shapes: list[tuple], lengths: list[int], mcfg: dict[str, Any],
                    seed: int = 0) -> list[dict[str, torch.Tensor]]:
-    """Random normalised maps of each shape (batch 2 and 1) with random sequences."""
+    """Random normalised maps of each shape (batch 2 and 1) with random sequences of each length."""
     rng = np.random.default_rng(seed)
     out = []
     for shape in shapes:
-        for batch in (2, 1):
+        for batch, n_res in zip((2, 1) * len(lengths), [n for n in lengths for _ in (0, 1)]):
             x = rng.uniform(-0.3, 1.0, size=(batch, mcfg["in_channels"], *shape)).astype(np.float32)
             s = rng.integers(0, 20, size=(batch, n_res)).astype(np.int64)
             out.append({"patterson": torch.from_numpy(x), "sequence": torch.from_numpy(s)}
                        if mcfg["partial"] else {"patterson": torch.from_numpy(x)})
     return out
+
+
+def _parity_lengths(n_res: Any) -> list[int]:
+    """Fragment lengths the ONNX parity check runs: the one length, or the shortest, a middle and the
+    longest of a [lo, hi] range."""
+    if isinstance(n_res, (list, tuple)):
+        lo, hi = int(n_res[0]), int(n_res[-1])
+        return sorted({lo, (lo + hi) // 2, hi})
+    return [int(n_res)]
 
 
 def export_spec(checkpoints: list[Checkpoint], options: ExportOptions) -> ExportSpec:
@@ -353,7 +364,8 @@ def export_spec(checkpoints: list[Checkpoint], options: ExportOptions) -> Export
     mcfg = model.config
     meta = ckpt.task_state.get("meta") or {}
     summary = dataset_summary(ckpt.task_state.get("dataset"))
-    n_res = int(meta.get("n_residues") or mcfg["max_residues"])
+    n_res = meta.get("n_residues") or mcfg["max_residues"]  # one length, or [lo, hi] for a mixed dataset
+    lengths = _parity_lengths(n_res)
     trained = [tuple(s) for s in summary.get("grid_shapes", [])]
     shapes = options.shapes or parity_shapes(trained, mcfg["patch"])
     for s in shapes:
@@ -362,18 +374,19 @@ def export_spec(checkpoints: list[Checkpoint], options: ExportOptions) -> Export
     ex_shape = max(trained, key=lambda s: np.prod(s)) if trained else shapes[-1]
     example = {"patterson": torch.zeros(2, mcfg["in_channels"], *ex_shape)}
     if mcfg["partial"]:
-        example["sequence"] = torch.zeros(2, n_res, dtype=torch.long)
+        example["sequence"] = torch.zeros(2, lengths[-1], dtype=torch.long)
     return ExportSpec(model=model, example=example, output_name="density",
-                      parity=_parity_inputs([tuple(ex_shape)] if options.static else shapes, n_res, mcfg),
+                      parity=_parity_inputs([tuple(ex_shape)] if options.static else shapes, lengths, mcfg),
                       dynamic_shapes=None if options.static else _dynamic_shapes(mcfg),
                       card=_card(ckpt, model, meta, summary, n_res, options))
 
 
-def _card(ckpt: Checkpoint, model: RecCrysFormer, meta: dict[str, Any], summary: dict[str, Any], n_res: int,
+def _card(ckpt: Checkpoint, model: RecCrysFormer, meta: dict[str, Any], summary: dict[str, Any], n_res: int | list[int],
           options: ExportOptions) -> dict[str, Any]:
     """The card entries of a RecCrysFormer: inputs, architecture, normalisation, grid, data, training."""
     mcfg, p = model.config, model.config["patch"]
     d_min, rate = meta.get("d_min"), meta.get("sampling_rate")
+    # a dataset drawn over a resolution range has no one spacing: the runtime takes d_min / mean rate
     spacing = float(d_min) / float(rate) if isinstance(d_min, (int, float)) and isinstance(rate, (int, float)) else None
     build_cfg = (meta.get("build") or {}).get("config") or {}
     summ_path = ckpt.path.parent / "summary.json" if ckpt.path else None

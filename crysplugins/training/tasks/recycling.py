@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from crysplugins.crystal.metrics import pearson
 from crysplugins.datasets.template_store import TemplateStore
 from crysplugins.errors import CrysError
 from crysplugins.training.batching import EXAMPLE_KEYS, BatchList, ShapeBins, plan_batches
@@ -158,15 +157,12 @@ class RecyclingTask(RecCrysFormerTask):
         """Mean test Pearson (eq. 7) overall, for examples refined / not refined after the previous run,
         and the mean-map baseline."""
         device = next(model.parameters()).device
-        means = self.mean_maps()
         pcs, refined, base = [], [], []
         for batch in self.eval_batches(limit):
             pred = model(batch["patterson"].to(device), batch["sequence"].to(device)).float().cpu()
             pcs += pearson_per_example(pred, batch["density"]).tolist()
             refined += [bool(v) for v in batch["was_refined"]]
-            mean_map = means.get(batch["shape"])
-            if mean_map is not None:
-                base += [pearson(mean_map, d[0].numpy()) for d in batch["density"]]
+            base += self.baseline_pearsons(batch)
         pcs_a, ref_a = np.array(pcs), np.array(refined, bool)
         return {"test_pearson": float(pcs_a.mean()),
                 "test_pearson_not_refined": float(pcs_a[~ref_a].mean()) if (~ref_a).any() else float("nan"),
