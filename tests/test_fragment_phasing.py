@@ -58,7 +58,7 @@ def test_network_candidates_come_after_the_first_start(frag2):
         calls.append(1)
         return phi + np.random.default_rng(0).normal(0.0, 40.0, len(phi))
 
-    res = fp.solve(setup, network, n_starts=2, stop_score=1.01, dm_cycles=30, flip_cycles=200)
+    res = fp.solve(setup, network, n_starts=2, stop_score=1.01, dm_cycles=30, flip_cycles=200, extra_starts=0)
     names = [c.name for c in res.candidates]
     assert names == ["charge-flipping start 0", "network + DM", "charge flipping from the network",
                      "charge-flipping start 1"]
@@ -67,6 +67,17 @@ def test_network_candidates_come_after_the_first_start(frag2):
     assert res.winner.refined.score == max(c.refined.score for c in res.candidates)
     err = search_origin_hand(hkl, f, phi, res.winner.refined.phases).phase_error
     assert err < 60.0
+
+
+def test_more_starts_when_no_candidate_is_convincing(frag2):
+    cell, hkl, f, phi, seq = frag2
+    setup = fp.make_setup(cell, hkl, f, seq)
+    res = fp.solve(setup, None, n_starts=1, stop_score=1.01, dm_cycles=30, flip_cycles=200, extra_starts=1,
+                   extend_below=1.01)
+    assert [c.name for c in res.candidates] == ["charge-flipping start 0", "charge-flipping start 1"]
+    res = fp.solve(setup, None, n_starts=1, stop_score=1.01, dm_cycles=30, flip_cycles=200, extra_starts=1,
+                   extend_below=0.0)
+    assert [c.name for c in res.candidates] == ["charge-flipping start 0"]
 
 
 def test_stops_when_the_first_start_is_refined(frag2):

@@ -163,6 +163,7 @@ class HybridResult:
 
 def solve(setup: Setup, network: Callable[[], np.ndarray | None] | None = None, n_starts: int = 8, seed: int = 0,
           flip_cycles: int = 1000, dm_cycles: int = 200, stop_score: float = 0.999,
+          extra_starts: int = 4, extend_below: float = 0.6,
           flip_from_network: bool = True, models: ss.ScoreModels | None = None,
           progress: Callable[[float, str], None] | None = None,
           check: Callable[[], None] | None = None) -> HybridResult:
@@ -170,7 +171,9 @@ def solve(setup: Setup, network: Callable[[], np.ndarray | None] | None = None, 
 
     Order: random charge-flipping start 0; then, when ``network()`` (called only now, as it may be slow)
     gives phases (degrees), those phases after DM and charge flipping started from them; then starts 1, 2, …
-    (at most ``n_starts``; the ``charge-flipping`` predictor's seeds).
+    (at most ``n_starts``; the ``charge-flipping`` predictor's seeds).  When no candidate then reaches
+    ``stop_score`` and the best ranked one's probability is below ``extend_below``, ``extra_starts`` more
+    random starts are made (a right start may simply not be among the first ones).
     """
     t0 = time.monotonic()
     models = models or ss.load_score()
@@ -201,4 +204,13 @@ def solve(setup: Setup, network: Callable[[], np.ndarray | None] | None = None, 
             break
     score_candidates(setup, cands, models)
     best = int(np.argmax([c.rank for c in cands]))
+    if cands[-1].refined.score < stop_score and cands[best].probability < extend_below:
+        for i in range(n_starts, n_starts + extra_starts):
+            cands.append(flip_candidate(setup, i, seed, flip_cycles, dm_cycles, check=check))
+            if progress is not None:
+                progress(0.95, f"extra {cands[-1].name}: DM CC {cands[-1].refined.score:.4f}")
+            if cands[-1].refined.score >= stop_score:
+                break
+        score_candidates(setup, cands, models)
+        best = int(np.argmax([c.rank for c in cands]))
     return HybridResult(cands, best, time.monotonic() - t0)
