@@ -113,3 +113,15 @@ def test_the_narrowest_model_that_covers_the_fragment_is_chosen(tmp_path, monkey
     assert model_for(12, None) == "general_test"
     with pytest.raises(CrysError, match="No installed patterson-density model covers a fragment of 16 residues"):
         model_for(16, 1.5)
+
+
+def test_export_pipeline_settings_are_checked():
+    pytest.importorskip("torch")
+    from crysplugins.errors import CrysError
+    from crysplugins.training.export import parse_pipeline
+
+    assert parse_pipeline(["final_dm_cycles=200", "default_output=refined"]) == \
+        {"final_dm_cycles": 200, "default_output": "refined"}
+    for bad in (["cycles=3"], ["final_dm_cycles=many"], ["default_cycles=-1"], ["default_output=best"]):
+        with pytest.raises(CrysError, match="--pipeline"):
+            parse_pipeline(bad)

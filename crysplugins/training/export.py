@@ -51,7 +51,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--static", action="store_true", help="export with fixed shapes (the example's)")
     p.add_argument("--hand-model", help="name of the hand classifier (an exported hand-classifier run) that "
                    "the plugin runs on this model's predictions; for models trained with loss.hand_invariant")
+    p.add_argument("--pipeline", action="append", default=[], metavar="KEY=VALUE",
+                   help="how patterson-density runs this model, written into its card: "
+                        + ", ".join(f"{k}=..." for k in PIPELINE_KEYS) + " (repeat the option)")
     p.set_defaults(func=run)
+
+
+#: card keys that say how patterson-density runs a RecCrysFormer (runtime/reccrysformer.py) -> value type
+PIPELINE_KEYS: dict[str, type] = {"default_cycles": int, "final_dm_cycles": int, "default_output": str,
+                                  "recycled_model": str}
+
+
+def parse_pipeline(items: list[str]) -> dict[str, Any]:
+    """``["final_dm_cycles=200", ...]`` -> card entries, each key and value checked."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in PIPELINE_KEYS:
+            raise CrysError(f"--pipeline {item}: write KEY=VALUE with KEY one of {', '.join(PIPELINE_KEYS)}.")
+        try:
+            out[key] = PIPELINE_KEYS[key](value)
+        except ValueError:
+            raise CrysError(f"--pipeline {item}: {key} takes a whole number.") from None
+        if PIPELINE_KEYS[key] is int and out[key] < 0:
+            raise CrysError(f"--pipeline {item}: {key} must be 0 or more.")
+    if out.get("default_output", "refined") not in ("refined", "prediction"):
+        raise CrysError("--pipeline default_output must be 'refined' or 'prediction'.")
+    return out
 
 
 def _parse_shapes(text: str | None) -> list[tuple[int, ...]] | None:
@@ -69,7 +95,8 @@ def _parse_shapes(text: str | None) -> list[tuple[int, ...]] | None:
 def run(args: argparse.Namespace) -> int:
     sources = args.run_dir
     card = export_run(sources[0] if len(sources) == 1 else sources, name=args.name, models_dir=args.models_dir,
-                      shapes=_parse_shapes(args.shapes), static=args.static, hand_model=args.hand_model)
+                      shapes=_parse_shapes(args.shapes), static=args.static, hand_model=args.hand_model,
+                      pipeline=parse_pipeline(args.pipeline))
     if "onnx" not in card:  # a hand-chirality model: weights in the card
         print(json.dumps({"card": f"{card['name']}.json", "task": card.get("task"),
                           "test": (card.get("metrics") or {}).get("test")}, indent=2))
@@ -110,12 +137,13 @@ def _metrics(run_dir: Path) -> dict[str, Any]:
 
 def export_run(run_dir: str | Path | list[str | Path], name: str | None = None, models_dir: str | Path = "models",
                shapes: list[tuple[int, int, int]] | None = None, static: bool = False,
-               hand_model: str | None = None) -> dict[str, Any]:
+               hand_model: str | None = None, pipeline: dict[str, Any] | None = None) -> dict[str, Any]:
     """Export a run (a folder or checkpoint file, or a list of checkpoints for an ensemble); returns the
     card, also written to ``models_dir/<name>.json``.
 
     ``hand_model``: the hand model the plugin applies to this model's predictions (card key
     ``hand_model``; see :mod:`crysplugins.runtime.hand`).  It must already be in ``models_dir``.
+    ``pipeline``: card entries that say how patterson-density runs the model (:data:`PIPELINE_KEYS`).
     """
     sources = [Path(p) for p in (run_dir if isinstance(run_dir, (list, tuple)) else [run_dir])]
     folder = sources[0] if sources[0].is_dir() else sources[0].parent
@@ -141,6 +169,8 @@ def export_run(run_dir: str | Path | list[str | Path], name: str | None = None, 
     models_dir = Path(models_dir)
     if hand_model and kind != "reccrysformer":
         raise CrysError(f"--hand-model applies to RecCrysFormer runs only; {folder} is a '{kind}' run.")
+    if pipeline and kind != "reccrysformer":
+        raise CrysError(f"--pipeline applies to RecCrysFormer runs only; {folder} is a '{kind}' run.")
     if hand_model and not (models_dir / f"{hand_model}.json").is_file():
         raise CrysError(f"The hand classifier {hand_model} is not in {models_dir}; export it there first.")
     if kind == "reccrysformer" and bool((checkpoints[0].config.get("loss") or {}).get("hand_invariant")) \
@@ -149,6 +179,7 @@ def export_run(run_dir: str | Path | list[str | Path], name: str | None = None, 
               "whichever hand the network chose.", file=sys.stderr)
     options = ExportOptions(shapes=shapes, static=static, hand_model=hand_model, models_dir=models_dir)
     spec = export_spec_function(kind)(checkpoints, options)
+    spec.card.update(pipeline or {})
     return write_export(spec, kind, name or folder.name, folder, models_dir)
 
 
