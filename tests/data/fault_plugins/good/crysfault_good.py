@@ -1,24 +1,19 @@
 """A fault-variant plugin for the host tests: a well-behaved plugin."""
+import sys
+from pathlib import Path
 
-from crysplugins.hookspecs import hookimpl
-from crysplugins.interface import Kind, OutputSpec, Prediction, Scalar
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # the shared crysfault_base.py
+from crysfault_base import FaultPredictor, registers  # noqa: E402
+from crysplugins.interface import Prediction, Scalar  # noqa: E402
 
 
-class Good:
+class Good(FaultPredictor):
     name = "fault-good"
-    version = "0.1"
     summary = "a well-behaved plugin"
-    inputs = ()
-    outputs = (OutputSpec("answer", Kind.SCALAR, "a number"),)
-
-    def example_inputs(self):
-        return {}
 
     def predict(self, request):
         request.report(0.5, "half way")
         return Prediction(scalars={"answer": Scalar(42.0)})
 
 
-@hookimpl
-def register_predictors(register):
-    register(Good())
+register_predictors = registers(Good)

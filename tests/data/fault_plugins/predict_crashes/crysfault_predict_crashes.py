@@ -1,25 +1,19 @@
 """A fault-variant plugin for the host tests: predict dies by a segmentation fault."""
 import os
 import signal
+import sys
+from pathlib import Path
 
-from crysplugins.hookspecs import hookimpl
-from crysplugins.interface import Kind, OutputSpec, Prediction, Scalar
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # the shared crysfault_base.py
+from crysfault_base import FaultPredictor, registers  # noqa: E402
 
 
-class Crashes:
+class Crashes(FaultPredictor):
     name = "fault-crashes"
-    version = "0.1"
     summary = "predict dies by a segmentation fault"
-    inputs = ()
-    outputs = (OutputSpec("answer", Kind.SCALAR, "a number"),)
-
-    def example_inputs(self):
-        return {}
 
     def predict(self, request):
         os.kill(os.getpid(), signal.SIGSEGV)
 
 
-@hookimpl
-def register_predictors(register):
-    register(Crashes())
+register_predictors = registers(Crashes)

@@ -1,24 +1,18 @@
 """A fault-variant plugin for the host tests: predict calls os._exit."""
 import os
+import sys
+from pathlib import Path
 
-from crysplugins.hookspecs import hookimpl
-from crysplugins.interface import Kind, OutputSpec, Prediction, Scalar
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # the shared crysfault_base.py
+from crysfault_base import FaultPredictor, registers  # noqa: E402
 
 
-class Exits:
+class Exits(FaultPredictor):
     name = "fault-exits"
-    version = "0.1"
     summary = "predict calls os._exit"
-    inputs = ()
-    outputs = (OutputSpec("answer", Kind.SCALAR, "a number"),)
-
-    def example_inputs(self):
-        return {}
 
     def predict(self, request):
         os._exit(3)
 
 
-@hookimpl
-def register_predictors(register):
-    register(Exits())
+register_predictors = registers(Exits)

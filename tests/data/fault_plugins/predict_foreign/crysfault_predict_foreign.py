@@ -1,26 +1,22 @@
 """A fault-variant plugin for the host tests: predict returns an object of the plugin's own class."""
-from crysplugins.hookspecs import hookimpl
-from crysplugins.interface import Kind, OutputSpec, Prediction, Scalar
+import sys
+from pathlib import Path
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # the shared crysfault_base.py
+from crysfault_base import FaultPredictor, registers  # noqa: E402
+from crysplugins.interface import Prediction, Scalar  # noqa: E402
 
 
 class Private:
     """Unpickling this in the host would import this module there."""
 
 
-class Foreign:
+class Foreign(FaultPredictor):
     name = "fault-foreign"
-    version = "0.1"
     summary = "predict returns an object of the plugin's own class"
-    inputs = ()
-    outputs = (OutputSpec("answer", Kind.SCALAR, "a number"),)
-
-    def example_inputs(self):
-        return {}
 
     def predict(self, request):
         return Prediction(scalars={"answer": Scalar(1.0)}, meta={"private": Private()})
 
 
-@hookimpl
-def register_predictors(register):
-    register(Foreign())
+register_predictors = registers(Foreign)

@@ -1,24 +1,18 @@
 """A fault-variant plugin for the host tests: predict never returns."""
+import sys
 import time
+from pathlib import Path
 
-from crysplugins.hookspecs import hookimpl
-from crysplugins.interface import Kind, OutputSpec, Prediction, Scalar
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # the shared crysfault_base.py
+from crysfault_base import FaultPredictor, registers  # noqa: E402
 
 
-class Hangs:
+class Hangs(FaultPredictor):
     name = "fault-hangs"
-    version = "0.1"
     summary = "predict never returns"
-    inputs = ()
-    outputs = (OutputSpec("answer", Kind.SCALAR, "a number"),)
-
-    def example_inputs(self):
-        return {}
 
     def predict(self, request):
         time.sleep(3600)
 
 
-@hookimpl
-def register_predictors(register):
-    register(Hangs())
+register_predictors = registers(Hangs)

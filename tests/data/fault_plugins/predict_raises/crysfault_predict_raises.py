@@ -1,23 +1,17 @@
 """A fault-variant plugin for the host tests: predict raises."""
+import sys
+from pathlib import Path
 
-from crysplugins.hookspecs import hookimpl
-from crysplugins.interface import Kind, OutputSpec, Prediction, Scalar
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # the shared crysfault_base.py
+from crysfault_base import FaultPredictor, registers  # noqa: E402
 
 
-class Raises:
+class Raises(FaultPredictor):
     name = "fault-raises"
-    version = "0.1"
     summary = "predict raises"
-    inputs = ()
-    outputs = (OutputSpec("answer", Kind.SCALAR, "a number"),)
-
-    def example_inputs(self):
-        return {}
 
     def predict(self, request):
         raise RuntimeError("boom in predict")
 
 
-@hookimpl
-def register_predictors(register):
-    register(Raises())
+register_predictors = registers(Raises)
