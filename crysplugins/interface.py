@@ -508,19 +508,27 @@ def validate_predictor(obj: Any) -> list[str]:
     return problems
 
 
-def check_request(predictor: Predictor, inputs: Mapping[str, Any]) -> None:
-    """Raise CrysError when a required input is missing or an input group has no member given."""
+def missing_input(predictor: Predictor, inputs: Mapping[str, Any]) -> InputSpec | list[str] | None:
+    """The first required input not given (its spec), else the input names of the first group with no member
+    given, else None; an input given as None counts as not given."""
     given = {k for k, v in inputs.items() if v is not None}
     for spec in predictor.inputs:
         if spec.required and spec.name not in given:
-            raise CrysError(f"{predictor.name} needs the input '{spec.name}' ({spec.help}).")
+            return spec
     groups: dict[str, list[str]] = {}
     for spec in predictor.inputs:
         if spec.group:
             groups.setdefault(spec.group, []).append(spec.name)
-    for group, names in groups.items():
-        if not given.intersection(names):
-            raise CrysError(f"{predictor.name} needs one of: {', '.join(names)}.")
-    unknown = given - {s.name for s in predictor.inputs}
+    return next((names for names in groups.values() if not given.intersection(names)), None)
+
+
+def check_request(predictor: Predictor, inputs: Mapping[str, Any]) -> None:
+    """Raise CrysError when a required input is missing or an input group has no member given."""
+    missing = missing_input(predictor, inputs)
+    if isinstance(missing, InputSpec):
+        raise CrysError(f"{predictor.name} needs the input '{missing.name}' ({missing.help}).")
+    if missing:
+        raise CrysError(f"{predictor.name} needs one of: {', '.join(missing)}.")
+    unknown = {k for k, v in inputs.items() if v is not None} - {s.name for s in predictor.inputs}
     if unknown:
         raise CrysError(f"{predictor.name} does not take the input(s): {', '.join(sorted(unknown))}.")

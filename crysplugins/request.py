@@ -18,8 +18,8 @@ from crysplugins.crystal import io
 from crysplugins.errors import CrysError
 from crysplugins.inputs import input_flags, load_input, parse_columns
 from crysplugins.validate import check_output_folder, writable_folder
-from crysplugins.interface import (CancelToken, Prediction, Predictor, ProgressCallback, Refiner, Request,
-                                   check_request)
+from crysplugins.interface import (CancelToken, InputSpec, Prediction, Predictor, ProgressCallback, Refiner,
+                                   Request, check_request, missing_input)
 
 #: what a column choice may be: "F=FP,SIGF=SIGFP" (command line) or {"F": "FP"} (GUI dialog)
 Columns = Mapping[str, str] | str | None
@@ -52,17 +52,11 @@ def load_request_inputs(predictor: Predictor, values: Mapping[str, Any],
 
 def check_given(predictor: Predictor, inputs: Mapping[str, Any], flags: Mapping[str, str]) -> None:
     """A missing required input, or an input group with no member given, in one sentence naming the flags."""
-    given = {k for k, v in inputs.items() if v is not None}
-    for spec in predictor.inputs:
-        if spec.required and spec.name not in given:
-            raise CrysError(f"{predictor.name} needs --{flags[spec.name]} ({spec.help}).")
-    groups: dict[str, list[str]] = {}
-    for spec in predictor.inputs:
-        if spec.group:
-            groups.setdefault(spec.group, []).append(spec.name)
-    for names in groups.values():
-        if not given.intersection(names):
-            raise CrysError(f"{predictor.name} needs one of {' or '.join('--' + flags[n] for n in names)}.")
+    missing = missing_input(predictor, inputs)
+    if isinstance(missing, InputSpec):
+        raise CrysError(f"{predictor.name} needs --{flags[missing.name]} ({missing.help}).")
+    if missing:
+        raise CrysError(f"{predictor.name} needs one of {' or '.join('--' + flags[n] for n in missing)}.")
 
 
 def run_prediction(predictor: Predictor, inputs: dict[str, Any], progress: ProgressCallback | None = None,

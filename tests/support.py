@@ -2,15 +2,21 @@
 test modules cannot import each other under pytest's importlib import mode)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import gemmi
 import numpy as np
+
+#: the dataset-building fixture structures
+DATASET_STRUCTURES = Path(__file__).parent / "data" / "dataset"
 
 
 def blob_structure(sg: str = "P 21 21 21", cell=(30.0, 36.0, 42.0, 90, 90, 90), n: int = 60,
                    seed: int = 0, centre=(7.0, 8.0, 9.0), spread: float = 3.0,
-                   rng: np.random.Generator | None = None) -> gemmi.Structure:
+                   rng: np.random.Generator | None = None, b_iso: float = 20.0) -> gemmi.Structure:
     """A compact cluster of carbon atoms (a pretend protein) in a crystal: ``n`` CA atoms drawn around
-    ``centre`` (Å) with standard deviation ``spread`` (Å), from ``rng`` (else a generator seeded ``seed``)."""
+    ``centre`` (Å) with standard deviation ``spread`` (Å), from ``rng`` (else a generator seeded ``seed``),
+    each with B factor ``b_iso`` (Å²); ``spread=0`` puts every atom exactly at ``centre``."""
     rng = np.random.default_rng(seed) if rng is None else rng
     st = gemmi.Structure()
     st.cell = gemmi.UnitCell(*cell)
@@ -23,10 +29,21 @@ def blob_structure(sg: str = "P 21 21 21", cell=(30.0, 36.0, 42.0, 90, 90, 90), 
         atom = gemmi.Atom()
         atom.name, atom.element = "CA", gemmi.Element("C")
         atom.pos = gemmi.Position(*(centre + rng.normal(0, spread, 3)))
-        atom.occ, atom.b_iso = 1.0, 20.0
+        atom.occ, atom.b_iso = 1.0, b_iso
         res.add_atom(atom)
         chain.add_residue(res)
     model.add_chain(chain)
     st.add_model(model)
     st.setup_entities()
     return st
+
+
+def tiny_recycling_dataset(out: Path) -> Path:
+    """Build at ``out`` the small dataset the recycling tests train and predict on: two-residue fragments of
+    the fixture structures at 2 Å (16³ grids at most, 8 Å partial boxes, 10 examples, 30% test)."""
+    from crysplugins.datasets.build import BuildConfig, build
+
+    build(BuildConfig(structures=str(DATASET_STRUCTURES), out=str(out), n_residues=2, overlap=1, d_min=2.0,
+                      rate=2.5, max_grid=16, test_fraction=0.3, max_examples=10, shard_size=4, progress=False,
+                      partial_box=8))
+    return out

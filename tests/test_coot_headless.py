@@ -32,22 +32,36 @@ def read_values(path) -> tuple[np.ndarray, gemmi.UnitCell]:
     return np.array(m.grid, dtype=np.float64), m.grid.unit_cell
 
 
-@pytest.fixture
-def headless(monkeypatch, tmp_path):
+def start_coot(monkeypatch, tmp_path: Path, refinement_map, generation: str = "1",
+               only_test_plugin: bool = True, **env: str):
+    """The crysplugins script loaded into a headless Coot whose refinement map is ``refinement_map(coot)``
+    (the script's generation ``generation``), in a fresh working folder; ``env`` is set after the child
+    environment.  Returns ``(app, coot, rec, mc)``."""
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)  # coot_headless_api writes ./coot-backup
-    helpers.setup_env(monkeypatch, tmp_path)
+    helpers.setup_env(monkeypatch, tmp_path, only_test_plugin=only_test_plugin)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     mc = chapi.molecules_container_t(False)
     mc.set_make_backups(False)
     rec = fake.Recorder()
     coot = fake.HeadlessCoot(rec, mc)
-    coot.refinement_map = coot.load_map(str(helpers.MAP))
-    fake.install_modules(monkeypatch, "1", coot, rec)
+    coot.refinement_map = refinement_map(coot)
+    fake.install_modules(monkeypatch, generation, coot, rec)
     app = helpers.run_script()["crysplugins_coot"]
     rec.run_timers()
-    return app, coot, rec, mc, tmp_path
+    return app, coot, rec, mc
+
+
+def load_fixture_map(coot) -> int:
+    return coot.load_map(str(helpers.MAP))
+
+
+@pytest.fixture
+def headless(monkeypatch, tmp_path):
+    return (*start_coot(monkeypatch, tmp_path, load_fixture_map), tmp_path)
 
 
 def check_in_container(mc, imol: int, path_for_check: Path, shape, cell) -> np.ndarray:
@@ -115,20 +129,8 @@ def test_round_trip_with_a_builtin_map_predictor(monkeypatch, tmp_path):
     name = _builtin_map_predictor()
     if name is None:
         pytest.skip("no built-in predictor takes only a map yet")
-    work = tmp_path / "cwd"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    helpers.setup_env(monkeypatch, tmp_path, only_test_plugin=False)
-    monkeypatch.setenv("CRYSPLUGINS_DISABLE_PLUGIN_AUTOLOAD", "1")
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    mc = chapi.molecules_container_t(False)
-    mc.set_make_backups(False)
-    rec = fake.Recorder()
-    coot = fake.HeadlessCoot(rec, mc)
-    coot.refinement_map = coot.load_map(str(helpers.MAP))
-    fake.install_modules(monkeypatch, "1", coot, rec)
-    app = helpers.run_script()["crysplugins_coot"]
-    rec.run_timers()
+    app, coot, rec, mc = start_coot(monkeypatch, tmp_path, load_fixture_map, only_test_plugin=False,
+                                    CRYSPLUGINS_DISABLE_PLUGIN_AUTOLOAD="1")
     job = rec.activate("crysplugins", f"{name}...")
     rec.run_timers(timeout=120)
     if job.returncode != 0:
@@ -151,20 +153,8 @@ def test_round_trip_builtin_charge_flipping_from_the_maps_mtz(monkeypatch, tmp_p
     listing = subprocess.run(helpers.crysplugins_command() + ["list", "--json"], capture_output=True, text=True)
     if "charge-flipping" not in listing.stdout:
         pytest.skip("the built-in charge-flipping predictor is not installed")
-    work = tmp_path / "cwd"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    helpers.setup_env(monkeypatch, tmp_path, only_test_plugin=False)
-    monkeypatch.setenv("CRYSPLUGINS_PLUGINS", "charge_flipping")
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    mc = chapi.molecules_container_t(False)
-    mc.set_make_backups(False)
-    rec = fake.Recorder()
-    coot = fake.HeadlessCoot(rec, mc)
-    coot.refinement_map = coot.load_mtz(str(helpers.MTZ), "FWT", "PHWT")
-    fake.install_modules(monkeypatch, "1", coot, rec)
-    app = helpers.run_script()["crysplugins_coot"]
-    rec.run_timers()
+    app, coot, rec, mc = start_coot(monkeypatch, tmp_path, lambda c: c.load_mtz(str(helpers.MTZ), "FWT", "PHWT"),
+                                    only_test_plugin=False, CRYSPLUGINS_PLUGINS="charge_flipping")
     assert app.menu_names == ["charge-flipping"]
     job = rec.activate("crysplugins", "charge-flipping...")
     flag = input_flag(app.predictors["charge-flipping"], "reflections")
@@ -219,20 +209,8 @@ def test_menu_action_on_a_map_made_from_an_mtz(monkeypatch, tmp_path, name, gene
     """The README's main workflow: open an MTZ in Coot, choose a crysplugins item.  Coot's map code is
     the real coot_headless_api; the command is the real CLI; maps come back into the container."""
     mtz_path, f, phi, answers = MTZ_MAPS[name]
-    work = tmp_path / "cwd"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    helpers.setup_env(monkeypatch, tmp_path, only_test_plugin=False)
-    monkeypatch.setenv("CRYSPLUGINS_DISABLE_PLUGIN_AUTOLOAD", "1")
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    mc = chapi.molecules_container_t(False)
-    mc.set_make_backups(False)
-    rec = fake.Recorder()
-    coot = fake.HeadlessCoot(rec, mc)
-    imol = coot.refinement_map = coot.load_mtz(str(mtz_path), f, phi)
-    fake.install_modules(monkeypatch, generation, coot, rec)
-    app = helpers.run_script()["crysplugins_coot"]
-    rec.run_timers()
+    app, coot, rec, mc = start_coot(monkeypatch, tmp_path, lambda c: c.load_mtz(str(mtz_path), f, phi), generation,
+                                    only_test_plugin=False, CRYSPLUGINS_DISABLE_PLUGIN_AUTOLOAD="1")
     if name not in app.menu_names:
         pytest.skip(f"the built-in {name} predictor is not installed")
     row = app.predictors[name]

@@ -10,6 +10,7 @@ from crysplugins.errors import Cancelled, CrysError
 from crysplugins.inputs import load_input, parse_columns
 from crysplugins.interface import (CancelToken, CrystalMap, InputSpec, Kind, OutputSpec, Prediction, Request,
                                    Scalar, Sequence, Table, check_request, validate_predictor)
+from crysplugins_test_support import blob_structure
 
 
 def _map() -> CrystalMap:
@@ -137,19 +138,7 @@ def test_parse_cell_and_spacegroup():
 
 
 def test_read_structure(tmp_path):
-    st = gemmi.Structure()
-    st.cell = gemmi.UnitCell(20, 20, 20, 90, 90, 90)
-    st.spacegroup_hm = "P 1"
-    model = gemmi.Model("1")
-    chain = gemmi.Chain("A")
-    res = gemmi.Residue()
-    res.name, res.seqid = "GLY", gemmi.SeqId(1, " ")
-    atom = gemmi.Atom()
-    atom.name, atom.element, atom.pos = "CA", gemmi.Element("C"), gemmi.Position(1, 2, 3)
-    res.add_atom(atom)
-    chain.add_residue(res)
-    model.add_chain(chain)
-    st.add_model(model)
+    st = blob_structure("P 1", cell=(20, 20, 20, 90, 90, 90), n=1, centre=(1, 2, 3), spread=0.0)
     path = tmp_path / "one.pdb"
     st.write_pdb(str(path))
     back = io.read_structure(path)

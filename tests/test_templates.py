@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from crysplugins.crystal.templates import blur, postprocess_template
+from crysplugins_test_support import blob_structure
 
 
 def test_postprocess_matches_hand_computed_example():
@@ -20,20 +21,8 @@ def test_postprocess_matches_hand_computed_example():
 
 
 def _carbon_density(b_iso: float) -> tuple[np.ndarray, gemmi.UnitCell]:
-    st = gemmi.Structure()
-    st.cell = gemmi.UnitCell(12, 13, 14, 90, 100, 110)
-    st.spacegroup_hm = "P 1"
-    model = gemmi.Model("1")
-    chain = gemmi.Chain("A")
-    res = gemmi.Residue()
-    res.name, res.seqid = "GLY", gemmi.SeqId(1, " ")
-    atom = gemmi.Atom()
-    atom.name, atom.element, atom.b_iso, atom.occ = "CA", gemmi.Element("C"), b_iso, 1.0
-    atom.pos = gemmi.Position(3.0, 4.0, 5.0)
-    res.add_atom(atom)
-    chain.add_residue(res)
-    model.add_chain(chain)
-    st.add_model(model)
+    st = blob_structure("P 1", cell=(12, 13, 14, 90, 100, 110), n=1, centre=(3.0, 4.0, 5.0), spread=0.0,
+                        b_iso=b_iso)
     dc = gemmi.DensityCalculatorX()
     dc.d_min = 1.0
     dc.rate = 3.0
