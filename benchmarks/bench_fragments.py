@@ -101,6 +101,8 @@ def main() -> int:
     p.add_argument("--per-cell", type=int, default=25)
     p.add_argument("--predictors", default=",".join(PREDICTORS))
     p.add_argument("--out", default=str(OUT))
+    p.add_argument("--rerun-below", type=float, default=None,
+                   help="run fragment-phasing again where its recorded score is below this (after a change)")
     p.add_argument("--summary-only", action="store_true", help="rewrite the summary from the records only")
     args = p.parse_args()
 
@@ -113,6 +115,10 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "fragments_records.jsonl"
     records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    if args.rerun_below is not None:
+        records = [r for r in records if not (r["predictor"] == "fragment-phasing"
+                                              and r.get("scalars", {}).get("score", 1.0) < args.rerun_below)]
+        log.write_text("".join(json.dumps(r, default=float) + "\n" for r in records))
     done = {(r["id"], r["d_min"], r["predictor"]) for r in records}
     labels = [compare.PredictorLabel.parse(x) for x in args.predictors.split(",") if x in host.predictors]
     t0 = time.monotonic()
