@@ -23,18 +23,18 @@ and the phase error of the output (amplitude-weighted, degrees).
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from crysplugins.crystal.fourier import FourierGrid
 from crysplugins.crystal.maps import centre_density, invert_grid, shift_grid
 from crysplugins.crystal.metrics import pearson, phase_error
-from crysplugins.evaluation.compare import (PredictorLabel, examples_from_dataset, examples_from_mtz_dir,
-                                            request_for, true_data)
+from crysplugins.evaluation.compare import PredictorLabel, examples_from_dataset, examples_from_mtz_dir
 from crysplugins.host import default_host
 from crysplugins.runtime.recycle import refined_map_on_grid
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline_truth import run_against_truth, write_study  # noqa: E402
 
 
 def circular_centred(a: np.ndarray, z_min: float = 1.0) -> np.ndarray:
@@ -51,14 +51,9 @@ def circular_centred(a: np.ndarray, z_min: float = 1.0) -> np.ndarray:
 
 
 def score_example(example, host, label) -> dict:
-    predictor, request = request_for(host, label, example)
-    _, result = predictor.run_pipeline(request)
-    prediction = predictor.to_prediction(result)
-    cell, hkl, f, phi = true_data(example)
-    output = np.asarray(prediction.maps["density"].array, dtype=np.float64)
-    fg = FourierGrid(hkl, output.shape, float(cell.volume))
-    true = fg.to_map(f * np.exp(1j * np.radians(phi)))
-    f_out, _ = fg.from_map(output)
+    run = run_against_truth(example, host, label)
+    result, cell, hkl, f, phi, output, true = run.result, run.cell, run.hkl, run.f, run.phi, run.output, run.true
+    f_out, _ = run.fg.from_map(output)
     rec = {"id": example.id, "output": pearson(true, output),
            "output_phase_error": phase_error(hkl, phi, np.degrees(np.angle(f_out)), weights=f)}
     if result.recycling is None:
@@ -106,9 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {k: float(np.mean([r[k] for r in records])) for k in keys}
     summary.update(n=len(records), pipeline=args.pipeline,
                    examples=args.mtz_dir or f"every {args.every}th test example of {args.data}")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"summary": summary, "records": records}, indent=1))
-    print(json.dumps(summary, indent=1))
+    write_study(args.json, summary, records)
     return 0
 
 

@@ -24,7 +24,7 @@ Pearson over every voxel (paper 000, eq. 7):
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +33,13 @@ from crysplugins.crystal.fourier import FourierGrid, stol2
 from crysplugins.crystal.maps import invert_grid
 from crysplugins.crystal.metrics import pearson
 from crysplugins.crystal.refine import fom_from_kappa, resolution_bins
-from crysplugins.evaluation.compare import (PredictorLabel, examples_from_dataset, examples_from_mtz_dir,
-                                            request_for, true_data)
+from crysplugins.evaluation.compare import PredictorLabel, examples_from_dataset, examples_from_mtz_dir
 from crysplugins.host import default_host
 from crysplugins.runtime.hand import hand_logits
 from crysplugins.runtime.reccrysformer import PipelineResult, RecCrysFormerPipeline
 from crysplugins.runtime.recycle import refined_map_on_grid, template_from_refinement
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline_truth import run_against_truth, write_study  # noqa: E402
 
 
 def sigmaa_weights_from_amplitudes(f_obs: np.ndarray, f_calc: np.ndarray, bins: np.ndarray) -> np.ndarray:
@@ -79,13 +80,9 @@ def inverted_template(true: np.ndarray, fg: FourierGrid, f_obs: np.ndarray, pipe
 
 
 def score_example(example, host, label, hand_model: str, n_bins: int) -> dict:
-    predictor, request = request_for(host, label, example)
-    pipeline, result = predictor.run_pipeline(request)
-    prediction = predictor.to_prediction(result)
-    cell, hkl, f, phi = true_data(example)
-    output = np.asarray(prediction.maps["density"].array, dtype=np.float64)
-    fg = FourierGrid(hkl, output.shape, float(cell.volume))
-    true = fg.to_map(f * np.exp(1j * np.radians(phi)))
+    run = run_against_truth(example, host, label)
+    pipeline, result, cell, hkl, f, output, fg, true = (run.pipeline, run.result, run.cell, run.hkl, run.f,
+                                                        run.output, run.fg, run.true)
     rec = {"id": example.id, "output": pearson(true, output)}
     steps = result.recycling.records if result.recycling is not None else []
     if len(steps) > 1:
@@ -98,7 +95,7 @@ def score_example(example, host, label, hand_model: str, n_bins: int) -> dict:
             logits.append(float(hand_logits(refined[None], hand_model, cells=[cell])[0]))
         rec.update(better_hand=max(keep, flip), hand_right=bool((logits[-1] > 0) == (flip > keep)),
                    hand_mean_logits=flip if np.mean(logits) > 0 else keep, logits=logits)
-        rec.update(inverted_template(true, fg, f, pipeline, result, request.require("sequence")))
+        rec.update(inverted_template(true, fg, f, pipeline, result, run.request.require("sequence")))
     f_pred, _ = fg.from_map(output)
     rec["low_pass"] = pearson(true, fg.to_map(f_pred))
     phase = np.exp(1j * np.angle(f_pred))
@@ -142,9 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["hand_accuracy"] = float(np.mean([r["hand_right"] for r in records]))
     summary["n"] = len(records)
     summary["cycles"] = args.cycles
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"summary": summary, "records": records}, indent=1))
-    print(json.dumps(summary, indent=1))
+    write_study(args.json, summary, records)
     return 0
 
 
