@@ -8,13 +8,18 @@ from crysplugins.interface import Kind, OutputSpec
 
 
 class FaultPredictor:
-    """A predictor with no inputs and one scalar output ``answer``; subclasses set name, summary, predict."""
+    """A predictor with no inputs and one scalar output ``answer``; a subclass gives its name and summary as
+    class keywords (``class Exits(FaultPredictor, name="fault-exits", summary="...")``) and its ``predict``."""
 
     name = ""
     version = "0.1"
     summary = ""
     inputs = ()
     outputs = (OutputSpec("answer", Kind.SCALAR, "a number"),)
+
+    def __init_subclass__(cls, name: str, summary: str, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.name, cls.summary = name, summary
 
     def example_inputs(self):
         return {}

@@ -7,10 +7,7 @@ from crysfault_base import FaultPredictor, registers  # noqa: E402
 from crysplugins.interface import Prediction, Scalar  # noqa: E402
 
 
-class Good(FaultPredictor):
-    name = "fault-good"
-    summary = "a well-behaved plugin"
-
+class Good(FaultPredictor, name="fault-good", summary="a well-behaved plugin"):
     def predict(self, request):
         request.report(0.5, "half way")
         return Prediction(scalars={"answer": Scalar(42.0)})

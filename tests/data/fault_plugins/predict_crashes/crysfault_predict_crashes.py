@@ -8,10 +8,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # the shared crysfaul
 from crysfault_base import FaultPredictor, registers  # noqa: E402
 
 
-class Crashes(FaultPredictor):
-    name = "fault-crashes"
-    summary = "predict dies by a segmentation fault"
-
+class Crashes(FaultPredictor, name="fault-crashes", summary="predict dies by a segmentation fault"):
     def predict(self, request):
         os.kill(os.getpid(), signal.SIGSEGV)
 

@@ -7,10 +7,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # the shared crysfaul
 from crysfault_base import FaultPredictor, registers  # noqa: E402
 
 
-class Exits(FaultPredictor):
-    name = "fault-exits"
-    summary = "predict calls os._exit"
-
+class Exits(FaultPredictor, name="fault-exits", summary="predict calls os._exit"):
     def predict(self, request):
         os._exit(3)
 

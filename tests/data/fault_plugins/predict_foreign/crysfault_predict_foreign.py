@@ -11,10 +11,7 @@ class Private:
     """Unpickling this in the host would import this module there."""
 
 
-class Foreign(FaultPredictor):
-    name = "fault-foreign"
-    summary = "predict returns an object of the plugin's own class"
-
+class Foreign(FaultPredictor, name="fault-foreign", summary="predict returns an object of the plugin's own class"):
     def predict(self, request):
         return Prediction(scalars={"answer": Scalar(1.0)}, meta={"private": Private()})
 

@@ -7,10 +7,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # the shared crysfaul
 from crysfault_base import FaultPredictor, registers  # noqa: E402
 
 
-class Hangs(FaultPredictor):
-    name = "fault-hangs"
-    summary = "predict never returns"
-
+class Hangs(FaultPredictor, name="fault-hangs", summary="predict never returns"):
     def predict(self, request):
         time.sleep(3600)
 

@@ -6,10 +6,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # the shared crysfaul
 from crysfault_base import FaultPredictor, registers  # noqa: E402
 
 
-class Raises(FaultPredictor):
-    name = "fault-raises"
-    summary = "predict raises"
-
+class Raises(FaultPredictor, name="fault-raises", summary="predict raises"):
     def predict(self, request):
         raise RuntimeError("boom in predict")
 
