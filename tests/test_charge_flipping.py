@@ -21,9 +21,7 @@ import crysplugins_classical_fixtures as fx  # registered by conftest.py
 
 @pytest.fixture(scope="module")
 def frag2():
-    st, hkl, f = fx.structure_factors(DATA / "frag2.pdb", 1.5)
-    seq = gemmi.one_letter_code([r.name for r in st[0][0]])
-    return st, hkl, np.abs(f), np.angle(f, deg=True), seq
+    return fx.amplitudes_and_phases(DATA / "frag2.pdb", 1.5)
 
 
 def test_normalised_amplitudes(frag2):

@@ -132,5 +132,12 @@ def structure_factors(pdb: str | Path, d_min: float) -> tuple[gemmi.Structure, n
     return st, np.array(asu.miller_array, dtype=np.int64), np.array(asu.value_array, dtype=np.complex128)
 
 
+def amplitudes_and_phases(pdb: str | Path, d_min: float) -> tuple[gemmi.Structure, np.ndarray, np.ndarray,
+                                                                  np.ndarray, str]:
+    """(structure, hkl, |F| in electrons, phases in degrees, one-letter sequence) of a fixture to ``d_min`` Å."""
+    st, hkl, f = structure_factors(pdb, d_min)
+    return st, hkl, np.abs(f), np.angle(f, deg=True), gemmi.one_letter_code([r.name for r in st[0][0]])
+
+
 if __name__ == "__main__":
     sys.exit(main())
