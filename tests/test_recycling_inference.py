@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import gemmi
 import numpy as np
 import pytest
 
-DATA = Path(__file__).parent / "data" / "dataset"
+from crysplugins_test_support import tiny_recycling_dataset
+
 torch = pytest.importorskip("torch", reason="the tiny test models are exported with torch (the training extra)")
 
 ARCH = dict(conv_channels=4, conv_kernel=3, d_t=16, heads=2, depth=1, d_ff=32, attention="exact", partial=False,
@@ -24,13 +24,9 @@ ARCH = dict(conv_channels=4, conv_kernel=3, d_t=16, heads=2, depth=1, d_ff=32, a
 @pytest.fixture(scope="module")
 def example(tmp_path_factory):
     """(dataset, one test example's arrays and its amplitudes MTZ)."""
-    from crysplugins.datasets.build import BuildConfig, build
     from crysplugins.datasets.store import open_dataset
 
-    out = tmp_path_factory.mktemp("rci") / "ds"
-    build(BuildConfig(structures=str(DATA), out=str(out), n_residues=2, overlap=1, d_min=2.0, rate=2.5,
-                      max_grid=16, test_fraction=0.3, max_examples=10, shard_size=4, progress=False, partial_box=8))
-    ds = open_dataset(out)
+    ds = open_dataset(tiny_recycling_dataset(tmp_path_factory.mktemp("rci") / "ds"))
     shard = next(s for s in ds.shards("test") if s.shape == (16, 16, 16))
     arr = shard.load()
     ex = str(arr["ids"][0])

@@ -15,20 +15,14 @@ import pytest
 
 from crysplugins.crystal.refine import REFINED_CC
 from crysplugins.errors import CrysError
+from crysplugins_test_support import tiny_recycling_dataset
 
-DATA = Path(__file__).parent / "data" / "dataset"
 torch = pytest.importorskip("torch", reason="the test model is built with torch (the training extra)")
 
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory) -> Path:
-    from crysplugins.datasets.build import BuildConfig, build
-
-    out = tmp_path_factory.mktemp("rc") / "ds"
-    build(BuildConfig(structures=str(DATA), out=str(out), n_residues=2, overlap=1, d_min=2.0, rate=2.5,
-                      max_grid=16, test_fraction=0.3, max_examples=10, shard_size=4, progress=False,
-                      partial_box=8))
-    return out
+    return tiny_recycling_dataset(tmp_path_factory.mktemp("rc") / "ds")
 
 
 def tiny_model(in_channels: int = 1, seed: int = 0):

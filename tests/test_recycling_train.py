@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).parent / "data" / "dataset"
+from crysplugins_test_support import tiny_recycling_dataset
+
 torch = pytest.importorskip("torch", reason="training needs torch (the training extra)")
 
 from crysplugins.training.checkpoint import load_checkpoint  # noqa: E402
@@ -25,13 +26,7 @@ def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    from crysplugins.datasets.build import BuildConfig, build
-
-    out = tmp_path_factory.mktemp("rct") / "ds"
-    build(BuildConfig(structures=str(DATA), out=str(out), n_residues=2, overlap=1, d_min=2.0, rate=2.5,
-                      max_grid=16, test_fraction=0.3, max_examples=10, shard_size=4, progress=False,
-                      partial_box=8))
-    return out
+    return tiny_recycling_dataset(tmp_path_factory.mktemp("rct") / "ds")
 
 
 def test_recycling_round_through_the_cli(dataset: Path, tmp_path: Path):
