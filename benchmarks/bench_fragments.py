@@ -72,8 +72,8 @@ def summarise(records: list[dict]) -> list[dict]:
 
 def paired(records: list[dict], a: str = "fragment-phasing", b: str = "charge-flipping") -> dict:
     """Fragments run by both: how often only one is right, and the median of the per-fragment time ratio a/b."""
-    by = {(r["id"], r["d_min"], r["predictor"]): r for r in records}
-    pairs = [(by[(i, d, a)], by[(i, d, b)]) for (i, d, p) in by if p == a and (i, d, b) in by]
+    by = {(r["id"], r["n_residues"], r["d_min"], r["predictor"]): r for r in records}
+    pairs = [(by[(i, n, d, a)], by[(i, n, d, b)]) for (i, n, d, p) in by if p == a and (i, n, d, b) in by]
     right = lambda r: np.nan_to_num(r["phase_error"], nan=180.0) < 60.0  # noqa: E731
     ratios = [x["seconds"] / y["seconds"] for x, y in pairs if x.get("seconds") and y.get("seconds")]
     return {"fragments": len(pairs), f"only {a} right": int(sum(right(x) and not right(y) for x, y in pairs)),
@@ -119,7 +119,7 @@ def main() -> int:
         records = [r for r in records if not (r["predictor"] == "fragment-phasing"
                                               and r.get("scalars", {}).get("score", 1.0) < args.rerun_below)]
         log.write_text("".join(json.dumps(r, default=float) + "\n" for r in records))
-    done = {(r["id"], r["d_min"], r["predictor"]) for r in records}
+    done = {(r["id"], r["n_residues"], r["d_min"], r["predictor"]) for r in records}
     labels = [compare.PredictorLabel.parse(x) for x in args.predictors.split(",") if x in host.predictors]
     t0 = time.monotonic()
     rounds = [] if args.summary_only else cell_examples(args.per_cell)
@@ -128,7 +128,7 @@ def main() -> int:
     for k, rnd in enumerate(rounds):
         for ex in rnd:
             for lab in labels:
-                if (ex.id, ex.d_min, lab.label) in done:
+                if (ex.id, ex.n_residues, ex.d_min, lab.label) in done:
                     continue
                 rec = compare.evaluate(host, [lab], [ex])[0]
                 rec.pop("shells", None)
