@@ -1,7 +1,7 @@
 """Built-in plugin ``fragment-phasing``: charge flipping and the transformer as candidates, one amplitude-only score.
 
 Candidates (:mod:`crysplugins.runtime.fragment_phasing`): every charge-flipping start after density
-modification and, when the host's ``patterson-density`` predictor takes the input (its model covers the
+modification and, when the built-in ``patterson-density`` predictor takes the input (a model covers the
 fragment's length and resolution), its prediction after density modification and charge flipping started
 from it.  Each is scored by :mod:`crysplugins.crystal.solution_score` (amplitudes and sequence only; the
 probability that the origin/hand-invariant phase error is below 60°) and the best ranked one (highest
@@ -18,6 +18,7 @@ from crysplugins.crystal.refine import observed_data
 from crysplugins.errors import CrysError
 from crysplugins.hookspecs import hookimpl
 from crysplugins.interface import InputSpec, Kind, OutputSpec, Prediction, Request, Scalar, Table
+from crysplugins.plugins.patterson_density import PattersonDensityPredictor
 from crysplugins.runtime import fragment_phasing as fp
 
 NETWORK = "patterson-density"
@@ -95,20 +96,14 @@ class FragmentPhasingPredictor:
     @staticmethod
     def _network_phases(request: Request, refl: Any, sequence: Any, hkl: np.ndarray,
                         messages: list[str]) -> np.ndarray | None:
-        """patterson-density's phases (degrees) at ``hkl`` through the host, or None with a message."""
-        from crysplugins.host import default_host
-        from crysplugins.request import run_prediction
-
-        host = default_host()
-        if NETWORK not in host.predictors:
-            messages.append(f"{NETWORK} is not installed: charge flipping only.")
-            return None
+        """The built-in patterson-density's phases (degrees) at ``hkl`` (its whole pipeline, with the
+        request's refiners), or None with a message when its models do not cover the input."""
         if sequence is None:
             messages.append(f"{NETWORK} needs the sequence: charge flipping only.")
             return None
         try:
-            pred = run_prediction(host.get(NETWORK), {"reflections": refl, "sequence": sequence},
-                                  refiners=request.refiners)
+            pred = PattersonDensityPredictor().predict(
+                Request({"reflections": refl, "sequence": sequence}, refiners=request.refiners))
         except CrysError as exc:
             messages.append(f"{NETWORK} skipped: {exc}")
             return None
