@@ -33,7 +33,8 @@ AUTO = {"F": ("FP", "F", "FOBS", "F-obs"), "SIGF": ("SIGFP", "SIGF", "SIGFOBS", 
         "HLA": ("HLA", "HLAM"), "HLB": ("HLB", "HLBM"), "HLC": ("HLC", "HLCM"), "HLD": ("HLD", "HLDM")}
 
 
-def read_phasing_mtz(path: str | Path, columns: dict[str, str] | None = None) -> tuple[ReflectionSet, np.ndarray, list[str]]:
+def read_phasing_mtz(path: str | Path,
+                     columns: dict[str, str] | None = None) -> tuple[ReflectionSet, np.ndarray, list[str]]:
     """(reflections, HL coefficients (n, 4), notes) from an MTZ file with F/I, σ and PHIB+FOM or HL."""
     p = Path(path)
     if not p.is_file():
@@ -82,7 +83,7 @@ def read_phasing_mtz(path: str | Path, columns: dict[str, str] | None = None) ->
         hl = np.stack([c[ok] for c in phase_cols], axis=1)
     else:
         hl = hl_from_phase_fom(np.radians(phase_cols[0][ok]), np.clip(phase_cols[1][ok], 0, 1), refl.centric)
-    notes = [f"columns: " + ", ".join(f"{k}={v}" for k, v in sorted(chosen.items())),
+    notes = ["columns: " + ", ".join(f"{k}={v}" for k, v in sorted(chosen.items())),
              f"phases from {'HL coefficients' if use_hl else 'PHIB/FOM'}; {int(ok.sum())} reflections, "
              f"{refl.spacegroup.hm}, {refl.d_min:.2f} Å"]
     return refl, hl, notes

@@ -155,7 +155,8 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
                       "solvent_fraction": float(solvent.mean()), "mask_agreement": agree,
                       "radius": round(radius, 3), "d_min": round(d_now, 3), "k_flip": k,
                       "truncated": truncated, "solvent_add": added,
-                      "sigmaa": float(np.average(sa_ref, weights=fobs)), "gamma": gamma, "mask_source": "provider" if provider_score is not None else "lsd"})
+                      "sigmaa": float(np.average(sa_ref, weights=fobs)), "gamma": gamma,
+                      "mask_source": "provider" if provider_score is not None else "lsd"})
         if on_cycle is not None:
             on_cycle(cycle + 1, phib, fom)
         if progress is not None:
