@@ -22,6 +22,7 @@ import csv
 import hashlib
 import json
 import logging
+import multiprocessing as mp
 import shutil
 import sys
 import time
@@ -39,6 +40,7 @@ from crysplugins.crystal.maps import crystallographic_f, fft_structure_factors, 
 from crysplugins.crystal.standardise import B_ISO, RESIDUE_TYPES, read_structure_file
 from crysplugins.datasets import store
 from crysplugins.datasets.fragments import windows
+from crysplugins.datasets.partial import residue_boxes
 from crysplugins.errors import CrysError
 from crysplugins.progress import ProgressBar
 
@@ -188,8 +190,6 @@ def _scan(args) -> dict:
 
 
 def _pool(workers: int):
-    import multiprocessing as mp
-
     return mp.get_context("fork").Pool(workers) if workers > 1 else None
 
 
@@ -444,32 +444,56 @@ def _padded_sequences(sequences: list[str], lut: dict[str, int], width: int) -> 
     return out
 
 
-def finalise(cfg: BuildConfig, plan: dict, units: list[str], elapsed: float = 0.0) -> dict:
-    out = Path(cfg.out)
-    parts = [json.loads((out / "parts" / f"{u}.json").read_text()) for u in units]
-    rows = [r for p in parts for r in p["rows"]]
-    drops: Counter = Counter(plan["scan_drops"])
-    for p in parts:
-        drops.update(p["drops"])
-    train = [r for r in rows if r["split"] == "train"]
-    ref = train or rows
+def _normalisation(cfg: BuildConfig, rows: list[dict]) -> dict:
+    """Constants from the train split's extremes (all rows when there is no train split)."""
+    ref = [r for r in rows if r["split"] == "train"] or rows
     if not ref:
         raise CrysError("No fragment survived the filters; nothing to write (see the drop summary).")
     norm = {"patterson": (PER_MAP_PATTERSON if cfg.patterson_norm == "per_map"
                           else _constants(min(r["pmin"] for r in ref), max(r["pmax"] for r in ref))),
             "density": _constants(min(r["dmin"] for r in ref), max(r["dmax"] for r in ref))}
     norm["partial"] = dict(norm["density"])
+    return norm
+
+
+def _shard_arrays(cfg: BuildConfig, key: str, chunk: list, norm: dict) -> dict[str, np.ndarray]:
+    """The arrays of one shard: normalised maps of ``chunk`` ((unit, row) pairs of one map shape)."""
+    out, dtype = Path(cfg.out), np.dtype(cfg.dtype)
+    pat, den = [], []
+    for unit in dict.fromkeys(u for u, _ in chunk):  # each part's arrays are read once per chunk
+        rows_u = [r["prow"] for u, r in chunk if u == unit]
+        with np.load(out / "parts" / f"{unit}.npz") as z:
+            pat.extend(z[f"{key}__patterson"][rows_u])
+            den.extend(z[f"{key}__density"][rows_u])
+    lut = {c: i for i, c in enumerate(RESIDUE_TYPES)}
+    return {"patterson": _normalise_patterson(np.stack(pat).astype(np.float32), norm["patterson"]).astype(dtype),
+            "density": np.clip((np.stack(den).astype(np.float32) - norm["density"]["offset"])
+                               / norm["density"]["scale"], -1, 1).astype(dtype),
+            "ids": np.array([r["id"] for _, r in chunk]),
+            "sequence_index": _padded_sequences([r["sequence"] for _, r in chunk], lut, max(fragment_lengths(cfg))),
+            "cell": np.array([r["cell"] for _, r in chunk], np.float32),
+            "d_min": np.array([r["d_min"] for _, r in chunk], np.float32)}
+
+
+def _index_row(r: dict, split: str, shard: str, row: int) -> dict:
+    a, b, c, al, be, ga = r["cell"]
+    nu, nv, nw = r["shape"]
+    return {"id": r["id"], "split": split, "shard": shard, "row": row, "source": r["source"],
+            "family": r["family"], "sequence": r["sequence"], "a": a, "b": b, "c": c, "alpha": al, "beta": be,
+            "gamma": ga, "nu": nu, "nv": nv, "nw": nw, "d_min": r["d_min"]}
+
+
+def write_shards(cfg: BuildConfig, parts: list[dict], norm: dict, drops: Counter) -> tuple[list[dict], Counter]:
+    """Shards by (split, map shape) of ``shard_size`` examples; returns (index rows, examples per shape).
+    Training bins smaller than ``min_bin_size`` are dropped and counted in ``drops``."""
     groups: dict[tuple[str, str], list] = defaultdict(list)
     for p in parts:
         for r in p["rows"]:
             groups[(r["split"], r["key"])].append((p["unit"], r))
-    dtype = np.dtype(cfg.dtype)
-    shard_dir = out / "shards"
+    shard_dir = Path(cfg.out) / "shards"
     shard_dir.mkdir(exist_ok=True)
-    index = []
+    index: list[dict] = []
     shapes_hist: Counter = Counter()
-    n_res = max(fragment_lengths(cfg))
-    lut = {c: i for i, c in enumerate(RESIDUE_TYPES)}
     for (split, key), members in sorted(groups.items()):
         if split == "train" and len(members) < cfg.min_bin_size:
             drops[f"small_bin (< {cfg.min_bin_size})"] += len(members)
@@ -477,35 +501,25 @@ def finalise(cfg: BuildConfig, plan: dict, units: list[str], elapsed: float = 0.
         for k in range(0, len(members), cfg.shard_size):
             chunk = members[k:k + cfg.shard_size]
             name = f"{split}-{key}-{k // cfg.shard_size}.npz"
-            pat, den = [], []
-            for unit in dict.fromkeys(u for u, _ in chunk):  # each part's arrays are read once per chunk
-                rows_u = [r["prow"] for u, r in chunk if u == unit]
-                with np.load(out / "parts" / f"{unit}.npz") as z:
-                    pat.extend(z[f"{key}__patterson"][rows_u])
-                    den.extend(z[f"{key}__density"][rows_u])
-            pat_a = _normalise_patterson(np.stack(pat).astype(np.float32), norm["patterson"]).astype(dtype)
-            den_a = np.clip((np.stack(den).astype(np.float32) - norm["density"]["offset"])
-                            / norm["density"]["scale"], -1, 1).astype(dtype)
-            arrays = {"patterson": pat_a, "density": den_a,
-                      "ids": np.array([r["id"] for _, r in chunk]),
-                      "sequence_index": _padded_sequences([r["sequence"] for _, r in chunk], lut, n_res),
-                      "cell": np.array([r["cell"] for _, r in chunk], np.float32),
-                      "d_min": np.array([r["d_min"] for _, r in chunk], np.float32)}
-            _atomic_npz(shard_dir / name, arrays)
-            for row_i, (_, r) in enumerate(chunk):
-                a, b, c, al, be, ga = r["cell"]
-                nu, nv, nw = r["shape"]
-                index.append({"id": r["id"], "split": split, "shard": name, "row": row_i,
-                              "source": r["source"], "family": r["family"], "sequence": r["sequence"],
-                              "a": a, "b": b, "c": c, "alpha": al, "beta": be, "gamma": ga,
-                              "nu": nu, "nv": nv, "nw": nw, "d_min": r["d_min"]})
+            _atomic_npz(shard_dir / name, _shard_arrays(cfg, key, chunk, norm))
+            index += [_index_row(r, split, name, i) for i, (_, r) in enumerate(chunk)]
             shapes_hist[f"{split}:{key}"] += len(chunk)
+    return index, shapes_hist
+
+
+def finalise(cfg: BuildConfig, plan: dict, units: list[str], elapsed: float = 0.0) -> dict:
+    """Stage 3: normalisation, shards, ``index.tsv``, ``partial.npz`` and ``meta.json`` (last)."""
+    out = Path(cfg.out)
+    parts = [json.loads((out / "parts" / f"{u}.json").read_text()) for u in units]
+    drops: Counter = Counter(plan["scan_drops"])
+    for p in parts:
+        drops.update(p["drops"])
+    norm = _normalisation(cfg, [r for p in parts for r in p["rows"]])
+    index, shapes_hist = write_shards(cfg, parts, norm, drops)
     store.write_index(out / "index.tsv", index)
     # partial structures at the dataset's (mean) spacing
     d_mid = float(np.mean(cfg.d_min_range)) if cfg.d_min_range else cfg.d_min
     r_mid = float(np.mean(cfg.rate_range)) if cfg.rate_range else cfg.rate
-    from crysplugins.datasets.partial import residue_boxes
-
     boxes = residue_boxes(d_mid / r_mid, cfg.partial_box, d_min=d_mid)
     boxes = np.clip((boxes - norm["partial"]["offset"]) / norm["partial"]["scale"], -1, 1).astype(np.float32)
     _atomic_npz(out / "partial.npz", {"boxes": boxes, "residue_types": np.array(list(RESIDUE_TYPES))})
