@@ -55,9 +55,10 @@ from typing import Any, Callable
 import gemmi
 import numpy as np
 
-from crysplugins.crystal.fourier import FourierGrid, fourier_grid, usable_reflections
+from crysplugins.crystal.fourier import FourierGrid, fourier_grid, phase_shift, usable_reflections
 from crysplugins.crystal.masks import _cone_kernel_ft  # cone-weighted sphere, shared with the mask plugin
 from crysplugins.crystal.matthews import PROTEIN_VOLUME_PER_DALTON
+from crysplugins.crystal.origin import search_origin_hand
 from crysplugins.errors import CrysError
 from crysplugins.interface import CrystalMap, ObservedAmplitudes, Reflections, Sequence
 
@@ -345,158 +346,49 @@ def density_modify(cmap: CrystalMap | None,
     modified-map phase term.
     """
     t0 = time.monotonic()
-    cmap_f0: np.ndarray | None = None
     msgs: list[str] = messages if messages is not None else []
     cell, hkl, fobs = observed_data(reflections, msgs)
-    if mode not in ("flatten", "flip"):
-        raise CrysError(f"The solvent mode must be 'flatten' or 'flip', not '{mode}'.")
-    if cycles < 1:
-        raise CrysError("The number of density-modification cycles must be at least 1.")
-    d = 1.0 / np.sqrt(np.maximum(4.0 * _stol2(cell, hkl), 1e-12))
-    d_min = float(d.min())
-    shape = None
-    if cmap is not None and cmap.cell.approx(cell, 1e-2):
-        shape = cmap.shape
-        n = np.array(shape)
-        if np.any(2 * np.abs(hkl).max(axis=0) >= n):
-            shape = None
-    fg = fourier_grid(cell, hkl, shape=shape, d_min=d_min, rate=rate)
-
-    # starting phases
-    if phases is not None:
-        phi = np.deg2rad(np.asarray(phases, dtype=np.float64))
-        if phi.shape != fobs.shape:
-            raise CrysError("The starting phases do not match the reflections.")
-    elif cmap is not None:
-        if not cmap.cell.approx(cell, 1e-2):
-            raise CrysError("The map and the reflections have different unit cells.")
-        src = fg if cmap.shape == fg.shape else FourierGrid(hkl, cmap.shape, float(cell.volume))
-        f0, _ = src.from_map(np.asarray(cmap.array, dtype=np.float64))
-        phi = np.angle(f0)
-        cmap_f0 = f0
-    else:
-        raise CrysError("Density modification needs a starting map or starting phases.")
-
-    # solvent fraction / mask
-    fixed_w: np.ndarray | None = None
-    if mask is not None:
-        fixed_w = _resample_mask(mask, fg.shape)
-        if solvent_fraction is None:
-            solvent_fraction = float(1.0 - fixed_w.mean())
-    if solvent_fraction is None and sequence is not None:
-        solvent_fraction = solvent_fraction_from_sequence(sequence, cell)
-    if solvent_fraction is None:
-        raise CrysError("Density modification needs a solvent fraction, a sequence or a solvent mask.")
-    if not 0.0 < solvent_fraction < 1.0:
-        raise CrysError(f"The solvent fraction must be between 0 and 1, not {solvent_fraction}.")
+    _check_settings(mode, cycles, weighting, damping, bias_gamma)
+    d_min = float((1.0 / np.sqrt(np.maximum(4.0 * _stol2(cell, hkl), 1e-12))).min())
+    fg = _grid_for(cmap, cell, hkl, d_min, rate)
+    phi, cmap_f0 = _starting_phases(cmap, phases, fg, cell, hkl, fobs)
+    fixed_w, solvent_fraction = _fixed_mask_and_fraction(mask, solvent_fraction, sequence, cell, fg.shape)
     if radius is None:
         radius = max(2.5, 1.6 * d_min)
     kernel = _cone_kernel_ft(cell, fg.shape, radius) if fixed_w is None else None
-
     phi_start = phi.copy()
-    if weighting not in ("none", "sigmaa"):
-        raise CrysError(f"The weighting must be 'none' or 'sigmaa', not '{weighting}'.")
-    if not 0.0 <= damping < 1.0:
-        raise CrysError(f"The damping must be at least 0 and below 1, not {damping}.")
-    if bias_gamma is not None and not 0.0 <= bias_gamma < 1.0:
-        raise CrysError(f"The bias fraction gamma must be at least 0 and below 1, not {bias_gamma}.")
-    m0 = _starting_fom(fom, fobs, cmap_f0 if cmap is not None and phases is None else None)
-    if weighting == "sigmaa" and m0 is None:
-        raise CrysError("Weighting 'sigmaa' needs starting figures of merit (an array, or fom='map' for a "
-                        "FOM-weighted starting map).")
+    m0 = _starting_fom(fom, fobs, cmap_f0)
+    sigmaa = None
+    if weighting == "sigmaa":
+        if m0 is None:
+            raise CrysError("Weighting 'sigmaa' needs starting figures of merit (an array, or fom='map' for a "
+                            "FOM-weighted starting map).")
+        sg = reflections.mtz.spacegroup if isinstance(reflections, Reflections) else None
+        sigmaa = _SigmaA.start(cell, hkl, fobs, phi_start, m0, sg, seed, damping, bias_gamma)
     history: list[dict[str, float]] = []
     w_prot = fixed_w
     f_mod = fobs * np.exp(1j * phi)
     cc = float("nan")
-    weighted = weighting == "sigmaa"
-    if weighted:
-        bins = resolution_bins(_stol2(cell, hkl))
-        m_cur = m0
-        k0 = kappa_from_fom(m0)
-        rng = np.random.default_rng(seed)
-        hl_prev: np.ndarray | None = None
-        sg = reflections.mtz.spacegroup if isinstance(reflections, Reflections) else None
-        _, orbit = np.unique(_orbit_keys(hkl, sg), return_inverse=True)
-        n_orbits = int(orbit.max()) + 1
-        free_fraction = float(np.clip(FREE_ORBITS / n_orbits, *FREE_FRACTION))
-        free = (rng.random(n_orbits) < free_fraction)[orbit]
-        n_est = int(np.clip(free_fraction * n_orbits // FREE_PER_BIN, 1, 8))
-        est_bins = resolution_bins(_stol2(cell, hkl), n_est)
     for cycle in range(cycles):
-        f_in = (m_cur if weighted else 1.0) * fobs * np.exp(1j * phi)
-        if weighted:
-            # cross-validation set (Cowtan 1996): left out of this cycle's map, so its F_mod has no self term
-            rho = fg.to_map(np.where(free, 0.0, f_in))
-        else:
-            rho = fg.to_map(f_in)
+        f_in = (sigmaa.m_cur if sigmaa else 1.0) * fobs * np.exp(1j * phi)
+        # with sigma-A weighting the free set is left out of the map, so its F_mod has no self term
+        rho = fg.to_map(np.where(sigmaa.free, 0.0, f_in) if sigmaa else f_in)
         if fixed_w is None and (cycle % mask_every == 0 or w_prot is None):
             w_prot = protein_weight(local_variance(rho, kernel), solvent_fraction, band)
-        ws = 1.0 - w_prot
-        level = float((rho * ws).sum() / max(ws.sum(), 1e-12))
-        protein = np.maximum(rho, level)
-        solvent = level if mode == "flatten" else level - flip_gamma * (rho - level)
-        modified = w_prot * protein + ws * solvent
+        modified, level = modify_map(rho, w_prot, mode, flip_gamma)
         f_mod, _ = fg.from_map(modified)
-        entry: dict[str, float] = {}
-        if weighted:
-            # Bias ("gamma") correction, Cowtan 1999 / Abrahams 1997: the modified map keeps a fraction γ
-            # of the input map unchanged (protein region), so F_mod = γ·F_in + new information.
-            if bias_gamma is not None:
-                gamma = float(bias_gamma)
-            else:
-                work = ~free
-                w2 = np.abs(f_in) ** 2
-                cross = np.real(f_mod * np.conj(f_in))
-                gamma = float(cross[work].sum() / max(w2[work].sum(), 1e-300)
-                              - cross[free].sum() / max(w2[free].sum(), 1e-300))
-            f_self = np.where(free, 0.0, f_in)
-            gamma = min(max(gamma, 0.0), 0.9)
-            f_ind = (f_mod - gamma * f_self) / (1.0 - gamma)
-            phi_m = np.angle(f_ind)
-            # figure of merit of the modified phases per bin from their agreement with the starting phases,
-            # whose errors are independent of theirs (free reflections only):
-            # <cos(φ_mod − φ_0)> = m_mod·m_0, shrunk by MODIFIED_FOM_SCALE (see there)
-            wsel = fobs * free
-            m0_bin = _bin_mean(m0, est_bins, wsel)
-            agree = _bin_mean(np.cos(phi_m - phi_start), est_bins, wsel)
-            m_mod = np.clip(MODIFIED_FOM_SCALE * agree / np.maximum(m0_bin, 1e-3), 0.0, MAX_FOM)
-            x = sigmaa_weights(fobs, f_ind, bins, m_mod)
-            hl_mod = x * np.exp(1j * phi_m)
-            if hl_prev is not None and damping > 0:  # running mean of the modified-map term over cycles
-                hl_mod = (1.0 - damping) * hl_mod + damping * hl_prev
-            hl_prev = hl_mod
-            a = k0 * np.cos(phi_start) + hl_mod.real
-            b = k0 * np.sin(phi_start) + hl_mod.imag
-            new_phi = np.arctan2(b, a)
-            m_cur = fom_from_kappa(np.hypot(a, b))
-            entry = {"gamma": gamma, "fom_modified": float(np.average(m_mod, weights=fobs)),
-                     "fom": float(np.average(m_cur, weights=fobs))}
-        else:
-            new_phi = np.angle(f_mod)
+        new_phi, entry = sigmaa.combine(f_mod, f_in) if sigmaa else (np.angle(f_mod), {})
         change = float(np.degrees(np.average(np.abs(np.angle(np.exp(1j * (new_phi - phi)))), weights=fobs)))
         phi = new_phi
         cc = _cc(np.abs(f_mod), fobs)
         history.append({"cycle": cycle + 1, "cc": cc, "phase_change": change, "solvent_level": level, **entry})
         if progress is not None and (cycle % 10 == 0 or cycle == cycles - 1):
             progress((cycle + 1) / cycles, f"density modification cycle {cycle + 1}/{cycles}, CC {cc:.3f}")
-
     shift = np.zeros(3)
     if keep_origin:
-        from crysplugins.crystal.origin import search_origin_hand
-        from crysplugins.crystal.fourier import phase_shift
-
-        back = search_origin_hand(hkl, fobs, np.degrees(phi_start), np.degrees(phi), allow_hand=False)
-        w = fobs ** 2
-        gain = back.score - float((w * np.cos(phi_start - phi)).sum() / w.sum())
-        if gain > ORIGIN_MIN_GAIN:  # a real drift, not noise in the estimate
-            shift = (back.shift + 0.5) % 1.0 - 0.5  # the smallest equivalent shift
-            phi = phi + phase_shift(hkl, shift)
-    if weighted:
-        fom_out = m_cur
-        rho = fg.to_map(m_cur * fobs * np.exp(1j * phi))
-    else:
-        fom_out = _fom(np.abs(f_mod), fobs)
-        rho = fg.to_map(fobs * np.exp(1j * phi))
+        phi, shift = _origin_kept(hkl, fobs, phi_start, phi)
+    fom_out = sigmaa.m_cur if sigmaa else _fom(np.abs(f_mod), fobs)
+    rho = fg.to_map((fom_out if sigmaa else 1.0) * fobs * np.exp(1j * phi))
     out_map = CrystalMap.from_array(rho.astype(np.float32), cell, gemmi.SpaceGroup("P 1"),
                                     name="refined", units="e/Å³")
     return RefineResult(map=out_map, hkl=hkl.astype(np.int32), phases=np.degrees(np.angle(np.exp(1j * phi))),
@@ -507,6 +399,153 @@ def density_modify(cmap: CrystalMap | None,
                               "seconds": round(time.monotonic() - t0, 3), "messages": msgs,
                               "origin_shift_back": [round(float(x), 4) for x in shift],
                               "refined_threshold": REFINED_CC})
+
+
+def _check_settings(mode: str, cycles: int, weighting: str, damping: float, bias_gamma: float | None) -> None:
+    if mode not in ("flatten", "flip"):
+        raise CrysError(f"The solvent mode must be 'flatten' or 'flip', not '{mode}'.")
+    if cycles < 1:
+        raise CrysError("The number of density-modification cycles must be at least 1.")
+    if weighting not in ("none", "sigmaa"):
+        raise CrysError(f"The weighting must be 'none' or 'sigmaa', not '{weighting}'.")
+    if not 0.0 <= damping < 1.0:
+        raise CrysError(f"The damping must be at least 0 and below 1, not {damping}.")
+    if bias_gamma is not None and not 0.0 <= bias_gamma < 1.0:
+        raise CrysError(f"The bias fraction gamma must be at least 0 and below 1, not {bias_gamma}.")
+
+
+def _grid_for(cmap: CrystalMap | None, cell: gemmi.UnitCell, hkl: np.ndarray, d_min: float,
+              rate: float) -> FourierGrid:
+    """The starting map's grid when it holds every reflection, else one at d_min / ``rate``."""
+    shape = None
+    if cmap is not None and cmap.cell.approx(cell, 1e-2):
+        shape = cmap.shape
+        if np.any(2 * np.abs(hkl).max(axis=0) >= np.array(shape)):
+            shape = None
+    return fourier_grid(cell, hkl, shape=shape, d_min=d_min, rate=rate)
+
+
+def _starting_phases(cmap: CrystalMap | None, phases: np.ndarray | None, fg: FourierGrid, cell: gemmi.UnitCell,
+                     hkl: np.ndarray, fobs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(starting phases in radians, the starting map's coefficients when the phases came from it)."""
+    if phases is not None:
+        phi = np.deg2rad(np.asarray(phases, dtype=np.float64))
+        if phi.shape != fobs.shape:
+            raise CrysError("The starting phases do not match the reflections.")
+        return phi, None
+    if cmap is None:
+        raise CrysError("Density modification needs a starting map or starting phases.")
+    if not cmap.cell.approx(cell, 1e-2):
+        raise CrysError("The map and the reflections have different unit cells.")
+    src = fg if cmap.shape == fg.shape else FourierGrid(hkl, cmap.shape, float(cell.volume))
+    f0, _ = src.from_map(np.asarray(cmap.array, dtype=np.float64))
+    return np.angle(f0), f0
+
+
+def _fixed_mask_and_fraction(mask: CrystalMap | None, solvent_fraction: float | None,
+                             sequence: Sequence | str | None, cell: gemmi.UnitCell,
+                             shape: tuple[int, int, int]) -> tuple[np.ndarray | None, float]:
+    """(the protein weight of a given mask or None, the solvent fraction: given, else from the sequence,
+    else from the mask)."""
+    fixed_w = _resample_mask(mask, shape) if mask is not None else None
+    if solvent_fraction is None and fixed_w is not None:
+        solvent_fraction = float(1.0 - fixed_w.mean())
+    if solvent_fraction is None and sequence is not None:
+        solvent_fraction = solvent_fraction_from_sequence(sequence, cell)
+    if solvent_fraction is None:
+        raise CrysError("Density modification needs a solvent fraction, a sequence or a solvent mask.")
+    if not 0.0 < solvent_fraction < 1.0:
+        raise CrysError(f"The solvent fraction must be between 0 and 1, not {solvent_fraction}.")
+    return fixed_w, solvent_fraction
+
+
+def modify_map(rho: np.ndarray, w_prot: np.ndarray, mode: str, flip_gamma: float) -> tuple[np.ndarray, float]:
+    """(the modified map, the solvent level): protein density truncated at the solvent level, solvent
+    flattened to its mean or flipped about it by ``flip_gamma`` (Abrahams & Leslie 1996), blended by the
+    protein weight ``w_prot`` (0 solvent .. 1 protein)."""
+    ws = 1.0 - w_prot
+    level = float((rho * ws).sum() / max(ws.sum(), 1e-12))
+    protein = np.maximum(rho, level)
+    solvent = level if mode == "flatten" else level - flip_gamma * (rho - level)
+    return w_prot * protein + ws * solvent, level
+
+
+def _origin_kept(hkl: np.ndarray, fobs: np.ndarray, phi_start: np.ndarray,
+                 phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Phases shifted back onto the starting phases' origin (best shift, hand kept) when the modified map
+    drifted by more than noise; returns (phases, the fractional shift applied)."""
+    back = search_origin_hand(hkl, fobs, np.degrees(phi_start), np.degrees(phi), allow_hand=False)
+    w = fobs ** 2
+    gain = back.score - float((w * np.cos(phi_start - phi)).sum() / w.sum())
+    if gain <= ORIGIN_MIN_GAIN:  # noise in the estimate, not a real drift
+        return phi, np.zeros(3)
+    shift = (back.shift + 0.5) % 1.0 - 0.5  # the smallest equivalent shift
+    return phi + phase_shift(hkl, shift), shift
+
+
+@dataclass
+class _SigmaA:
+    """State of sigma-A weighted density modification (``weighting="sigmaa"``): the free set, the starting
+    phase probabilities (κ0, φ0), the running modified-map term and the current figures of merit."""
+
+    phi_start: np.ndarray
+    fobs: np.ndarray
+    m0: np.ndarray
+    k0: np.ndarray
+    bins: np.ndarray
+    est_bins: np.ndarray
+    free: np.ndarray
+    damping: float
+    bias_gamma: float | None
+    m_cur: np.ndarray
+    hl_prev: np.ndarray | None = None
+
+    @classmethod
+    def start(cls, cell: gemmi.UnitCell, hkl: np.ndarray, fobs: np.ndarray, phi_start: np.ndarray,
+              m0: np.ndarray, spacegroup: gemmi.SpaceGroup | None, seed: int, damping: float,
+              bias_gamma: float | None) -> "_SigmaA":
+        """A free set of whole symmetry-equivalent sets (Cowtan & Main 1996) and resolution bins."""
+        rng = np.random.default_rng(seed)
+        _, orbit = np.unique(_orbit_keys(hkl, spacegroup), return_inverse=True)
+        n_orbits = int(orbit.max()) + 1
+        free_fraction = float(np.clip(FREE_ORBITS / n_orbits, *FREE_FRACTION))
+        free = (rng.random(n_orbits) < free_fraction)[orbit]
+        n_est = int(np.clip(free_fraction * n_orbits // FREE_PER_BIN, 1, 8))
+        return cls(phi_start, fobs, m0, kappa_from_fom(m0), resolution_bins(_stol2(cell, hkl)),
+                   resolution_bins(_stol2(cell, hkl), n_est), free, damping, bias_gamma, m0)
+
+    def gamma(self, f_mod: np.ndarray, f_in: np.ndarray) -> float:
+        """The bias fraction γ (Cowtan 1999 / Abrahams 1997): the modified map keeps a fraction γ of the
+        input map unchanged, so F_mod = γ·F_in + new information; measured as work minus free agreement."""
+        if self.bias_gamma is not None:
+            return float(self.bias_gamma)
+        work, free = ~self.free, self.free
+        w2 = np.abs(f_in) ** 2
+        cross = np.real(f_mod * np.conj(f_in))
+        return float(cross[work].sum() / max(w2[work].sum(), 1e-300) - cross[free].sum() / max(w2[free].sum(), 1e-300))
+
+    def combine(self, f_mod: np.ndarray, f_in: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        """New phases (radians) from the starting phase probabilities and the bias-corrected modified
+        phases, weighted by sigma-A; updates the figures of merit; returns (phases, trace entries)."""
+        gamma = min(max(self.gamma(f_mod, f_in), 0.0), 0.9)
+        f_ind = (f_mod - gamma * np.where(self.free, 0.0, f_in)) / (1.0 - gamma)
+        phi_m = np.angle(f_ind)
+        # figure of merit of the modified phases per bin from their agreement with the starting phases,
+        # whose errors are independent of theirs (free reflections only):
+        # <cos(φ_mod − φ_0)> = m_mod·m_0, shrunk by MODIFIED_FOM_SCALE (see there)
+        wsel = self.fobs * self.free
+        m0_bin = _bin_mean(self.m0, self.est_bins, wsel)
+        agree = _bin_mean(np.cos(phi_m - self.phi_start), self.est_bins, wsel)
+        m_mod = np.clip(MODIFIED_FOM_SCALE * agree / np.maximum(m0_bin, 1e-3), 0.0, MAX_FOM)
+        hl_mod = sigmaa_weights(self.fobs, f_ind, self.bins, m_mod) * np.exp(1j * phi_m)
+        if self.hl_prev is not None and self.damping > 0:  # running mean of the modified-map term
+            hl_mod = (1.0 - self.damping) * hl_mod + self.damping * self.hl_prev
+        self.hl_prev = hl_mod
+        a = self.k0 * np.cos(self.phi_start) + hl_mod.real
+        b = self.k0 * np.sin(self.phi_start) + hl_mod.imag
+        self.m_cur = fom_from_kappa(np.hypot(a, b))
+        return np.arctan2(b, a), {"gamma": gamma, "fom_modified": float(np.average(m_mod, weights=self.fobs)),
+                                  "fom": float(np.average(self.m_cur, weights=self.fobs))}
 
 
 def _orbit_keys(hkl: np.ndarray, spacegroup: gemmi.SpaceGroup | None) -> np.ndarray:
