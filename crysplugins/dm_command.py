@@ -3,8 +3,8 @@
 Input: an MTZ file with amplitudes (F, or I converted with √max(I, 0)), their σ, and experimental
 phases as PHIB + FOM or Hendrickson–Lattman coefficients HLA–HLD (columns picked automatically or named
 with ``--reflections-columns F=FP,SIGF=SIGFP,PHI=PHIB,FOM=FOM`` / ``HLA=..,HLB=..,HLC=..,HLD=..``); a
-solvent fraction, or a sequence (the solvent fraction then comes from the protein volume, 1.23 Å³/Da, of
-one copy per symmetry operation); a mask: the solvent U-net re-run on the current map every few cycles
+solvent fraction, or a sequence of one copy (the solvent fraction then combines the Matthews candidates with
+the solvent U-net's reading of the starting map, eq. 2 of Skubák 2024); a mask: the solvent U-net re-run on the current map every few cycles
 (default), the local-rms mask, or a mask map file (solvent = 1).  ``--refiner cctbx-dm`` runs cctbx
 instead of the built-in engine (:mod:`crysplugins.crystal.dm`).
 
@@ -22,7 +22,7 @@ import gemmi
 import numpy as np
 
 from crysplugins.crystal.dm import DMSettings, ReflectionSet, run_dm
-from crysplugins.crystal.dm.hl import hl_from_phase_fom
+from crysplugins.crystal.dm.hl import hl_from_phase_fom, phase_fom_from_hl
 from crysplugins.crystal.io import check_mtz_header, make_mtz, read_map, write_map
 from crysplugins.errors import CrysError
 from crysplugins.inputs import parse_columns
@@ -111,18 +111,38 @@ def file_mask_provider(path: str, refl: ReflectionSet) -> Any:
     return lambda req: mask
 
 
-def solvent_fraction(args: argparse.Namespace, refl: ReflectionSet) -> float:
+def solvent_fraction(args: argparse.Namespace, refl: ReflectionSet, hl: np.ndarray) -> tuple[float, str]:
+    """(solvent fraction, which estimate it is) from ``--solvent-fraction`` or from ``--sequence``.
+
+    With a sequence: the Matthews candidates (Kantardjieff & Rupp) combined with the solvent U-net's
+    reading of the starting map by eq. 2 of Skubák 2024 (section 2.3), estimated once before DM;
+    Matthews alone when the U-net cannot run.
+    """
     if args.solvent_fraction is not None:
         if not 0.0 < args.solvent_fraction < 1.0:
             raise CrysError(f"The solvent fraction must be between 0 and 1, not {args.solvent_fraction}.")
-        return float(args.solvent_fraction)
-    if args.sequence:
-        from crysplugins.crystal.io import read_sequence
-        from crysplugins.crystal.refine import solvent_fraction_from_sequence
+        return float(args.solvent_fraction), "given with --solvent-fraction"
+    if not args.sequence:
+        raise CrysError("density-modify needs --solvent-fraction or --sequence.")
+    from crysplugins.crystal import matthews
+    from crysplugins.crystal.io import read_sequence
 
-        return solvent_fraction_from_sequence(read_sequence(args.sequence), refl.cell,
-                                              n_copies=len(refl.spacegroup.operations()))
-    raise CrysError("density-modify needs --solvent-fraction or --sequence.")
+    table = matthews.matthews_table(refl.cell, refl.spacegroup, read_sequence(args.sequence).weight(), refl.d_min)
+    best = table.best
+    matthews_note = (f"Matthews {best.solvent_fraction:.3f} ({best.copies} cop{'y' if best.copies == 1 else 'ies'}, "
+                     f"P = {best.probability:.2f})")
+    try:
+        from crysplugins.runtime.solvent_unet import unet_solvent_content
+
+        phi, fom = phase_fom_from_hl(hl, refl.centric, refl.centric_phase)
+        start = refl.crystal_map(refl.to_map(refl.fobs * fom * np.exp(1j * phi), refl.grid_shape(3.0)),
+                                 name="starting map")
+        comb, _ = unet_solvent_content(start, [r.solvent_fraction for r in table.rows],
+                                       [r.probability for r in table.rows], d_min=refl.d_min)
+    except (CrysError, ImportError, OSError) as exc:
+        return float(best.solvent_fraction), f"{matthews_note}; the U-net estimate was not available ({exc})"
+    return float(comb.solvent_fraction), (f"eq. 2 ({comb.branch}) of {matthews_note} and the U-net's "
+                                          f"{comb.expected:.3f} (eq. 1) on the starting map")
 
 
 def write_outputs(out: Path, refl: ReflectionSet, phib: np.ndarray, fom: np.ndarray, hl: np.ndarray,
@@ -170,7 +190,7 @@ def cmd_density_modify(args: argparse.Namespace) -> int:
     from crysplugins.validate import writable_folder
 
     refl, hl, notes = read_phasing_mtz(args.reflections, parse_columns(args.reflections_columns))
-    s_frac = solvent_fraction(args, refl)
+    s_frac, s_note = solvent_fraction(args, refl, hl)
     out = writable_folder(args.out)
     if args.refiner == "cctbx-dm":
         from crysplugins.plugins.cctbx_dm import run_cctbx_dm
@@ -198,7 +218,7 @@ def cmd_density_modify(args: argparse.Namespace) -> int:
         written = write_outputs(out, refl, res.phib, res.fom, res.hl, res.fwt, res.map, res.trace)
         notes.append(f"final mean FOM {res.trace[-1]['fom']:.3f} after {len(res.trace)} cycles "
                      f"({res.info['seconds']:.1f} s)")
-    for line in notes + [f"solvent fraction {s_frac:.3f}"] + [f"wrote {p}" for p in written]:
+    for line in notes + [f"solvent fraction {s_frac:.3f}: {s_note}"] + [f"wrote {p}" for p in written]:
         print(line)
     return 0
 
@@ -208,7 +228,7 @@ def add_parser(sub: Any) -> None:
                                               "space group", description=__doc__.split("\n\n")[0])
     p.add_argument("--reflections", required=True, help="MTZ with F (or I), SIGF and PHIB+FOM or HLA-HLD")
     p.add_argument("--reflections-columns", default=None, help="e.g. F=FP,SIGF=SIGFP,PHI=PHIB,FOM=FOM")
-    p.add_argument("--sequence", default=None, help="FASTA file or one-letter sequence (one copy per operation)")
+    p.add_argument("--sequence", default=None, help="FASTA file or one-letter sequence of one copy (solvent fraction by Matthews + U-net, eq. 2)")
     p.add_argument("--solvent-fraction", type=float, default=None)
     p.add_argument("--mask", default="unet", help="unet (default), local-variance, or a mask map file (solvent=1)")
     p.add_argument("--cycles", type=int, default=None, help="number of cycles (default 20)")

@@ -6,6 +6,7 @@ real) gives exact structure factors; phases get von Mises errors with honest fig
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import gemmi
@@ -161,3 +162,18 @@ def test_runs_cctbx_and_reads_phases(crystal):
     err = np.abs(np.angle(np.exp(1j * (np.radians(out.phib[ok]) - np.angle(f_true[ok])))))
     start = np.abs(np.angle(np.exp(1j * (phi - phi_true))))
     assert np.degrees(err.mean()) < np.degrees(start.mean()) + 10  # a sane phase set, read in the right ASU
+
+
+def test_command_with_a_sequence_uses_the_combined_solvent_estimate(crystal, tmp_path, capsys):
+    refl, _, phi, fom = crystal
+    _write_mtz(tmp_path / "in.mtz", refl, phi, fom)
+    seq = gemmi.one_letter_code([r.name for r in gemmi.read_structure(str(DATA / "frag5.pdb"))[0][0]])
+    code = main(["density-modify", "--reflections", str(tmp_path / "in.mtz"), "--sequence", seq,
+                 "--mask", "local-variance", "--cycles", "3", "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == 0
+    line = next(x for x in out.splitlines() if x.startswith("solvent fraction"))
+    value = float(line.split()[2].rstrip(":"))
+    matthews = float(re.search(r"Matthews (\d\.\d+)", line).group(1))
+    unet = float(re.search(r"U-net's (\d\.\d+)", line).group(1))
+    assert "eq. 2" in line and min(matthews, unet) - 1e-3 <= value <= max(matthews, unet) + 1e-3

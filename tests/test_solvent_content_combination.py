@@ -33,7 +33,7 @@ def test_pu_of_solvent_reads_the_right_bin():
     p[5] = 0.6   # cut-offs in [0, 1) <-> S in (0.4, 0.5]
     p[3] = 0.4   # cut-offs in [-2, -1) <-> S in (0.6, 0.7]
     d = dist(p)
-    vals = d.of_solvent(PROB, np.array([0.45, 0.65, 0.2, 0.0, 1.0]))
+    vals = d.of_solvent(PROB, np.array([0.45, 0.65, 0.2, 0.0, 1.0]), interpolate=False)
     np.testing.assert_allclose(vals, [0.6, 0.4, 0.0, 0.0, 0.0])
 
 
@@ -55,7 +55,7 @@ def test_eq2_matthews_branch():
     p = [0.0] * 10
     p[5] = 0.5                          # P_U(0.45..0.5) = 0.5 -> product at S = 0.5: 0.8 * 0.5 = 0.4
     d = dist(p)
-    r = combine(MATTHEWS_S, MATTHEWS_P, lambda s: d.of_solvent(PROB, s), expected=0.47)
+    r = combine(MATTHEWS_S, MATTHEWS_P, lambda s: d.of_solvent(PROB, s, interpolate=False), expected=0.47)
     assert r.branch == "matthews" and r.solvent_fraction == 0.5 and r.j_max == 1
     assert r.max_product == pytest.approx(0.4)
 
@@ -65,7 +65,7 @@ def test_eq2_conflation_branch_gives_the_centroid():
     p[5] = 0.1                          # product 0.08: between 0.005 and 0.25
     p[4] = 0.9                          # S in (0.5, 0.6]: P_U mass just above the Matthews peak
     d = dist(p)
-    pu = lambda s: d.of_solvent(PROB, s)  # noqa: E731
+    pu = lambda s: d.of_solvent(PROB, s, interpolate=False)  # noqa: E731
     r = combine(MATTHEWS_S, MATTHEWS_P, pu, expected=0.55)
     assert r.branch == "conflation"
     # independent centroid on a finer grid: P_M piecewise linear through (0,0), candidates, (1,0)
@@ -80,7 +80,7 @@ def test_eq2_unet_branch_when_inconsistent():
     p = [0.0] * 10
     p[1] = 1.0                          # U-net says S in (0.8, 0.9]: nowhere near Matthews
     d = dist(p)
-    r = combine(MATTHEWS_S, MATTHEWS_P, lambda s: d.of_solvent(PROB, s), expected=0.83)
+    r = combine(MATTHEWS_S, MATTHEWS_P, lambda s: d.of_solvent(PROB, s, interpolate=False), expected=0.83)
     assert r.branch == "unet" and r.solvent_fraction == 0.83 and r.max_product == 0.0
 
 
@@ -94,3 +94,15 @@ def test_eq2_threshold_edges():
     assert conflation_centroid([0.5], [1.0], const(1.0)) == pytest.approx(0.5, abs=1e-6)
     with pytest.raises(CrysError):
         combine([], [], const(1.0), expected=0.3)
+
+
+def test_interpolated_pu_has_no_step_at_bin_edges():
+    p = [0.0] * 10
+    p[5], p[6] = 0.6, 0.2
+    d = dist(p)
+    centres = 0.5 * (np.asarray(d.edges[:-1]) + np.asarray(d.edges[1:]))
+    np.testing.assert_allclose(d.of_cutoff_interpolated(centres[[4, 5, 6, 7]]), [0.0, 0.6, 0.2, 0.0])
+    edge = d.edges[6]                       # between the 0.6 and 0.2 bins: the step reads one or the other
+    assert d.of_cutoff_interpolated(edge) == pytest.approx(0.4)
+    assert d.of_cutoff(edge - 1e-9) == 0.6 and d.of_cutoff(edge + 1e-9) == 0.2
+    assert d.of_cutoff_interpolated(d.edges[0] - 1.0) == 0.0

@@ -101,13 +101,30 @@ class LogitCutoffDistribution:
         idx = np.clip(idx, 0, len(p) - 1)
         return np.where(inside, p[idx], 0.0)
 
-    def of_solvent(self, prob: np.ndarray, solvent: float | np.ndarray) -> np.ndarray:
-        """P_U(S) on this map: P_U of the cut-off that makes the solvent fraction S."""
+    def of_cutoff_interpolated(self, cutoff: float | np.ndarray) -> np.ndarray:
+        """P_U read piecewise-linearly through the bin centres (0 at the outer edges).
+
+        The step histogram jumps by up to 0.4 at a bin edge, so a Matthews value whose cut-off lies just
+        past an edge fell below the 0.25 threshold of eq. 2 and was pulled to the U-net's value; read
+        between bin centres, P_U keeps its scale (probability per bin) without the edge artefact.
+        """
+        e = np.asarray(self.edges)
+        centres = 0.5 * (e[:-1] + e[1:])
+        xs = np.concatenate([[e[0]], centres, [e[-1]]])
+        ys = np.concatenate([[0.0], np.asarray(self.probabilities), [0.0]])
+        return np.interp(np.asarray(cutoff, dtype=np.float64), xs, ys, left=0.0, right=0.0)
+
+    def of_solvent(self, prob: np.ndarray, solvent: float | np.ndarray, interpolate: bool = True) -> np.ndarray:
+        """P_U(S) on this map: P_U of the cut-off that makes the solvent fraction S.
+
+        ``interpolate`` reads P_U between bin centres (:meth:`of_cutoff_interpolated`, the default: lower
+        solvent-content error on held-out crystals); ``False`` reads the step histogram of the paper.
+        """
         s = np.atleast_1d(np.asarray(solvent, dtype=np.float64))
         lg = np.sort(logits(prob).ravel())
         q = np.clip(1.0 - s, 0.0, 1.0)
         cut = np.quantile(lg, q)
-        out = self.of_cutoff(cut)
+        out = self.of_cutoff_interpolated(cut) if interpolate else self.of_cutoff(cut)
         out = np.where((s > 0.0) & (s < 1.0), out, 0.0)
         return out if np.ndim(solvent) else out[:1]
 
