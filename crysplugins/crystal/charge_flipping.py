@@ -139,6 +139,37 @@ class ChargeFlipResult:
     origin_arbitrary: bool = True
 
 
+def _flip_start(fg: FourierGrid, e_obs: np.ndarray, rng: np.random.Generator,
+                dm: Callable[[np.ndarray, int], RefineResult], i: int, n_starts: int, flip_cycles: int,
+                delta: float, weak_fraction: float, screen_cycles: int, screen_every: int, screen_pass: float,
+                progress: Callable[[float, str], None] | None,
+                check: Callable[[], None] | None) -> tuple[FlipStart, dict[str, Any]]:
+    """One random start of :func:`solve`: charge flipping screened every ``screen_every`` cycles by a short
+    density modification; returns (the start, its best screened candidate {"score", "phases"})."""
+    cand: dict[str, Any] = {"score": -np.inf, "phases": None}
+    done = {"calls": 0}
+
+    def tick() -> None:
+        """Called every 50 flip cycles: stop a cancelled run and say how far this start is."""
+        cycles_done = 50 * done["calls"]
+        done["calls"] += 1
+        if check is not None:
+            check()
+        if progress is not None:
+            progress(0.8 * (i + min(cycles_done, flip_cycles) / flip_cycles) / n_starts,
+                     f"start {i + 1}/{n_starts}: charge-flipping cycle {cycles_done}")
+
+    def monitor(phases: np.ndarray) -> bool:
+        screen = dm(np.degrees(phases), screen_cycles)
+        if screen.score > cand["score"]:
+            cand.update(score=screen.score, phases=screen.phases)
+        return screen.score >= screen_pass
+
+    st = flip_one(fg, e_obs, rng, cycles=flip_cycles, delta=delta, weak_fraction=weak_fraction,
+                  check=tick, monitor=monitor, monitor_every=screen_every)
+    return st, cand
+
+
 def solve(cell: gemmi.UnitCell, hkl: np.ndarray, f_obs: np.ndarray, sequence: Sequence | str | None = None,
           solvent_fraction: float | None = None, n_starts: int = 8, flip_cycles: int = 1000,
           dm_cycles: int = 200, screen_cycles: int = 15, screen_every: int = 200, delta: float = 1.1,
@@ -175,29 +206,8 @@ def solve(cell: gemmi.UnitCell, hkl: np.ndarray, f_obs: np.ndarray, sequence: Se
     candidates: list[tuple[float, int, np.ndarray]] = []  # (screen score, start, phases in degrees)
     best: tuple[RefineResult, int] | None = None
     for i in range(n_starts):
-        rng = np.random.default_rng([seed, i])
-        cand: dict[str, Any] = {"score": -np.inf, "phases": None}
-
-        done = {"calls": 0}
-
-        def tick(i: int = i) -> None:
-            """Called every 50 flip cycles: stop a cancelled run and say how far this start is."""
-            cycles_done = 50 * done["calls"]
-            done["calls"] += 1
-            if check is not None:
-                check()
-            if progress is not None:
-                progress(0.8 * (i + min(cycles_done, flip_cycles) / flip_cycles) / n_starts,
-                         f"start {i + 1}/{n_starts}: charge-flipping cycle {cycles_done}")
-
-        def monitor(phases: np.ndarray) -> bool:
-            screen = dm(np.degrees(phases), screen_cycles)
-            if screen.score > cand["score"]:
-                cand.update(score=screen.score, phases=screen.phases)
-            return screen.score >= screen_pass
-
-        st = flip_one(fg, e_obs, rng, cycles=flip_cycles, delta=delta, weak_fraction=weak_fraction,
-                      check=tick, monitor=monitor, monitor_every=screen_every)
+        st, cand = _flip_start(fg, e_obs, np.random.default_rng([seed, i]), dm, i, n_starts, flip_cycles, delta,
+                               weak_fraction, screen_cycles, screen_every, screen_pass, progress, check)
         row = {"start": i, "delta": delta, "r_factor": round(st.r_factor, 4), "flip_cycles": st.cycles,
                "screen_score": round(float(cand["score"]), 5), "dm_score": None}
         table.append(row)
