@@ -250,6 +250,7 @@ class CrysPluginsCoot(object):
         self.jobs = []
         self.session_dir = None
         self.run_dirs = []
+        self.dm_extra_args = []  # more `crysplugins density-modify` arguments, e.g. ["--cycles", "20"]
         self.timer = self.find_timer()
         self.last_result = None
 
@@ -370,6 +371,7 @@ class CrysPluginsCoot(object):
             raise RuntimeError("Coot returned no menu (its main window is not ready)")
         self.add_item("Refresh predictor list", "refresh", self.refresh)
         self.add_item("Stop running predictions", "stop", self.stop_all)
+        self.add_item("Density-modify the map's MTZ...", "density-modify", self.density_modify)
         return self.menu
 
     def add_item(self, label, key, callback):
@@ -675,6 +677,77 @@ class CrysPluginsCoot(object):
         job = self.start_job(name, argv, workdir,
                              lambda job, rc, out, err: self.on_predict_done(job, rc, out, err, name, imol, out_dir))
         return job
+
+    def density_modify(self, solvent_fraction=None):
+        """Menu action: ``crysplugins density-modify`` on the MTZ (F, SIGF, PHIB/FOM or HL) of the shown map.
+
+        The solvent content comes from the sequence of the loaded model (Matthews + U-net, eq. 2), else
+        it is asked for; the density-modified map (FWT/PHWT of density_modified.mtz) is read back."""
+        imol = self.choose_map()
+        mtz = self.try_call("mtz_hklin_for_map", imol) if imol is not None else None
+        if not mtz:
+            self.info("Density modification needs a map calculated from an MTZ file with amplitudes and "
+                      "experimental phases (PHIB/FOM or HL): open it with File > Open MTZ first.")
+            return None
+        workdir = self.new_run_dir("density-modify")
+        args = ["density-modify", "--reflections", mtz, "--out", os.path.join(workdir, "out")]
+        fp, phi, weight = [self.try_call(f, imol) or "" for f in
+                           ("mtz_fp_for_map", "mtz_phi_for_map", "mtz_weight_for_map")]
+        if fp and phi and weight and fp.upper() not in CRYSPLUGINS_MAP_COEFF_LABELS:
+            args += ["--reflections-columns", "F=%s,PHI=%s,FOM=%s" % (fp, phi, weight)]
+        imodel = self.model_molecule()
+        sequence = self.sequence_from_model(imodel) if imodel is not None else ""
+        if solvent_fraction is not None:
+            args += ["--solvent-fraction", str(solvent_fraction)]
+        elif sequence:
+            path = os.path.join(workdir, "sequence.fasta")
+            with io.open(path, "w", encoding="utf-8") as handle:
+                handle.write(u">coot\n%s\n" % sequence)
+            args += ["--sequence", path]
+        else:
+            self.run_dirs.remove(workdir)
+            shutil.rmtree(workdir, ignore_errors=True)
+            return self.ask_solvent_fraction()
+        self.status("density-modifying %s ..." % os.path.basename(mtz))
+        return self.start_job("density-modify", args + self.dm_extra_args, workdir,
+                              lambda job, rc, out, err: self.on_density_modify_done(job, rc, out, err))
+
+    def ask_solvent_fraction(self):
+        dialog = self.fn("generic_single_entry")
+        if dialog is None:
+            self.info("Density modification needs the solvent fraction or a model for the sequence.")
+            return None
+
+        def go(text):
+            try:
+                value = float(str(text).strip())
+            except ValueError:
+                value = -1.0
+            if not 0.0 < value < 1.0:
+                self.info("The solvent fraction must be a number between 0 and 1, not '%s'." % text)
+                return None
+            return self.density_modify(value)
+
+        dialog("Solvent fraction of the crystal (0-1; load a model to use its sequence instead):", "0.5", "Run", go)
+        return None
+
+    def on_density_modify_done(self, job, returncode, stdout, stderr):
+        self.remove_inputs(job.workdir)
+        if returncode != 0:
+            self.info("crysplugins density-modify failed:\n%s" % crysplugins_cli_error(stderr, returncode))
+            return None
+        mtz = os.path.join(job.workdir, "out", "density_modified.mtz")
+        imol = self.try_call("make_and_draw_map", mtz, "FWT", "PHWT", "", 0, 0)
+        lines = [l for l in stdout.splitlines() if l.strip()]
+        if imol is None or imol < 0:
+            self.info("Coot could not read the density-modified map %s." % mtz)
+            return None
+        self.try_call("set_molecule_name", imol, "crysplugins density-modified (FWT/PHWT)")
+        self.try_call("set_contour_level_in_sigma", imol, CRYSPLUGINS_MAP_LEVEL_SIGMA)
+        lines.append("density-modified map -> molecule %d (FWT/PHWT; PHIB/FOM and HLA-HLD in the MTZ)" % imol)
+        self.status("density-modify finished: molecule %d" % imol)
+        self.info("\n".join(lines))
+        return imol
 
     def ask_value(self, name, spec, answers):
         """Ask for a sequence or a number in a one-line dialog; its button starts the prediction again."""

@@ -56,10 +56,12 @@ def test_coot1_menu_has_prefixed_actions_for_map_and_reflection_predictors(monke
     assert rec.called("attach_module_menu_button") == [("crysplugins",)]
     assert rec.called("coot_menubar_menu") == []
     menu = rec.menus["crysplugins"]
-    assert menu.labels() == ["Refresh predictor list", "Stop running predictions", "coot-test-amplitudes...",
+    assert menu.labels() == ["Refresh predictor list", "Stop running predictions",
+                             "Density-modify the map's MTZ...", "coot-test-amplitudes...",
                              "coot-test-normalise...", "coot-test-sequence..."]
     names = [item.action_name for item in menu.items]
-    assert names == ["crysplugins-refresh", "crysplugins-stop", "crysplugins-predict-coot-test-amplitudes",
+    assert names == ["crysplugins-refresh", "crysplugins-stop", "crysplugins-density-modify",
+                     "crysplugins-predict-coot-test-amplitudes",
                      "crysplugins-predict-coot-test-normalise", "crysplugins-predict-coot-test-sequence"]
     assert all(n.startswith("crysplugins-") for n in rec.actions)
     # the list ran in the background: a GLib timeout was registered, no dialog (no error)
@@ -71,7 +73,7 @@ def test_refresh_does_not_duplicate_items(monkeypatch, coot_env):
     app, coot, rec = start(monkeypatch, "1")
     rec.activate("crysplugins", "Refresh predictor list")
     rec.run_timers()
-    assert len(rec.menus["crysplugins"].items) == 5
+    assert len(rec.menus["crysplugins"].items) == 6
 
 
 @pytest.mark.parametrize("menus_in", ["coot_gui", "namespace"])
@@ -81,7 +83,8 @@ def test_coot09_menubar_menu_and_gobject_timeout(monkeypatch, coot_env, menus_in
     assert rec.called("coot_menubar_menu") == [("crysplugins",)]
     assert rec.called("add_simple_action_to_menu") == []
     labels = [args[1] for args in rec.called("add_simple_coot_menu_menuitem")]
-    assert labels == ["Refresh predictor list", "Stop running predictions", "coot-test-amplitudes...",
+    assert labels == ["Refresh predictor list", "Stop running predictions", "Density-modify the map's MTZ...",
+                      "coot-test-amplitudes...",
                       "coot-test-normalise...", "coot-test-sequence..."]
     assert app.timer == sys.modules["gobject"].timeout_add
     # a 0.9 menu item callback receives the gtk menu item: run one action through it
@@ -477,3 +480,61 @@ def test_folders_of_ended_sessions_are_pruned(coot_env):
     removed = mod["crysplugins_prune_sessions"](str(coot_env))
     assert removed == [str(gone)]
     assert alive.is_dir() and other.is_dir()
+
+
+# ------------------------------------------------------------------------------------------ density modification
+
+def phasing_mtz(path: Path) -> None:
+    """A 5-residue fragment in P 21 21 21 with FP/SIGFP and PHIB/FOM phases ~40° off (seed 3)."""
+    st = gemmi.read_structure(str(Path(__file__).parent / "data" / "frag5.pdb"))
+    st.cell = gemmi.UnitCell(16.0, 19.0, 23.0, 90, 90, 90)
+    st.spacegroup_hm = "P 21 21 21"
+    st.setup_entities()
+    dc = gemmi.DensityCalculatorX()
+    dc.d_min = 2.0
+    dc.set_grid_cell_and_spacegroup(st)
+    dc.put_model_density_on_grid(st[0])
+    asu = gemmi.transform_map_to_f_phi(dc.grid, half_l=True).prepare_asu_data(dmin=2.0)
+    keep = ~np.all(np.asarray(asu.miller_array) == 0, axis=1)
+    hkl, f = np.asarray(asu.miller_array)[keep], np.asarray(asu.value_array)[keep]
+    phib = np.degrees(np.angle(f)) + np.random.default_rng(3).normal(0.0, 40.0, len(f))
+    mtz = gemmi.Mtz(with_base=True)
+    mtz.cell, mtz.spacegroup = st.cell, gemmi.SpaceGroup("P 21 21 21")
+    mtz.add_dataset("d")
+    for label, kind in (("FP", "F"), ("SIGFP", "Q"), ("PHIB", "P"), ("FOM", "W")):
+        mtz.add_column(label, kind)
+    mtz.set_data(np.column_stack([hkl, np.abs(f), 0.02 * np.abs(f), phib, np.full(len(f), 0.6)]).astype(np.float32))
+    mtz.write_to_file(str(path))
+
+
+def test_density_modify_action_runs_the_command_and_loads_the_map(monkeypatch, coot_env):
+    mtz = coot_env / "phased.mtz"
+    phasing_mtz(mtz)
+    app, coot, rec = start(monkeypatch, "1", with_map=False)
+    coot.refinement_map = coot.add_map(str(helpers.MAP), mtz=str(mtz), fp="FP", phi="PHIB", weight="FOM")
+    app.dm_extra_args = ["--cycles", "3", "--mask", "local-variance"]
+    assert rec.activate("crysplugins", "Density-modify the map's MTZ...") is None  # no model: asks
+    (question, go), = rec.entry_dialogs
+    assert "Solvent fraction" in question
+    job = go("0.55")
+    assert job.argv[len(helpers.crysplugins_command()):] == [
+        "density-modify", "--reflections", str(mtz), "--out", os.path.join(job.workdir, "out"),
+        "--reflections-columns", "F=FP,PHI=PHIB,FOM=FOM", "--solvent-fraction", "0.55",
+        "--cycles", "3", "--mask", "local-variance"]
+    rec.run_timers()
+    assert job.returncode == 0, rec.dialogs
+    (path, f, phi, weight, use_weights, is_diff), = rec.called("make_and_draw_map")
+    assert path == os.path.join(job.workdir, "out", "density_modified.mtz") and (f, phi) == ("FWT", "PHWT")
+    out = gemmi.read_mtz_file(path)
+    assert {"FWT", "PHWT", "PHIB", "FOM", "HLA"} <= {c.label for c in out.columns}
+    assert out.spacegroup.hm == "P 21 21 21"
+    assert coot.molecules[1]["name"] == "crysplugins density-modified (FWT/PHWT)"
+    assert "solvent fraction 0.550" in rec.dialogs[-1] and "molecule 1" in rec.dialogs[-1]
+
+
+def test_density_modify_action_needs_the_maps_mtz(monkeypatch, coot_env):
+    app, coot, rec = start(monkeypatch, "1")  # a map read from a CCP4 file: no MTZ behind it
+    assert rec.activate("crysplugins", "Density-modify the map's MTZ...") is None
+    dialog, = rec.dialogs
+    assert dialog.startswith("Density modification needs a map calculated from an MTZ file")
+    assert rec.timers == []
