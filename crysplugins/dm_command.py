@@ -4,8 +4,8 @@ Input: an MTZ file with amplitudes (F, or I converted with √max(I, 0)), their 
 phases as PHIB + FOM or Hendrickson–Lattman coefficients HLA–HLD (columns picked automatically or named
 with ``--reflections-columns F=FP,SIGF=SIGFP,PHI=PHIB,FOM=FOM`` / ``HLA=..,HLB=..,HLC=..,HLD=..``); a
 solvent fraction, or a sequence of one copy (the solvent fraction then combines the Matthews candidates with
-the solvent U-net's reading of the starting map, eq. 2 of Skubák 2024); a mask: the solvent U-net re-run on the current map every few cycles
-(default), the local-rms mask, or a mask map file (solvent = 1).  ``--refiner cctbx-dm`` runs cctbx
+the solvent U-net's reading of the starting map, eq. 2 of Skubák 2024); a mask: the solvent U-net re-run
+on the current map every few cycles (default), the local-rms mask, or a mask map file (solvent = 1).  ``--refiner cctbx-dm`` runs cctbx
 instead of the built-in engine (:mod:`crysplugins.crystal.dm`).
 
 Output in ``--out``: ``density_modified.mtz`` (FP, SIGFP, FWT/PHWT weighted map coefficients, PHIB/FOM,
@@ -228,7 +228,8 @@ def add_parser(sub: Any) -> None:
                                               "space group", description=__doc__.split("\n\n")[0])
     p.add_argument("--reflections", required=True, help="MTZ with F (or I), SIGF and PHIB+FOM or HLA-HLD")
     p.add_argument("--reflections-columns", default=None, help="e.g. F=FP,SIGF=SIGFP,PHI=PHIB,FOM=FOM")
-    p.add_argument("--sequence", default=None, help="FASTA file or one-letter sequence of one copy (solvent fraction by Matthews + U-net, eq. 2)")
+    p.add_argument("--sequence", default=None,
+                   help="FASTA file or one-letter sequence of one copy (solvent fraction: Matthews + U-net, eq. 2)")
     p.add_argument("--solvent-fraction", type=float, default=None)
     p.add_argument("--mask", default="unet", help="unet (default), local-variance, or a mask map file (solvent=1)")
     p.add_argument("--cycles", type=int, default=None, help="number of cycles (default 20)")

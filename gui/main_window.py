@@ -176,6 +176,8 @@ class MainWindow(QMainWindow):
         self.last_error: str | None = None
         self.last_column_dialog: ColumnDialog | None = None
         self.plugins_dialog: PluginsDialog | None = None
+        self.dm_run: Any = None                 # the running density-modify child process, if any
+        self.dm_messages: list[str] = []        # what the last density-modify run printed
         self.setWindowTitle("crysplugins")
         self.setAcceptDrops(True)
         self.resize(1400, 860)
@@ -259,6 +261,8 @@ class MainWindow(QMainWindow):
         v = self.menuBar().addMenu("&View")
         for dock in (self.data_dock, self.panel_dock, self.results_dock):
             v.addAction(dock.toggleViewAction())
+        t = self.menuBar().addMenu("&Tools")
+        self._action(t, "Density-modify reflections…", self._density_modify_dialog)
         p = self.menuBar().addMenu("&Plugins")
         self._action(p, "Installed plugins…", self.show_plugins)
 
@@ -606,6 +610,58 @@ class MainWindow(QMainWindow):
             self.error("Could not save", f"The file could not be written ({exc.strerror or exc}).")
             return
         self.statusBar().showMessage(f"wrote {out}")
+
+    # ------------------------------------------------------------------ density modification
+
+    def _reflections_for_dm(self) -> Document | None:
+        """The selected reflections, else the newest opened MTZ file."""
+        doc = self._selected_doc()
+        if doc is not None and doc.kind == "reflections" and doc.path:
+            return doc
+        return next((d for d in reversed(self.documents) if d.kind == "reflections" and d.path), None)
+
+    def _density_modify_dialog(self) -> None:
+        from PyQt6.QtWidgets import QInputDialog
+
+        doc = self._reflections_for_dm()
+        sequence = next((d.obj for d in reversed(self.documents) if d.kind == "sequence"), None)
+        fraction = None
+        if doc is not None and sequence is None:
+            fraction, ok = QInputDialog.getDouble(self, "Density modification", "Solvent fraction (0–1):",
+                                                  0.5, 0.01, 0.99, 3)
+            if not ok:
+                return
+        self.density_modify(doc, fraction, sequence)
+
+    def density_modify(self, doc: Document | None, solvent_fraction: float | None = None,
+                       sequence: Sequence | None = None, extra: list[str] | None = None) -> Any:
+        """Run ``crysplugins density-modify`` on an opened MTZ; the map and MTZ come back as documents."""
+        from crysplugins.gui.density_modify import start_density_modify
+
+        if doc is None:
+            self.error("No reflections", "Open an MTZ file with amplitudes and experimental phases "
+                                         "(PHIB/FOM or HL) first.")
+            return None
+        if solvent_fraction is None and sequence is None:
+            self.error("No solvent content", "Density modification needs a solvent fraction or a sequence.")
+            return None
+        self.statusBar().showMessage(f"density-modifying {doc.name} …")
+        self.dm_run = start_density_modify(doc.path, solvent_fraction, sequence, self._density_modify_done,
+                                           lambda msg: self.error("Density modification failed", msg),
+                                           parent=self, extra=extra)
+        return self.dm_run
+
+    def _density_modify_done(self, out_dir: str, stdout: str) -> None:
+        out = Path(out_dir)
+        cmap = io.read_map(out / "density_modified.ccp4")
+        cmap.name = "density-modified"
+        mtz = str(out / "density_modified.mtz")
+        refl = load_input(InputSpec("reflections", Kind.REFLECTIONS, ""), mtz, {"F": "FWT", "PHI": "PHWT"})
+        self.add_map(cmap, str(out / "density_modified.ccp4"), d_min=refl.d_min)
+        self._add_document(Document("reflections", "density_modified.mtz", refl, mtz))
+        self.dm_messages = [x for x in stdout.splitlines() if x.strip()]
+        solvent = next((x for x in self.dm_messages if x.startswith("solvent fraction")), "")
+        self.statusBar().showMessage(f"density-modify finished ({solvent}); files in {out}")
 
     # ------------------------------------------------------------------ misc
 
