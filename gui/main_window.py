@@ -677,5 +677,7 @@ class MainWindow(QMainWindow):
         return self.plugins_dialog
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        if self.dm_run is not None:
+            self.dm_run.stop()
         self.panel.shutdown()
         super().closeEvent(event)
