@@ -22,6 +22,7 @@ from typing import Any, Sequence
 from crysplugins import __version__
 from crysplugins.errors import CrysError
 from crysplugins.progress import ProgressBar
+from crysplugins.runtime.models import shadow_notes
 from crysplugins.examples import copy_examples
 from crysplugins.validate import writable_folder
 from crysplugins.host import Host, default_host
@@ -73,7 +74,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     } for e in sorted(host.predictors.values(), key=lambda e: e.predictor.name)]
     failures = [{"plugin": f.plugin, "distribution": f.distribution, "status": "failed", "error": f.error}
                 for f in host.failures]
-    from crysplugins.runtime.models import shadow_notes
 
     notes = shadow_notes()
     if args.json:
@@ -170,7 +170,6 @@ def _card_lines(card: dict) -> list[str]:
 
 def _model_notes(card: dict | None) -> list[str]:
     """The shadowing notes that concern this card's model (a user model hiding a shipped one)."""
-    from crysplugins.runtime.models import shadow_notes
 
     name = (card or {}).get("name")
     return [n for n in shadow_notes() if name and f"'{name}'" in n]

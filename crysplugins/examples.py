@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from crysplugins.crystal import io
+from crysplugins.crystal.matthews import matthews_table
 from crysplugins.errors import CrysError
 from crysplugins.interface import Sequence
 from crysplugins.validate import writable_folder
@@ -52,8 +53,6 @@ def crystal_example(name: str) -> dict[str, Any]:
 
 def phasing_map_solvent_fraction() -> float:
     """Most probable Matthews solvent fraction of the 1RX4 example (one DHFR chain; the 1RX2 sequence)."""
-    from crysplugins.crystal.matthews import matthews_table
-
     refl = phasing_map_example()
     weight = crystal_example("1rx2")["sequence"].weight()
     return matthews_table(refl.cell, refl.spacegroup, weight, refl.d_min).best.solvent_fraction

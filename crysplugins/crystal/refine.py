@@ -55,7 +55,8 @@ from typing import Any, Callable
 import gemmi
 import numpy as np
 
-from crysplugins.crystal.fourier import FourierGrid, fourier_grid, phase_shift, usable_reflections
+from crysplugins.crystal.fourier import FourierGrid, fourier_grid, phase_shift, stol2, usable_reflections
+from crysplugins.crystal.io import make_mtz
 from crysplugins.crystal.masks import _cone_kernel_ft  # cone-weighted sphere, shared with the mask plugin
 from crysplugins.crystal.matthews import PROTEIN_VOLUME_PER_DALTON
 from crysplugins.crystal.origin import search_origin_hand
@@ -97,7 +98,6 @@ class RefineResult:
 
     def reflections(self, name: str = "refined") -> Reflections:
         """An MTZ (F, PHI, FOM; P1) of the observed amplitudes with the refined phases."""
-        from crysplugins.crystal.io import make_mtz
 
         mtz = make_mtz(self.map.cell, gemmi.SpaceGroup("P 1"), self.hkl,
                        {"F": ("F", self.amplitudes), "PHI": ("P", self.phases), "FOM": ("W", self.fom)})
@@ -589,7 +589,6 @@ def _starting_fom(fom: np.ndarray | str | None, fobs: np.ndarray, f0: np.ndarray
 
 
 def _stol2(cell: gemmi.UnitCell, hkl: np.ndarray) -> np.ndarray:
-    from crysplugins.crystal.fourier import stol2
 
     return stol2(cell, hkl)
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from crysplugins.crystal.refine import observed_data
 from crysplugins.errors import CrysError
+from crysplugins.examples import fragment_example
 from crysplugins.hookspecs import hookimpl
 from crysplugins.interface import InputSpec, Kind, OutputSpec, Prediction, Request, Scalar, Table
 from crysplugins.plugins.patterson_density import PattersonDensityPredictor
@@ -55,8 +56,6 @@ class FragmentPhasingPredictor:
 
     def example_inputs(self) -> dict:
         """The shipped held-out test dipeptide (amplitudes MTZ + sequence)."""
-        from crysplugins.examples import fragment_example
-
         example = fragment_example()
         return {"mtz": example["reflections"], "sequence": example["sequence"]}
 
