@@ -70,17 +70,19 @@ class FragmentPhasingPredictor:
             solvent = 0.5
             messages.append("No sequence or solvent fraction given: the envelope assumes 50 % solvent.")
         setup = fp.make_setup(cell, hkl, f, sequence if solvent is None else None, solvent)
-        network = None
+        network, asked = None, {}
         if request.get("network", "auto") == "auto":
             def network() -> np.ndarray | None:  # run only if the first charge-flipping start is not enough
-                return self._network_phases(request, refl, sequence, hkl, messages)
+                asked["phases"] = self._network_phases(request, refl, sequence, hkl, messages)
+                return asked["phases"]
         result = fp.solve(setup, network, n_starts=int(request.get("starts", 8)),
                           dm_cycles=int(request.get("dm_cycles", 200)), seed=int(request.get("seed", 0)),
                           progress=request.report, check=request.check_cancelled)
         win = result.winner
+        placed = fp.place(win.refined, asked.get("phases"))
         win.refined.map.name = "density"
         messages.append(f"Best of {len(result.candidates)} candidates: {win.name}, P(right) {win.probability:.2f} "
-                        f"(DM CC {win.refined.score:.4f}); origin and hand are arbitrary (P1).")
+                        f"(DM CC {win.refined.score:.4f}); placed: {placed}.")
         return Prediction(
             maps={"density": win.refined.map},
             reflections={"phases": win.refined.reflections("phases")},

@@ -31,9 +31,11 @@ import numpy as np
 
 from crysplugins.crystal import charge_flipping as cf
 from crysplugins.crystal import solution_score as ss
-from crysplugins.crystal.fourier import fourier_grid, stol2
+from crysplugins.crystal.fourier import FourierGrid, fourier_grid, stol2
+from crysplugins.crystal.maps import centre_density
+from crysplugins.crystal.origin import apply_origin_hand, search_origin_hand
 from crysplugins.crystal.refine import RefineResult, density_modify
-from crysplugins.interface import Prediction, Sequence
+from crysplugins.interface import CrystalMap, Prediction, Sequence
 
 
 @dataclass
@@ -214,3 +216,28 @@ def solve(setup: Setup, network: Callable[[], np.ndarray | None] | None = None, 
         score_candidates(setup, cands, models)
         best = int(np.argmax([c.rank for c in cands]))
     return HybridResult(cands, best, time.monotonic() - t0)
+
+
+def place(refined: RefineResult, reference_phases: np.ndarray | None = None) -> str:
+    """Put a solution (origin and hand arbitrary) where users expect it, in place; returns how.
+
+    With ``reference_phases`` (degrees, same reflections: the transformer's prediction, which the training
+    data put at the centre-of-mass placement, paper 000 appendix B) the solution takes the origin and hand
+    that agree best with them; without, its fragment is centred (:func:`crysplugins.crystal.maps.centre_density`)
+    and the hand stays arbitrary.  Map and phases stay consistent (phases recomputed from the moved map).
+    """
+    cmap = refined.map
+    rho = np.asarray(cmap.array, dtype=np.float64)
+    how = "centred (hand arbitrary)"
+    if reference_phases is not None and np.shape(reference_phases) == np.shape(refined.phases):
+        fit = search_origin_hand(refined.hkl, refined.amplitudes, reference_phases, refined.phases)
+        rho = apply_origin_hand(rho, fit.shift, fit.inverted)
+        how = "origin and hand of the transformer's prediction"
+    else:
+        rho, _ = centre_density(rho, cell=cmap.cell)
+    fg = FourierGrid(refined.hkl, tuple(rho.shape), float(cmap.cell.volume))
+    f_map, _ = fg.from_map(rho)
+    refined.phases = np.degrees(np.angle(f_map))
+    refined.map = CrystalMap.from_array(rho.astype(np.float32), cmap.cell, cmap.spacegroup, name=cmap.name,
+                                        units="e/Å³")
+    return how
