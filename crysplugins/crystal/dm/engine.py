@@ -142,6 +142,7 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         if hl_mod_prev is not None and w.damping > 0:
             hl_mod = (1.0 - w.damping) * hl_mod + w.damping * hl_mod_prev
         hl_mod_prev = hl_mod
+        hl_mod = hl_mod * _ramp(w.ramp_start, w.ramp_cycles, cycle)
         inside = refl.d >= d_now - 1e-6
         hl_new = hl_exp + np.where(inside[:, None], hl_mod, 0.0)
         phib_new, fom_new = phase_fom_from_hl(hl_new, cen, refl.centric_phase)
@@ -169,6 +170,13 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
                     map=refl.crystal_map(final, name="density-modified"), mask=mask_prev,
                     trace=trace, info={"solvent_fraction": float(s_frac), "grid": list(shape), "cycles": n_cycles,
                                        "seconds": round(time.monotonic() - t0, 3)})
+
+
+def _ramp(start: float, cycles: int, cycle: int) -> float:
+    """Weight of the modified map's phase term in ``cycle`` (0-based): ``start`` rising to 1 over ``cycles``."""
+    if cycles <= 0:
+        return 1.0
+    return float(min(1.0, start + (1.0 - start) * cycle / cycles))
 
 
 def _ranks(score: np.ndarray) -> np.ndarray:

@@ -64,7 +64,12 @@ class WeightingSettings:
     ``map_coefficients``: ``"2mFo-DFc"`` (acentric; centric mFo) or ``"mFo"``.  ``free_fraction``: part
     of the reflections left out of every cycle's map so that σ_A of the modified phases can be measured
     without the map's own bias (0 = estimate on all reflections).  ``damping``: weight of the previous
-    cycle's modified-map phase term (a running mean, 0 = none).  ``sigmaa_scale`` shrinks σ_A.
+    cycle's modified-map phase term (a running mean, 0 = none; none by default because the running mean
+    carries the first, worst maps' phases forward and locks them in: at 65° start error it cost up to
+    20° on 1EJG, benchmarks/bench_density_modify.py).  ``sigmaa_scale`` shrinks σ_A.
+    ``ramp_start``/``ramp_cycles``: the modified map's HL term is multiplied by a weight rising linearly
+    from ``ramp_start`` in the first cycle to 1 after ``ramp_cycles`` cycles (a weak start, so that the
+    first maps' phases cannot lock in with FOMs near 1; 0 cycles = full weight from the start).
     ``bias_correction``: ``"gamma"`` removes the input map's share γ from the modified structure factors,
     F_ind = (F_mod − γ·F_in)/(1 − γ), γ measured as the difference between the regression of F_mod on
     F_in over the working and the free reflections (needs ``free_fraction`` > 0; Cowtan 1999, Acta
@@ -75,9 +80,11 @@ class WeightingSettings:
     per_bin: int = 500
     map_coefficients: str = "2mFo-DFc"
     free_fraction: float = 0.0
-    damping: float = 0.5
+    damping: float = 0.0
     sigmaa_scale: float = 1.0
     sigmaa_max: float = 0.99
+    ramp_start: float = 1.0
+    ramp_cycles: int = 0
     bias_correction: str = "none"
 
 
