@@ -47,3 +47,34 @@ def tiny_recycling_dataset(out: Path) -> Path:
                       rate=2.5, max_grid=16, test_fraction=0.3, max_examples=10, shard_size=4, progress=False,
                       partial_box=8))
     return out
+
+
+def fragment_structure_factors(d_min: float = 2.0) -> tuple[gemmi.Structure, np.ndarray, np.ndarray]:
+    """(structure, hkl, F) of the 5-residue fixture fragment in a 16 × 19 × 23 Å P 21 21 21 cell: the ASU
+    reflections to ``d_min`` Å, F(000) left out."""
+    st = gemmi.read_structure(str(Path(__file__).parent / "data" / "frag5.pdb"))
+    st.cell = gemmi.UnitCell(16.0, 19.0, 23.0, 90, 90, 90)
+    st.spacegroup_hm = "P 21 21 21"
+    st.setup_entities()
+    dc = gemmi.DensityCalculatorX()
+    dc.d_min = d_min
+    dc.set_grid_cell_and_spacegroup(st)
+    dc.put_model_density_on_grid(st[0])
+    asu = gemmi.transform_map_to_f_phi(dc.grid, half_l=True).prepare_asu_data(dmin=d_min)
+    hkl, f = np.asarray(asu.miller_array), np.asarray(asu.value_array)
+    keep = ~np.all(hkl == 0, axis=1)
+    return st, hkl[keep], f[keep]
+
+
+def write_phasing_mtz(path: Path) -> None:
+    """The fixture fragment in P 21 21 21 as an experimental phasing MTZ: FP/SIGFP and PHIB/FOM with phases
+    ~40° off (normal errors, seed 3), FOM 0.6."""
+    st, hkl, f = fragment_structure_factors()
+    phib = np.degrees(np.angle(f)) + np.random.default_rng(3).normal(0.0, 40.0, len(f))
+    mtz = gemmi.Mtz(with_base=True)
+    mtz.cell, mtz.spacegroup = st.cell, gemmi.SpaceGroup("P 21 21 21")
+    mtz.add_dataset("d")
+    for label, kind in (("FP", "F"), ("SIGFP", "Q"), ("PHIB", "P"), ("FOM", "W")):
+        mtz.add_column(label, kind)
+    mtz.set_data(np.column_stack([hkl, np.abs(f), 0.02 * np.abs(f), phib, np.full(len(f), 0.6)]).astype(np.float32))
+    mtz.write_to_file(str(path))

@@ -20,6 +20,7 @@ import pytest
 
 
 import crysplugins_tests_coot_helpers as helpers  # registered by conftest.py
+from crysplugins_test_support import write_phasing_mtz
 fake = helpers.fake_coot()
 
 
@@ -485,26 +486,7 @@ def test_folders_of_ended_sessions_are_pruned(coot_env):
 # ------------------------------------------------------------------------------------------ density modification
 
 def phasing_mtz(path: Path) -> None:
-    """A 5-residue fragment in P 21 21 21 with FP/SIGFP and PHIB/FOM phases ~40° off (seed 3)."""
-    st = gemmi.read_structure(str(Path(__file__).parent / "data" / "frag5.pdb"))
-    st.cell = gemmi.UnitCell(16.0, 19.0, 23.0, 90, 90, 90)
-    st.spacegroup_hm = "P 21 21 21"
-    st.setup_entities()
-    dc = gemmi.DensityCalculatorX()
-    dc.d_min = 2.0
-    dc.set_grid_cell_and_spacegroup(st)
-    dc.put_model_density_on_grid(st[0])
-    asu = gemmi.transform_map_to_f_phi(dc.grid, half_l=True).prepare_asu_data(dmin=2.0)
-    keep = ~np.all(np.asarray(asu.miller_array) == 0, axis=1)
-    hkl, f = np.asarray(asu.miller_array)[keep], np.asarray(asu.value_array)[keep]
-    phib = np.degrees(np.angle(f)) + np.random.default_rng(3).normal(0.0, 40.0, len(f))
-    mtz = gemmi.Mtz(with_base=True)
-    mtz.cell, mtz.spacegroup = st.cell, gemmi.SpaceGroup("P 21 21 21")
-    mtz.add_dataset("d")
-    for label, kind in (("FP", "F"), ("SIGFP", "Q"), ("PHIB", "P"), ("FOM", "W")):
-        mtz.add_column(label, kind)
-    mtz.set_data(np.column_stack([hkl, np.abs(f), 0.02 * np.abs(f), phib, np.full(len(f), 0.6)]).astype(np.float32))
-    mtz.write_to_file(str(path))
+    write_phasing_mtz(path)
 
 
 def test_density_modify_action_runs_the_command_and_loads_the_map(monkeypatch, coot_env):

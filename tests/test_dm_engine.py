@@ -20,26 +20,15 @@ from crysplugins.crystal.io import make_mtz
 from crysplugins.errors import CrysError
 from crysplugins.host import Host
 from crysplugins.plugins import cctbx_dm
+from crysplugins_test_support import fragment_structure_factors
 
 DATA = Path(__file__).parent / "data"
 
 
 def make_crystal():
     """(reflections, true phases, phases with errors (radians), FOMs) of the fragment in P 21 21 21."""
-    st = gemmi.read_structure(str(DATA / "frag5.pdb"))
-    st.cell = gemmi.UnitCell(16.0, 19.0, 23.0, 90, 90, 90)
-    st.spacegroup_hm = "P 21 21 21"
-    st.setup_entities()
-    dc = gemmi.DensityCalculatorX()
-    dc.d_min = 2.0
-    dc.set_grid_cell_and_spacegroup(st)
-    dc.put_model_density_on_grid(st[0])
-    asu = gemmi.transform_map_to_f_phi(dc.grid, half_l=True).prepare_asu_data(dmin=2.0)
-    hkl = np.asarray(asu.miller_array)
-    f = np.asarray(asu.value_array)
-    keep = ~np.all(hkl == 0, axis=1)
-    refl = ReflectionSet(st.cell, gemmi.SpaceGroup("P 21 21 21"), hkl[keep], np.abs(f[keep]),
-                         0.02 * np.abs(f[keep]))
+    st, hkl, f = fragment_structure_factors()
+    refl = ReflectionSet(st.cell, gemmi.SpaceGroup("P 21 21 21"), hkl, np.abs(f), 0.02 * np.abs(f))
     rng = np.random.default_rng(3)
     kappa = np.full(len(refl.hkl), 2.0)
     err = rng.vonmises(0.0, kappa)
@@ -48,8 +37,8 @@ def make_crystal():
     flip = rng.random(int(c.sum())) < 0.2
     err[c] = np.where(flip, np.pi, 0.0)
     fom[c] = 0.6
-    phi = np.angle(f[keep]) + err
-    return refl, np.angle(f[keep]), phi, fom
+    phi = np.angle(f) + err
+    return refl, np.angle(f), phi, fom
 
 
 @pytest.fixture(scope="module")
