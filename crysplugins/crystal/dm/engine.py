@@ -101,22 +101,11 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         d_now = _schedule(settings, cycle, d_start, d_min)
         active = (refl.d >= d_now - 1e-6) & ~free
         rho = refl.to_map(np.where(active, coef, 0.0), shape)
-        r_final = d_min * settings.mask.radius_scale
-        radius = _schedule(settings, cycle, r_final + settings.mask.radius_extra, r_final)
-        if settings.mask.fom_slope > 0:
-            radius = r_final + d_min * settings.mask.fom_slope * (1.0 - float(np.average(fom, weights=fobs)))
+        mean_fom = float(np.average(fom, weights=fobs))
+        radius = _mask_radius(settings, cycle, d_min, mean_fom)
         if mask_provider is not None and (provider_score is None or cycle % settings.mask.provider_every == 0):
-            provider_score = _provider_score(mask_provider, refl, coef * active, shape, cycle, d_min,
-                                             float(np.average(fom, weights=fobs)))
-        wp = settings.mask.provider_weight if provider_score is not None else 0.0
-        if wp >= 1.0:
-            score = provider_score
-        else:
-            score = -lsd(rho, radius, settings.mask.statistic, level)
-            if settings.mask.symmetrize:
-                score = symmetrized(score, refl.cell, refl.spacegroup)
-            if wp > 0:
-                score = wp * _ranks(provider_score) + (1.0 - wp) * _ranks(score)
+            provider_score = _provider_score(mask_provider, refl, coef * active, shape, cycle, d_min, mean_fom)
+        score = _mask_score(settings, refl, lsd, rho, radius, level, provider_score)
         solvent = solvent_mask(score, s_frac)
         protein = ~solvent
         level = float(rho[solvent].mean())
@@ -126,19 +115,7 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         rho, k = modify_solvent(rho, solvent, s_frac, settings.solvent, rms_after / max(rms_before, 1e-12), last)
         added = adjust_solvent_level(rho, solvent, settings.solvent)
 
-        fmod = refl.from_map(rho)
-        gamma = 0.0
-        if w.bias_correction == "gamma" and free.any():
-            fmod, gamma = _remove_bias(fmod, coef, active, free)
-        if free.any() and w.bias_correction != "gamma":
-            hl_mod, fmod_s, sa_ref = _cross_validated_weights(refl, fmod, bins, active, free, w.sigmaa_scale,
-                                                              w.sigmaa_max)
-        else:
-            fmod_s = scale_to_obs(fobs, fmod, eps, bins, active)
-            eo, ec = normalise(fobs, eps, bins, active), normalise(fmod_s, eps, bins, active)
-            sa_bin = np.clip(sigmaa_ml(eo, ec, cen, bins, active) * w.sigmaa_scale, 0.0, w.sigmaa_max)
-            sa_ref = sa_bin[bins]
-            hl_mod = modified_phase_hl(eo, ec, fmod_s, cen, sa_ref)
+        hl_mod, fmod_s, sa_ref, gamma = _modified_phases(refl, refl.from_map(rho), coef, w, bins, active, free)
         if hl_mod_prev is not None and w.damping > 0:
             hl_mod = (1.0 - w.damping) * hl_mod + w.damping * hl_mod_prev
         hl_mod_prev = hl_mod
@@ -170,6 +147,49 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
                     map=refl.crystal_map(final, name="density-modified"), mask=mask_prev,
                     trace=trace, info={"solvent_fraction": float(s_frac), "grid": list(shape), "cycles": n_cycles,
                                        "seconds": round(time.monotonic() - t0, 3)})
+
+
+def _mask_radius(settings: DMSettings, cycle: int, d_min: float, mean_fom: float) -> float:
+    """Radius (Å) of the local statistic: shrinking over the schedule to ``radius_scale`` × d_min, or growing
+    as the figure of merit falls (``fom_slope``)."""
+    r_final = d_min * settings.mask.radius_scale
+    if settings.mask.fom_slope > 0:
+        return r_final + d_min * settings.mask.fom_slope * (1.0 - mean_fom)
+    return _schedule(settings, cycle, r_final + settings.mask.radius_extra, r_final)
+
+
+def _mask_score(settings: DMSettings, refl: ReflectionSet, lsd: LocalDeviation, rho: np.ndarray, radius: float,
+                level: float, provider_score: np.ndarray | None) -> np.ndarray:
+    """Protein-likeness of every voxel (higher = protein): the local statistic of ``rho`` (symmetrized), the
+    mask provider's score (the U-net), or a rank mix of the two (``provider_weight``)."""
+    wp = settings.mask.provider_weight if provider_score is not None else 0.0
+    if wp >= 1.0:
+        return provider_score
+    score = -lsd(rho, radius, settings.mask.statistic, level)
+    if settings.mask.symmetrize:
+        score = symmetrized(score, refl.cell, refl.spacegroup)
+    if wp > 0:
+        score = wp * _ranks(provider_score) + (1.0 - wp) * _ranks(score)
+    return score
+
+
+def _modified_phases(refl: ReflectionSet, fmod: np.ndarray, coef: np.ndarray, w: Any, bins: np.ndarray,
+                     active: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(HL coefficients of the modified map's phases, its coefficients scaled to F_obs, σA per reflection, the
+    bias fraction γ removed): σA from a free set (cross-validated) or by maximum likelihood over the work set
+    (Read 1986 in E-value form)."""
+    fobs, eps, cen = refl.fobs, refl.epsilon, refl.centric
+    gamma = 0.0
+    if w.bias_correction == "gamma" and free.any():
+        fmod, gamma = _remove_bias(fmod, coef, active, free)
+    if free.any() and w.bias_correction != "gamma":
+        hl_mod, fmod_s, sa_ref = _cross_validated_weights(refl, fmod, bins, active, free, w.sigmaa_scale,
+                                                          w.sigmaa_max)
+        return hl_mod, fmod_s, sa_ref, gamma
+    fmod_s = scale_to_obs(fobs, fmod, eps, bins, active)
+    eo, ec = normalise(fobs, eps, bins, active), normalise(fmod_s, eps, bins, active)
+    sa_ref = np.clip(sigmaa_ml(eo, ec, cen, bins, active) * w.sigmaa_scale, 0.0, w.sigmaa_max)[bins]
+    return modified_phase_hl(eo, ec, fmod_s, cen, sa_ref), fmod_s, sa_ref, gamma
 
 
 def _ramp(start: float, cycles: int, cycle: int) -> float:
