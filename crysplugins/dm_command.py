@@ -21,11 +21,17 @@ from typing import Any
 import gemmi
 import numpy as np
 
+from crysplugins.crystal import matthews
 from crysplugins.crystal.dm import DMSettings, ReflectionSet, run_dm
 from crysplugins.crystal.dm.hl import hl_from_phase_fom, phase_fom_from_hl
-from crysplugins.crystal.io import check_mtz_header, make_mtz, read_map, write_map
+from crysplugins.crystal.io import check_mtz_header, make_mtz, read_map, read_sequence, write_map
+from crysplugins.crystal.phasing_input import shannon_grid_shape
 from crysplugins.errors import CrysError
 from crysplugins.inputs import parse_columns
+from crysplugins.interface import CrystalMap
+from crysplugins.plugins.cctbx_dm import run_cctbx_dm
+from crysplugins.runtime.solvent_unet import load_solvent_model, solvent_probability, unet_solvent_content
+from crysplugins.validate import writable_folder
 
 AUTO = {"F": ("FP", "F", "FOBS", "F-obs"), "SIGF": ("SIGFP", "SIGF", "SIGFOBS", "SIGF-obs"),
         "I": ("IMEAN", "I", "IOBS", "I-obs"), "SIGI": ("SIGIMEAN", "SIGI", "SIGIOBS"),
@@ -91,9 +97,6 @@ def read_phasing_mtz(path: str | Path,
 
 def unet_mask_provider() -> Any:
     """The solvent U-net as a mask provider (P(solvent) on the Shannon grid of the current map)."""
-    from crysplugins.crystal.phasing_input import shannon_grid_shape
-    from crysplugins.interface import CrystalMap
-    from crysplugins.plugins.solvent_mask import load_solvent_model, solvent_probability
 
     session, card = load_solvent_model()
 
@@ -124,15 +127,12 @@ def solvent_fraction(args: argparse.Namespace, refl: ReflectionSet, hl: np.ndarr
         return float(args.solvent_fraction), "given with --solvent-fraction"
     if not args.sequence:
         raise CrysError("density-modify needs --solvent-fraction or --sequence.")
-    from crysplugins.crystal import matthews
-    from crysplugins.crystal.io import read_sequence
 
     table = matthews.matthews_table(refl.cell, refl.spacegroup, read_sequence(args.sequence).weight(), refl.d_min)
     best = table.best
     matthews_note = (f"Matthews {best.solvent_fraction:.3f} ({best.copies} cop{'y' if best.copies == 1 else 'ies'}, "
                      f"P = {best.probability:.2f})")
     try:
-        from crysplugins.runtime.solvent_unet import unet_solvent_content
 
         phi, fom = phase_fom_from_hl(hl, refl.centric, refl.centric_phase)
         start = refl.crystal_map(refl.to_map(refl.fobs * fom * np.exp(1j * phi), refl.grid_shape(3.0)),
@@ -187,13 +187,11 @@ def _plot_trace(path: Path, trace: list[dict[str, Any]]) -> Path | None:
 
 
 def cmd_density_modify(args: argparse.Namespace) -> int:
-    from crysplugins.validate import writable_folder
 
     refl, hl, notes = read_phasing_mtz(args.reflections, parse_columns(args.reflections_columns))
     s_frac, s_note = solvent_fraction(args, refl, hl)
     out = writable_folder(args.out)
     if args.refiner == "cctbx-dm":
-        from crysplugins.plugins.cctbx_dm import run_cctbx_dm
 
         res = run_cctbx_dm(refl.cell, refl.spacegroup, refl.hkl, refl.fobs, refl.sigf, hl, s_frac)
         rs = ReflectionSet(refl.cell, refl.spacegroup, res.hkl,

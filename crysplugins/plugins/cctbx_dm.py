@@ -23,9 +23,13 @@ from typing import Any
 import gemmi
 import numpy as np
 
+from crysplugins.crystal.dm.hl import hl_from_phase_fom
+from crysplugins.crystal.dm.reflections import ReflectionSet
 from crysplugins.crystal.io import make_mtz
+from crysplugins.crystal.refine import RefineResult, solvent_fraction_from_sequence
 from crysplugins.errors import CrysError
 from crysplugins.hookspecs import hookimpl
+from crysplugins.interface import Reflections
 
 EXECUTABLE = "mmtbx.density_modification"
 ENV_EXECUTABLE = "CRYSPLUGINS_CCTBX_DM"
@@ -123,9 +127,6 @@ def _starting_data(cmap: Any, reflections: Any, phases: np.ndarray | None, fom: 
                    messages: list[str]) -> tuple[Any, np.ndarray]:
     """(ReflectionSet in the input's space group, HL coefficients) from Reflections (or a P1 tuple
     (cell, hkl, |F|)) and starting phases: ``phases`` (degrees), the PHI/FOM columns, or the map."""
-    from crysplugins.crystal.dm.hl import hl_from_phase_fom
-    from crysplugins.crystal.dm.reflections import ReflectionSet
-    from crysplugins.interface import Reflections
 
     if isinstance(reflections, Reflections):
         cell, sg = reflections.cell, reflections.spacegroup or gemmi.SpaceGroup("P 1")
@@ -167,7 +168,6 @@ class CctbxDMRefiner:
     def refine(self, cmap: Any, reflections: Any, solvent_fraction: float | None = None, sequence: Any = None,
                phases: np.ndarray | None = None, fom: np.ndarray | None = None, timeout: float = 1800,
                **_: Any) -> Any:
-        from crysplugins.crystal.refine import RefineResult, solvent_fraction_from_sequence
 
         if not cctbx_dm_executable():
             raise CrysError(NOT_INSTALLED)
@@ -181,7 +181,6 @@ class CctbxDMRefiner:
         out = run_cctbx_dm(refl.cell, refl.spacegroup, refl.hkl, refl.fobs, refl.sigf, hl, float(solvent_fraction),
                            timeout=timeout)
         fobs = np.abs(refl.values_at(refl.fobs.astype(np.complex128), out.hkl))
-        from crysplugins.crystal.dm.reflections import ReflectionSet
 
         res_set = ReflectionSet(refl.cell, refl.spacegroup, out.hkl, np.nan_to_num(fobs), np.zeros(len(out.hkl)))
         rho = res_set.to_map(out.fwt, res_set.grid_shape(3.0))
