@@ -35,6 +35,7 @@ import numpy as np
 
 from crysplugins.crystal.fourier import FourierGrid
 from crysplugins.crystal.metrics import phase_error
+from crysplugins.crystal.solution_score import roc_auc
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from success_score_candidates import PEAK_B, PEAK_FACTOR, expected_atoms, peak_cc, sayre_cc  # noqa: E402
 from crysplugins.datasets.store import open_dataset
@@ -49,25 +50,6 @@ MIN_DISTANCE = 1.0
 
 def variant_name(m: str, kind: str, b: float, factor: float) -> str:
     return f"peak_{m}_{kind}_B{b:g}_N{factor:g}"
-
-
-def auc(score: np.ndarray, label: np.ndarray) -> float:
-    """Area under the ROC curve (Mann–Whitney U / (n_pos·n_neg)), ties counted half."""
-    score = np.asarray(score, dtype=np.float64)
-    label = np.asarray(label, dtype=bool)
-    pos, neg = score[label], score[~label]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    allv = np.concatenate([pos, neg])
-    order = np.argsort(allv, kind="mergesort")
-    ranks = np.empty(len(allv))
-    sorted_v = allv[order]
-    # average ranks for ties
-    _, first, counts = np.unique(sorted_v, return_index=True, return_counts=True)
-    avg = first + (counts - 1) / 2.0 + 1.0
-    ranks[order] = np.repeat(avg, counts)
-    r_pos = ranks[: len(pos)].sum()
-    return float((r_pos - len(pos) * (len(pos) + 1) / 2.0) / (len(pos) * len(neg)))
 
 
 def precision_recall(score: np.ndarray, label: np.ndarray, threshold: float) -> tuple[float, float, float]:
@@ -191,12 +173,12 @@ def summarise(res: dict, thresholds: dict[str, dict[str, float]]) -> dict:
         "fraction_template_same_hand": float(same.mean()),
         "labels_stored_vs_template_same_hand_disagree": int((stored != same).sum()),
         "solved_only_as_inverse": int((solved & ~same).sum()),
-        "auc_size_prior_minus_n_atoms": auc(-res["n_atoms"].astype(float), solved),
+        "auc_size_prior_minus_n_atoms": roc_auc(-res["n_atoms"].astype(float), solved),
         "scores": {},
-        "auc_all_variants": {k: auc(res[k], solved) for k in variant_keys()},
+        "auc_all_variants": {k: roc_auc(res[k], solved) for k in variant_keys()},
     }
     for key, rules in thresholds.items():
-        entry = {"auc": auc(res[key], solved), "auc_vs_stored_label": auc(res[key], stored)}
+        entry = {"auc": roc_auc(res[key], solved), "auc_vs_stored_label": roc_auc(res[key], stored)}
         for rule, t in rules.items():
             p, r, f = precision_recall(res[key], solved, t)
             entry[rule] = {"threshold": t, "precision": p, "recall": r, "flagged": f}
@@ -223,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     seq_of = {r["id"]: r["sequence"] for r in ds.index}
     train = run_split(data, ds, args.templates, "train", args.max_train, seq_of)
     solved_train = solved_label(train)
-    aucs = {k: auc(train[k], solved_train) for k in variant_keys()}
+    aucs = {k: roc_auc(train[k], solved_train) for k in variant_keys()}
     chosen = max(aucs, key=lambda k: aucs[k])
     default_peak = variant_name("emap", "E", PEAK_B, PEAK_FACTOR)  # what peak_cc() does with its defaults
     thresholds: dict[str, dict[str, float]] = {"old_score": {"refiner_0.99": 0.99}}
