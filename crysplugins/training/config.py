@@ -45,10 +45,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise CrysError(f"Unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+        refuse_unknown(cls, values, "training")
         cfg = cls(**values)
         cfg.validate()
         return cfg
@@ -99,3 +96,12 @@ def train_config(config: dict[str, Any], task_config: dict[str, Any] | None = No
     merged.update({k: v for k, v in config.items() if k in known})
     merged.update(config.get("train") or {})
     return TrainConfig.from_dict(merged)
+
+
+def refuse_unknown(settings_class: type, values: Any, what: str) -> None:
+    """One sentence naming the keys of ``values`` that the settings dataclass does not have (a typo in a
+    config must not pass silently); ``what`` names the settings ("training", "loss", ...)."""
+    known = {f.name for f in fields(settings_class)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise CrysError(f"Unknown {what} setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")

@@ -40,7 +40,7 @@ stores them per dataset shard in ``<dataset>/templates/<name>/<shard>.npz``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -50,6 +50,7 @@ import torch
 from crysplugins.crystal.maps import invert_grid
 from crysplugins.errors import CrysError
 from crysplugins.datasets.template_store import TEMPLATE_CHANNEL, choose_templates, with_template
+from crysplugins.training.config import refuse_unknown
 
 #: state-dict prefix of RecCrysFormer's first convolution (Patterson path, section 5: kernel 7)
 FIRST_CONV = "embed.conv"
@@ -70,10 +71,7 @@ class RecyclingSettings:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "RecyclingSettings":
         """Settings from a config section; unknown keys and impossible values are one sentence each."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise CrysError(f"Unknown recycling setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+        refuse_unknown(cls, values, "recycling")
         s = cls(**{k: v for k, v in values.items() if v is not None or k in ("recycle_from", "templates")})
         try:
             for name in ("refined_prob", "template_noise", "transfer_noise", "template_hand_flip"):

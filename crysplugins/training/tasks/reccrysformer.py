@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import platform
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from crysplugins.datasets.store import open_dataset
 from crysplugins.errors import CrysError
 from crysplugins.training.batching import EXAMPLE_KEYS, BatchList, ShapeBins, map_batch, plan_batches
 from crysplugins.training.checkpoint import Checkpoint, load_checkpoint, load_weights
+from crysplugins.training.config import refuse_unknown
 from crysplugins.training.losses import density_loss, fft_amplitudes, invert_through_centre, pearson_per_example
 from crysplugins.training.nets.conv import set_fft
 from crysplugins.training.nets.reccrysformer import RecCrysFormer, model_config
@@ -53,10 +54,7 @@ class LossSettings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "LossSettings":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise CrysError(f"Unknown loss setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+        refuse_unknown(cls, values, "loss")
         try:
             s = cls(**values)
             s.c_mse, s.c_p = float(s.c_mse), float(s.c_p)
