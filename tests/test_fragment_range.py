@@ -125,3 +125,37 @@ def test_export_pipeline_settings_are_checked():
     for bad in (["cycles=3"], ["final_dm_cycles=many"], ["default_cycles=-1"], ["default_output=best"]):
         with pytest.raises(CrysError, match="--pipeline"):
             parse_pipeline(bad)
+
+
+def test_a_cell_too_large_for_the_grid_at_its_resolution_runs_coarser(tmp_path, monkeypatch):
+    """A 15-residue cell at 1.5 Å needs more grid points than the model takes: the network then reads
+    the data to the finest resolution whose grid fits, and says so, instead of refusing."""
+    from crysplugins.interface import ObservedAmplitudes
+    from crysplugins.runtime.models import find_card
+    from crysplugins.runtime.reccrysformer import RecCrysFormerPipeline
+
+    card = json.loads(find_card("reccrysformer_dipeptide").path.read_text())
+    card.update(name="general_test", n_residues=[2, 15])
+    card["grid"] = {**card["grid"], "d_min": [1.5, 2.5], "sampling_rate": [2.305, 2.745], "spacing": None,
+                    "max_grid": 64, "multiple": 8}
+    card.pop("recycled_model", None)
+    (tmp_path / "general_test.json").write_text(json.dumps(card))
+    (tmp_path / card["onnx"]).symlink_to(find_card("reccrysformer_dipeptide").path.with_suffix(".onnx"))
+    monkeypatch.setenv("CRYSPLUGINS_MODELS", str(tmp_path))
+    pipeline = RecCrysFormerPipeline("general_test")
+    cell = gemmi.UnitCell(24.0, 24.0, 38.4, 110.0, 90.0, 90.0)
+    hkl = np.array([h for h in np.ndindex(33, 33, 53) if any(h)]) - [16, 16, 26]
+    hkl = hkl[np.array([cell.calculate_d(h) >= 1.5 for h in hkl.tolist()])]
+    observed = ObservedAmplitudes(cell, gemmi.SpaceGroup("P 1"), hkl, np.ones(len(hkl)))
+    assert max(maps.grid_shape(cell, pipeline.spacing_for(1.5), 8)) > 64
+    messages: list[str] = []
+    used = pipeline.observed_for_model(observed, messages)
+    assert 1.5 < used.d().min() < 1.6
+    assert max(maps.grid_shape(cell, pipeline.spacing_for(float(used.d().min())), 8)) <= 64
+    assert any("more than the model's 64 grid points" in m for m in messages)
+    small = gemmi.UnitCell(16.0, 16.0, 20.0, 90.0, 90.0, 90.0)  # fits at 1.5 Å: nothing is cut
+    keep = np.array([small.calculate_d(h) >= 1.5 for h in hkl.tolist()])
+    messages = []
+    assert pipeline.observed_for_model(ObservedAmplitudes(small, gemmi.SpaceGroup("P 1"), hkl[keep],
+                                                          np.ones(keep.sum())), messages).d().min() < 1.51
+    assert not messages

@@ -197,7 +197,22 @@ class RecCrysFormerPipeline:
             raise CrysError(f"The model was trained on data {trained}; these reflections stop at {d.min():.2f} Å.")
         if d.min() < lo - 0.01:
             messages.append(f"Reflections beyond {lo:.2f} Å (the model's resolution) were left out.")
-        return observed.within(lo)
+        d_net = self.d_min_fitting_grid(observed.cell, max(float(d.min()), lo))
+        if d_net > max(float(d.min()), lo) + 1e-6:
+            messages.append(f"Reflections beyond {d_net:.2f} Å were left out: at {max(float(d.min()), lo):.2f} Å "
+                            f"this cell needs more than the model's {self.max_grid} grid points per axis.")
+        return observed.within(d_net)
+
+    def d_min_fitting_grid(self, cell: gemmi.UnitCell, d_min: float) -> float:
+        """The finest resolution (Å), from ``d_min`` down to the card's coarsest in 0.01 Å steps, whose grid
+        fits the model's ``max_grid`` points per axis; ``d_min`` itself when none does (the Patterson step
+        then refuses the cell).  Long fragments in large cells at 1.5 Å are run a little coarser this way
+        rather than refused."""
+        hi = self.d_min_range[1]
+        for d in np.arange(d_min, hi + 1e-6, 0.01):
+            if max(grid_shape(cell, self.spacing_for(float(d)), self.multiple)) <= self.max_grid:
+                return float(d)
+        return d_min
 
     def patterson_from_amplitudes(self, observed: ObservedAmplitudes) -> np.ndarray:
         """The Patterson map (e²/Å³) of ``observed`` on the model's grid for their cell."""
