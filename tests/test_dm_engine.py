@@ -80,6 +80,42 @@ def test_symmetric_result_stays_symmetric_and_improves(crystal):
                                                   "mask_agreement"} <= set(res.trace[0])
 
 
+def test_histogram_matching_and_schedules_keep_symmetry_and_improve(crystal):
+    refl, phi_true, phi, fom = crystal
+    hl = hl_from_phase_fom(phi, fom, refl.centric)
+    settings = DMSettings(initial_steps=2, shrink_steps=4, final_steps=2)
+    settings.protein.histogram_weight = 1.0
+    settings.protein.fraction_min_final = 0.3
+    settings.solvent.gamma_final = 0.8
+    res = run_dm(refl, hl, settings, solvent_fraction=0.55)
+    sym = res.map.grid.clone()
+    sym.symmetrize_avg()
+    arr = res.map.array
+    assert np.abs(np.array(sym, copy=False) - arr).max() < 1e-4 * np.abs(arr).max()
+    w = refl.fobs
+    before = np.average(np.abs(np.angle(np.exp(1j * (phi - phi_true)))), weights=w)
+    after = np.average(np.abs(np.angle(np.exp(1j * (np.radians(res.phib) - phi_true)))), weights=w)
+    assert after < before
+    assert res.trace[0]["truncated"] > res.trace[-2]["truncated"]  # the truncated fraction followed its schedule
+
+
+def test_mask_provider_is_run_only_while_its_weight_is_above_zero(crystal):
+    refl, _, phi, fom = crystal
+    hl = hl_from_phase_fom(phi, fom, refl.centric)
+    calls = []
+
+    def provider(req):
+        calls.append(req.cycle)
+        return -np.abs(req.map.array)  # any solvent score on the engine grid
+
+    settings = DMSettings(initial_steps=2, shrink_steps=4, final_steps=2)
+    settings.mask.provider_every, settings.mask.provider_weight, settings.mask.provider_weight_final = 2, 0.5, 0.0
+    res = run_dm(refl, hl, settings, solvent_fraction=0.55, mask_provider=provider)
+    # weight 0.5 in cycles 0-1, then 0.375, 0.25, 0.125, 0 over the shrink cycles 2-5, 0 after
+    assert calls == [0, 2, 4]
+    assert [r["mask_source"] for r in res.trace] == ["provider"] * 5 + ["lsd"] * 3
+
+
 def _write_mtz(path: Path, refl, phi, fom, with_phases: bool = True) -> None:
     cols = {"FP": ("F", refl.fobs), "SIGFP": ("Q", refl.sigf)}
     if with_phases:

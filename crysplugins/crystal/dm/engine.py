@@ -1,9 +1,10 @@
 """The density-modification cycle (the order of cctbx's ``mmtbx.density_modification`` and of DM/Parrot):
 
 1. map from the current coefficients (FOM-weighted; 2mFo − DFc after the first cycle);
-2. solvent mask: local standard deviation with a radius shrinking from d_min + 1 Å to d_min, or a mask
-   provider (the U-net, re-run on the current map every few cycles);
-3. protein truncation (:mod:`.protein`), solvent flipping + level adjustment (:mod:`.solvent`);
+2. solvent mask: local rms with a radius shrinking from d_min + 4 Å to d_min, or a mask provider (the
+   U-net, re-run on the current map every few cycles), or a rank mix of the two;
+3. protein histogram matching (:mod:`.histogram`, off by default) and truncation (:mod:`.protein`),
+   solvent flipping with γ on its schedule + level adjustment (:mod:`.solvent`);
 4. structure factors of the modified map, σ_A weighting against |F_obs| (:mod:`.weighting`), phase
    combination with the experimental HL coefficients (:mod:`.hl`): HL = HL_exp + HL_mod (the
    experimental phases are never forgotten);
@@ -16,17 +17,18 @@ mask, agreement of the mask with the previous cycle's, the flip factor k, mean �
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
 
+from crysplugins.crystal.dm.histogram import match_histogram, reference_quantiles
 from crysplugins.crystal.dm.hl import phase_fom_from_hl
 from crysplugins.crystal.dm.masking import (LocalDeviation, MaskProvider, MaskRequest, resample, solvent_mask,
                                             symmetrized)
 from crysplugins.crystal.dm.protein import truncate_protein
 from crysplugins.crystal.dm.reflections import ReflectionSet
-from crysplugins.crystal.dm.settings import DMSettings
+from crysplugins.crystal.dm.settings import DMSettings, ProteinSettings, SolventSettings
 from crysplugins.crystal.dm.solvent import adjust_solvent_level, modify_solvent
 from crysplugins.crystal.dm.weighting import (map_coefficients, modified_phase_hl, normalise, scale_to_obs,
                                               sigmaa_ml)
@@ -86,8 +88,10 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
     fobs, eps, cen = refl.fobs, refl.epsilon, refl.centric
     bins = refl.resolution_bins(w.per_bin, w.bins)
     free = _free_set(refl, w.free_fraction, settings.seed)
-    d_start = max(settings.initial_d_min or d_min, d_min) if settings.phase_extension else d_min
+    d_start = max(settings.initial_d_min or d_min + settings.extension_extra, d_min) if settings.phase_extension \
+        else d_min
 
+    ref_q = reference_quantiles(d_min) if settings.protein.histogram_weight > 0 else None
     phib, fom = phase_fom_from_hl(hl_exp, cen, refl.centric_phase)
     hl_cur, hl_mod_prev = hl_exp.copy(), None
     coef = fom * fobs * np.exp(1j * phib)
@@ -103,17 +107,13 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         rho = refl.to_map(np.where(active, coef, 0.0), shape)
         mean_fom = float(np.average(fom, weights=fobs))
         radius = _mask_radius(settings, cycle, d_min, mean_fom)
-        if mask_provider is not None and (provider_score is None or cycle % settings.mask.provider_every == 0):
+        wp = _provider_weight(settings, cycle) if mask_provider is not None else 0.0
+        if wp > 0 and (provider_score is None or cycle % settings.mask.provider_every == 0):
             provider_score = _provider_score(mask_provider, refl, coef * active, shape, cycle, d_min, mean_fom)
-        score = _mask_score(settings, refl, lsd, rho, radius, level, provider_score)
+        score = _mask_score(settings, refl, lsd, rho, radius, level, provider_score if wp > 0 else None, wp)
         solvent = solvent_mask(score, s_frac)
-        protein = ~solvent
         level = float(rho[solvent].mean())
-        rms_before = float(np.sqrt(np.mean(rho[protein] ** 2)))
-        rho, truncated = truncate_protein(rho, protein, settings.protein)
-        rms_after = float(np.sqrt(np.mean(rho[protein] ** 2)))
-        rho, k = modify_solvent(rho, solvent, s_frac, settings.solvent, rms_after / max(rms_before, 1e-12), last)
-        added = adjust_solvent_level(rho, solvent, settings.solvent)
+        rho, truncated, k, added = _modify_density(settings, cycle, rho, solvent, s_frac, ref_q, last)
 
         hl_mod, fmod_s, sa_ref, gamma = _modified_phases(refl, refl.from_map(rho), coef, w, bins, active, free)
         if hl_mod_prev is not None and w.damping > 0:
@@ -134,7 +134,7 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
                       "radius": round(radius, 3), "d_min": round(d_now, 3), "k_flip": k,
                       "truncated": truncated, "solvent_add": added,
                       "sigmaa": float(np.average(sa_ref, weights=fobs)), "gamma": gamma,
-                      "mask_source": "provider" if provider_score is not None else "lsd"})
+                      "mask_source": "provider" if wp > 0 else "lsd"})
         if on_cycle is not None:
             on_cycle(cycle + 1, phib, fom)
         if progress is not None:
@@ -158,11 +158,20 @@ def _mask_radius(settings: DMSettings, cycle: int, d_min: float, mean_fom: float
     return _schedule(settings, cycle, r_final + settings.mask.radius_extra, r_final)
 
 
+def _provider_weight(settings: DMSettings, cycle: int) -> float:
+    """Weight of the mask provider's ranks in ``cycle``: ``provider_weight``, moving to
+    ``provider_weight_final`` over the shrink steps when that is set."""
+    m = settings.mask
+    if m.provider_weight_final is None:
+        return m.provider_weight
+    return _schedule(settings, cycle, m.provider_weight, m.provider_weight_final)
+
+
 def _mask_score(settings: DMSettings, refl: ReflectionSet, lsd: LocalDeviation, rho: np.ndarray, radius: float,
-                level: float, provider_score: np.ndarray | None) -> np.ndarray:
+                level: float, provider_score: np.ndarray | None, wp: float = 0.0) -> np.ndarray:
     """Protein-likeness of every voxel (higher = protein): the local statistic of ``rho`` (symmetrized), the
-    mask provider's score (the U-net), or a rank mix of the two (``provider_weight``)."""
-    wp = settings.mask.provider_weight if provider_score is not None else 0.0
+    mask provider's score (the U-net), or a rank mix of the two (weight ``wp`` of the provider)."""
+    wp = wp if provider_score is not None else 0.0
     if wp >= 1.0:
         return provider_score
     score = -lsd(rho, radius, settings.mask.statistic, level)
@@ -190,6 +199,38 @@ def _modified_phases(refl: ReflectionSet, fmod: np.ndarray, coef: np.ndarray, w:
     eo, ec = normalise(fobs, eps, bins, active), normalise(fmod_s, eps, bins, active)
     sa_ref = np.clip(sigmaa_ml(eo, ec, cen, bins, active) * w.sigmaa_scale, 0.0, w.sigmaa_max)[bins]
     return modified_phase_hl(eo, ec, fmod_s, cen, sa_ref), fmod_s, sa_ref, gamma
+
+
+def _modify_density(settings: DMSettings, cycle: int, rho: np.ndarray, solvent: np.ndarray, s_frac: float,
+                    ref_q: np.ndarray | None, last: bool) -> tuple[np.ndarray, float, float, float]:
+    """Histogram matching and truncation of the protein region, flipping (or flattening) and level
+    adjustment of the solvent, in place; returns (map, fraction truncated, flip factor k, solvent added)."""
+    protein = ~solvent
+    rms_before = float(np.sqrt(np.mean(rho[protein] ** 2)))
+    if ref_q is not None:
+        rho[protein] = match_histogram(rho[protein], ref_q, settings.protein.histogram_weight)
+    rho, truncated = truncate_protein(rho, protein, _protein_now(settings, cycle))
+    rms_after = float(np.sqrt(np.mean(rho[protein] ** 2)))
+    rho, k = modify_solvent(rho, solvent, s_frac, _solvent_now(settings, cycle), rms_after / max(rms_before, 1e-12),
+                            last)
+    added = adjust_solvent_level(rho, solvent, settings.solvent)
+    return rho, truncated, k, added
+
+
+def _protein_now(settings: DMSettings, cycle: int) -> ProteinSettings:
+    """Protein settings of ``cycle``: the truncated fraction on its schedule (``fraction_min_final``)."""
+    p = settings.protein
+    if p.fraction_min_final is None or p.fraction_min is None:
+        return p
+    return replace(p, fraction_min=_schedule(settings, cycle, p.fraction_min, p.fraction_min_final))
+
+
+def _solvent_now(settings: DMSettings, cycle: int) -> SolventSettings:
+    """Solvent settings of ``cycle``: the flip's γ on its schedule (``gamma_final``)."""
+    sv = settings.solvent
+    if sv.gamma_final is None:
+        return sv
+    return replace(sv, gamma=_schedule(settings, cycle, sv.gamma, sv.gamma_final))
 
 
 def _ramp(start: float, cycles: int, cycle: int) -> float:

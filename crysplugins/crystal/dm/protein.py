@@ -3,8 +3,8 @@
 An error-free protein map at 1.5–3 Å has few deep negative values; noise from phase errors puts many
 voxels there.  Raising the lowest ``fraction_min`` of protein-region voxels to the value at that
 quantile (and, optionally, lowering the highest ``fraction_max``) is the simplest histogram-shaping
-step (Zhang & Main 1990, Acta Cryst. A46, 41–46, do the full histogram match; cctbx's DM truncates at
-35 %, which we keep as the default).
+step (Zhang & Main 1990, Acta Cryst. A46, 41–46, do the full histogram match, :mod:`.histogram`;
+cctbx's DM truncates at 35 %, our default is 45 %, see :class:`.settings.ProteinSettings`).
 """
 from __future__ import annotations
 

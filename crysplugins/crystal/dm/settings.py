@@ -12,7 +12,11 @@ class SolventSettings:
     """Solvent flipping (Abrahams & Leslie 1996) and the solvent-level adjustment (:mod:`.solvent`).
 
     ``method``: ``"flip"`` (ρ_s + k(ρ − ρ_s) with k = −γ(1 − S)/S, the γ correction that removes the
-    input map's own contribution from the modified map) or ``"flatten"``.  ``gamma`` scales the flip;
+    input map's own contribution from the modified map) or ``"flatten"``.  ``gamma`` scales the flip
+    (moving linearly to ``gamma_final`` over the shrink steps when that is not None: full flipping
+    while the phases are poor, a gentler flip, i.e. less of the flipped noise, once they are better;
+    1 → 0.8 gave 1.4° less final error at 50° and 0.3° at 65° start error than a constant 1 on the
+    dev crystals of benchmarks/bench_density_modify.py);
     ``scale_flip`` multiplies k by the squared ratio of protein rms after/before truncation;
     ``flatten_last`` flattens in the final cycle (the output map then carries no flipped noise).
     ``adjust_level`` raises the solvent level to what a protein/solvent density ratio of
@@ -21,6 +25,7 @@ class SolventSettings:
 
     method: str = "flip"
     gamma: float = 1.0
+    gamma_final: float | None = 0.8
     scale_flip: bool = True
     flatten_last: bool = True
     adjust_level: bool = True
@@ -30,30 +35,46 @@ class SolventSettings:
 @dataclass
 class ProteinSettings:
     """Protein-density modification (:mod:`.protein`): truncation of the lowest ``fraction_min`` and the
-    highest ``fraction_max`` of the protein-region density (None: no truncation at that end)."""
+    highest ``fraction_max`` of the protein-region density (None: no truncation at that end), after
+    histogram matching (:mod:`.histogram`) by ``histogram_weight`` (0 = none, 1 = the full match).
+    ``fraction_min_final``: the lower fraction moves linearly from ``fraction_min`` to this value over
+    the shrink steps (None = constant).  Default 0.45, not cctbx's 0.35: with the running mean of the
+    modified phases gone (``WeightingSettings.damping``), the stronger truncation gave 0.2° less final
+    error at 50° and 4° less at 65° start error on the dev crystals; 0.2 and 0.65 were much worse, and
+    matching the full reference histogram (weight 1, or 0.3 on top of truncation) was no better."""
 
-    fraction_min: float | None = 0.35
+    fraction_min: float | None = 0.45
     fraction_max: float | None = None
+    histogram_weight: float = 0.0
+    fraction_min_final: float | None = None
 
 
 @dataclass
 class MaskSettings:
     """The solvent mask (:mod:`.masking`): local standard deviation in a cone-weighted sphere whose radius
-    shrinks linearly from d_min + ``radius_extra`` to d_min × ``radius_scale`` over the shrink cycles, or
+    shrinks linearly from d_min + ``radius_extra`` to d_min × ``radius_scale`` over the shrink cycles (a
+    wide start, 4 Å, smooths the first noisy masks; cctbx starts at + 1 Å), or
     scores from a mask provider; re-made every ``every`` cycles (providers: every ``provider_every``).
     ``fom_slope`` > 0 makes the radius follow the phases instead: d_min × (``radius_scale`` +
     ``fom_slope`` × (1 − ⟨m⟩)) with ⟨m⟩ the current |F|-weighted mean FOM (poor phases need a larger
-    sphere; CALIBRATION.md).  ``statistic``: ``"sd"`` (local standard deviation) or ``"rms"`` (local rms about the previous
+    sphere; CALIBRATION.md).  ``provider_weight``: weight of the provider's ranks in a rank mix with the
+    local statistic, moving to ``provider_weight_final`` over the shrink steps when that is set (the
+    provider is not run in cycles where its weight is 0).  By default the U-net's ranks weigh 0.5 in the
+    first, poorest maps and nothing at the end, where the local statistic, re-made every cycle from a
+    better map, is the sharper of the two: on the dev crystals a constant 0.5 (every 10 cycles) was
+    0.9° worse at 50° and 1.4° worse at 65° start error than the local statistic alone, 0.5 → 0 (every
+    5 cycles) ties with it (benchmarks/bench_density_modify.py).  ``statistic``: ``"sd"`` (local standard deviation) or ``"rms"`` (local rms about the previous
     cycle's solvent level)."""
 
-    radius_extra: float = 2.5
+    radius_extra: float = 4.0
     radius_scale: float = 1.0
     every: int = 1
-    provider_every: int = 10
+    provider_every: int = 5
     symmetrize: bool = True
     statistic: str = "rms"
     fom_slope: float = 0.0
     provider_weight: float = 0.5
+    provider_weight_final: float | None = 0.0
 
 
 @dataclass
@@ -94,7 +115,8 @@ class DMSettings:
 
     Cycle schedule as cctbx's: ``initial_steps`` at the initial radius (and initial resolution when
     ``phase_extension``), ``shrink_steps`` over which radius (and resolution) move to their final values,
-    ``final_steps`` at the end.  ``grid_rate``: grid spacing d_min / rate.  ``solvent_fraction`` None:
+    ``final_steps`` at the end; with ``phase_extension`` the resolution starts at ``initial_d_min``
+    (default: d_min + ``extension_extra`` Å).  ``grid_rate``: grid spacing d_min / rate.  ``solvent_fraction`` None:
     the caller must give one to the engine.
     """
 
@@ -105,6 +127,7 @@ class DMSettings:
     grid_rate: float = 2.5
     phase_extension: bool = False
     initial_d_min: float | None = None
+    extension_extra: float = 1.0
     solvent: SolventSettings = field(default_factory=SolventSettings)
     protein: ProteinSettings = field(default_factory=ProteinSettings)
     mask: MaskSettings = field(default_factory=MaskSettings)
