@@ -17,7 +17,9 @@ For a blur σ (Å; Gaussian, structure factors times exp(−2π²σ²s²)), the 
 * t_σ = g·(Hg × H²g) at one blur (a local "twist" of the density's gradient flow), also normalised by
   |g||Hg||H²g|;
 * g_a·(g_b × g_c), gradients at three different blurs;
-* g_a·(H_a g_a × g_c), mixed.
+* g_a·(H_a g_a × g_c), mixed;
+* (``pseudoscalar-v2`` only) c_ab·g_a and c_ab·g_b, with c_ab the axial vector of the Hessian commutator
+  H_a H_b − H_b H_a of two blurs a < b (first order in the gradient; summed with all three weights).
 
 Each field is summed over the cell with the weights uniform, ρ₊ = max(ρ, 0) (normalised to sum 1) and
 ρ₊² (likewise): t_σ with all three, the normalised twist with ρ₊ and ρ₊², the gradient triples with
@@ -27,7 +29,8 @@ turns the vector into a hand decision with weights fitted by :mod:`crysplugins.t
 
 Units: σ in Å, gradients in map units/Å, Hessians in map units/Å².  The features are not scale-free
 (ρ → cρ scales the groups differently), so fitted weights hold only for maps on the scale they were fitted
-on: the normalised maps of a RecCrysFormer card (dataset normalisation, values in [−1, 1]).
+on: the normalised maps of a RecCrysFormer card (dataset normalisation, values in [−1, 1]), or rms units
+(``input: refined`` cards, e.g. the fragment hand model fitted on true maps).
 """
 from __future__ import annotations
 
@@ -40,6 +43,8 @@ import numpy as np
 #: blurs (Å) of the shipped feature set ``pseudoscalar-v1``
 SIGMAS: tuple[float, ...] = (0.0, 0.3, 0.5, 0.7, 0.9, 1.2, 1.6, 2.0)
 FEATURE_SET = "pseudoscalar-v1"
+#: every feature set :func:`pseudoscalar_features` computes (v2 adds the Hessian-commutator terms)
+FEATURE_SETS: tuple[str, ...] = ("pseudoscalar-v1", "pseudoscalar-v2")
 _AXES = (0, 1, 2)
 
 
@@ -70,12 +75,37 @@ def _matvec(h: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.einsum("ij...,j...->i...", h, v)
 
 
-def pseudoscalar_features(density: np.ndarray, cell, sigmas: Sequence[float] = SIGMAS) -> np.ndarray:
+def _fields(spectrum: np.ndarray, s: list[np.ndarray], s2: np.ndarray, sigma: float, n: tuple[int, ...]
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient (3, N1, N2, N3) and Hessian (3, 3, N1, N2, N3) of the map blurred by σ (Å), by FFT."""
+    blurred = spectrum * np.exp(-2 * np.pi ** 2 * sigma ** 2 * s2)
+    g = np.stack([np.fft.irfftn(2j * np.pi * s[i] * blurred, n, axes=_AXES) for i in range(3)])
+    h = np.empty((3, 3) + n)
+    for i in range(3):
+        for j in range(i, 3):
+            h[i, j] = h[j, i] = np.fft.irfftn(-4 * np.pi ** 2 * s[i] * s[j] * blurred, n, axes=_AXES)
+    return g, h
+
+
+def _commutator_axial(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The axial vector of the antisymmetric matrix AB − BA for symmetric matrix fields (3, 3, ...): it turns
+    with proper rotations and is even under inversion, so its dot product with a gradient is a pseudoscalar."""
+    ab = np.einsum("ij...,jk...->ik...", a, b)
+    m = ab - np.swapaxes(ab, 0, 1)
+    return np.stack([m[1, 2], m[2, 0], m[0, 1]])
+
+
+def pseudoscalar_features(density: np.ndarray, cell, sigmas: Sequence[float] = SIGMAS,
+                          feature_set: str = FEATURE_SET) -> np.ndarray:
     """The chirality feature vector of a whole-cell map (N1, N2, N3) on the grid of ``cell`` (P 1).
 
     Invariant under proper rotations of the content, negated by inversion (see the module docstring).
-    Length: 5·S + 2·C(S, 3) + S·(S − 1) for S blurs (208 for the default 8).
+    ``pseudoscalar-v1``: 5·S + 2·C(S, 3) + S·(S − 1) entries for S blurs (208 for the default 8);
+    ``pseudoscalar-v2`` appends, for every pair of blurs a < b, the Hessian commutator's axial vector
+    dotted with g_a and with g_b, each summed with the uniform, ρ₊ and ρ₊² weights (6·C(S, 2) more; 376).
     """
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"unknown chirality feature set {feature_set!r}")
     rho = np.asarray(density, dtype=np.float64)
     if rho.ndim != 3:
         raise ValueError("pseudoscalar_features needs a 3-D map")
@@ -88,12 +118,7 @@ def pseudoscalar_features(density: np.ndarray, cell, sigmas: Sequence[float] = S
     w2 = w2 / (w2.sum() + 1e-12)
     grads, hessians, feats = [], [], []
     for sigma in sigmas:
-        blurred = spectrum * np.exp(-2 * np.pi ** 2 * sigma ** 2 * s2)
-        g = np.stack([np.fft.irfftn(2j * np.pi * s[i] * blurred, n, axes=_AXES) for i in range(3)])
-        h = np.empty((3, 3) + n)
-        for i in range(3):
-            for j in range(i, 3):
-                h[i, j] = h[j, i] = np.fft.irfftn(-4 * np.pi ** 2 * s[i] * s[j] * blurred, n, axes=_AXES)
+        g, h = _fields(spectrum, s, s2, sigma, n)
         grads.append(g)
         hessians.append(h)
         hg = _matvec(h, g)
@@ -109,14 +134,21 @@ def pseudoscalar_features(density: np.ndarray, cell, sigmas: Sequence[float] = S
         for c in range(len(grads)):
             if a != c:
                 feats.append((_triple(grads[a], hg, grads[c]) * w1).sum())
+    if feature_set == "pseudoscalar-v2":
+        for a, b in itertools.combinations(range(len(grads)), 2):
+            axial = _commutator_axial(hessians[a], hessians[b])
+            for k in (a, b):
+                p = (axial * grads[k]).sum(0)
+                feats += [p.mean(), (p * w1).sum(), (p * w2).sum()]
     f = np.array(feats)
     return np.sign(f) * np.abs(f) ** (1.0 / 3.0)
 
 
-def n_features(n_sigmas: int) -> int:
+def n_features(n_sigmas: int, feature_set: str = FEATURE_SET) -> int:
     """Length of :func:`pseudoscalar_features` for ``n_sigmas`` blurs."""
     s = int(n_sigmas)
-    return 5 * s + 2 * (s * (s - 1) * (s - 2) // 6) + s * (s - 1)
+    n = 5 * s + 2 * (s * (s - 1) * (s - 2) // 6) + s * (s - 1)
+    return n + 6 * (s * (s - 1) // 2) if feature_set == "pseudoscalar-v2" else n
 
 
 def hand_score(features: np.ndarray, weights: Sequence[float], scale: Sequence[float]) -> np.ndarray:

@@ -20,28 +20,47 @@ from typing import Any
 
 import numpy as np
 
-from crysplugins.crystal.chirality import FEATURE_SET, hand_score, n_features, pseudoscalar_features
+from crysplugins.crystal.chirality import FEATURE_SETS, hand_score, n_features, pseudoscalar_features
 from crysplugins.crystal.maps import invert_grid
 from crysplugins.errors import CrysError
 from crysplugins.runtime.models import find_card
 from crysplugins.runtime.runner import OnnxRunner
 
 
-def _chirality_logits(maps: np.ndarray, card: Any, cells: Any) -> np.ndarray:
-    if card.get("feature_set") != FEATURE_SET:
-        raise CrysError(f"The hand model {card.name} uses the feature set '{card.get('feature_set')}'; this version "
-                        f"computes '{FEATURE_SET}'.")
+def chirality_head(card: Any) -> tuple[list[float], str, dict[str, np.ndarray]]:
+    """(blurs σ in Å, feature set, head parameters) of a ``hand-chirality`` card (a ModelCard or its dict),
+    checked; CrysError for an unknown feature set or a damaged card.
+
+    Heads: ``linear`` (``weights`` (F,)) or ``odd-mlp`` (``hidden`` (F, H), ``weights`` (H,): score =
+    tanh((x / scale) · hidden) · weights, no biases, so odd in x); both divide by ``scale`` (F,) first."""
+    name = card.get("name", "(unnamed)")
+    feature_set = card.get("feature_set")
+    if feature_set not in FEATURE_SETS:
+        raise CrysError(f"The hand model {name} uses the feature set '{feature_set}'; this version "
+                        f"computes {', '.join(repr(f) for f in FEATURE_SETS)}.")
+    head = card.get("head", "linear")
     try:
         sigmas = [float(s) for s in card.get("sigmas")]
-        weights = np.asarray(card.get("weights"), dtype=float)
-        scale = np.asarray(card.get("scale"), dtype=float)
-        ok = weights.ndim == 1 and len(weights) == len(scale) == n_features(len(sigmas)) and \
-            bool(np.isfinite(weights).all() and np.isfinite(scale).all() and (scale > 0).all())
+        params = {"weights": np.asarray(card.get("weights"), dtype=float),
+                  "scale": np.asarray(card.get("scale"), dtype=float)}
+        n_in = n_features(len(sigmas), feature_set)
+        if head == "odd-mlp":
+            params["hidden"] = np.asarray(card.get("hidden"), dtype=float)
+            shape_ok = params["hidden"].shape == (n_in, len(params["weights"]))
+        else:
+            shape_ok = head == "linear" and len(params["weights"]) == n_in
+        ok = shape_ok and params["weights"].ndim == 1 and len(params["scale"]) == n_in and \
+            all(bool(np.isfinite(v).all()) for v in params.values()) and bool((params["scale"] > 0).all())
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise CrysError(f"The hand model {card.name} has no valid blurs, weights and scale for its features; "
+        raise CrysError(f"The hand model {name} has no valid blurs, weights and scale for its features; "
                         "the card is damaged.")
+    return sigmas, str(feature_set), params
+
+
+def _chirality_logits(maps: np.ndarray, card: Any, cells: Any) -> np.ndarray:
+    sigmas, feature_set, params = chirality_head(card)
     if cells is None:
         raise CrysError(f"The hand model {card.name} needs the cell of each map.")
     if hasattr(cells, "a") or np.shape(cells) == (6,):  # one cell for every map
@@ -51,8 +70,19 @@ def _chirality_logits(maps: np.ndarray, card: Any, cells: Any) -> np.ndarray:
         raise ValueError("one cell per map is needed")
     if card.get("input", "prediction") == "refined":  # a refined map is on its amplitudes' scale: use rms units
         maps = [rms_normalised(m) for m in maps]
-    feats = np.stack([pseudoscalar_features(m, c, sigmas) for m, c in zip(maps, cells)])
-    return -hand_score(feats, weights, scale)  # score > 0 keeps the hand; logit > 0 means "inverted (D)"
+    feats = np.stack([pseudoscalar_features(m, c, sigmas, feature_set) for m, c in zip(maps, cells)])
+    if "hidden" in params:
+        score = np.tanh((feats / params["scale"]) @ params["hidden"]) @ params["weights"]
+    else:
+        score = hand_score(feats, params["weights"], params["scale"])
+    return -score  # score > 0 keeps the hand; logit > 0 means "inverted (D)"
+
+
+def hand_confidence(logit: float) -> float:
+    """P(the call is right) of a hand model's logit, 1 / (1 + exp(−|logit|)) (the logistic fit's own
+    probability; the card's ``metrics`` say how well it held on held-out maps).  Meaningful only for a
+    solved map: on a wrong map either hand is wrong."""
+    return float(1.0 / (1.0 + np.exp(-abs(float(logit))))) if np.isfinite(logit) else float("nan")
 
 
 def rms_normalised(a: np.ndarray) -> np.ndarray:

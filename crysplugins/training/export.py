@@ -34,9 +34,9 @@ import gemmi
 import numpy as np
 
 from crysplugins import __version__
-from crysplugins.crystal.chirality import FEATURE_SET, n_features
 from crysplugins.crystal.io import atomic_path
 from crysplugins.errors import CrysError
+from crysplugins.runtime.hand import chirality_head
 from crysplugins.runtime.models import CARD_FORMAT, sha256_file
 
 
@@ -215,10 +215,8 @@ def _export_hand_chirality(run_dir: Path, name: str | None, models_dir: Path) ->
     except ValueError as exc:
         raise CrysError(f"{run_dir}/hand_chirality.json is not valid JSON ({exc}).") from None
     try:
-        ok = (card["task"] == "hand-chirality" and card["feature_set"] == FEATURE_SET
-              and len(card["weights"]) == len(card["scale"]) == n_features(len(card["sigmas"]))
-              and np.isfinite(np.asarray(card["weights"] + card["scale"], dtype=float)).all())
-    except (KeyError, TypeError, ValueError):
+        ok = card["task"] == "hand-chirality" and chirality_head(card) is not None
+    except (KeyError, TypeError, ValueError, AttributeError, CrysError):
         ok = False
     if not ok:
         raise CrysError(f"{run_dir}/hand_chirality.json is not a complete hand-chirality model card.")
