@@ -79,7 +79,7 @@ class FragmentPhasingPredictor:
                           dm_cycles=int(request.get("dm_cycles", 200)), seed=int(request.get("seed", 0)),
                           progress=request.report, check=request.check_cancelled)
         win = result.winner
-        placed = fp.place(win.refined, asked.get("phases"))
+        placed, hand = fp.place(win.refined, asked.get("phases"))
         win.refined.map.name = "density"
         messages.append(f"Best of {len(result.candidates)} candidates: {win.name}, P(right) {win.probability:.2f} "
                         f"(DM CC {win.refined.score:.4f}); placed: {placed}.")
@@ -91,7 +91,9 @@ class FragmentPhasingPredictor:
             tables={"candidates": candidate_table(result)},
             messages=messages,
             meta={"origin_arbitrary": True, "winner": win.name, "refined": win.probability >= 0.5,
-                  "seconds": round(result.seconds, 3)},
+                  "seconds": round(result.seconds, 3),
+                  **({} if hand is None else {"hand_model": hand.model, "hand_inverted": hand.inverted,
+                                              "hand_logit": hand.logit, "hand_confidence": hand.confidence})},
         )
 
     @staticmethod

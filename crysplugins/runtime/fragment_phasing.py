@@ -32,10 +32,11 @@ import numpy as np
 from crysplugins.crystal import charge_flipping as cf
 from crysplugins.crystal import solution_score as ss
 from crysplugins.crystal.fourier import FourierGrid, fourier_grid, stol2
-from crysplugins.crystal.maps import centre_density
+from crysplugins.crystal.maps import centre_density, invert_grid
 from crysplugins.crystal.origin import apply_origin_hand, search_origin_hand
 from crysplugins.crystal.refine import RefineResult, density_modify
 from crysplugins.interface import CrystalMap, Prediction, Sequence
+from crysplugins.runtime.hand import hand_confidence, hand_logits
 
 
 @dataclass
@@ -218,26 +219,58 @@ def solve(setup: Setup, network: Callable[[], np.ndarray | None] | None = None, 
     return HybridResult(cands, best, time.monotonic() - t0)
 
 
-def place(refined: RefineResult, reference_phases: np.ndarray | None = None) -> str:
-    """Put a solution (origin and hand arbitrary) where users expect it, in place; returns how.
+#: the hand model a centred solution's hand is read off when the transformer did not set it (models/)
+HAND_MODEL = "fragment_hand"
+
+
+@dataclass
+class HandChoice:
+    """A hand model's call on a solution: the model, inverted or kept, its logit and confidence (P right)."""
+
+    model: str
+    inverted: bool
+    logit: float
+    confidence: float
+
+
+def choose_solution_hand(refined: RefineResult, hand_model: str = HAND_MODEL) -> HandChoice:
+    """Put a (centred) solution on the L-amino-acid hand with ``hand_model``, in place of its map (inverted
+    through the cell centre when the model reads D-amino acids).  The call is meaningful only for a solved map."""
+    rho = np.asarray(refined.map.array, dtype=np.float64)
+    logit = float(hand_logits(rho[None], hand_model, cells=refined.map.cell)[0])
+    if logit > 0:
+        refined.map = CrystalMap.from_array(invert_grid(rho).astype(np.float32), refined.map.cell,
+                                            refined.map.spacegroup, name=refined.map.name, units="e/Å³")
+    return HandChoice(hand_model, logit > 0, logit, hand_confidence(logit))
+
+
+def place(refined: RefineResult, reference_phases: np.ndarray | None = None,
+          hand_model: str | None = HAND_MODEL) -> tuple[str, HandChoice | None]:
+    """Put a solution (origin and hand arbitrary) where users expect it, in place; returns (how, hand call).
 
     With ``reference_phases`` (degrees, same reflections: the transformer's prediction, which the training
     data put at the centre-of-mass placement, paper 000 appendix B) the solution takes the origin and hand
-    that agree best with them; without, its fragment is centred (:func:`crysplugins.crystal.maps.centre_density`)
-    and the hand stays arbitrary.  Map and phases stay consistent (phases recomputed from the moved map).
+    that agree best with them (no hand call); without, its fragment is centred
+    (:func:`crysplugins.crystal.maps.centre_density`) and ``hand_model`` (None: none) chooses the hand
+    (:func:`choose_solution_hand`).  Map and phases stay consistent (phases recomputed from the moved map).
     """
     cmap = refined.map
     rho = np.asarray(cmap.array, dtype=np.float64)
-    how = "centred (hand arbitrary)"
+    how, hand = "centred (hand arbitrary)", None
     if reference_phases is not None and np.shape(reference_phases) == np.shape(refined.phases):
         fit = search_origin_hand(refined.hkl, refined.amplitudes, reference_phases, refined.phases)
         rho = apply_origin_hand(rho, fit.shift, fit.inverted)
         how = "origin and hand of the transformer's prediction"
     else:
         rho, _ = centre_density(rho, cell=cmap.cell)
+    refined.map = CrystalMap.from_array(rho.astype(np.float32), cmap.cell, cmap.spacegroup, name=cmap.name,
+                                        units="e/Å³")
+    if hand_model and how.startswith("centred"):
+        hand = choose_solution_hand(refined, hand_model)
+        how = (f"centred; hand chosen by {hand.model}: {'inverted' if hand.inverted else 'kept'} "
+               f"(confidence {hand.confidence:.2f}, meaningful for a solved map)")
+    rho = np.asarray(refined.map.array, dtype=np.float64)
     fg = FourierGrid(refined.hkl, tuple(rho.shape), float(cmap.cell.volume))
     f_map, _ = fg.from_map(rho)
     refined.phases = np.degrees(np.angle(f_map))
-    refined.map = CrystalMap.from_array(rho.astype(np.float32), cmap.cell, cmap.spacegroup, name=cmap.name,
-                                        units="e/Å³")
-    return how
+    return how, hand
