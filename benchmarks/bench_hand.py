@@ -1,118 +1,154 @@
-"""Hand (chirality) benchmark for a hand-invariant RecCrysFormer.
+"""Benchmark: the fragment hand model on held-out maps — true, phase-degraded and real pipeline outputs.
 
-Reads a dataset built from ../shared/corpus by ``crysplugins dataset build`` (e.g. data_build/dipeptide).
+A Patterson map and the amplitudes are the same for a fragment and its inverse; only the L-amino acids in a
+solved map tell the hand.  This measures the shipped ``hand-chirality`` card (default ``fragment_hand``)
+through the runtime (:func:`crysplugins.runtime.hand.hand_logits`), on the test families only:
 
-    python benchmarks/bench_hand.py --model models/NAME.json --data data_build/dipeptide \
-        [--split test] [--fraction 0.1] [--hand-model HAND] [--save-predictions FILE.npz] [--json OUT.json]
+* (a, b) every ``--test-every``-th test example of ``--data`` (2–15 residues, 1.5–2.5 Å): its true density
+  to its d_min, and the same with von Mises phase errors of mean 20° and 35°
+  (:func:`crysplugins.training.hand_chirality.degraded_map`); right = the call keeps the true (L) map.
+  By length and d_min bin, with the time per call.
+* (c) real outputs: the shipped ``demo`` example through ``patterson-density`` (default options), the
+  dipeptides at 1.5 Å of ``data_build/fragment_bench`` through ``patterson-density`` and ``--per-cell``
+  fragments of every cell through ``charge-flipping`` (the winner ``fragment-phasing`` places when the
+  transformer did not run).  The truth: the origin/hand search of the output's phases against the true
+  phases; right = the call inverts exactly the maps on the wrong hand.  Counted on solved maps only
+  (invariant phase error < 60°): on an unsolved map neither hand is right.  Output maps are cached in
+  ``benchmarks/out/hand/`` (resumable).
 
-For each example of the split (a ``--fraction`` of every shard, the first rows): the model's prediction
-(ONNX), the Pearson (eq. 7) with the true density and with the truth inverted through the cell centre, and
-which of the two hands the prediction matches (by the truth); and the Pearson of the truth with the
-average of its two hands, the ceiling of any predictor that cannot tell the hands apart.  With ``--hand-model`` (a hand-classifier
-card) it also reports the classifier's accuracy on these predictions and the mean Pearson after its choice.
-``--save-predictions`` writes ids, predictions (float16) and the matching hand, the input of
-``crysplugins train hand-classifier --set predictions=FILE`` (use a *train* split for that).
+    OMP_NUM_THREADS=1 python benchmarks/bench_hand.py [--model fragment_hand] [--test-every 6] [--per-cell 3]
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from crysplugins.crystal.maps import invert_grid
+from crysplugins.crystal.fourier import FourierGrid
+from crysplugins.crystal.origin import search_origin_hand
 from crysplugins.datasets.store import open_dataset
-from crysplugins.runtime.hand import hand_logits
-from crysplugins.runtime.models import ENV_MODELS
+from crysplugins.evaluation.compare import Example, PredictorLabel, run_one, true_data
+from crysplugins.examples import EXAMPLES
+from crysplugins.host import default_host
+from crysplugins.runtime.hand import hand_confidence, hand_logits
+from crysplugins.training.hand_chirality import degraded_map, stratified_accuracy
+from figure_output import OUT, REPO, write_figure
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a.reshape(len(a), -1).astype(np.float64)
-    b = b.reshape(len(b), -1).astype(np.float64)
-    a = a - a.mean(1, keepdims=True)
-    b = b - b.mean(1, keepdims=True)
-    return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
+BENCH = REPO / "data_build" / "fragment_bench"
+CACHE = OUT / "hand"
+ERRORS = (0.0, 20.0, 35.0)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="RecCrysFormer card (JSON next to its ONNX file)")
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--fraction", type=float, default=1.0, help="fraction of each shard (first rows)")
-    ap.add_argument("--hand-model", help="hand-classifier card JSON (next to its ONNX file)")
-    ap.add_argument("--save-predictions")
-    ap.add_argument("--json")
-    ap.add_argument("--batch", type=int, default=32)
-    args = ap.parse_args(argv)
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    card = json.loads(Path(args.model).read_text())
-    sess = ort.InferenceSession(str(Path(args.model).parent / card["onnx"]), opts, providers=["CPUExecutionProvider"])
-    names = [i.name for i in sess.get_inputs()]
-    hand_name = None
-    if args.hand_model:  # run through the runtime (runtime.hand), found beside its card
-
-        os.environ[ENV_MODELS] = str(Path(args.hand_model).resolve().parent)
-        hand_name = json.loads(Path(args.hand_model).read_text()).get("name", Path(args.hand_model).stem)
-    ds = open_dataset(args.data)
-    ids, preds, pc_t, pc_i, logits, cap = [], [], [], [], [], []
-    t0 = time.monotonic()
-    for shard in ds.shards(args.split):
+def simulated(model: str, data: str, every: int, seed: int = 0) -> dict:
+    """(a, b): accuracy on true and phase-degraded test maps, stratified, and the time per call (s)."""
+    ds = open_dataset(data)
+    rng = np.random.default_rng(seed)
+    scores, lengths, d_mins, seconds = [], [], [], []
+    for shard in ds.shards("test"):
         arrays = shard.load()
-        n = max(1, int(round(args.fraction * len(arrays["ids"]))))
-        for start in range(0, n, args.batch):
-            sl = slice(start, min(n, start + args.batch))
-            feeds = {"patterson": arrays["patterson"][sl].astype(np.float32)[:, None],
-                     "sequence": arrays["sequence_index"][sl].astype(np.int64)}
-            pred = sess.run(None, {k: feeds[k] for k in names})[0][:, 0]
-            true = arrays["density"][sl].astype(np.float32)
-            pc_t += pearson_rows(pred, true).tolist()
-            pc_i += pearson_rows(pred, invert_grid(true)).tolist()
-            # the best any hand-blind predictor can do: the average of both hands of the truth
-            cap += pearson_rows(0.5 * (true + invert_grid(true)), true).tolist()
-            ids += [str(i) for i in arrays["ids"][sl]]
-            if args.save_predictions:
-                preds.append(pred.astype(np.float16))
-            if hand_name:
-                logits += hand_logits(pred, hand_name, threads=1, cells=arrays["cell"][sl]).tolist()
-        sys.stderr.write(f"\r{len(ids)} examples, {len(ids) / (time.monotonic() - t0):.1f}/s")
-    sys.stderr.write("\n")
-    pc_t, pc_i = np.array(pc_t), np.array(pc_i)
-    inverted = pc_i > pc_t
-    out = {"model": card.get("name"), "data": args.data, "split": args.split, "n": len(ids),
-           "mean_pearson_as_predicted": float(pc_t.mean()),
-           "mean_pearson_better_hand": float(np.maximum(pc_t, pc_i).mean()),
-           "mean_pearson_worse_hand": float(np.minimum(pc_t, pc_i).mean()),
-           "fraction_prediction_is_inverted": float(inverted.mean()),
-           "mean_pearson_two_hand_average_of_truth": float(np.mean(cap)),
-           "mean_abs_hand_difference": float(np.abs(pc_t - pc_i).mean()),
-           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    if hand_name:
-        lg = np.array(logits)
-        call = lg > 0
-        chosen = np.where(call, pc_i, pc_t)
-        out.update({"hand_model": args.hand_model, "hand_accuracy": float((call == inverted).mean()),
-                    "mean_pearson_after_hand_choice": float(chosen.mean()),
-                    "hand_accuracy_where_hands_differ_by_0.1": float((call == inverted)[np.abs(pc_t - pc_i) > 0.1].mean())
-                    if (np.abs(pc_t - pc_i) > 0.1).any() else None})
-    if args.save_predictions:
-        shapes = np.array([p.shape[1:] for p in preds for _ in range(len(p))], dtype=np.int32)
-        np.savez(args.save_predictions, ids=np.array(ids), shapes=shapes, inverted=inverted,
-                 pred_flat=np.concatenate([p.reshape(-1) for p in preds]))
-    print(json.dumps(out, indent=1))
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+        for row in range(0, shard.n, every):
+            cell, d_min = arrays["cell"][row], float(arrays["d_min"][row])
+            one = []
+            for err in ERRORS:
+                m = degraded_map(arrays["density"][row], cell, d_min, err, rng)
+                t0 = time.perf_counter()
+                one.append(-float(hand_logits(m[None], model, cells=[cell])[0]))
+                seconds.append(time.perf_counter() - t0)
+            scores.append(one)
+            lengths.append(int((arrays["sequence_index"][row] >= 0).sum()))
+            d_mins.append(d_min)
+    s, n_res, d = np.array(scores), np.array(lengths), np.array(d_mins)
+    out = {f"phase_error_{e:g}": stratified_accuracy(s[:, j], n_res, d) for j, e in enumerate(ERRORS)}
+    out["seconds_per_call"] = {"median": float(np.median(seconds)), "max": float(np.max(seconds))}
+    return out
+
+
+def bench_examples(per_cell: int, only: str | None = None) -> list[Example]:
+    """``per_cell`` fragments of each fragment_bench cell (the solution score's development positions 0 and 2
+    left out, as in bench_fragments.py)."""
+    out = []
+    for folder in sorted(p for p in BENCH.iterdir() if (p / "fragments.tsv").exists()):
+        if only and folder.name != only:
+            continue
+        with open(folder / "fragments.tsv", newline="") as fh:
+            rows = sorted(csv.DictReader(fh, delimiter="\t"), key=lambda r: r["id"])
+        rows = [r for k, r in enumerate(rows) if k not in (0, 2)][:per_cell]
+        out += [Example(r["id"], folder / f"{r['id']}_amplitudes.mtz", folder / f"{r['id']}_phases.mtz",
+                        r["sequence"], float(r["d_min"]), int(r["n_residues"])) for r in rows]
+    return out
+
+
+def demo_example() -> Example:
+    info = json.loads((EXAMPLES / "patterson_density" / "example.json").read_text())
+    root = Path(str(EXAMPLES / "patterson_density"))
+    return Example(info["id"], root / info["amplitudes"], root / info["phases"], info["sequence"], 1.5, 2)
+
+
+def output_map(host, label: PredictorLabel, ex: Example) -> dict:
+    """The predictor's output map for ``ex`` with its truth: map, cell, wrong hand?, phase error.  Cached for
+    charge flipping only (its output does not depend on any hand model; patterson-density's does)."""
+    path = CACHE / f"{label.label.replace(':', '_').replace('=', '-')}__{ex.id}_{ex.d_min:g}.npz"
+    cache = label.name == "charge-flipping"
+    if cache and path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    prediction, seconds = run_one(host, label, ex)
+    cmap = prediction.maps["density"]
+    rho = np.asarray(cmap.array, dtype=np.float64)
+    cell, hkl, f, phi = true_data(ex)
+    f_map, _ = FourierGrid(hkl, rho.shape, float(cell.volume)).from_map(rho)
+    fit = search_origin_hand(hkl, f, phi, np.degrees(np.angle(f_map)))
+    rec = {"map": rho.astype(np.float32), "cell": np.array(cmap.cell.parameters), "wrong_hand": fit.inverted,
+           "phase_error": fit.phase_error, "seconds": seconds,
+           "pipeline_inverted": bool(prediction.meta.get("hand_inverted", False))}
+    if cache:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **rec)
+    return rec
+
+
+def pipeline(model: str, label: str, examples: list[Example], host) -> dict:
+    """(c): the hand model's call on each output map against its truth; accuracy on the solved ones."""
+    lab = PredictorLabel.parse(label)
+    rows = []
+    for ex in examples:
+        rec = output_map(host, lab, ex)
+        logit = float(hand_logits(rec["map"][None], model, cells=[rec["cell"]])[0])
+        rows.append({"id": ex.id, "n_residues": ex.n_residues, "d_min": ex.d_min,
+                     "phase_error": round(float(rec["phase_error"]), 2), "solved": bool(rec["phase_error"] < 60),
+                     "output_on_wrong_hand": bool(rec["wrong_hand"]), "call_inverts": logit > 0,
+                     "right": (logit > 0) == bool(rec["wrong_hand"]), "confidence": round(hand_confidence(logit), 4)})
+        print(json.dumps({"predictor": label, **rows[-1]}), flush=True)
+    solved = [r for r in rows if r["solved"]]
+    cells: dict[str, list] = {}
+    for r in solved:
+        cells.setdefault(f"{r['n_residues']} res {r['d_min']:g} Å", []).append(r["right"])
+    return {"predictor": label, "n": len(rows), "n_solved": len(solved),
+            "accuracy_on_solved": float(np.mean([r["right"] for r in solved])) if solved else None,
+            "by_cell": {k: {"n": len(v), "right": int(sum(v))} for k, v in cells.items()}, "rows": rows}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="fragment_hand", help="hand-chirality card (default fragment_hand)")
+    p.add_argument("--data", default=str(REPO / "data_build" / "frag2-15"))
+    p.add_argument("--test-every", type=int, default=6)
+    p.add_argument("--per-cell", type=int, default=3, help="charge-flipping fragments per fragment_bench cell")
+    p.add_argument("--dipeptides", type=int, default=14, help="2 res 1.5 Å fragments through patterson-density")
+    args = p.parse_args()
+    t0 = time.monotonic()
+    host = default_host()
+    results = {"model": args.model, "simulated": simulated(args.model, args.data, args.test_every), "pipeline": [
+        pipeline(args.model, "patterson-density", [demo_example()], host),
+        pipeline(args.model, "patterson-density", bench_examples(args.dipeptides, "2res_1.5A"), host),
+        pipeline(args.model, "charge-flipping", bench_examples(args.per_cell), host)]}
+    write_figure("hand", results, time.monotonic() - t0)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -5,7 +5,8 @@ why).  Data: the ``crysplugins-patterson-v1`` dataset the RecCrysFormer was trai
 train/test splits).  Each training map is
 
 * the true density (normalised [-1, 1]) or, when ``predictions`` names an ``.npz`` written by
-  ``benchmarks/bench_hand.py --save-predictions`` (arrays ``ids``, ``shapes``, ``pred_flat``, ``inverted``), the model's
+  ``benchmarks/bench_hand_invariant.py --save-predictions`` (arrays ``ids``, ``shapes``, ``pred_flat``,
+  ``inverted``), the model's
   prediction brought to the true hand (so that the label stays right), with probability ``p_prediction``;
 * degraded at random like a prediction: a Gaussian blur of ``blur_sigma`` voxels (0.5 Å each at 1.5 Å),
   a fraction ``mix`` of its own inverse added (a partly hand-averaged map), and Gaussian noise;
@@ -114,8 +115,8 @@ class HandTask:
             with np.load(path) as z:
                 ids, shapes, inverted, flat = z["ids"], z["shapes"], z["inverted"], z["pred_flat"]
         except (OSError, ValueError, KeyError) as exc:
-            raise CrysError(f"The predictions file {path} cannot be read as a bench_hand.py --save-predictions "
-                            f"file ({exc}).") from None
+            raise CrysError(f"The predictions file {path} cannot be read as a bench_hand_invariant.py "
+                            f"--save-predictions file ({exc}).") from None
         if sum(int(np.prod(s)) for s in shapes) != len(flat) or not len(ids) == len(shapes) == len(inverted):
             raise CrysError(f"The predictions file {path} is inconsistent (ids, shapes and pred_flat disagree).")
         out = {}
