@@ -34,6 +34,7 @@ from crysplugins.datasets.store import open_dataset
 from crysplugins.evaluation.compare import Example, PredictorLabel, run_one, true_data
 from crysplugins.examples import EXAMPLES
 from crysplugins.host import default_host
+from crysplugins.runtime.fragment_phasing import SURE_HAND
 from crysplugins.runtime.hand import hand_confidence, hand_logits
 from crysplugins.training.hand_chirality import degraded_map, stratified_accuracy
 from figure_output import OUT, REPO, write_figure
@@ -62,9 +63,17 @@ def simulated(model: str, data: str, every: int, seed: int = 0) -> dict:
             lengths.append(int((arrays["sequence_index"][row] >= 0).sum()))
             d_mins.append(d_min)
     s, n_res, d = np.array(scores), np.array(lengths), np.array(d_mins)
-    out = {f"phase_error_{e:g}": stratified_accuracy(s[:, j], n_res, d) for j, e in enumerate(ERRORS)}
+    out = {f"phase_error_{e:g}": {**stratified_accuracy(s[:, j], n_res, d), **confident(s[:, j] > 0, s[:, j])}
+           for j, e in enumerate(ERRORS)}
     out["seconds_per_call"] = {"median": float(np.median(seconds)), "max": float(np.max(seconds))}
     return out
+
+
+def confident(right: np.ndarray, logits: np.ndarray) -> dict:
+    """Share of calls at confidence >= SURE_HAND (fragment-phasing's "sure" calls) and their accuracy."""
+    sure = np.array([hand_confidence(x) >= SURE_HAND for x in logits], bool)
+    return {"sure_fraction": float(sure.mean()) if len(sure) else None,
+            "sure_accuracy": float(np.asarray(right)[sure].mean()) if sure.any() else None}
 
 
 def bench_examples(per_cell: int, only: str | None = None) -> list[Example]:
@@ -121,7 +130,8 @@ def pipeline(model: str, label: str, examples: list[Example], host) -> dict:
         rows.append({"id": ex.id, "n_residues": ex.n_residues, "d_min": ex.d_min,
                      "phase_error": round(float(rec["phase_error"]), 2), "solved": bool(rec["phase_error"] < 60),
                      "output_on_wrong_hand": bool(rec["wrong_hand"]), "call_inverts": logit > 0,
-                     "right": (logit > 0) == bool(rec["wrong_hand"]), "confidence": round(hand_confidence(logit), 4)})
+                     "right": (logit > 0) == bool(rec["wrong_hand"]), "logit": round(logit, 4),
+                     "confidence": round(hand_confidence(logit), 4)})
         print(json.dumps({"predictor": label, **rows[-1]}), flush=True)
     solved = [r for r in rows if r["solved"]]
     cells: dict[str, list] = {}
@@ -129,6 +139,8 @@ def pipeline(model: str, label: str, examples: list[Example], host) -> dict:
         cells.setdefault(f"{r['n_residues']} res {r['d_min']:g} Å", []).append(r["right"])
     return {"predictor": label, "n": len(rows), "n_solved": len(solved),
             "accuracy_on_solved": float(np.mean([r["right"] for r in solved])) if solved else None,
+            **confident(np.array([r["right"] for r in solved], bool),
+                        np.array([r["logit"] for r in solved])),
             "by_cell": {k: {"n": len(v), "right": int(sum(v))} for k, v in cells.items()}, "rows": rows}
 
 
