@@ -34,7 +34,7 @@ from crysplugins.crystal.io import make_mtz
 from crysplugins.crystal.maps import centre_density, grid_shape, invert_grid, patterson_map
 from crysplugins.errors import CrysError
 from crysplugins.interface import CrystalMap, ObservedAmplitudes, RefineOutcome, Refiner, Reflections, Sequence
-from crysplugins.runtime.hand import choose_hand
+from crysplugins.runtime.hand import choose_hand, hand_confidence
 from crysplugins.runtime.models import ModelCard, list_models
 from crysplugins.runtime.recycle import (CycleOutcome, CycleRecord, recycled_model_name, refined_map_on_grid,
                                          run_cycles)
@@ -97,7 +97,8 @@ class PipelineResult:
                                 "model_sha256": card.get("sha256") if card else None}
         if self.hand.model:  # without a hand model the logit is NaN, which is not valid JSON
             meta.update({"hand_model": self.hand.model} if self.recycling else {})
-            meta.update(hand_inverted=self.hand.inverted, hand_logit=self.hand.logit)
+            meta.update(hand_inverted=self.hand.inverted, hand_logit=self.hand.logit,
+                        hand_confidence=hand_confidence(self.hand.logit))
         meta["centring_shift"] = [float(t) for t in self.shift]  # fractional, applied to the network's map
         if self.recycling is not None:
             meta["output"] = self.settings.output
@@ -365,11 +366,12 @@ class RecCrysFormerPipeline:
         done = "inverted through the cell centre" if hand.inverted else "kept"
         if result.recycling is None:
             done += "" if hand.inverted else " as predicted"
-            result.messages.append(f"Hand chosen by {hand.model}: {done} (classifier logit {hand.logit:+.2f}; "
-                                   "|logit| < 1 is an uncertain call).")
+            result.messages.append(f"Hand chosen by {hand.model}: {done} (classifier logit {hand.logit:+.2f}, "
+                                   f"confidence {hand_confidence(hand.logit):.2f}; below 0.9 an uncertain call).")
         else:
             result.messages.append(f"Hand of the last prediction chosen by {hand.model}: {done} "
-                                   f"(logit {hand.logit:+.2f}; |logit| < 1 is an uncertain call).")
+                                   f"(logit {hand.logit:+.2f}, confidence {hand_confidence(hand.logit):.2f}; "
+                                   "below 0.9 an uncertain call).")
 
     def _place(self, result: PipelineResult) -> None:
         """The maps in e/Å³ with their strong-density centroid at the cell centre (training convention)."""
