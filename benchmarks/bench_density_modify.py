@@ -196,9 +196,11 @@ def main() -> None:
 
 
 def merge(paths: list[str], cache_path: Path, out_path: Path, methods: list[str]) -> None:
-    """Rows from earlier runs, cctbx filled in from its cache, summarised into ``out_path``."""
+    """Rows from earlier runs (JSON outputs or logs), joined by case, cctbx filled in from its cache,
+    summarised into ``out_path``."""
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    rows, settings = [], []
+    by_key: dict[str, dict] = {}
+    settings = []
     for p in paths:
         text = Path(p).read_text()
         if text.lstrip().startswith('{"name"') or not text.strip().endswith("}"):  # a run's log: one row a line
@@ -206,11 +208,12 @@ def merge(paths: list[str], cache_path: Path, out_path: Path, methods: list[str]
         else:
             data = json.loads(text)
         settings.append(data.get("settings"))
-        for r in data["rows"]:
+        for r in data["rows"]:  # rows of the same case from different runs (e.g. one per method) are joined
             key = f"{r['name']}|{r['level']:g}|{r['seed']}"
             if key in cache:
                 r["cctbx"] = cache[key]
-            rows.append(r)
+            by_key.setdefault(key, {}).update(r)
+    rows = list(by_key.values())
     done = [r for r in rows if all("error" in r.get(m, {}) for m in methods)]
     out = {"settings": settings, "rows": rows, "n_rows_with_every_method": len(done),
            "summary": summarise(rows, methods)}

@@ -212,6 +212,7 @@ def cmd_density_modify(args: argparse.Namespace) -> int:
             provider = None
         else:
             provider = file_mask_provider(args.mask, refl)
+            settings.mask.provider_weight_final = None  # a user's mask keeps its weight in every cycle
         res = run_dm(refl, hl, settings, solvent_fraction=s_frac, mask_provider=provider)
         written = write_outputs(out, refl, res.phib, res.fom, res.hl, res.fwt, res.map, res.trace)
         notes.append(f"final mean FOM {res.trace[-1]['fom']:.3f} after {len(res.trace)} cycles "
