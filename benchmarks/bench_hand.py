@@ -9,12 +9,14 @@ through the runtime (:func:`crysplugins.runtime.hand.hand_logits`), on the test 
   (:func:`crysplugins.training.hand_chirality.degraded_map`); right = the call keeps the true (L) map.
   By length and d_min bin, with the time per call.
 * (c) real outputs: the shipped ``demo`` example through ``patterson-density`` (default options), the
-  dipeptides at 1.5 Å of ``data_build/fragment_bench`` through ``patterson-density`` and ``--per-cell``
+  dipeptides at 1.5 Å of ``data_build/fragment_bench`` through ``patterson-density`` (the dipeptide model;
+  it refuses cells over 32 grid points an axis) and ``--per-cell``
   fragments of every cell through ``charge-flipping`` (the winner ``fragment-phasing`` places when the
   transformer did not run).  The truth: the origin/hand search of the output's phases against the true
   phases; right = the call inverts exactly the maps on the wrong hand.  Counted on solved maps only
   (invariant phase error < 60°): on an unsolved map neither hand is right.  Output maps are cached in
-  ``benchmarks/out/hand/`` (resumable).
+  ``benchmarks/out/hand/`` (resumable).  ``--baseline`` (default: the dipeptide pipeline's hand card) is scored on
+  the same output maps.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_hand.py [--model fragment_hand] [--test-every 6] [--per-cell 3]
 """
@@ -31,6 +33,7 @@ import numpy as np
 from crysplugins.crystal.fourier import FourierGrid
 from crysplugins.crystal.origin import search_origin_hand
 from crysplugins.datasets.store import open_dataset
+from crysplugins.errors import CrysError
 from crysplugins.evaluation.compare import Example, PredictorLabel, run_one, true_data
 from crysplugins.examples import EXAMPLES
 from crysplugins.host import default_host
@@ -120,24 +123,37 @@ def output_map(host, label: PredictorLabel, ex: Example) -> dict:
     return rec
 
 
-def pipeline(model: str, label: str, examples: list[Example], host) -> dict:
-    """(c): the hand model's call on each output map against its truth; accuracy on the solved ones."""
+def pipeline(model: str, label: str, examples: list[Example], host, baseline: str | None = None) -> dict:
+    """(c): the hand model's call on each output map against its truth; accuracy on the solved ones (and that
+    of the ``baseline`` hand model on the same maps).  Examples the predictor refuses are counted, not scored."""
     lab = PredictorLabel.parse(label)
-    rows = []
+    rows, refused = [], []
     for ex in examples:
-        rec = output_map(host, lab, ex)
+        try:
+            rec = output_map(host, lab, ex)
+        except CrysError as exc:
+            refused.append(f"{ex.id}: {exc}")
+            continue
         logit = float(hand_logits(rec["map"][None], model, cells=[rec["cell"]])[0])
+        if baseline:
+            base = float(hand_logits(rec["map"][None], baseline, cells=[rec["cell"]])[0])
+            rows_extra = {"baseline_right": (base > 0) == bool(rec["wrong_hand"])}
+        else:
+            rows_extra = {}
         rows.append({"id": ex.id, "n_residues": ex.n_residues, "d_min": ex.d_min,
                      "phase_error": round(float(rec["phase_error"]), 2), "solved": bool(rec["phase_error"] < 60),
                      "output_on_wrong_hand": bool(rec["wrong_hand"]), "call_inverts": logit > 0,
                      "right": (logit > 0) == bool(rec["wrong_hand"]), "logit": round(logit, 4),
-                     "confidence": round(hand_confidence(logit), 4)})
+                     "confidence": round(hand_confidence(logit), 4), **rows_extra})
         print(json.dumps({"predictor": label, **rows[-1]}), flush=True)
     solved = [r for r in rows if r["solved"]]
     cells: dict[str, list] = {}
     for r in solved:
         cells.setdefault(f"{r['n_residues']} res {r['d_min']:g} Å", []).append(r["right"])
-    return {"predictor": label, "n": len(rows), "n_solved": len(solved),
+    return {"predictor": label, "n": len(rows), "refused": refused, "n_solved": len(solved),
+            **({"baseline": baseline,
+                "baseline_accuracy_on_solved": float(np.mean([r["baseline_right"] for r in solved]))}
+               if baseline and solved else {}),
             "accuracy_on_solved": float(np.mean([r["right"] for r in solved])) if solved else None,
             **confident(np.array([r["right"] for r in solved], bool),
                         np.array([r["logit"] for r in solved])),
@@ -150,14 +166,16 @@ def main() -> int:
     p.add_argument("--data", default=str(REPO / "data_build" / "frag2-15"))
     p.add_argument("--test-every", type=int, default=6)
     p.add_argument("--per-cell", type=int, default=3, help="charge-flipping fragments per fragment_bench cell")
-    p.add_argument("--dipeptides", type=int, default=14, help="2 res 1.5 Å fragments through patterson-density")
+    p.add_argument("--dipeptides", type=int, default=28, help="2 res 1.5 Å fragments through patterson-density")
+    p.add_argument("--baseline", default="reccrysformer_dipeptide_recycled_hand",
+                   help="a second hand card scored on the same pipeline maps ('' for none)")
     args = p.parse_args()
     t0 = time.monotonic()
     host = default_host()
     results = {"model": args.model, "simulated": simulated(args.model, args.data, args.test_every), "pipeline": [
-        pipeline(args.model, "patterson-density", [demo_example()], host),
-        pipeline(args.model, "patterson-density", bench_examples(args.dipeptides, "2res_1.5A"), host),
-        pipeline(args.model, "charge-flipping", bench_examples(args.per_cell), host)]}
+        pipeline(args.model, "patterson-density", [demo_example()], host, args.baseline),
+        pipeline(args.model, "patterson-density", bench_examples(args.dipeptides, "2res_1.5A"), host, args.baseline),
+        pipeline(args.model, "charge-flipping", bench_examples(args.per_cell), host, args.baseline)]}
     write_figure("hand", results, time.monotonic() - t0)
     return 0
 
