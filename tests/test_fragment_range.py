@@ -122,7 +122,6 @@ def test_export_pipeline_settings_are_checked():
 
     assert parse_pipeline(["final_dm_cycles=200", "default_output=refined"]) == \
         {"final_dm_cycles": 200, "default_output": "refined"}
-    assert parse_pipeline(["hand_model=fragment_hand"]) == {"hand_model": "fragment_hand"}
     for bad in (["cycles=3"], ["final_dm_cycles=many"], ["default_cycles=-1"], ["default_output=best"]):
         with pytest.raises(CrysError, match="--pipeline"):
             parse_pipeline(bad)

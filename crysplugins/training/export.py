@@ -59,7 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 #: card keys that say how patterson-density runs a RecCrysFormer (runtime/reccrysformer.py) -> value type
 PIPELINE_KEYS: dict[str, type] = {"default_cycles": int, "final_dm_cycles": int, "default_output": str,
-                                  "recycled_model": str, "hand_model": str}
+                                  "recycled_model": str}
 
 
 def parse_pipeline(items: list[str]) -> dict[str, Any]:
