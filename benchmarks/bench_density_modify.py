@@ -30,6 +30,7 @@ import gemmi
 import numpy as np
 
 from crysplugins.crystal.dm import DMSettings, ReflectionSet, run_dm
+from crysplugins.crystal.dm.selection import choose, run_selected
 from crysplugins.crystal.dm.hl import hl_from_phase_fom
 from crysplugins.crystal.dm.masking import MaskRequest
 from crysplugins.datasets.phasing import PhasingSource, prepare_source, simulate_phasing
@@ -105,12 +106,30 @@ def unet_provider(session, card):
     return provide
 
 
-def run_ours(case: Case, settings: DMSettings, provider=None) -> dict:
+def run_ours(case: Case, settings: DMSettings, provider=None, select: tuple[str, ...] = ()) -> dict:
+    if select:
+        return run_ours_selected(case, settings, provider, select)
     t0 = time.perf_counter()
     res = run_dm(case.refl, case.hl, settings, solvent_fraction=case.solvent_fraction, mask_provider=provider)
     secs = time.perf_counter() - t0
     err = phase_error(case.refl.fobs, np.angle(case.f_true), np.radians(res.phib))
     return {"error": round(err, 2), "seconds": round(secs, 2), "fom": round(res.trace[-1]["fom"], 3)}
+
+
+def run_ours_selected(case: Case, settings: DMSettings, provider, select: tuple[str, ...]) -> dict:
+    """Every candidate of :mod:`crysplugins.crystal.dm.selection` (timed one by one), the chosen one's error
+    as the row's, and each candidate's error and test statistic (whether the statistic picks the better run)."""
+    variants, chosen = {}, None
+    for name in select:
+        t0 = time.perf_counter()
+        res, _ = run_selected(case.refl, case.hl, settings, (name,), case.solvent_fraction, provider)
+        secs = time.perf_counter() - t0
+        variants[name] = {"error": round(phase_error(case.refl.fobs, np.angle(case.f_true), np.radians(res.phib)), 2),
+                          "omit_cc": round(res.info["omit_cc"], 4), "seconds": round(secs, 2),
+                          "fom": round(res.trace[-1]["fom"], 3)}
+    chosen = select[choose([variants[n]["omit_cc"] for n in select])]
+    return {"error": variants[chosen]["error"], "seconds": round(sum(v["seconds"] for v in variants.values()), 2),
+            "fom": variants[chosen]["fom"], "chosen": chosen, "variants": variants}
 
 
 def run_cctbx(case: Case, cache: dict) -> dict:
@@ -145,7 +164,10 @@ def main() -> None:
     ap.add_argument("--cctbx-cached-only", action="store_true",
                     help="report cctbx only where its result is cached (do not run it)")
     ap.add_argument("--set", nargs="*", default=[], help="engine settings overrides, e.g. weighting.damping=0.5")
+    ap.add_argument("--select", default="", help="candidates chosen between by the test-set statistic, "
+                                                 "e.g. default,conservative")
     args = ap.parse_args()
+    select = tuple(filter(None, args.select.split(",")))
     methods = args.methods.split(",")
     if args.merge is not None:
         merge(args.merge, Path(args.cctbx_cache), Path(args.json), methods)
@@ -175,9 +197,9 @@ def main() -> None:
                        "solvent_fraction": round(case.solvent_fraction, 3), "start": round(case.start_error, 2),
                        "dev_split": src.name in DEV_SPLIT}
                 if "ours-lv" in methods:
-                    row["ours-lv"] = run_ours(case, settings)
+                    row["ours-lv"] = run_ours(case, settings, select=select)
                 if "ours-unet" in methods:
-                    row["ours-unet"] = run_ours(case, settings, provider)
+                    row["ours-unet"] = run_ours(case, settings, provider, select)
                 if "cctbx" in methods and args.cctbx_cached_only:
                     key = f"{case.name}|{case.level:g}|{case.seed}"
                     row["cctbx"] = cache.get(key, {"failed": "not run"})

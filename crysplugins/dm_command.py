@@ -24,6 +24,7 @@ import numpy as np
 from crysplugins.crystal import matthews
 from crysplugins.crystal.dm import DMSettings, ReflectionSet, run_dm
 from crysplugins.crystal.dm.hl import hl_from_phase_fom, phase_fom_from_hl
+from crysplugins.crystal.dm.selection import VARIANTS, run_selected, variant_settings
 from crysplugins.crystal.io import check_mtz_header, make_mtz, read_map, read_sequence, write_map
 from crysplugins.crystal.phasing_input import shannon_grid_shape
 from crysplugins.errors import CrysError
@@ -33,6 +34,7 @@ from crysplugins.plugins.cctbx_dm import run_cctbx_dm
 from crysplugins.runtime.solvent_unet import load_solvent_model, solvent_probability, unet_solvent_content
 from crysplugins.validate import writable_folder
 
+SELECT_DEFAULT = "none"
 AUTO = {"F": ("FP", "F", "FOBS", "F-obs"), "SIGF": ("SIGFP", "SIGF", "SIGFOBS", "SIGF-obs"),
         "I": ("IMEAN", "I", "IOBS", "I-obs"), "SIGI": ("SIGIMEAN", "SIGI", "SIGIOBS"),
         "PHI": ("PHIB", "PHI", "PHIM"), "FOM": ("FOM", "FOMM"),
@@ -213,13 +215,32 @@ def cmd_density_modify(args: argparse.Namespace) -> int:
         else:
             provider = file_mask_provider(args.mask, refl)
             settings.mask.provider_weight_final = None  # a user's mask keeps its weight in every cycle
-        res = run_dm(refl, hl, settings, solvent_fraction=s_frac, mask_provider=provider)
+        res = _run_engine(refl, hl, settings, s_frac, provider, args.select, notes)
         written = write_outputs(out, refl, res.phib, res.fom, res.hl, res.fwt, res.map, res.trace)
         notes.append(f"final mean FOM {res.trace[-1]['fom']:.3f} after {len(res.trace)} cycles "
                      f"({res.info['seconds']:.1f} s)")
     for line in notes + [f"solvent fraction {s_frac:.3f}: {s_note}"] + [f"wrote {p}" for p in written]:
         print(line)
     return 0
+
+
+def _run_engine(refl: ReflectionSet, hl: np.ndarray, settings: DMSettings, s_frac: float, provider: Any,
+                select: str, notes: list[str]) -> Any:
+    """One engine run, or (``select`` = comma-separated variant names) every variant and the one whose
+    omit-map amplitudes agree best with F_obs (:mod:`crysplugins.crystal.dm.selection`), its name and
+    statistic added to every trace row and both statistics to ``notes``."""
+    names = tuple(n.strip() for n in select.split(",") if n.strip()) if select not in ("", "none") else ()
+    if len(names) < 2:
+        if names and names[0] != "default":
+            settings = variant_settings(settings, names)[0]
+        return run_dm(refl, hl, settings, solvent_fraction=s_frac, mask_provider=provider)
+    res, _ = run_selected(refl, hl, settings, names, solvent_fraction=s_frac, mask_provider=provider)
+    sel = res.info["selection"]
+    for row in res.trace:
+        row["variant"], row["omit_cc"] = sel["chosen"], sel["omit_cc"][sel["chosen"]]
+    notes.append(f"chose the {sel['chosen']} run: omit-map amplitude correlation "
+                 + ", ".join(f"{n} {v:.4f}" for n, v in sel["omit_cc"].items()))
+    return res
 
 
 def add_parser(sub: Any) -> None:
@@ -232,6 +253,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--solvent-fraction", type=float, default=None)
     p.add_argument("--mask", default="unet", help="unet (default), local-variance, or a mask map file (solvent=1)")
     p.add_argument("--cycles", type=int, default=None, help="number of cycles (default 20)")
+    p.add_argument("--select", default=SELECT_DEFAULT,
+                   help="engine variants to run, keeping the one whose omit maps predict |F_obs| best: "
+                        f"comma-separated from {', '.join(VARIANTS)}, or none (default {SELECT_DEFAULT})")
     p.add_argument("--refiner", default="crysplugins", choices=("crysplugins", "cctbx-dm"))
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_density_modify)

@@ -202,3 +202,73 @@ def test_command_with_a_sequence_uses_the_combined_solvent_estimate(crystal, tmp
     matthews = float(re.search(r"Matthews (\d\.\d+)", line).group(1))
     unet = float(re.search(r"U-net's (\d\.\d+)", line).group(1))
     assert "eq. 2" in line and min(matthews, unet) - 1e-3 <= value <= max(matthews, unet) + 1e-3
+
+
+def test_omit_statistic_predicts_each_reflection_from_a_map_without_it(crystal):
+    from dataclasses import replace
+
+    from crysplugins.crystal.dm.selection import omit_agreement, omit_predictions
+    refl, _, phi, fom = crystal
+    st = DMSettings(initial_steps=2, shrink_steps=3, final_steps=1)
+    res = run_dm(refl, hl_from_phase_fom(phi, fom, refl.centric), st, solvent_fraction=0.55)
+    base = omit_predictions(res, folds=5, seed=1)
+    changed = res.fwt.copy()
+    changed[7] *= 50.0  # a reflection's own coefficient must not reach its own prediction ...
+    moved = omit_predictions(replace(res, fwt=changed), folds=5, seed=1)
+    assert moved[7] == pytest.approx(base[7])
+    assert not np.allclose(moved, base)  # ... but it does reach the others' (it is in their maps)
+    cc = omit_agreement(res, folds=5)
+    assert 0.0 < cc < 1.0
+    # scrambled phases predict the omitted amplitudes worse than the density-modified ones
+    rng = np.random.default_rng(0)
+    scrambled = replace(res, fwt=np.abs(res.fwt) * np.exp(2j * np.pi * rng.random(len(res.fwt))))
+    assert omit_agreement(scrambled, folds=5) < cc
+
+
+def test_test_set_never_enters_a_map_and_is_traced(crystal):
+    refl, _, phi, fom = crystal
+    hl = hl_from_phase_fom(phi, fom, refl.centric)
+    st = DMSettings(initial_steps=2, shrink_steps=3, final_steps=1, test_fraction=0.1)
+    a = run_dm(refl, hl, st, solvent_fraction=0.55)
+    from crysplugins.crystal.dm.engine import _test_set
+    test = _test_set(refl, 0.0, 0.1, st.seed)
+    other = ReflectionSet(refl.cell, refl.spacegroup, refl.hkl, np.where(test, refl.fobs * 3.0, refl.fobs), refl.sigf)
+    b = run_dm(other, hl, st, solvent_fraction=0.55)
+    assert np.allclose(a.phib[~test], b.phib[~test])  # the test amplitudes changed nothing outside the test set
+    assert a.trace[-1]["test_cc"] != b.trace[-1]["test_cc"]  # ... only the statistic that judges them
+    assert a.info["test_reflections"] == int(test.sum()) > 10 and np.isfinite(a.info["test_cc"])
+
+
+def test_selection_keeps_the_run_with_the_better_statistic(crystal):
+    from crysplugins.crystal.dm import selection
+    refl, _, phi, fom = crystal
+    hl = hl_from_phase_fom(phi, fom, refl.centric)
+    assert selection.choose([0.5, 0.7]) == 1 and selection.choose([0.7, 0.5]) == 0
+    assert selection.choose([0.5, 0.5]) == 0 and selection.choose([float("nan"), float("nan")]) == 0
+    assert selection.choose([float("nan"), 0.1]) == 1
+    st = DMSettings(initial_steps=2, shrink_steps=3, final_steps=1)
+    chosen, results = selection.run_selected(refl, hl, st, ("default", "conservative"), solvent_fraction=0.55)
+    stats = [r.info["omit_cc"] for r in results]
+    assert chosen is results[int(np.argmax(stats))]
+    assert chosen.info["selection"]["omit_cc"] == {"default": stats[0], "conservative": stats[1]}
+    # the conservative candidate really is another run
+    assert not np.allclose(results[0].phib, results[1].phib)
+    with pytest.raises(CrysError, match="Unknown density-modification variant"):
+        selection.run_selected(refl, hl, st, ("default", "wild"), solvent_fraction=0.55)
+
+
+def test_command_reports_the_chosen_variant(crystal, tmp_path, capsys):
+    refl, _, phi, fom = crystal
+    _write_mtz(tmp_path / "in.mtz", refl, phi, fom)
+    args = ["density-modify", "--reflections", str(tmp_path / "in.mtz"), "--solvent-fraction", "0.55",
+            "--mask", "local-variance", "--cycles", "4"]
+    assert main(args + ["--select", "default,conservative", "--out", str(tmp_path / "out")]) == 0
+    text = capsys.readouterr().out
+    got = re.search(r"chose the (\w+) run: omit-map amplitude correlation default ([\d.]+), conservative ([\d.]+)",
+                    text)
+    assert got, text
+    rows = (tmp_path / "out" / "cycles.tsv").read_text().splitlines()
+    header, last = rows[0].split("\t"), rows[-1].split("\t")
+    assert last[header.index("variant")] == got.group(1)
+    assert main(args + ["--select", "default,bold", "--out", str(tmp_path / "o2")]) != 0
+    assert "Unknown density-modification variant 'bold'" in capsys.readouterr().err

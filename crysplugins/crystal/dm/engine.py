@@ -67,6 +67,30 @@ def _free_set(refl: ReflectionSet, fraction: float, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).random(len(refl.hkl)) < fraction
 
 
+def _test_set(refl: ReflectionSet, free_fraction: float, fraction: float, seed: int) -> np.ndarray:
+    """Reflections left out of every map only to judge the result, disjoint from the σ_A free set (the
+    same random draw, the next ``fraction`` of it), so two runs with the same seed share it."""
+    if fraction <= 0:
+        return np.zeros(len(refl.hkl), dtype=bool)
+    u = np.random.default_rng(seed).random(len(refl.hkl))
+    lo = max(free_fraction, 0.0)
+    return (u >= lo) & (u < lo + fraction)
+
+
+def test_agreement(refl: ReflectionSet, fmod: np.ndarray, test: np.ndarray) -> tuple[float, float]:
+    """(correlation, R) of |E_mod| with |E_obs| over the ``test`` reflections, which no map contained, so
+    the modified map predicts their amplitudes without having seen them (a free-set check in the spirit
+    of R_free, Brünger 1992; amplitudes only, no phases).  |E| normalised in ~100-reflection shells of
+    the test set, so the shared fall-off with resolution does not count.  (nan, nan) without a test set."""
+    if test.sum() < 10:
+        return float("nan"), float("nan")
+    coarse = refl.resolution_bins(n_bins=int(np.clip(test.sum() // 100, 1, 8)), select=test)
+    eo = normalise(refl.fobs, refl.epsilon, coarse, test)[test]
+    ec = normalise(fmod, refl.epsilon, coarse, test)[test]
+    cc = float(np.corrcoef(eo, ec)[0, 1]) if eo.std() > 0 and ec.std() > 0 else float("nan")
+    return cc, float(np.abs(eo - ec).sum() / max(eo.sum(), 1e-300))
+
+
 def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solvent_fraction: float | None = None,
            mask_provider: MaskProvider | None = None,
            progress: Callable[[float, str], None] | None = None,
@@ -88,6 +112,7 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
     fobs, eps, cen = refl.fobs, refl.epsilon, refl.centric
     bins = refl.resolution_bins(w.per_bin, w.bins)
     free = _free_set(refl, w.free_fraction, settings.seed)
+    test = _test_set(refl, w.free_fraction, settings.test_fraction, settings.seed)
     d_start = max(settings.initial_d_min or d_min + settings.extension_extra, d_min) if settings.phase_extension \
         else d_min
 
@@ -95,6 +120,7 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
     phib, fom = phase_fom_from_hl(hl_exp, cen, refl.centric_phase)
     hl_cur, hl_mod_prev = hl_exp.copy(), None
     coef = fom * fobs * np.exp(1j * phib)
+    fill = np.zeros_like(coef)  # test reflections enter maps as σ_A·F_mod of the previous cycle, never as F_obs
     trace: list[dict[str, float]] = []
     mask_prev: np.ndarray | None = None
     provider_score: np.ndarray | None = None
@@ -103,8 +129,8 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
     for cycle in range(n_cycles):
         last = cycle == n_cycles - 1
         d_now = _schedule(settings, cycle, d_start, d_min)
-        active = (refl.d >= d_now - 1e-6) & ~free
-        rho = refl.to_map(np.where(active, coef, 0.0), shape)
+        active = (refl.d >= d_now - 1e-6) & ~free & ~test
+        rho = refl.to_map(np.where(active, coef, np.where(test & ~free, fill, 0.0)), shape)
         mean_fom = float(np.average(fom, weights=fobs))
         radius = _mask_radius(settings, cycle, d_min, mean_fom)
         wp = _provider_weight(settings, cycle) if mask_provider is not None else 0.0
@@ -115,7 +141,9 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         level = float(rho[solvent].mean())
         rho, truncated, k, added = _modify_density(settings, cycle, rho, solvent, s_frac, ref_q, last)
 
-        hl_mod, fmod_s, sa_ref, gamma = _modified_phases(refl, refl.from_map(rho), coef, w, bins, active, free)
+        fmod = refl.from_map(rho)
+        test_cc, test_r = test_agreement(refl, fmod, test)
+        hl_mod, fmod_s, sa_ref, gamma = _modified_phases(refl, fmod, coef, w, bins, active, free)
         if hl_mod_prev is not None and w.damping > 0:
             hl_mod = (1.0 - w.damping) * hl_mod + w.damping * hl_mod_prev
         hl_mod_prev = hl_mod
@@ -127,6 +155,7 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         fom_flipped = fom  # FOMs of the last flipping cycle: a flattened map's σ_A is inflated by its bias
         phib, fom, hl_cur = phib_new, fom_new, hl_new
         coef = map_coefficients(fobs, phib, fom, fmod_s, sa_ref, cen, w.map_coefficients)
+        fill = np.where(test & (refl.d >= d_now - 1e-6), sa_ref * fmod_s, 0.0)
         agree = float((solvent == mask_prev).mean()) if mask_prev is not None else float("nan")
         mask_prev = solvent
         trace.append({"cycle": cycle + 1, "fom": float(np.average(fom, weights=fobs)), "phase_change": change,
@@ -134,7 +163,7 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
                       "radius": round(radius, 3), "d_min": round(d_now, 3), "k_flip": k,
                       "truncated": truncated, "solvent_add": added,
                       "sigmaa": float(np.average(sa_ref, weights=fobs)), "gamma": gamma,
-                      "mask_source": "provider" if wp > 0 else "lsd"})
+                      "mask_source": "provider" if wp > 0 else "lsd", "test_cc": test_cc, "test_r": test_r})
         if on_cycle is not None:
             on_cycle(cycle + 1, phib, fom)
         if progress is not None:
@@ -146,7 +175,15 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
     return DMResult(reflections=refl, phib=np.degrees(phib), fom=fom, hl=hl_cur, fwt=coef,
                     map=refl.crystal_map(final, name="density-modified"), mask=mask_prev,
                     trace=trace, info={"solvent_fraction": float(s_frac), "grid": list(shape), "cycles": n_cycles,
-                                       "seconds": round(time.monotonic() - t0, 3)})
+                                       "seconds": round(time.monotonic() - t0, 3),
+                                       "test_reflections": int(test.sum()),
+                                       "test_cc": _final_mean(trace, "test_cc", settings.final_steps)})
+
+
+def _final_mean(trace: list[dict[str, float]], key: str, n: int) -> float:
+    """Mean of ``key`` over the last ``n`` cycles (those at the final mask radius; less noisy than one)."""
+    vals = [r[key] for r in trace[-max(n, 1):] if np.isfinite(r[key])]
+    return float(np.mean(vals)) if vals else float("nan")
 
 
 def _mask_radius(settings: DMSettings, cycle: int, d_min: float, mean_fom: float) -> float:
