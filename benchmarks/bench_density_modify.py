@@ -30,7 +30,7 @@ import gemmi
 import numpy as np
 
 from crysplugins.crystal.dm import DMSettings, ReflectionSet, run_dm
-from crysplugins.crystal.dm.selection import choose, run_selected
+from crysplugins.crystal.dm.selection import choose, omit_agreement, run_selected
 from crysplugins.crystal.dm.hl import hl_from_phase_fom
 from crysplugins.crystal.dm.masking import MaskRequest
 from crysplugins.datasets.phasing import PhasingSource, prepare_source, simulate_phasing
@@ -124,8 +124,9 @@ def run_ours_selected(case: Case, settings: DMSettings, provider, select: tuple[
         t0 = time.perf_counter()
         res, _ = run_selected(case.refl, case.hl, settings, (name,), case.solvent_fraction, provider)
         secs = time.perf_counter() - t0
+        res.info["omit_cc_phases"] = omit_agreement(res, seed=settings.seed, source="phases")
         variants[name] = {"error": round(phase_error(case.refl.fobs, np.angle(case.f_true), np.radians(res.phib)), 2),
-                          "omit_cc": round(res.info["omit_cc"], 4), "seconds": round(secs, 2),
+                          "omit_cc": round(res.info["omit_cc"], 4), "omit_cc_phases": round(res.info["omit_cc_phases"], 4), "seconds": round(secs, 2),
                           "fom": round(res.trace[-1]["fom"], 3)}
     chosen = select[choose([variants[n]["omit_cc"] for n in select])]
     return {"error": variants[chosen]["error"], "seconds": round(sum(v["seconds"] for v in variants.values()), 2),

@@ -221,8 +221,12 @@ def test_omit_statistic_predicts_each_reflection_from_a_map_without_it(crystal):
     assert 0.0 < cc < 1.0
     # scrambled phases predict the omitted amplitudes worse than the density-modified ones
     rng = np.random.default_rng(0)
-    scrambled = replace(res, fwt=np.abs(res.fwt) * np.exp(2j * np.pi * rng.random(len(res.fwt))))
+    scrambled = replace(res, fwt=np.abs(res.fwt) * np.exp(2j * np.pi * rng.random(len(res.fwt))),
+                        phib=360.0 * rng.random(len(res.phib)))
     assert omit_agreement(scrambled, folds=5) < cc
+    cc_phases = omit_agreement(res, folds=5, source="phases")  # m|F_obs| at the best phases only
+    assert 0.0 < cc_phases < 1.0 and cc_phases != cc
+    assert omit_agreement(scrambled, folds=5, source="phases") < cc_phases
 
 
 def test_test_set_never_enters_a_map_and_is_traced(crystal):

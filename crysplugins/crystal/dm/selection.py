@@ -50,11 +50,13 @@ def variant_settings(settings: DMSettings, names: tuple[str, ...]) -> list[DMSet
     return [VARIANTS[n](settings) for n in names]
 
 
-def omit_predictions(result: DMResult, folds: int = 10, seed: int = 0) -> np.ndarray:
+def omit_predictions(result: DMResult, folds: int = 10, seed: int = 0, source: str = "fwt") -> np.ndarray:
     """Structure factors of every reflection predicted from an omit-and-flatten map that lacks it: for each
-    of ``folds`` random parts, the final map coefficients without that part, the solvent (``result.mask``)
-    set to its mean, structure factors on the omitted part."""
-    refl, coef, solvent = result.reflections, result.fwt, result.mask
+    of ``folds`` random parts, the final map coefficients (``source`` ``"fwt"``: the run's weighted map
+    coefficients; ``"phases"``: m|F_obs| at the run's best phases, without the modified map's own terms)
+    without that part, the solvent (``result.mask``) set to its mean, structure factors on the omitted part."""
+    refl, solvent = result.reflections, result.mask
+    coef = result.fwt if source == "fwt" else result.fom * refl.fobs * np.exp(1j * np.radians(result.phib))
     part = np.random.default_rng(seed).integers(0, folds, len(refl.hkl))
     fpred = np.zeros(len(refl.hkl), dtype=np.complex128)
     for k in range(folds):
@@ -65,7 +67,7 @@ def omit_predictions(result: DMResult, folds: int = 10, seed: int = 0) -> np.nda
     return fpred
 
 
-def omit_agreement(result: DMResult, folds: int = 10, seed: int = 0) -> float:
+def omit_agreement(result: DMResult, folds: int = 10, seed: int = 0, source: str = "fwt") -> float:
     """Correlation of |E| of :func:`omit_predictions` with |E_obs| over all reflections (|E| in
     ~500-reflection resolution shells, so the shared fall-off does not count); nan without a mask."""
     refl = result.reflections
@@ -73,7 +75,7 @@ def omit_agreement(result: DMResult, folds: int = 10, seed: int = 0) -> float:
         return float("nan")
     bins = refl.resolution_bins(500)
     eo = normalise(refl.fobs, refl.epsilon, bins)
-    ec = normalise(omit_predictions(result, folds, seed), refl.epsilon, bins)
+    ec = normalise(omit_predictions(result, folds, seed, source), refl.epsilon, bins)
     return float(np.corrcoef(eo, ec)[0, 1])
 
 
@@ -85,7 +87,8 @@ def choose(stats: list[float]) -> int:
 
 def run_selected(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, names: tuple[str, ...],
                  solvent_fraction: float | None = None, mask_provider: MaskProvider | None = None,
-                 progress: Callable[[float, str], None] | None = None) -> tuple[DMResult, list[DMResult]]:
+                 progress: Callable[[float, str], None] | None = None,
+                 source: str = "fwt") -> tuple[DMResult, list[DMResult]]:
     """Run every candidate in ``names`` (same test set) and return (the chosen result, all results).
     The chosen result's ``info["selection"]`` names every candidate with its test statistic."""
     results = []
@@ -93,7 +96,7 @@ def run_selected(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, 
         sub = None if progress is None else (lambda f, msg, i=i: progress((i + f) / len(names), f"{names[i]}: {msg}"))
         results.append(run_dm(refl, hl_exp, st, solvent_fraction=solvent_fraction, mask_provider=mask_provider,
                               progress=sub))
-    stats = [omit_agreement(r, seed=settings.seed) for r in results]
+    stats = [omit_agreement(r, seed=settings.seed, source=source) for r in results]
     for r, st in zip(results, stats):
         r.info["omit_cc"] = st
     best = choose(stats)
