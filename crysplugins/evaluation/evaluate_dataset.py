@@ -40,7 +40,7 @@ from crysplugins.crystal.metrics import (fft_amplitude_pearson, fraction_solved_
 from crysplugins.datasets.store import open_dataset
 from crysplugins.errors import CrysError
 from crysplugins.interface import usable_reflections
-from crysplugins.runtime.hand import choose_hand
+from crysplugins.runtime.hand import choose_hand, hand_input
 from crysplugins.runtime.models import ENV_MODELS, sha256_file
 from crysplugins.runtime.runner import OnnxRunner
 
@@ -85,6 +85,10 @@ def evaluate(card_path: str | Path, data: str | Path, split: str = "test", limit
         acc[1] += len(d)
     mean_maps = {k: v[0] / v[1] for k, v in mean_maps.items()}
     rows = {r["id"]: r for r in ds.examples(split)}
+    # a hand model that reads density-modified maps has nothing to read here (no refinement is run):
+    # the network's predictions are then scored in the hand they come in
+    with _models_beside(Path(card_path)):
+        hand_card = {} if card.get("hand_model") and hand_input(card) == "refined" else card
     records: list[dict[str, Any]] = []
     t0 = time.monotonic()
     total = len(rows) if not limit else min(limit, len(rows))
@@ -102,14 +106,14 @@ def evaluate(card_path: str | Path, data: str | Path, split: str = "test", limit
                      "sequence": arrays["sequence_index"][sl].astype(np.int64)}
             raw = runner.run(feeds)[:, 0]
             with _models_beside(Path(card_path)):  # the hand classifier is looked up beside the card first
-                pred, inverted, logits = choose_hand(raw, card, cells=arrays["cell"][sl])
+                pred, inverted, logits = choose_hand(raw, hand_card, cells=arrays["cell"][sl])
             for j, ex_id in enumerate(arrays["ids"][sl]):
                 ex_id = str(ex_id)
                 true = arrays["density"][sl][j].astype(np.float64)
                 p = pred[j].astype(np.float64)
                 rec: dict[str, Any] = {"id": ex_id, "shape": list(shard.shape),
                                        "pearson": pearson(p, true), "fft_pearson": fft_amplitude_pearson(p, true)}
-                if card.get("hand_model"):
+                if hand_card.get("hand_model"):
                     rec["hand_inverted"] = bool(inverted[j])
                     rec["hand_logit"] = float(logits[j])
                     # diagnostics only (use the truth): the Pearson of the other hand and of the better one
