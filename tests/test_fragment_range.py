@@ -159,3 +159,19 @@ def test_a_cell_too_large_for_the_grid_at_its_resolution_runs_coarser(tmp_path, 
     assert pipeline.observed_for_model(ObservedAmplitudes(small, gemmi.SpaceGroup("P 1"), hkl[keep],
                                                           np.ones(keep.sum())), messages).d().min() < 1.51
     assert not messages
+
+
+def test_a_cell_too_large_for_the_specialist_goes_to_the_general_model(tmp_path, monkeypatch):
+    from crysplugins.runtime.models import find_card
+    from crysplugins.runtime.reccrysformer import model_for
+
+    card = json.loads(find_card("reccrysformer_dipeptide").path.read_text())
+    card.update(name="general_test", n_residues=[2, 15])
+    card["grid"] = {**card["grid"], "d_min": [1.5, 2.5], "sampling_rate": [2.305, 2.745], "spacing": None,
+                    "max_grid": 64, "multiple": 8}
+    card.pop("recycled_model", None)
+    (tmp_path / "general_test.json").write_text(json.dumps(card))
+    monkeypatch.setenv("CRYSPLUGINS_MODELS", str(tmp_path))
+    small, large = gemmi.UnitCell(12, 12, 14, 90, 90, 90), gemmi.UnitCell(20, 22, 30, 90, 90, 90)
+    assert model_for(2, 1.5, small) == "reccrysformer_dipeptide"
+    assert model_for(2, 1.5, large) == "general_test"

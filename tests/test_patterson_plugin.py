@@ -144,8 +144,9 @@ def test_user_errors(predictor):
     big = gemmi.UnitCell(21.0, 8.0, 8.0, 90, 90, 90)
     hkl = p1_hkl(big, 1.5)
     mtz = make_mtz(big, gemmi.SpaceGroup("P 1"), hkl, {"F": ("F", np.ones(len(hkl)))})
-    with pytest.raises(CrysError, match="at most 32"):
-        predictor.predict(Request({"reflections": Reflections(mtz, {"F": "F"}), "sequence": inputs["sequence"]}))
+    with pytest.raises(CrysError, match="at most 32"):  # the specialist named (without --model: a general one)
+        predictor.predict(Request({"reflections": Reflections(mtz, {"F": "F"}), "sequence": inputs["sequence"],
+                                   "model": "reccrysformer_dipeptide"}))
     # an angle outside the trained range
     odd = gemmi.UnitCell(8.0, 8.0, 8.0, 90, 90, 60)
     hkl = p1_hkl(odd, 1.5)

@@ -79,7 +79,8 @@ class PattersonDensityPredictor:
         observed = ObservedAmplitudes.from_reflections(refl) if refl is not None else None
         sequence = request.require("sequence")
         d_min = float(observed.d().min()) if observed is not None and len(observed) else None
-        pipeline = RecCrysFormerPipeline(request.get("model") or model_for(len(sequence), d_min))
+        cell = observed.cell if observed is not None else getattr(pmap, "cell", None)
+        pipeline = RecCrysFormerPipeline(request.get("model") or model_for(len(sequence), d_min, cell))
         request.report(0.05, "model loaded")
         settings = pipeline.settings(request.get("cycles"), request.get("dm_cycles"),
                                      request.get("final_dm_cycles"), request.get("output"), refl is not None)

@@ -393,14 +393,16 @@ def first_models() -> list[ModelCard]:
     return [c for c in cards if c.name not in recycled]
 
 
-def model_for(n_residues: int, d_min: float | None) -> str:
+def model_for(n_residues: int, d_min: float | None, cell: gemmi.UnitCell | None = None) -> str:
     """The first model whose card covers a fragment of ``n_residues`` with data to ``d_min`` Å (None: any
-    resolution), the narrowest range first: a model trained for one length and resolution is preferred to a
-    general one where both cover the input."""
+    resolution) in ``cell`` (None: any cell), the narrowest range first: a model trained for one length and
+    resolution is preferred to a general one where both cover the input, unless the cell needs more grid
+    points than the specialist takes even at its coarsest resolution."""
     def covers(card: ModelCard) -> bool:
         lo, hi = _as_range(card["n_residues"])
         d_lo, d_hi = _as_range(card["grid"]["d_min"])
-        return lo <= n_residues <= hi and (d_min is None or d_min <= d_hi + 0.05)
+        return lo <= n_residues <= hi and (d_min is None or d_min <= d_hi + 0.05) and \
+            (cell is None or _cell_fits(card, cell))
 
     def width(card: ModelCard) -> tuple[float, float]:
         lo, hi = _as_range(card["n_residues"])
@@ -415,6 +417,15 @@ def model_for(n_residues: int, d_min: float | None) -> str:
         raise CrysError(f"No installed patterson-density model covers a fragment of {n_residues} residues{at} "
                         f"({ranges or 'no models installed'}).")
     return covering[0].name
+
+
+def _cell_fits(card: ModelCard, cell: gemmi.UnitCell) -> bool:
+    """Whether ``cell`` fits the card's ``max_grid`` at the coarsest resolution the model reads (Å)."""
+    grid = card["grid"]
+    d_hi = _as_range(grid["d_min"])[1]
+    spacing = float(grid["spacing"]) if grid.get("spacing") is not None else \
+        d_hi / float(np.mean(_as_range(grid["sampling_rate"])))
+    return max(grid_shape(cell, spacing, int(grid["multiple"]))) <= int(grid["max_grid"])
 
 
 def _describe_range(value: Any, unit: str) -> str:
