@@ -127,20 +127,27 @@ def test_export_pipeline_settings_are_checked():
             parse_pipeline(bad)
 
 
-def test_a_cell_too_large_for_the_grid_at_its_resolution_runs_coarser(tmp_path, monkeypatch):
-    """A 15-residue cell at 1.5 Å needs more grid points than the model takes: the network then reads
-    the data to the finest resolution whose grid fits, and says so, instead of refusing."""
-    from crysplugins.interface import ObservedAmplitudes
+def _install_general_model(folder: Path) -> None:
+    """A card 'general_test' over 2-15 residues and 1.5-2.5 Å (the dipeptide network's weights) in ``folder``."""
     from crysplugins.runtime.models import find_card
-    from crysplugins.runtime.reccrysformer import RecCrysFormerPipeline
 
-    card = json.loads(find_card("reccrysformer_dipeptide").path.read_text())
+    dipeptide = find_card("reccrysformer_dipeptide").path
+    card = json.loads(dipeptide.read_text())
     card.update(name="general_test", n_residues=[2, 15])
     card["grid"] = {**card["grid"], "d_min": [1.5, 2.5], "sampling_rate": [2.305, 2.745], "spacing": None,
                     "max_grid": 64, "multiple": 8}
     card.pop("recycled_model", None)
-    (tmp_path / "general_test.json").write_text(json.dumps(card))
-    (tmp_path / card["onnx"]).symlink_to(find_card("reccrysformer_dipeptide").path.with_suffix(".onnx"))
+    (folder / "general_test.json").write_text(json.dumps(card))
+    (folder / card["onnx"]).symlink_to(dipeptide.with_suffix(".onnx"))
+
+
+def test_a_cell_too_large_for_the_grid_at_its_resolution_runs_coarser(tmp_path, monkeypatch):
+    """A 15-residue cell at 1.5 Å needs more grid points than the model takes: the network then reads
+    the data to the finest resolution whose grid fits, and says so, instead of refusing."""
+    from crysplugins.interface import ObservedAmplitudes
+    from crysplugins.runtime.reccrysformer import RecCrysFormerPipeline
+
+    _install_general_model(tmp_path)
     monkeypatch.setenv("CRYSPLUGINS_MODELS", str(tmp_path))
     pipeline = RecCrysFormerPipeline("general_test")
     cell = gemmi.UnitCell(24.0, 24.0, 38.4, 110.0, 90.0, 90.0)
@@ -162,15 +169,9 @@ def test_a_cell_too_large_for_the_grid_at_its_resolution_runs_coarser(tmp_path, 
 
 
 def test_a_cell_too_large_for_the_specialist_goes_to_the_general_model(tmp_path, monkeypatch):
-    from crysplugins.runtime.models import find_card
     from crysplugins.runtime.reccrysformer import model_for
 
-    card = json.loads(find_card("reccrysformer_dipeptide").path.read_text())
-    card.update(name="general_test", n_residues=[2, 15])
-    card["grid"] = {**card["grid"], "d_min": [1.5, 2.5], "sampling_rate": [2.305, 2.745], "spacing": None,
-                    "max_grid": 64, "multiple": 8}
-    card.pop("recycled_model", None)
-    (tmp_path / "general_test.json").write_text(json.dumps(card))
+    _install_general_model(tmp_path)
     monkeypatch.setenv("CRYSPLUGINS_MODELS", str(tmp_path))
     small, large = gemmi.UnitCell(12, 12, 14, 90, 90, 90), gemmi.UnitCell(20, 22, 30, 90, 90, 90)
     assert model_for(2, 1.5, small) == "reccrysformer_dipeptide"
