@@ -128,9 +128,7 @@ class RecCrysFormerPipeline:
         grid = self.card["grid"]
         # a card trained at one resolution gives numbers; one trained over a range gives [lo, hi] pairs
         self.d_min_range = _as_range(grid["d_min"])
-        self.rate = float(np.mean(_as_range(grid["sampling_rate"])))
         self.d_min = self.d_min_range[0]
-        self.spacing = self.d_min / self.rate if grid.get("spacing") is None else float(grid["spacing"])
         self.multiple, self.max_grid = int(grid["multiple"]), int(grid["max_grid"])
         self.n_residues = _as_range(self.card["n_residues"])
         norm = self.card["normalisation"]
@@ -163,8 +161,7 @@ class RecCrysFormerPipeline:
     def spacing_for(self, d_min: float) -> float:
         """Grid spacing (Å) for data to ``d_min`` Å: the card's, or d_min / the mean training sampling rate
         when the model was trained over a range of resolutions (paper 000, appendix B)."""
-        lo, hi = self.d_min_range
-        return self.spacing if lo == hi else max(d_min, lo) / self.rate
+        return grid_spacing(self.card["grid"], d_min)
 
     def normalise_patterson(self, patt: np.ndarray) -> np.ndarray:
         """The network's input: the card's constants, or each map divided by its origin peak."""
@@ -198,10 +195,11 @@ class RecCrysFormerPipeline:
             raise CrysError(f"The model was trained on data {trained}; these reflections stop at {d.min():.2f} Å.")
         if d.min() < lo - 0.01:
             messages.append(f"Reflections beyond {lo:.2f} Å (the model's resolution) were left out.")
-        d_net = self.d_min_fitting_grid(observed.cell, max(float(d.min()), lo))
-        if d_net > max(float(d.min()), lo) + 1e-6:
-            messages.append(f"Reflections beyond {d_net:.2f} Å were left out: at {max(float(d.min()), lo):.2f} Å "
-                            f"this cell needs more than the model's {self.max_grid} grid points per axis.")
+        d_data = max(float(d.min()), lo)
+        d_net = self.d_min_fitting_grid(observed.cell, d_data)
+        if d_net > d_data + 1e-6:
+            messages.append(f"Reflections beyond {d_net:.2f} Å were left out: at {d_data:.2f} Å this cell needs "
+                            f"more than the model's {self.max_grid} grid points per axis.")
         return observed.within(d_net)
 
     def d_min_fitting_grid(self, cell: gemmi.UnitCell, d_min: float) -> float:
@@ -419,12 +417,21 @@ def model_for(n_residues: int, d_min: float | None, cell: gemmi.UnitCell | None 
     return covering[0].name
 
 
+def grid_spacing(grid: dict[str, Any], d_min: float) -> float:
+    """Grid spacing (Å) of a card's ``grid`` for data to ``d_min`` Å: the card's ``spacing`` (or d_min / rate)
+    for a model trained at one resolution; d_min / the mean training sampling rate for one trained over a
+    range (paper 000, appendix B)."""
+    lo, hi = _as_range(grid["d_min"])
+    rate = float(np.mean(_as_range(grid["sampling_rate"])))
+    if lo == hi:
+        return lo / rate if grid.get("spacing") is None else float(grid["spacing"])
+    return max(d_min, lo) / rate
+
+
 def _cell_fits(card: ModelCard, cell: gemmi.UnitCell) -> bool:
     """Whether ``cell`` fits the card's ``max_grid`` at the coarsest resolution the model reads (Å)."""
     grid = card["grid"]
-    d_hi = _as_range(grid["d_min"])[1]
-    spacing = float(grid["spacing"]) if grid.get("spacing") is not None else \
-        d_hi / float(np.mean(_as_range(grid["sampling_rate"])))
+    spacing = grid_spacing(grid, _as_range(grid["d_min"])[1])
     return max(grid_shape(cell, spacing, int(grid["multiple"]))) <= int(grid["max_grid"])
 
 

@@ -55,6 +55,7 @@ from crysplugins.crystal.fourier import FourierGrid
 from crysplugins.crystal.maps import invert_grid
 from crysplugins.crystal.metrics import pearson
 from crysplugins.crystal.refine import density_modify
+from crysplugins.datasets.phasing import kappa_for_mean_error
 from crysplugins.datasets.store import open_dataset
 from crysplugins.datasets.template_store import TemplateStore, choose_templates, with_template
 from crysplugins.datasets.templates import select_rows, true_reflections
@@ -423,21 +424,11 @@ PHASE_ERRORS = (0.0, 20.0, 35.0)
 
 
 def von_mises_kappa(mean_error_deg: float) -> float:
-    """Concentration κ of a von Mises phase error with mean |δ| = ``mean_error_deg`` (0 < it < 90)."""
-    target = np.radians(float(mean_error_deg))
-    if not 0 < target < np.pi / 2:
+    """Concentration κ of a von Mises phase error with mean |δ| = ``mean_error_deg`` (0 < it < 90), from
+    :func:`crysplugins.datasets.phasing.kappa_for_mean_error`'s table."""
+    if not 0 < float(mean_error_deg) < 90:
         raise CrysError("A simulated phase error must be between 0 and 90 degrees.")
-    delta = np.linspace(0, np.pi, 2001)
-
-    def mean_abs(kappa: float) -> float:
-        w = np.exp(kappa * (np.cos(delta) - 1.0))
-        return float((delta * w).sum() / w.sum())
-
-    lo, hi = 1e-3, 1e5  # mean |δ| falls with κ: bisect on log κ
-    for _ in range(80):
-        mid = np.sqrt(lo * hi)
-        lo, hi = (mid, hi) if mean_abs(mid) > target else (lo, mid)
-    return float(np.sqrt(lo * hi))
+    return float(kappa_for_mean_error(float(mean_error_deg)))
 
 
 def degraded_map(density: np.ndarray, cell: Any, d_min: float, mean_error_deg: float,
