@@ -4,7 +4,7 @@ A correct protein map at a given resolution has a characteristic, positively ske
 few deep holes, a long tail of atom peaks.  Phase errors make the histogram more Gaussian.  Matching
 replaces every protein-region voxel by the reference density of the same rank (its quantile), after the
 reference histogram has been given the current region's mean and standard deviation, so only the shape
-changes (as DM does: the map has no absolute scale and no F000).  Truncation of the lowest 35 %
+changes (as DM does: the map has no absolute scale and no F000).  Truncation of the lowest densities
 (:mod:`.protein`) is the crudest case of the same idea.
 
 The reference shape is a table of standardised quantiles (mean 0, SD 1) of protein-region density as a
