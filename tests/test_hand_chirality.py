@@ -1,6 +1,6 @@
 """Hand from chirality (issue #5): pseudoscalar features of a map are invariant under proper rotations and
 change sign under mirror images, the antisymmetric logistic fit, the hand-chirality model card at runtime
-(choose_hand, recycling) and its export."""
+(choose_hand, recycling), its export, and one card averaging nested linear cards."""
 from __future__ import annotations
 
 import json
@@ -282,3 +282,61 @@ def test_pipeline_features_on_the_shipped_example(monkeypatch):
     assert np.allclose(twice["X"], np.concatenate([d["X"], d["X"]]))
     with pytest.raises(CrysError, match="output=refined"):
         pipeline_features_with_labels(examples, "patterson-density:output=prediction")
+
+
+def _member(tmp_path, name: str, feature_set: str, seed: int, **extra) -> dict:
+    """A random linear hand card in ``tmp_path`` (the models folder of the test)."""
+    rng = np.random.default_rng(seed)
+    n = n_features(len(SIGMAS), feature_set)
+    card = {"format": models.CARD_FORMAT, "task": "hand-chirality", "name": name, "input": "refined",
+            "feature_set": feature_set, "sigmas": list(SIGMAS), "weights": rng.normal(size=n).tolist(),
+            "scale": rng.uniform(0.2, 3.0, n).tolist(), **extra}
+    (tmp_path / f"{name}.json").write_text(json.dumps(card))
+    return card
+
+
+def test_an_average_of_nested_linear_cards_is_one_card_with_the_mean_logit(tmp_path, monkeypatch):
+    from crysplugins.training.hand_chirality import average_linear_cards, write_average_card
+
+    monkeypatch.setenv(models.ENV_MODELS, str(tmp_path))
+    _member(tmp_path, "m_v1", "pseudoscalar-v1", 1)
+    _member(tmp_path, "m_v2", "pseudoscalar-v2", 2)
+    card = write_average_card(["m_v2", "m_v1"], tmp_path / "run" / "avg_hand")
+    saved = json.loads((tmp_path / "run" / "avg_hand" / "hand_chirality.json").read_text())
+    assert saved == card and card["feature_set"] == "pseudoscalar-v2" and card["head"] == "linear"
+    assert [m["name"] for m in card["training"]["ensemble_of"]] == ["m_v2", "m_v1"]
+    (tmp_path / "avg_hand.json").write_text(json.dumps(card))
+    rng = np.random.default_rng(0)
+    for shape, cell in (((8, 10, 12), (7.0, 9.0, 11.0, 95.0, 105.0, 80.0)),
+                        ((12, 8, 10), (10.0, 7.5, 9.0, 90.0, 90.0, 120.0))):
+        maps = rng.normal(size=(2,) + shape)
+        a, b, avg = (hand_logits(maps, n, cells=[cell, cell]) for n in ("m_v1", "m_v2", "avg_hand"))
+        assert np.allclose(avg, (a + b) / 2, rtol=1e-9, atol=1e-9 * np.abs(a).max())
+        assert not np.allclose(avg, a) and not np.allclose(avg, b)
+
+
+def test_cards_that_do_not_nest_into_one_linear_card_are_refused(tmp_path):
+    from crysplugins.training.hand_chirality import average_linear_cards
+
+    v1, v2 = _member(tmp_path, "a", "pseudoscalar-v1", 1), _member(tmp_path, "b", "pseudoscalar-v2", 2)
+    blurs = _member(tmp_path, "c", "pseudoscalar-v1", 3, sigmas=[s + 0.1 for s in SIGMAS])
+    other_input = _member(tmp_path, "d", "pseudoscalar-v2", 4, input="prediction")
+    odd = _member(tmp_path, "e", "pseudoscalar-v2", 5, head="odd-mlp", weights=[1.0] * 5,
+                  hidden=[[0.1] * 5] * n_features(len(SIGMAS), "pseudoscalar-v2"))
+    for bad in ([v2, blurs], [v1, other_input]):
+        with pytest.raises(CrysError, match="do not nest"):
+            average_linear_cards(bad, "x")
+    with pytest.raises(CrysError, match="not a linear"):
+        average_linear_cards([v2, odd], "x")
+    with pytest.raises(CrysError, match="two or more"):
+        average_linear_cards([v2], "x")
+
+
+def test_the_shipped_dipeptide_hand_is_the_mean_of_its_members(monkeypatch):
+    monkeypatch.delenv(models.ENV_MODELS, raising=False)
+    members = [m["name"] for m in models.find_card("dipeptide_hand")["training"]["ensemble_of"]]
+    assert sorted(members) == ["fragment_hand", "reccrysformer_dipeptide_recycled_hand"]
+    m = np.random.default_rng(3).normal(size=(1, 8, 10, 12))
+    cell = (8.0, 12.0, 12.0, 110.0, 120.0, 90.0)
+    logits = [hand_logits(m, n, cells=[cell])[0] for n in members]
+    assert hand_logits(m, "dipeptide_hand", cells=[cell])[0] == pytest.approx(np.mean(logits), rel=1e-9)

@@ -32,6 +32,10 @@ the antisymmetry; the head (linear, penalty by grouped cross-validation) is meas
 maps (:func:`fit_true_maps`; the shipped ``fragment_hand``:
 ``train hand-chirality --true-maps --data data_build/frag2-15 --every 5 --test-every 6 --out runs/fragment_hand``).
 
+``--average A,B`` fits nothing: it writes one linear card whose logit is the equal-weight mean of the installed
+linear cards A and B (:func:`average_linear_cards`; exact when their feature sets nest, e.g. ``pseudoscalar-v1``
+inside ``pseudoscalar-v2``).
+
 Output: ``RUN_DIR/hand_chirality.json``, a model card (task ``hand-chirality``; weights, feature scale,
 blurs, training summary, test metrics); ``crysplugins export RUN_DIR`` copies it to ``models/``.
 ``RUN_DIR/features-<split>-<key>.npz`` caches the features (the key hashes the dataset, the predictor's
@@ -64,8 +68,8 @@ from crysplugins.evaluation.compare import (PredictorLabel, examples_from_datase
                                             true_data)
 from crysplugins.host import default_host
 from crysplugins.interface import CrystalMap, ObservedAmplitudes
-from crysplugins.runtime.hand import rms_normalised
-from crysplugins.runtime.models import CARD_FORMAT, list_models
+from crysplugins.runtime.hand import chirality_head, rms_normalised
+from crysplugins.runtime.models import CARD_FORMAT, find_card, list_models
 from crysplugins.runtime.recycle import refined_map_on_grid
 from crysplugins.training.runner import load_runner
 
@@ -94,6 +98,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="instead of --predictor-run: fit on the true densities of --data's train families, each also "
                         "with simulated phase errors (the hand of a solved map; fit_true_maps), and measure on its "
                         "test families")
+    g.add_argument("--average", metavar="CARD,CARD",
+                   help="instead of fitting: one linear card whose logit is the equal-weight mean of these installed "
+                        "linear hand-chirality cards' logits (same blurs and input, nested feature sets), written "
+                        "to --out for `crysplugins export`")
     g.add_argument("--every", type=int, default=5, help="with --true-maps: every N-th train example (default 5)")
     g.add_argument("--test-every", type=int, default=8, dest="test_every",
                    help="evaluate on every N-th test example of --data (default 8; --true-maps: 6 is the card's)")
@@ -388,6 +396,11 @@ def train_from_pipeline(mtz_dir: str | Path, data: str | Path, out: str | Path, 
 def run_cli(args: argparse.Namespace) -> int:
     """``crysplugins train hand-chirality ...`` (called by :mod:`crysplugins.training.cli`)."""
     say = None if args.quiet else (lambda m: print(m, flush=True))
+    if args.average:
+        card = write_average_card([n.strip() for n in args.average.split(",") if n.strip()], args.out)
+        print(json.dumps({"card": str(Path(args.out) / "hand_chirality.json"), "feature_set": card["feature_set"],
+                          "ensemble_of": card["training"]["ensemble_of"]}, indent=1))
+        return 0
     if args.true_maps:
         if not args.data:
             raise CrysError("train hand-chirality --true-maps needs --data DIR (a dataset with true densities).")
@@ -611,6 +624,66 @@ def fit_true_maps(data: str | Path, out: str | Path, every: int = 5, test_every:
         "metrics": {"test": {"maps": f"every {test_every}th test-family example of {ds.root}",
                              **true_map_metrics(test, head)}},
     }
+    tmp = out / "hand_chirality.json.part"
+    tmp.write_text(json.dumps(card, indent=1))
+    tmp.replace(out / "hand_chirality.json")
+    return card
+
+
+# ------------------------------------------------------------------ ensembles: one linear card for a mean of cards
+#: feature sets whose vector begins with another set's whole vector (pseudoscalar-v2 appends the Hessian-commutator
+#: terms to pseudoscalar-v1's entries, same blurs, same order)
+FEATURE_PREFIXES: dict[str, tuple[str, ...]] = {"pseudoscalar-v1": (), "pseudoscalar-v2": ("pseudoscalar-v1",)}
+
+
+def average_linear_cards(cards: list[Any], name: str) -> dict[str, Any]:
+    """One ``linear`` hand-chirality card whose logit is the equal-weight mean of the members' logits.
+
+    ``cards``: two or more ``hand-chirality`` cards (ModelCards or dicts) with linear heads, the same blurs σ (Å)
+    and the same ``input``, whose feature sets nest (:data:`FEATURE_PREFIXES`).  Member m scores
+    Σ_i f_i w_mi / s_mi over its first F_m features; with the widest member's feature set and scale s, the mean
+    is Σ_j f_j W_j / s_j with W_j = (1/M) Σ_m w_mj s_j / s_mj (w_mj = 0 beyond F_m): exact, not fitted.
+    CrysError (one sentence) when the cards cannot be averaged so.  The card has no ``metrics``."""
+    if len(cards) < 2:
+        raise CrysError("An average of hand models needs two or more cards.")
+    heads = []
+    for card in cards:
+        label = card.get("name", "(unnamed)")
+        if card.get("task") != TASK or card.get("head", "linear") != "linear":
+            raise CrysError(f"The hand model {label} is not a linear hand-chirality card; only linear heads average "
+                            "into one linear card.")
+        heads.append(chirality_head(card))
+    sigmas, inputs = {tuple(h[0]) for h in heads}, {str(c.get("input", "prediction")) for c in cards}
+    widest = max(heads, key=lambda h: len(h[2]["weights"]))[1]
+    if len(sigmas) > 1 or len(inputs) > 1 or any(h[1] != widest and h[1] not in FEATURE_PREFIXES.get(widest, ())
+                                                  for h in heads):
+        raise CrysError("These hand models do not nest into one linear card: they need the same blurs, the same "
+                        "input and feature sets that extend one another.")
+    scale = next(h[2]["scale"] for h in heads if h[1] == widest)
+    weights = np.zeros(len(scale))
+    for _, _, p in heads:
+        n = len(p["weights"])
+        weights[:n] += p["weights"] * scale[:n] / p["scale"] / len(heads)
+    members = [{"name": c.get("name"), "feature_set": h[1], "weight": 1.0 / len(heads), "created": c.get("created")}
+               for c, h in zip(cards, heads)]
+    return {
+        "format": CARD_FORMAT, "task": TASK, "name": name,
+        "description": "Hand (L vs D) of a density-modified fragment map: the equal-weight mean of the logits of "
+                       + ", ".join(str(m["name"]) for m in members) + " (rotation-invariant pseudoscalar features, "
+                       "one linear score); score > 0 keeps the map, < 0 inverts it through the cell centre.",
+        "input": inputs.pop(), "feature_set": widest, "sigmas": list(sigmas.pop()), "head": "linear",
+        "weights": weights.tolist(), "scale": np.asarray(scale).tolist(),
+        "training": {"ensemble_of": members, "rule": "equal-weight mean of the members' logits, fixed before any "
+                     "measurement (no fitted weight); the weights are the members' mapped onto this card's scale"},
+    }
+
+
+def write_average_card(names: list[str], out: str | Path) -> dict[str, Any]:
+    """``train hand-chirality --average A,B``: :func:`average_linear_cards` of the installed cards ``names``,
+    written to ``out/hand_chirality.json`` (``crysplugins export out`` installs it as ``models/<out name>.json``)."""
+    out = Path(out)
+    card = average_linear_cards([find_card(n) for n in names], out.name)
+    out.mkdir(parents=True, exist_ok=True)
     tmp = out / "hand_chirality.json.part"
     tmp.write_text(json.dumps(card, indent=1))
     tmp.replace(out / "hand_chirality.json")
