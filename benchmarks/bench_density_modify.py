@@ -17,6 +17,8 @@ they do not depend on our code).  Writes ``benchmarks/out/density_modify.json``.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_density_modify.py [--crystals 1RX4,1HPV] [--levels 50]
         [--seeds 1 2] [--methods ours-lv,ours-unet,cctbx] [--max-reflections N]
+    OMP_NUM_THREADS=1 python benchmarks/bench_density_modify.py --sources data_build/dm_dev_lowres.npz \
+        --cctbx-cache benchmarks/out/dm_dev_cctbx_cache.json --json runs/dm_dev.json   # tuning crystals
 """
 from __future__ import annotations
 
@@ -158,6 +160,8 @@ def main() -> None:
     ap.add_argument("--methods", default="ours-lv,ours-unet,cctbx")
     ap.add_argument("--max-reflections", type=int, default=0, help="skip crystals with more ASU reflections")
     ap.add_argument("--sources-cache", default=str(ROOT / "data_build" / "dm_bench_sources.npz"))
+    ap.add_argument("--sources", default="", help="a PhasingSource cache to run instead of the benchmark crystals "
+                                                  "(the tuning set of build_dm_dev_sources.py)")
     ap.add_argument("--cctbx-cache", default=str(OUT / "density_modify_cctbx_cache.json"))
     ap.add_argument("--json", default=str(OUT / "density_modify.json"))
     ap.add_argument("--merge", nargs="*", default=None, metavar="JSON",
@@ -184,7 +188,8 @@ def main() -> None:
         provider = unet_provider(*load_solvent_model())
     want = set(filter(None, args.crystals.split(",")))
     rows = []
-    for src in load_crystals(Path(args.sources_cache)):
+    crystals = load_sources(Path(args.sources)) if args.sources else load_crystals(Path(args.sources_cache))
+    for src in crystals:
         if want and src.name not in want:
             continue
         if args.max_reflections and len(src.hkl) > args.max_reflections:

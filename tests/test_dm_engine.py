@@ -99,6 +99,25 @@ def test_histogram_matching_and_schedules_keep_symmetry_and_improve(crystal):
     assert res.trace[0]["truncated"] > res.trace[-2]["truncated"]  # the truncated fraction followed its schedule
 
 
+def test_last_cycle_flattens_only_after_a_strong_flip():
+    """The final cycle flattens (k = 0) when the flip would have |k| >= flatten_last_min_k, else it flips."""
+    from crysplugins.crystal.dm.settings import SolventSettings
+    from crysplugins.crystal.dm.solvent import modify_solvent
+
+    rng = np.random.default_rng(0)
+    rho = rng.normal(size=(8, 8, 8))
+    solvent = np.zeros(rho.shape, bool)
+    solvent[:4] = True
+    settings = SolventSettings(gamma=1.0, gamma_final=None, flatten_last_min_k=0.9)
+    _, k_low = modify_solvent(rho.copy(), solvent, 0.35, settings, last=True)  # |k| = 0.65/0.35 = 1.86
+    out, k_high = modify_solvent(rho.copy(), solvent, 0.6, settings, last=True)  # |k| = 0.4/0.6 = 0.67
+    assert k_low == 0.0
+    assert k_high == pytest.approx(-0.4 / 0.6)
+    assert out[solvent].std() > 0.5 * rho[solvent].std()  # flipped, not flattened
+    _, k_always = modify_solvent(rho.copy(), solvent, 0.6, SolventSettings(flatten_last_min_k=0.0), last=True)
+    assert k_always == 0.0
+
+
 def test_mask_provider_is_run_only_while_its_weight_is_above_zero(crystal):
     refl, _, phi, fom = crystal
     hl = hl_from_phase_fom(phi, fom, refl.centric)

@@ -170,7 +170,7 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
             progress((cycle + 1) / n_cycles, f"density modification cycle {cycle + 1}/{n_cycles}, "
                                              f"FOM {trace[-1]['fom']:.3f}")
     final = refl.to_map(coef, shape)
-    if settings.solvent.flatten_last and n_cycles > 1:
+    if n_cycles > 1 and trace[-1]["k_flip"] == 0.0 and settings.solvent.method == "flip":  # flattened last
         fom = np.minimum(fom, fom_flipped)
     return DMResult(reflections=refl, phib=np.degrees(phib), fom=fom, hl=hl_cur, fwt=coef,
                     map=refl.crystal_map(final, name="density-modified"), mask=mask_prev,

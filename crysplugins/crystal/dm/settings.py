@@ -18,7 +18,12 @@ class SolventSettings:
     1 → 0.8 gave 1.4° less final error at 50° and 0.3° at 65° start error than a constant 1 on the
     dev crystals of benchmarks/bench_density_modify.py);
     ``scale_flip`` multiplies k by the squared ratio of protein rms after/before truncation;
-    ``flatten_last`` flattens in the final cycle (the output map then carries no flipped noise).
+    ``flatten_last`` flattens in the final cycle (the output map then carries no flipped noise) when the
+    flip factor would still be |k| >= ``flatten_last_min_k``: a strong flip (low solvent content) leaves
+    amplified noise that flattening removes (1EJG, 1IA1, 1RX2: |k| 1.0-1.2, 1-3° better flattened), while
+    after a mild one (|k| 0.4-0.85, solvent above ~0.42) the flattened map's phases lean back towards the
+    input's and were 0.1-0.5° worse on the dev crystals (the packed low-resolution tuning set of
+    benchmarks/build_dm_dev_sources.py and the dev split; 0.2° better on the held-out crystals it changes).
     ``adjust_level`` raises the solvent level to what a protein/solvent density ratio of
     ``protein_solvent_ratio`` implies (the map has no F000).
     """
@@ -28,6 +33,7 @@ class SolventSettings:
     gamma_final: float | None = 0.8
     scale_flip: bool = True
     flatten_last: bool = True
+    flatten_last_min_k: float = 0.9
     adjust_level: bool = True
     protein_solvent_ratio: float = 1.31
 

@@ -26,14 +26,14 @@ def flip_factor(solvent_fraction: float, settings: SolventSettings, rms_ratio: f
 def modify_solvent(rho: np.ndarray, solvent: np.ndarray, solvent_fraction: float, settings: SolventSettings,
                    rms_ratio: float = 1.0, last: bool = False) -> tuple[np.ndarray, float]:
     """Flip (or flatten) the solvent region of ``rho`` (bool mask ``solvent``) in place; returns
-    (rho, k used).  In the last cycle with ``flatten_last`` the solvent is flattened (k = 0)."""
+    (rho, k used).  In the last cycle with ``flatten_last`` the solvent is flattened (k = 0) when the
+    flip would have |k| >= ``flatten_last_min_k``."""
     level = float(rho[solvent].mean()) if solvent.any() else 0.0
-    if settings.method == "flatten" or (last and settings.flatten_last):
-        k = 0.0
-    elif settings.method == "flip":
-        k = flip_factor(solvent_fraction, settings, rms_ratio)
-    else:
+    if settings.method not in ("flip", "flatten"):
         raise ValueError(f"unknown solvent method {settings.method!r}")
+    k = flip_factor(solvent_fraction, settings, rms_ratio) if settings.method == "flip" else 0.0
+    if last and settings.flatten_last and abs(k) >= settings.flatten_last_min_k:
+        k = 0.0
     rho[solvent] = level + k * (rho[solvent] - level)
     return rho, k
 

@@ -1,0 +1,65 @@
+"""Build a development set of crystals for tuning density modification (reads ../shared/corpus).
+
+The DM benchmark (``bench_density_modify.py``) scores every corpus entry with a real cell; tuning the
+engine on those crystals would tune on the benchmark.  This set is made of *other* structures: single chains
+of the training families (not ``TEST_FAMILIES``, not any entry with a real cell) packed into cells of our own
+(:func:`crysplugins.datasets.solvent_windows.pack_chain`), with d_min drawn in ``--d-range`` (Å).  Written as
+a PhasingSource cache that ``bench_density_modify.py --sources`` reads.
+
+    OMP_NUM_THREADS=1 python benchmarks/build_dm_dev_sources.py --n 8 --d-range 2.4 3.0 \
+        --out data_build/dm_dev_lowres.npz
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import gemmi
+import numpy as np
+
+from crysplugins.datasets.phasing import prepare_source
+from crysplugins.datasets.solvent_windows import TEST_FAMILIES, pack_chain, read_manifest, save_sources
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", default=str(CORPUS))
+    ap.add_argument("--n", type=int, default=8, help="crystals (one per family, families in turn)")
+    ap.add_argument("--d-range", type=float, nargs=2, default=(2.4, 3.0), metavar=("LO", "HI"))
+    ap.add_argument("--residues", type=int, nargs=2, default=(90, 260), metavar=("MIN", "MAX"),
+                    help="chain length range (keeps each DM run to seconds)")
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--out", default="data_build/dm_dev_lowres.npz")
+    args = ap.parse_args()
+    rng = np.random.default_rng(args.seed)
+    entries = [e for e in read_manifest(Path(args.corpus)) if e.space_group == "NA" and e.family not in TEST_FAMILIES]
+    lo, hi = args.residues
+    by_family: dict[str, list] = {}
+    for e in entries:
+        by_family.setdefault(e.family, []).append(e)
+    for fam in by_family.values():
+        rng.shuffle(fam)
+    sources = []
+    while len(sources) < args.n and any(by_family.values()):
+        for fam, pool in sorted(by_family.items()):  # one chain per family and round: many folds
+            if len(sources) >= args.n or not pool:
+                continue
+            e = pool.pop()
+            st = gemmi.read_structure(str(e.path))
+            n_res = sum(len(ch) for ch in st[0])
+            crystal = pack_chain(st, rng) if lo <= n_res <= hi else None
+            if crystal is None:
+                continue
+            src = prepare_source(crystal, float(rng.uniform(*args.d_range)), name=f"{e.id}-dev", family=e.family)
+            sources.append(src)
+            print(f"{src.name} {crystal.spacegroup_hm} d_min {src.d_min:.2f} A, {n_res} residues, "
+                  f"{len(src.hkl)} reflections, solvent {src.solvent_fraction:.2f}", flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    save_sources(sources, Path(args.out))
+    print(f"{len(sources)} crystals -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
