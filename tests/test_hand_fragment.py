@@ -110,9 +110,33 @@ def test_fragment_phasing_places_a_centred_solution_on_the_l_hand(fixture_maps):
     assert hand is not None and hand.inverted and hand.confidence > 0.5 and "inverted" in how
     assert hand_logits(np.asarray(res.map.array)[None], MODEL, cells=[cell])[0] < 0  # now on the L hand
     f_new, _ = FourierGrid(hkl, d_map.shape, float(cell.volume)).from_map(np.asarray(res.map.array, float))
-    assert np.allclose(res.phases, np.degrees(np.angle(f_new)), atol=1e-3)  # phases follow the map
+    assert np.allclose(np.exp(1j * np.radians(res.phases)), np.exp(1j * np.angle(f_new)), atol=1e-4)  # follow the map
     how, hand = fp.place(res, None, hand_model=None)
     assert hand is None and how.startswith("centred")
+
+
+def test_placement_moves_the_phases_even_of_reflections_the_map_does_not_hold():
+    """A reflection with zero figure of merit is absent from the solution's map, so the moved map cannot
+    give its phase; placement moves every phase analytically (φ + 360° h·t)."""
+    from crysplugins.crystal.maps import centre_density
+
+    rng = np.random.default_rng(4)
+    cell, shape = gemmi.UnitCell(12, 13, 14, 90, 90, 90), (14, 14, 14)
+    hkl = np.array([(h, k, l) for h in range(-5, 6) for k in range(-5, 6) for l in range(0, 6) if (h, k, l) != (0, 0, 0)])
+    f = rng.normal(size=len(hkl)) + 1j * rng.normal(size=len(hkl))
+    f[hkl[:, 2] == 0] = np.abs(f[hkl[:, 2] == 0])  # Friedel-consistent on the l = 0 plane
+    fom = np.where(rng.random(len(hkl)) < 0.2, 0.0, 1.0)
+    fg = FourierGrid(hkl, shape, float(cell.volume))
+    rho = fg.to_map(fom * f)
+    res = RefineResult(CrystalMap.from_array(rho.astype(np.float32), cell, gemmi.SpaceGroup("P 1")), hkl,
+                       np.degrees(np.angle(f)), np.abs(f), fom, 1.0, True)
+    _, shift = centre_density(rho, cell=cell)
+    fp.place(res, None, hand_model=None)
+    want = np.exp(1j * (np.angle(f) + 2 * np.pi * (hkl @ shift)))
+    assert np.allclose(np.exp(1j * np.radians(res.phases)), want, atol=1e-6)
+    f_moved, _ = fg.from_map(np.asarray(res.map.array, dtype=np.float64))
+    held = fom > 0  # where the map holds the reflection, the moved map agrees with the moved phases
+    assert np.allclose(np.exp(1j * np.angle(f_moved[held])), want[held], atol=2e-3)
 
 
 def test_the_v2_features_extend_v1_and_are_pseudoscalars(fixture_maps):

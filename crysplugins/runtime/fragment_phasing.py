@@ -31,7 +31,7 @@ import numpy as np
 
 from crysplugins.crystal import charge_flipping as cf
 from crysplugins.crystal import solution_score as ss
-from crysplugins.crystal.fourier import FourierGrid, fourier_grid, stol2
+from crysplugins.crystal.fourier import fourier_grid, stol2
 from crysplugins.crystal.maps import centre_density, invert_grid
 from crysplugins.crystal.origin import apply_origin_hand, search_origin_hand
 from crysplugins.crystal.refine import RefineResult, density_modify
@@ -254,26 +254,30 @@ def place(refined: RefineResult, reference_phases: np.ndarray | None = None,
     data put at the centre-of-mass placement, paper 000 appendix B) the solution takes the origin and hand
     that agree best with them (no hand call); without, its fragment is centred
     (:func:`crysplugins.crystal.maps.centre_density`) and ``hand_model`` (None: none) chooses the hand
-    (:func:`choose_solution_hand`).  Map and phases stay consistent (phases recomputed from the moved map).
+    (:func:`choose_solution_hand`).  The phases move with the map exactly (a translation t adds 360° h·t,
+    the inversion negates them), not recomputed from the moved map, whose grid may alias its highest
+    reflections.
     """
     cmap = refined.map
     rho = np.asarray(cmap.array, dtype=np.float64)
+    hkl = np.asarray(refined.hkl, dtype=np.float64)
+    phases = np.asarray(refined.phases, dtype=np.float64)
     how, hand = "centred (hand arbitrary)", None
     if reference_phases is not None and np.shape(reference_phases) == np.shape(refined.phases):
         fit = search_origin_hand(refined.hkl, refined.amplitudes, reference_phases, refined.phases)
         rho = apply_origin_hand(rho, fit.shift, fit.inverted)
+        phases = (-phases if fit.inverted else phases) + 360.0 * (hkl @ np.asarray(fit.shift, dtype=np.float64))
         how = "origin and hand of the transformer's prediction"
     else:
-        rho, _ = centre_density(rho, cell=cmap.cell)
+        rho, shift = centre_density(rho, cell=cmap.cell)
+        phases = phases + 360.0 * (hkl @ np.asarray(shift, dtype=np.float64))
     refined.map = CrystalMap.from_array(rho.astype(np.float32), cmap.cell, cmap.spacegroup, name=cmap.name,
                                         units="e/Å³")
     if hand_model and how.startswith("centred"):
         hand = choose_solution_hand(refined, hand_model)
+        phases = -phases if hand.inverted else phases
         sure = "" if hand.confidence >= SURE_HAND else ", an uncertain call"
         how = (f"centred; hand chosen by {hand.model}: {'inverted' if hand.inverted else 'kept'} "
                f"(confidence {hand.confidence:.2f}{sure}; meaningful for a solved map)")
-    rho = np.asarray(refined.map.array, dtype=np.float64)
-    fg = FourierGrid(refined.hkl, tuple(rho.shape), float(cmap.cell.volume))
-    f_map, _ = fg.from_map(rho)
-    refined.phases = np.degrees(np.angle(f_map))
+    refined.phases = (phases + 180.0) % 360.0 - 180.0
     return how, hand
