@@ -100,12 +100,14 @@ def demo_example() -> Example:
     return Example(info["id"], root / info["amplitudes"], root / info["phases"], info["sequence"], 1.5, 2)
 
 
-def output_map(host, label: PredictorLabel, ex: Example) -> dict:
-    """The predictor's output map for ``ex`` with its truth: map, cell, wrong hand?, phase error.  Cached for
-    charge flipping only (its output does not depend on any hand model; patterson-density's does)."""
-    path = CACHE / f"{label.label.replace(':', '_').replace('=', '-')}__{ex.id}_{ex.d_min:g}.npz"
-    cache = label.name == "charge-flipping"
-    if cache and path.exists():
+def output_map(host, label: PredictorLabel, ex: Example, cache_dir: Path | None = None) -> dict:
+    """The predictor's output map for ``ex`` with its truth: map, cell, wrong hand?, phase error, the model and
+    hand model that made it.  Cached in ``cache_dir`` (default: for charge flipping only, in CACHE: its output
+    does not depend on any hand model; patterson-density's does)."""
+    if cache_dir is None and label.name == "charge-flipping":
+        cache_dir = CACHE
+    path = None if cache_dir is None else cache_dir / f"{label.label.replace(':', '_').replace('=', '-')}__{ex.id}_{ex.d_min:g}.npz"
+    if path is not None and path.exists():
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     prediction, seconds = run_one(host, label, ex)
@@ -115,10 +117,11 @@ def output_map(host, label: PredictorLabel, ex: Example) -> dict:
     f_map, _ = FourierGrid(hkl, rho.shape, float(cell.volume)).from_map(rho)
     fit = search_origin_hand(hkl, f, phi, np.degrees(np.angle(f_map)))
     rec = {"map": rho.astype(np.float32), "cell": np.array(cmap.cell.parameters), "wrong_hand": fit.inverted,
-           "phase_error": fit.phase_error, "seconds": seconds,
+           "phase_error": fit.phase_error, "seconds": seconds, "model": str(prediction.meta.get("model", "")),
+           "pipeline_hand_model": str(prediction.meta.get("hand_model", "")),
            "pipeline_inverted": bool(prediction.meta.get("hand_inverted", False))}
-    if cache:
-        CACHE.mkdir(parents=True, exist_ok=True)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, **rec)
     return rec
 

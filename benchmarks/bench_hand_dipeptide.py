@@ -31,11 +31,9 @@ import numpy as np
 from bench_hand import bench_examples, demo_example, output_map
 from figure_output import OUT, REPO, write_figure
 
-from crysplugins.crystal.fourier import FourierGrid
-from crysplugins.crystal.origin import search_origin_hand
 from crysplugins.datasets.store import open_dataset
 from crysplugins.errors import CrysError
-from crysplugins.evaluation.compare import Example, PredictorLabel, run_one, true_data
+from crysplugins.evaluation.compare import Example, PredictorLabel
 from crysplugins.host import default_host
 from crysplugins.runtime.hand import hand_logits
 from crysplugins.training.hand_chirality import degraded_map
@@ -77,34 +75,13 @@ def true_dipeptides(data: str, n: int, cards: list[str], seed: int = 0) -> dict:
     return out | {"rows": rows}
 
 
-def pipeline_output(host, label: PredictorLabel, ex: Example) -> dict:
-    """The predictor's output map for ``ex`` with its truth and the model that made it (cached)."""
-    path = CACHE / f"{label.label.replace(':', '_').replace('=', '-')}__{ex.id}_{ex.d_min:g}.npz"
-    if path.exists():
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    prediction, seconds = run_one(host, label, ex)
-    cmap = prediction.maps["density"]
-    rho = np.asarray(cmap.array, dtype=np.float64)
-    cell, hkl, f, phi = true_data(ex)
-    f_map, _ = FourierGrid(hkl, rho.shape, float(cell.volume)).from_map(rho)
-    fit = search_origin_hand(hkl, f, phi, np.degrees(np.angle(f_map)))
-    rec = {"map": rho.astype(np.float32), "cell": np.array(cmap.cell.parameters), "wrong_hand": fit.inverted,
-           "phase_error": fit.phase_error, "seconds": seconds, "model": str(prediction.meta.get("model", "")),
-           "pipeline_hand_model": str(prediction.meta.get("hand_model", "")),
-           "pipeline_inverted": bool(prediction.meta.get("hand_inverted", False))}
-    CACHE.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **rec)
-    return rec
-
-
 def real_outputs(label: str, examples: list[Example], host, cards: list[str]) -> dict:
     """(c): every card's call on each output map; counts on the solved maps (refusals listed)."""
     lab = PredictorLabel.parse(label)
     rows, refused = [], []
     for ex in examples:
         try:
-            rec = pipeline_output(host, lab, ex) if lab.name != "charge-flipping" else output_map(host, lab, ex)
+            rec = output_map(host, lab, ex, None if lab.name == "charge-flipping" else CACHE)
         except CrysError as exc:
             refused.append(f"{ex.id}: {exc}")
             continue
