@@ -251,7 +251,8 @@ def merge(paths: list[str], cache_path: Path, out_path: Path, methods: list[str]
 
 def summarise(rows: list[dict], methods: list[str]) -> dict:
     """Means per level over the rows with every method, also for the dev split and the other crystals
-    separately (``dev`` / ``held_out``), with the crystals ours is worse than cctbx on by > 0.5°."""
+    separately (``dev`` / ``held_out``) and per seed (``by_seed``, when there are several), with the crystals
+    ours is worse than cctbx on by > 0.5°."""
     summary = {}
     for level in sorted({r["level"] for r in rows}):
         sel = [r for r in rows if r["level"] == level and all("error" in r.get(m, {}) for m in methods)]
@@ -262,6 +263,9 @@ def summarise(rows: list[dict], methods: list[str]) -> dict:
             sub = [r for r in sel if r["name"] in DEV_SPLIT] if keep else [r for r in sel if r["name"] not in DEV_SPLIT]
             if sub:
                 s[part] = _means(sub, methods)
+        seeds = sorted({r["seed"] for r in sel})
+        if len(seeds) > 1:
+            s["by_seed"] = {str(seed): _means([r for r in sel if r["seed"] == seed], methods) for seed in seeds}
         summary[str(level)] = s
     return summary
 
