@@ -28,7 +28,8 @@ def trace(case, settings: DMSettings, provider=None) -> tuple[list[float], dict]
 
     res = run_dm(case.refl, case.hl, settings, solvent_fraction=case.solvent_fraction, mask_provider=provider,
                  on_cycle=on_cycle)
-    return errs, {"k_last_flip": res.trace[-2]["k_flip"], "fom": res.trace[-1]["fom"], "sigmaa": res.trace[-1]["sigmaa"]}
+    k_flips = [row["k_flip"] for row in res.trace if row["k_flip"] != 0.0]
+    return errs, {"k_last_flip": k_flips[-1] if k_flips else 0.0, "fom": res.trace[-1]["fom"], "sigmaa": res.trace[-1]["sigmaa"]}
 
 
 def main() -> None:

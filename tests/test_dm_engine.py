@@ -16,6 +16,8 @@ import pytest
 from crysplugins.cli import main
 from crysplugins.crystal.dm import DMSettings, ReflectionSet, run_dm
 from crysplugins.crystal.dm.hl import fom_from_kappa, hl_from_phase_fom, phase_fom_from_hl
+from crysplugins.crystal.dm.settings import SolventSettings
+from crysplugins.crystal.dm.solvent import modify_solvent
 from crysplugins.crystal.io import make_mtz
 from crysplugins.errors import CrysError
 from crysplugins.host import Host
@@ -101,21 +103,31 @@ def test_histogram_matching_and_schedules_keep_symmetry_and_improve(crystal):
 
 def test_last_cycle_flattens_only_after_a_strong_flip():
     """The final cycle flattens (k = 0) when the flip would have |k| >= flatten_last_min_k, else it flips."""
-    from crysplugins.crystal.dm.settings import SolventSettings
-    from crysplugins.crystal.dm.solvent import modify_solvent
-
     rng = np.random.default_rng(0)
     rho = rng.normal(size=(8, 8, 8))
     solvent = np.zeros(rho.shape, bool)
     solvent[:4] = True
     settings = SolventSettings(gamma=1.0, gamma_final=None, flatten_last_min_k=0.9)
-    _, k_low = modify_solvent(rho.copy(), solvent, 0.35, settings, last=True)  # |k| = 0.65/0.35 = 1.86
-    out, k_high = modify_solvent(rho.copy(), solvent, 0.6, settings, last=True)  # |k| = 0.4/0.6 = 0.67
-    assert k_low == 0.0
-    assert k_high == pytest.approx(-0.4 / 0.6)
+    _, k_strong = modify_solvent(rho.copy(), solvent, 0.35, settings, last=True)  # |k| = 0.65/0.35 = 1.86
+    out, k_mild = modify_solvent(rho.copy(), solvent, 0.6, settings, last=True)  # |k| = 0.4/0.6 = 0.67
+    assert k_strong == 0.0
+    assert k_mild == pytest.approx(-0.4 / 0.6)
     assert out[solvent].std() > 0.5 * rho[solvent].std()  # flipped, not flattened
     _, k_always = modify_solvent(rho.copy(), solvent, 0.6, SolventSettings(flatten_last_min_k=0.0), last=True)
     assert k_always == 0.0
+    _, k_not_last = modify_solvent(rho.copy(), solvent, 0.35, settings, last=False)
+    assert k_not_last == pytest.approx(-0.65 / 0.35)
+
+
+def test_engine_flips_its_last_cycle_when_the_flip_is_mild(crystal):
+    """On the ~55 % solvent test crystal the last flip is mild: with the default threshold the run ends on a
+    flip, with a threshold of 0 on a flattened cycle (the old rule)."""
+    refl, _, phi, fom = crystal
+    hl = hl_from_phase_fom(phi, fom, refl.centric)
+    mild = run_dm(refl, hl, DMSettings(initial_steps=2, shrink_steps=2, final_steps=2), solvent_fraction=0.55)
+    old = run_dm(refl, hl, DMSettings(initial_steps=2, shrink_steps=2, final_steps=2,
+                                      solvent=SolventSettings(flatten_last_min_k=0.0)), solvent_fraction=0.55)
+    assert mild.trace[-1]["k_flip"] < 0.0 and old.trace[-1]["k_flip"] == 0.0
 
 
 def test_mask_provider_is_run_only_while_its_weight_is_above_zero(crystal):

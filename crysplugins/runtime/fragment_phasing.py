@@ -31,7 +31,7 @@ import numpy as np
 
 from crysplugins.crystal import charge_flipping as cf
 from crysplugins.crystal import solution_score as ss
-from crysplugins.crystal.fourier import fourier_grid, stol2
+from crysplugins.crystal.fourier import fourier_grid, phase_shift, stol2
 from crysplugins.crystal.maps import centre_density, invert_grid
 from crysplugins.crystal.origin import apply_origin_hand, search_origin_hand
 from crysplugins.crystal.refine import RefineResult, density_modify
@@ -260,17 +260,16 @@ def place(refined: RefineResult, reference_phases: np.ndarray | None = None,
     """
     cmap = refined.map
     rho = np.asarray(cmap.array, dtype=np.float64)
-    hkl = np.asarray(refined.hkl, dtype=np.float64)
     phases = np.asarray(refined.phases, dtype=np.float64)
     how, hand = "centred (hand arbitrary)", None
     if reference_phases is not None and np.shape(reference_phases) == np.shape(refined.phases):
         fit = search_origin_hand(refined.hkl, refined.amplitudes, reference_phases, refined.phases)
         rho = apply_origin_hand(rho, fit.shift, fit.inverted)
-        phases = (-phases if fit.inverted else phases) + 360.0 * (hkl @ np.asarray(fit.shift, dtype=np.float64))
+        phases = fit.phases
         how = "origin and hand of the transformer's prediction"
     else:
         rho, shift = centre_density(rho, cell=cmap.cell)
-        phases = phases + 360.0 * (hkl @ np.asarray(shift, dtype=np.float64))
+        phases = phases + np.degrees(phase_shift(refined.hkl, shift))
     refined.map = CrystalMap.from_array(rho.astype(np.float32), cmap.cell, cmap.spacegroup, name=cmap.name,
                                         units="e/Å³")
     if hand_model and how.startswith("centred"):

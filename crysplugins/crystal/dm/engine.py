@@ -38,7 +38,8 @@ from crysplugins.interface import CrystalMap
 
 @dataclass
 class DMResult:
-    """Output of :func:`run_dm`: best phases ``phib`` (degrees), figures of merit ``fom``, combined HL
+    """Output of :func:`run_dm`: best phases ``phib`` (degrees), figures of merit ``fom`` (after a flattened
+    last cycle no higher than the last flipping cycle's: a flattened map's σ_A is inflated), combined HL
     coefficients ``hl`` (n, 4), weighted map coefficients ``fwt`` (complex), the final map (engine grid),
     the final solvent mask (True = solvent), the per-cycle ``trace`` and ``info``."""
 
@@ -170,7 +171,7 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
             progress((cycle + 1) / n_cycles, f"density modification cycle {cycle + 1}/{n_cycles}, "
                                              f"FOM {trace[-1]['fom']:.3f}")
     final = refl.to_map(coef, shape)
-    if n_cycles > 1 and trace[-1]["k_flip"] == 0.0 and settings.solvent.method == "flip":  # flattened last
+    if n_cycles > 1 and trace[-1]["k_flip"] == 0.0 and settings.solvent.method == "flip":  # k is exactly 0 when flattened
         fom = np.minimum(fom, fom_flipped)
     return DMResult(reflections=refl, phib=np.degrees(phib), fom=fom, hl=hl_cur, fwt=coef,
                     map=refl.crystal_map(final, name="density-modified"), mask=mask_prev,
