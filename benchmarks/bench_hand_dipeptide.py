@@ -61,6 +61,8 @@ def true_dipeptides(data: str, n: int, cards: list[str], seed: int = 0) -> dict:
     """(a): the first ``n`` test-family dipeptides, true maps and 20° phase error; right = logit < 0 (keep L)."""
     ds, rng, rows = open_dataset(data), np.random.default_rng(seed), []
     for shard in ds.shards("test"):
+        if len(rows) >= n:
+            break
         arrays = shard.load()
         for row in range(shard.n):
             if len(rows) >= n:
