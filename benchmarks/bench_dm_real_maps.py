@@ -146,7 +146,8 @@ def main() -> None:
         peer, peer_secs = None, None
         if not args.no_cctbx:
             with tempfile.TemporaryDirectory() as tmp:
-                *peer, peer_secs = run_command(case, Path(tmp), ("--refiner", "cctbx-dm"))
+                phib_c, fwt_c, peer_secs = run_command(case, Path(tmp), ("--refiner", "cctbx-dm"))
+                peer = (phib_c, fwt_c)
         maps, scores = maps_and_scores(case, phib, fwt, peer)
         rows.append({"crystal": case.name, "level": args.level, "seed": args.seed, **scores,
                      "seconds": round(secs, 1), "cctbx_seconds": None if peer_secs is None else round(peer_secs, 1)})

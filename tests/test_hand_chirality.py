@@ -16,7 +16,8 @@ from crysplugins.crystal.maps import invert_grid
 from crysplugins.errors import CrysError
 from crysplugins.runtime import models
 from crysplugins.runtime.hand import choose_hand, hand_logits
-from crysplugins.training.hand_chirality import evaluate, fit_logistic
+from crysplugins.cli import main
+from crysplugins.training.hand_chirality import average_linear_cards, evaluate, fit_logistic, write_average_card
 
 CELL = (19.0, 21.0, 23.0, 100.0, 110.0, 95.0)  # triclinic: catches a fractional-frame mistake
 SHAPE = (40, 42, 46)
@@ -296,8 +297,6 @@ def _member(tmp_path, name: str, feature_set: str, seed: int, **extra) -> dict:
 
 
 def test_an_average_of_nested_linear_cards_is_one_card_with_the_mean_logit(tmp_path, monkeypatch):
-    from crysplugins.training.hand_chirality import average_linear_cards, write_average_card
-
     monkeypatch.setenv(models.ENV_MODELS, str(tmp_path))
     _member(tmp_path, "m_v1", "pseudoscalar-v1", 1)
     _member(tmp_path, "m_v2", "pseudoscalar-v2", 2)
@@ -316,8 +315,6 @@ def test_an_average_of_nested_linear_cards_is_one_card_with_the_mean_logit(tmp_p
 
 
 def test_cards_that_do_not_nest_into_one_linear_card_are_refused(tmp_path):
-    from crysplugins.training.hand_chirality import average_linear_cards
-
     v1, v2 = _member(tmp_path, "a", "pseudoscalar-v1", 1), _member(tmp_path, "b", "pseudoscalar-v2", 2)
     blurs = _member(tmp_path, "c", "pseudoscalar-v1", 3, sigmas=[s + 0.1 for s in SIGMAS])
     other_input = _member(tmp_path, "d", "pseudoscalar-v2", 4, input="prediction")
@@ -330,6 +327,14 @@ def test_cards_that_do_not_nest_into_one_linear_card_are_refused(tmp_path):
         average_linear_cards([v2, odd], "x")
     with pytest.raises(CrysError, match="two or more"):
         average_linear_cards([v2], "x")
+
+
+def test_average_with_a_fitting_mode_is_refused_in_one_sentence(tmp_path, capsys):
+    code = main(["train", "hand-chirality", "--average", "fragment_hand,dipeptide_hand", "--true-maps",
+                 "--out", str(tmp_path / "avg")])
+    err = capsys.readouterr().err
+    assert code != 0 and "--average fits nothing" in err and "Traceback" not in err
+    assert not (tmp_path / "avg").exists()
 
 
 def test_the_shipped_dipeptide_hand_is_the_mean_of_its_members(monkeypatch):

@@ -45,6 +45,9 @@ SIGMAS: tuple[float, ...] = (0.0, 0.3, 0.5, 0.7, 0.9, 1.2, 1.6, 2.0)
 FEATURE_SET = "pseudoscalar-v1"
 #: every feature set :func:`pseudoscalar_features` computes (v2 adds the Hessian-commutator terms)
 FEATURE_SETS: tuple[str, ...] = ("pseudoscalar-v1", "pseudoscalar-v2")
+#: feature sets whose vector begins with another set's whole vector (pseudoscalar-v2 appends the Hessian-commutator
+#: terms to pseudoscalar-v1's entries, same blurs, same order)
+FEATURE_PREFIXES: dict[str, tuple[str, ...]] = {"pseudoscalar-v1": (), "pseudoscalar-v2": ("pseudoscalar-v1",)}
 _AXES = (0, 1, 2)
 
 

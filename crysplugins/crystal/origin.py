@@ -101,8 +101,9 @@ def search_origin_hand(hkl: np.ndarray, f: np.ndarray, phi_ref: np.ndarray, phi:
 def apply_origin_hand(rho: np.ndarray, shift: np.ndarray, inverted: bool) -> np.ndarray:
     """Apply the alignment found by :func:`search_origin_hand` to a whole-cell map array [u, v, w].
 
-    Returns ρ'(x) with F'(h) = F(h)·exp(2πi h·t), conj(F(h))·exp(2πi h·t) when inverted: the map inverted through the origin (if ``inverted``)
-    then shifted by t (fractional), by Fourier interpolation (sub-voxel shifts are exact for band-limited maps).
+    Returns ρ'(x) with F'(h) = F(h)·exp(2πi h·t) (conj(F(h))·exp(2πi h·t) when ``inverted``): the map inverted
+    through the origin (if ``inverted``), then shifted by t (fractional) by Fourier interpolation (sub-voxel
+    shifts are exact for band-limited maps).
     """
     arr = np.asarray(rho, dtype=np.float64)
     if inverted:

@@ -255,8 +255,8 @@ def place(refined: RefineResult, reference_phases: np.ndarray | None = None,
     that agree best with them (no hand call); without, its fragment is centred
     (:func:`crysplugins.crystal.maps.centre_density`) and ``hand_model`` (None: none) chooses the hand
     (:func:`choose_solution_hand`).  The phases move with the map exactly (a translation t adds 360° h·t,
-    the inversion negates them), not recomputed from the moved map, whose grid may alias its highest
-    reflections.
+    the inversion negates them) instead of being read back from the moved map, which holds no reflection
+    whose figure of merit is 0.
     """
     cmap = refined.map
     rho = np.asarray(cmap.array, dtype=np.float64)

@@ -54,7 +54,8 @@ from typing import Any, Callable
 import gemmi
 import numpy as np
 
-from crysplugins.crystal.chirality import FEATURE_SET, SIGMAS, pseudoscalar_features, reciprocal_vectors
+from crysplugins.crystal.chirality import (FEATURE_PREFIXES, FEATURE_SET, SIGMAS, pseudoscalar_features,
+                                          reciprocal_vectors)
 from crysplugins.crystal.fourier import FourierGrid
 from crysplugins.crystal.maps import invert_grid
 from crysplugins.crystal.metrics import pearson
@@ -356,10 +357,7 @@ def fit_and_write_card(train: dict[str, np.ndarray], test: dict[str, np.ndarray]
         "metrics": {"train": evaluate((train["X"] / sc) @ w, train),
                     "test": evaluate((test["X"] / sc) @ w, test), **test_info},
     }
-    tmp = out / "hand_chirality.json.part"
-    tmp.write_text(json.dumps(card, indent=1))
-    tmp.replace(out / "hand_chirality.json")
-    return card
+    return write_card(card, out)
 
 
 def train_from_pipeline(mtz_dir: str | Path, data: str | Path, out: str | Path, pipeline: str, test_every: int = 8,
@@ -397,6 +395,9 @@ def run_cli(args: argparse.Namespace) -> int:
     """``crysplugins train hand-chirality ...`` (called by :mod:`crysplugins.training.cli`)."""
     say = None if args.quiet else (lambda m: print(m, flush=True))
     if args.average:
+        if args.true_maps or args.pipeline_mtz or args.predictor_run:
+            raise CrysError("train hand-chirality --average fits nothing; give it without --true-maps, "
+                            "--pipeline-mtz or --predictor-run.")
         card = write_average_card([n.strip() for n in args.average.split(",") if n.strip()], args.out)
         print(json.dumps({"card": str(Path(args.out) / "hand_chirality.json"), "feature_set": card["feature_set"],
                           "ensemble_of": card["training"]["ensemble_of"]}, indent=1))
@@ -624,18 +625,10 @@ def fit_true_maps(data: str | Path, out: str | Path, every: int = 5, test_every:
         "metrics": {"test": {"maps": f"every {test_every}th test-family example of {ds.root}",
                              **true_map_metrics(test, head)}},
     }
-    tmp = out / "hand_chirality.json.part"
-    tmp.write_text(json.dumps(card, indent=1))
-    tmp.replace(out / "hand_chirality.json")
-    return card
+    return write_card(card, out)
 
 
 # ------------------------------------------------------------------ ensembles: one linear card for a mean of cards
-#: feature sets whose vector begins with another set's whole vector (pseudoscalar-v2 appends the Hessian-commutator
-#: terms to pseudoscalar-v1's entries, same blurs, same order)
-FEATURE_PREFIXES: dict[str, tuple[str, ...]] = {"pseudoscalar-v1": (), "pseudoscalar-v2": ("pseudoscalar-v1",)}
-
-
 def average_linear_cards(cards: list[Any], name: str) -> dict[str, Any]:
     """One ``linear`` hand-chirality card whose logit is the equal-weight mean of the members' logits.
 
@@ -678,13 +671,18 @@ def average_linear_cards(cards: list[Any], name: str) -> dict[str, Any]:
     }
 
 
+def write_card(card: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Write ``card`` to ``out/hand_chirality.json`` whole or not at all (through a ``.part`` file); returns it."""
+    tmp = out / "hand_chirality.json.part"
+    tmp.write_text(json.dumps(card, indent=1))
+    tmp.replace(out / "hand_chirality.json")
+    return card
+
+
 def write_average_card(names: list[str], out: str | Path) -> dict[str, Any]:
     """``train hand-chirality --average A,B``: :func:`average_linear_cards` of the installed cards ``names``,
     written to ``out/hand_chirality.json`` (``crysplugins export out`` installs it as ``models/<out name>.json``)."""
     out = Path(out)
     card = average_linear_cards([find_card(n) for n in names], out.name)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "hand_chirality.json.part"
-    tmp.write_text(json.dumps(card, indent=1))
-    tmp.replace(out / "hand_chirality.json")
-    return card
+    return write_card(card, out)
