@@ -34,7 +34,6 @@ import numpy as np
 from crysplugins.crystal.dm import DMSettings, ReflectionSet, run_dm
 from crysplugins.crystal.dm.selection import choose, omit_agreement, run_selected
 from crysplugins.crystal.dm.hl import hl_from_phase_fom
-from crysplugins.crystal.dm.masking import MaskRequest
 from crysplugins.datasets.phasing import PhasingSource, prepare_source, simulate_phasing
 from crysplugins.datasets.solvent_windows import load_corpus_sources, load_sources, save_sources
 
@@ -92,20 +91,6 @@ def phase_error(weights: np.ndarray, phi_true: np.ndarray, phi: np.ndarray) -> f
     """|F|-weighted mean absolute phase difference in degrees (radians in)."""
     d = np.abs(np.angle(np.exp(1j * (phi - phi_true))))
     return float(np.degrees(np.average(d, weights=weights)))
-
-
-def unet_provider(session, card):
-    """Mask provider: the solvent U-net on the current map at its Shannon grid (P(solvent))."""
-    from crysplugins.crystal.phasing_input import shannon_grid_shape
-    from crysplugins.plugins.solvent_mask import solvent_probability
-
-    def provide(req: MaskRequest):
-        shape = shannon_grid_shape(req.map.cell, req.map.spacegroup, req.d_min)
-        cmap = req.map_on(shape)
-        prob = solvent_probability(cmap, session, card)
-        from crysplugins.interface import CrystalMap
-        return CrystalMap.from_array(prob, cmap.cell, cmap.spacegroup)
-    return provide
 
 
 def run_ours(case: Case, settings: DMSettings, provider=None, select: tuple[str, ...] = ()) -> dict:
@@ -184,8 +169,8 @@ def main() -> None:
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     provider = None
     if "ours-unet" in methods:
-        from crysplugins.plugins.solvent_mask import load_solvent_model
-        provider = unet_provider(*load_solvent_model())
+        from crysplugins.dm_command import unet_mask_provider  # what `density-modify --mask unet` runs
+        provider = unet_mask_provider()
     want = set(filter(None, args.crystals.split(",")))
     rows = []
     crystals = load_sources(Path(args.sources)) if args.sources else load_crystals(Path(args.sources_cache))

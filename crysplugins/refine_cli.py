@@ -3,7 +3,9 @@
     crysplugins refine --map start.ccp4 --reflections data.mtz --sequence SEQ --out DIR [--overwrite]
                        [--refiner density-modification|shelxe] [--cycles N] [--mask MASK.ccp4]
                        [--solvent-fraction X] [--mode flatten|flip] [--reflections-columns F=FP]
-                       [--weighting none|sigmaa]
+
+For predicted fragment maps (no figures of merit).  Experimental phases of ordinary crystals (PHIB/FOM or
+HL coefficients) go through ``crysplugins density-modify``, the density-modification engine.
 
 (``--mtz`` and ``--columns`` are the older spellings of ``--reflections`` and ``--reflections-columns``.)
 
@@ -40,12 +42,6 @@ def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
     p.add_argument("--refiner", default="density-modification", help="registered refiner (default density-modification)")
     p.add_argument("--cycles", type=int, default=200, help="number of cycles (default 200)")
     p.add_argument("--mode", choices=("flatten", "flip"), default="flatten", help="solvent flattening or flipping")
-    p.add_argument("--weighting", choices=("none", "sigmaa"), default="none",
-                   help="none: unweighted |F_obs| maps (high-solvent fragments); sigmaa: FOM-weighted maps "
-                        "with phase combination against the starting phases (ordinary ~40-60%% solvent "
-                        "crystals); "
-                        "sigmaa needs a FOM-weighted starting map (m*F_obs synthesis of these amplitudes, "
-                        "e.g. FB/PHIB), whose coefficients give the starting figures of merit")
     p.add_argument("--out", required=True, help="new (or empty) output folder")
     p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -65,13 +61,9 @@ def run(args: argparse.Namespace) -> int:
         raise CrysError(f"--solvent-fraction must be between 0 and 1, not {args.solvent_fraction}.")
     options = {"solvent_fraction": args.solvent_fraction, "sequence": sequence, "cycles": args.cycles}
     if args.refiner == "density-modification":
-        options.update(mask=mask, mode=args.mode, weighting=args.weighting)
-        if args.weighting == "sigmaa":
-            options["fom"] = "map"
+        options.update(mask=mask, mode=args.mode)
     elif mask is not None:
         raise CrysError(f"The refiner '{args.refiner}' does not take a mask.")
-    elif args.weighting != "none":
-        raise CrysError(f"The refiner '{args.refiner}' does not take --weighting.")
     result = refiner.refine(cmap, refl, **options)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import pytest
 
 from crysplugins.cli import main
 from crysplugins.crystal.dm import DMSettings, ReflectionSet, run_dm
-from crysplugins.crystal.dm.hl import fom_from_kappa, hl_from_phase_fom, phase_fom_from_hl
+from crysplugins.crystal.dm.hl import fom_from_kappa, hl_from_phase_fom, kappa_from_fom, phase_fom_from_hl
 from crysplugins.crystal.dm.settings import SolventSettings
 from crysplugins.crystal.dm.solvent import modify_solvent
 from crysplugins.crystal.io import make_mtz
@@ -61,6 +61,13 @@ def test_hl_phase_fom_round_trip(crystal):
     hl_b[:, 2] = 1e-9
     phi3, fom3 = phase_fom_from_hl(hl_b, refl.centric, refl.centric_phase)
     assert np.allclose(fom3, fom2, atol=5e-3)
+
+
+def test_fom_helpers_are_inverse():
+    k = np.array([0.0, 0.5, 1.0, 3.0, 20.0])
+    assert np.allclose(kappa_from_fom(fom_from_kappa(k)), k, rtol=1e-2, atol=1e-3)
+    assert fom_from_kappa(np.array([0.0]))[0] == pytest.approx(0.0, abs=1e-6)
+    assert fom_from_kappa(np.array([1.0]))[0] == pytest.approx(0.4464, abs=2e-3)  # I1(1)/I0(1)
 
 
 def test_symmetric_result_stays_symmetric_and_improves(crystal):

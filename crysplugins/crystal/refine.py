@@ -1,4 +1,4 @@
-"""Density modification of a map against observed amplitudes (issue #5 item 1; paper appendix E).
+"""Density modification of a predicted fragment map against observed amplitudes (paper 000, appendix E).
 
 The in-process counterpart of the SHELXE density modification the paper runs on its predicted maps:
 each cycle
@@ -13,30 +13,10 @@ each cycle
 4. projects back to the observed amplitudes: φ ← phase of the FFT of the modified map (``hkl`` observed
    only; unobserved reflections stay zero).
 
-With ``weighting="sigmaa"`` (for ordinary crystals with ~40–60 % solvent, where the unweighted projection
-walks away from good starting phases) each cycle instead
-
-* builds the map from m·|F_obs|·exp(iφ) with the current figures of merit m (starting FOMs given, or read
-  off a FOM-weighted starting map), leaving out a fixed free set of about ``FREE_ORBITS`` reflections
-  (3–10 %, ``FREE_FRACTION``; whole symmetry-equivalent sets; cross-validation as in Cowtan & Main 1996,
-  Acta Cryst. D52, 43–48);
-* removes the bias of the modified map towards its input, F_ind = (F_mod − γ·F_in)/(1 − γ) ("gamma
-  correction", Cowtan 1999, Acta Cryst. D55, 1555–1567; Abrahams 1997, Acta Cryst. D53, 371–376), with γ
-  measured as the difference of the regression of F_mod on F_in between working and free reflections;
-* estimates the figure of merit of the modified phases per resolution bin from their agreement with the
-  starting phases on the free reflections (independent errors: <cos(φ_mod − φ_0)> = m_mod·m_0; times
-  ``MODIFIED_FOM_SCALE`` = 0.8, because a mask made from the starting map makes that estimate high) and
-  turns it into Read's (1986, Acta Cryst. A42, 140–149) σ_A weight X = 2σ_A|E_o||E_mod|/(1 − σ_A²) per
-  reflection;
-* combines the phase probabilities (Hendrickson & Lattman 1970, Acta Cryst. B26, 136–143, unimodal
-  terms; Sim 1959): κ_0·exp(iφ_0) + X·exp(iφ_mod) (the latter a running mean over cycles, ``damping``),
-  giving φ and m = I1(κ)/I0(κ) for the next map (the starting phases are never forgotten).
-
-The result's phases are the combined phases, its ``fom`` the combined figures of merit, and its map the
-FOM-weighted synthesis.  On the real 1RX2/1RX4 data (43–44 % solvent, U-net mask) it turned 41–42°
-starting phase errors into 25–32° after 20 or 100 cycles (unweighted: 36–61°), and 61–62° into 51–56°
-(unweighted: 59–75°); see BENCHMARKS.md, "The same with σ_A / FOM weighting and phase combination".
-It needs starting figures of merit.
+Ordinary crystals (~40–60 % solvent, experimental phases with figures of merit) are density-modified by the
+one engine of :mod:`crysplugins.crystal.dm` (``crysplugins density-modify``: σ_A weighting, phase
+combination with the experimental HL coefficients); this module is the refiner of predicted fragment maps
+in P1 cells, which come without figures of merit.
 
 After a fixed number of cycles the result carries the final map (|F_obs|·exp(iφ) synthesis), the phases,
 and a success score: the Pearson correlation (over reflections) of the modified map's amplitudes |F_mod|
@@ -70,8 +50,7 @@ from crysplugins.interface import CrystalMap, ObservedAmplitudes, Reflections, S
 #: 1.5–2.25 Å) every run scoring >= 0.99 had a phase error < 60° (33/33), but solved runs scored down to
 #: 0.91 at 2.25 Å while failed ones reached 0.987 — below 0.99 the score does not decide.  It is *not*
 #: SHELXE's 0.2 (the CC of a traced poly-Ala model).  Re-measure before use on ordinary (~50 % solvent)
-#: crystals.  Measured for ``weighting="none"`` only: with ``"sigmaa"`` the CC comes from a FOM-weighted map
-#: without its free reflections, and this threshold has not been calibrated for it.
+#: crystals.
 REFINED_CC = 0.99
 
 
@@ -200,95 +179,6 @@ def protein_weight(score: np.ndarray, solvent_fraction: float, band: float) -> n
 
 
 
-# ----------------------------------------------------------------------------------- phase probabilities
-
-_KAPPA_TABLE = np.concatenate([[0.0], np.logspace(-3, 3, 700)])
-_THETA = np.linspace(0.0, np.pi, 2001)
-_VM = np.exp(_KAPPA_TABLE[:, None] * (np.cos(_THETA)[None, :] - 1.0))
-_FOM_TABLE = (_VM * np.cos(_THETA)).sum(1) / _VM.sum(1)  # I1(κ)/I0(κ), increasing from 0 to ~1
-del _VM
-
-#: Bounds on the fraction of symmetry-unique reflections in the fixed free set that ``weighting="sigmaa"``
-#: keeps out of every cycle's map (to measure the bias γ and the modified phases' FOM; a free set redrawn
-#: each cycle leaked: reflections left out now were in earlier maps, and the estimate ran to 0.77 against a
-#: realised 0.33 on 1RX4 at 65°).
-FREE_FRACTION = (0.03, 0.10)
-#: The free set is sized to hold about this many symmetry-unique reflections (measured on 1RX2/1RX4: 3–5 % free
-#: gave lower final phase errors than 10–20 % at 45°, but too few free reflections gave noisy weights).
-FREE_ORBITS = 1000
-#: Free reflections (symmetry-unique) per resolution bin when estimating the modified phases' FOM.
-FREE_PER_BIN = 250
-#: Shrink factor on the free-set estimate of the modified phases' FOM.  A mask computed from the starting
-#: map (a U-net or local-variance mask of it) carries the starting phase errors of the free reflections into
-#: the modified map, so the estimate runs high: on 1RX2 at 65° it was 0.44 against a realised 0.36 in cycle 1,
-#: and it crept up to 0.55 (realised 0.34) by cycle 60.  0.8 was chosen on the 1RX2/1RX4 benchmark itself
-#: (final errors up to 4.7° lower in three of four runs, 0.1° higher in one; 0.6 was worse at 45°); on a
-#: synthetic crystal with the true mask, where the estimate is honest, it cost ≤ 0.4°
-#: (tests/test_refine_weighting.py crystal).
-MODIFIED_FOM_SCALE = 0.8
-
-#: Largest figure of merit a weight may reach (keeps κ finite).
-MAX_FOM = 0.995
-
-
-def fom_from_kappa(kappa: np.ndarray) -> np.ndarray:
-    """Figure of merit m = <cos Δφ> = I1(κ)/I0(κ) of a von Mises phase distribution of concentration κ."""
-    return np.interp(np.asarray(kappa, dtype=np.float64), _KAPPA_TABLE, _FOM_TABLE)
-
-
-def kappa_from_fom(fom: np.ndarray) -> np.ndarray:
-    """Concentration κ of the von Mises phase distribution whose figure of merit is ``fom`` (inverse of
-    :func:`fom_from_kappa`; the Hendrickson–Lattman A, B of a unimodal phase are κ·cos φ, κ·sin φ)."""
-    m = np.clip(np.asarray(fom, dtype=np.float64), 0.0, MAX_FOM)
-    return np.interp(m, _FOM_TABLE, _KAPPA_TABLE)
-
-
-def resolution_bins(stol2: np.ndarray, n_bins: int | None = None) -> np.ndarray:
-    """Equal-count resolution bins (index 0 = lowest resolution) from sin²θ/λ² (Å⁻²); ``n_bins`` default
-    ≈ one bin per 500 reflections, between 1 and 20."""
-    n = len(stol2)
-    if n_bins is None:
-        n_bins = int(np.clip(n // 500, 1, 20))
-    rank = np.empty(n, dtype=np.int64)
-    rank[np.argsort(stol2, kind="stable")] = np.arange(n)
-    return np.minimum(rank * n_bins // max(n, 1), n_bins - 1)
-
-
-def _bin_mean(values: np.ndarray, bins: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """Per-reflection value of the (weighted) mean of ``values`` in its bin."""
-    nb = int(bins.max()) + 1
-    w = np.ones_like(values) if weights is None else weights
-    num = np.bincount(bins, weights=values * w, minlength=nb)
-    den = np.bincount(bins, weights=w, minlength=nb)
-    return (num / np.maximum(den, 1e-300))[bins]
-
-
-def sigmaa_weights(fobs: np.ndarray, fcalc: np.ndarray, bins: np.ndarray, fom_bin: np.ndarray) -> np.ndarray:
-    """Per-reflection phase concentration X of a calculated (here: modified-map) phase.
-
-    Read (1986) for acentric reflections: P(φ) ∝ exp(X cos(φ − φ_c)) with X = 2σ_A|E_o||E_c|/(1 − σ_A²),
-    |E| normalised to <|E|²> = 1 in each resolution bin.  σ_A of each bin is chosen so that the bin's mean
-    figure of merit I1(X)/I0(X) equals ``fom_bin`` (per reflection, constant in a bin): the estimated mean
-    cosine of the phase error of the calculated phases in that bin.
-    """
-    eo = fobs / np.sqrt(np.maximum(_bin_mean(fobs ** 2, bins), 1e-300))
-    ec = np.abs(fcalc) / np.sqrt(np.maximum(_bin_mean(np.abs(fcalc) ** 2, bins), 1e-300))
-    nb = int(bins.max()) + 1
-    ee = eo * ec
-    cnt = np.maximum(np.bincount(bins, minlength=nb), 1)
-    target = np.bincount(bins, weights=fom_bin, minlength=nb) / cnt
-    lo, hi = np.zeros(nb), np.full(nb, 0.98)
-    for _ in range(12):  # bisection: the bin's mean FOM rises monotonically with σ_A
-        mid = 0.5 * (lo + hi)
-        sa = mid[bins]
-        mean_m = np.bincount(bins, weights=fom_from_kappa(2.0 * sa * ee / (1.0 - sa ** 2)), minlength=nb) / cnt
-        low = mean_m < target
-        lo = np.where(low, mid, lo)
-        hi = np.where(low, hi, mid)
-    sa = (0.5 * (lo + hi))[bins]
-    return 2.0 * sa * ee / (1.0 - sa ** 2)
-
-
 # ----------------------------------------------------------------------------------- the refiner
 
 def _resample_mask(mask: CrystalMap, shape: tuple[int, int, int]) -> np.ndarray:
@@ -316,11 +206,6 @@ def density_modify(cmap: CrystalMap | None,
                    mask_every: int = 1,
                    rate: float = 3.0,
                    keep_origin: bool = True,
-                   weighting: str = "none",
-                   fom: np.ndarray | str | None = None,
-                   bias_gamma: float | None = None,
-                   seed: int = 0,
-                   damping: float = 0.8,
                    progress: Callable[[float, str], None] | None = None,
                    messages: list[str] | None = None) -> RefineResult:
     """Density-modify a starting map (or starting ``phases`` in degrees) against observed amplitudes.
@@ -335,83 +220,59 @@ def density_modify(cmap: CrystalMap | None,
     :func:`crysplugins.crystal.origin.search_origin_hand`, hand kept), so the refined map stays where the
     starting map put it.  See the module docstring.
 
-    ``weighting``: ``"none"`` (default; the map of each cycle is the unweighted |F_obs|·exp(iφ_mod)
-    synthesis, as tuned on high-solvent P1 fragments) or ``"sigmaa"`` (FOM-weighted maps, bias-corrected
-    modified phases combined with the starting phases; for ordinary ~40–60 % solvent crystals, see the
-    module docstring).  ``fom``: starting figures of merit for ``"sigmaa"``: an array aligned with the
-    reflections, or ``"map"`` when the starting map is an m·|F_obs|·exp(iφ) synthesis of these amplitudes
-    (m = |F_map|/|F_obs|); required, because estimating them from the map alone proved unreliable.
-    ``bias_gamma`` fixes the bias fraction γ instead of measuring it on the free set; ``seed`` draws the
-    free set; ``damping`` ∈ [0, 1) is the weight of the previous cycles in the running mean of the
-    modified-map phase term.
+    Each cycle's map is the unweighted |F_obs|·exp(iφ_mod) synthesis (tuned on high-solvent P1 fragments).
     """
     t0 = time.monotonic()
     msgs: list[str] = messages if messages is not None else []
     cell, hkl, fobs = observed_data(reflections, msgs)
-    _check_settings(mode, cycles, weighting, damping, bias_gamma)
-    d_min = float((1.0 / np.sqrt(np.maximum(4.0 * _stol2(cell, hkl), 1e-12))).min())
+    _check_settings(mode, cycles)
+    d_min = float((1.0 / np.sqrt(np.maximum(4.0 * stol2(cell, hkl), 1e-12))).min())
     fg = _grid_for(cmap, cell, hkl, d_min, rate)
-    phi, cmap_f0 = _starting_phases(cmap, phases, fg, cell, hkl, fobs)
+    phi = _starting_phases(cmap, phases, fg, cell, hkl, fobs)
     fixed_w, solvent_fraction = _fixed_mask_and_fraction(mask, solvent_fraction, sequence, cell, fg.shape)
     if radius is None:
         radius = max(2.5, 1.6 * d_min)
     kernel = _cone_kernel_ft(cell, fg.shape, radius) if fixed_w is None else None
     phi_start = phi.copy()
-    m0 = _starting_fom(fom, fobs, cmap_f0)
-    sigmaa = None
-    if weighting == "sigmaa":
-        if m0 is None:
-            raise CrysError("Weighting 'sigmaa' needs starting figures of merit (an array, or fom='map' for a "
-                            "FOM-weighted starting map).")
-        sg = reflections.mtz.spacegroup if isinstance(reflections, Reflections) else None
-        sigmaa = _SigmaA.start(cell, hkl, fobs, phi_start, m0, sg, seed, damping, bias_gamma)
     history: list[dict[str, float]] = []
     w_prot = fixed_w
     f_mod = fobs * np.exp(1j * phi)
     cc = float("nan")
     for cycle in range(cycles):
-        f_in = (sigmaa.m_cur if sigmaa else 1.0) * fobs * np.exp(1j * phi)
-        # with sigma-A weighting the free set is left out of the map, so its F_mod has no self term
-        rho = fg.to_map(np.where(sigmaa.free, 0.0, f_in) if sigmaa else f_in)
+        rho = fg.to_map(fobs * np.exp(1j * phi))
         if fixed_w is None and (cycle % mask_every == 0 or w_prot is None):
             w_prot = protein_weight(local_variance(rho, kernel), solvent_fraction, band)
         modified, level = modify_map(rho, w_prot, mode, flip_gamma)
         f_mod, _ = fg.from_map(modified)
-        new_phi, entry = sigmaa.combine(f_mod, f_in) if sigmaa else (np.angle(f_mod), {})
+        new_phi = np.angle(f_mod)
         change = float(np.degrees(np.average(np.abs(np.angle(np.exp(1j * (new_phi - phi)))), weights=fobs)))
         phi = new_phi
         cc = _cc(np.abs(f_mod), fobs)
-        history.append({"cycle": cycle + 1, "cc": cc, "phase_change": change, "solvent_level": level, **entry})
+        history.append({"cycle": cycle + 1, "cc": cc, "phase_change": change, "solvent_level": level})
         if progress is not None and (cycle % 10 == 0 or cycle == cycles - 1):
             progress((cycle + 1) / cycles, f"density modification cycle {cycle + 1}/{cycles}, CC {cc:.3f}")
     shift = np.zeros(3)
     if keep_origin:
         phi, shift = _origin_kept(hkl, fobs, phi_start, phi)
-    fom_out = sigmaa.m_cur if sigmaa else _fom(np.abs(f_mod), fobs)
-    rho = fg.to_map((fom_out if sigmaa else 1.0) * fobs * np.exp(1j * phi))
+    fom_out = _fom(np.abs(f_mod), fobs)
+    rho = fg.to_map(fobs * np.exp(1j * phi))
     out_map = CrystalMap.from_array(rho.astype(np.float32), cell, gemmi.SpaceGroup("P 1"),
                                     name="refined", units="e/Å³")
     return RefineResult(map=out_map, hkl=hkl.astype(np.int32), phases=np.degrees(np.angle(np.exp(1j * phi))),
                         amplitudes=fobs,
                         fom=fom_out, score=cc, refined=bool(cc >= REFINED_CC), history=history,
                         info={"solvent_fraction": float(solvent_fraction), "radius": float(radius),
-                              "cycles": int(cycles), "mode": mode, "weighting": weighting, "grid": list(fg.shape),
+                              "cycles": int(cycles), "mode": mode, "grid": list(fg.shape),
                               "seconds": round(time.monotonic() - t0, 3), "messages": msgs,
                               "origin_shift_back": [round(float(x), 4) for x in shift],
                               "refined_threshold": REFINED_CC})
 
 
-def _check_settings(mode: str, cycles: int, weighting: str, damping: float, bias_gamma: float | None) -> None:
+def _check_settings(mode: str, cycles: int) -> None:
     if mode not in ("flatten", "flip"):
         raise CrysError(f"The solvent mode must be 'flatten' or 'flip', not '{mode}'.")
     if cycles < 1:
         raise CrysError("The number of density-modification cycles must be at least 1.")
-    if weighting not in ("none", "sigmaa"):
-        raise CrysError(f"The weighting must be 'none' or 'sigmaa', not '{weighting}'.")
-    if not 0.0 <= damping < 1.0:
-        raise CrysError(f"The damping must be at least 0 and below 1, not {damping}.")
-    if bias_gamma is not None and not 0.0 <= bias_gamma < 1.0:
-        raise CrysError(f"The bias fraction gamma must be at least 0 and below 1, not {bias_gamma}.")
 
 
 def _grid_for(cmap: CrystalMap | None, cell: gemmi.UnitCell, hkl: np.ndarray, d_min: float,
@@ -426,20 +287,20 @@ def _grid_for(cmap: CrystalMap | None, cell: gemmi.UnitCell, hkl: np.ndarray, d_
 
 
 def _starting_phases(cmap: CrystalMap | None, phases: np.ndarray | None, fg: FourierGrid, cell: gemmi.UnitCell,
-                     hkl: np.ndarray, fobs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """(starting phases in radians, the starting map's coefficients when the phases came from it)."""
+                     hkl: np.ndarray, fobs: np.ndarray) -> np.ndarray:
+    """Starting phases (radians): the given ``phases`` (degrees), else those of the starting map."""
     if phases is not None:
         phi = np.deg2rad(np.asarray(phases, dtype=np.float64))
         if phi.shape != fobs.shape:
             raise CrysError("The starting phases do not match the reflections.")
-        return phi, None
+        return phi
     if cmap is None:
         raise CrysError("Density modification needs a starting map or starting phases.")
     if not cmap.cell.approx(cell, 1e-2):
         raise CrysError("The map and the reflections have different unit cells.")
     src = fg if cmap.shape == fg.shape else FourierGrid(hkl, cmap.shape, float(cell.volume))
     f0, _ = src.from_map(np.asarray(cmap.array, dtype=np.float64))
-    return np.angle(f0), f0
+    return np.angle(f0)
 
 
 def _fixed_mask_and_fraction(mask: CrystalMap | None, solvent_fraction: float | None,
@@ -481,116 +342,6 @@ def _origin_kept(hkl: np.ndarray, fobs: np.ndarray, phi_start: np.ndarray,
         return phi, np.zeros(3)
     shift = (back.shift + 0.5) % 1.0 - 0.5  # the smallest equivalent shift
     return phi + phase_shift(hkl, shift), shift
-
-
-@dataclass
-class _SigmaA:
-    """State of sigma-A weighted density modification (``weighting="sigmaa"``): the free set, the starting
-    phase probabilities (κ0, φ0), the running modified-map term and the current figures of merit."""
-
-    phi_start: np.ndarray
-    fobs: np.ndarray
-    m0: np.ndarray
-    k0: np.ndarray
-    bins: np.ndarray
-    est_bins: np.ndarray
-    free: np.ndarray
-    damping: float
-    bias_gamma: float | None
-    m_cur: np.ndarray
-    hl_prev: np.ndarray | None = None
-
-    @classmethod
-    def start(cls, cell: gemmi.UnitCell, hkl: np.ndarray, fobs: np.ndarray, phi_start: np.ndarray,
-              m0: np.ndarray, spacegroup: gemmi.SpaceGroup | None, seed: int, damping: float,
-              bias_gamma: float | None) -> "_SigmaA":
-        """A free set of whole symmetry-equivalent sets (Cowtan & Main 1996) and resolution bins."""
-        rng = np.random.default_rng(seed)
-        _, orbit = np.unique(_orbit_keys(hkl, spacegroup), return_inverse=True)
-        n_orbits = int(orbit.max()) + 1
-        free_fraction = float(np.clip(FREE_ORBITS / n_orbits, *FREE_FRACTION))
-        free = (rng.random(n_orbits) < free_fraction)[orbit]
-        n_est = int(np.clip(free_fraction * n_orbits // FREE_PER_BIN, 1, 8))
-        return cls(phi_start, fobs, m0, kappa_from_fom(m0), resolution_bins(_stol2(cell, hkl)),
-                   resolution_bins(_stol2(cell, hkl), n_est), free, damping, bias_gamma, m0)
-
-    def gamma(self, f_mod: np.ndarray, f_in: np.ndarray) -> float:
-        """The bias fraction γ (Cowtan 1999 / Abrahams 1997): the modified map keeps a fraction γ of the
-        input map unchanged, so F_mod = γ·F_in + new information; measured as work minus free agreement."""
-        if self.bias_gamma is not None:
-            return float(self.bias_gamma)
-        work, free = ~self.free, self.free
-        w2 = np.abs(f_in) ** 2
-        cross = np.real(f_mod * np.conj(f_in))
-        return float(cross[work].sum() / max(w2[work].sum(), 1e-300) - cross[free].sum() / max(w2[free].sum(), 1e-300))
-
-    def combine(self, f_mod: np.ndarray, f_in: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-        """New phases (radians) from the starting phase probabilities and the bias-corrected modified
-        phases, weighted by sigma-A; updates the figures of merit; returns (phases, trace entries)."""
-        gamma = min(max(self.gamma(f_mod, f_in), 0.0), 0.9)
-        f_ind = (f_mod - gamma * np.where(self.free, 0.0, f_in)) / (1.0 - gamma)
-        phi_m = np.angle(f_ind)
-        # figure of merit of the modified phases per bin from their agreement with the starting phases,
-        # whose errors are independent of theirs (free reflections only):
-        # <cos(φ_mod − φ_0)> = m_mod·m_0, shrunk by MODIFIED_FOM_SCALE (see there)
-        wsel = self.fobs * self.free
-        m0_bin = _bin_mean(self.m0, self.est_bins, wsel)
-        agree = _bin_mean(np.cos(phi_m - self.phi_start), self.est_bins, wsel)
-        m_mod = np.clip(MODIFIED_FOM_SCALE * agree / np.maximum(m0_bin, 1e-3), 0.0, MAX_FOM)
-        hl_mod = sigmaa_weights(self.fobs, f_ind, self.bins, m_mod) * np.exp(1j * phi_m)
-        if self.hl_prev is not None and self.damping > 0:  # running mean of the modified-map term
-            hl_mod = (1.0 - self.damping) * hl_mod + self.damping * self.hl_prev
-        self.hl_prev = hl_mod
-        a = self.k0 * np.cos(self.phi_start) + hl_mod.real
-        b = self.k0 * np.sin(self.phi_start) + hl_mod.imag
-        self.m_cur = fom_from_kappa(np.hypot(a, b))
-        return np.arctan2(b, a), {"gamma": gamma, "fom_modified": float(np.average(m_mod, weights=self.fobs)),
-                                  "fom": float(np.average(self.m_cur, weights=self.fobs))}
-
-
-def _orbit_keys(hkl: np.ndarray, spacegroup: gemmi.SpaceGroup | None) -> np.ndarray:
-    """One integer per reflection, equal for reflections related by the space group's point-group rotations
-    or by Friedel's law (so that a free set can leave out whole symmetry-equivalent sets)."""
-    h = np.asarray(hkl, dtype=np.int64)
-    rots = [np.eye(3, dtype=np.int64)]
-    if spacegroup is not None:
-        rots = [np.array(op.rot, dtype=np.int64) // op.DEN for op in spacegroup.operations().sym_ops]
-    best = None
-    for r in rots:
-        for sign in (1, -1):
-            g = sign * (h @ r)
-            key = ((g[:, 0] + 512) * 1024 + (g[:, 1] + 512)) * 1024 + (g[:, 2] + 512)
-            best = key if best is None else np.minimum(best, key)
-    return best
-
-
-def _starting_fom(fom: np.ndarray | str | None, fobs: np.ndarray, f0: np.ndarray | None) -> np.ndarray | None:
-    """Starting figures of merit: an array aligned with the reflections, ``"map"`` (the starting map is an
-    m·|F_obs|·exp(iφ) synthesis, so m = |F_map|/|F_obs|), or None (none given)."""
-    if fom is None:
-        return None
-    if isinstance(fom, str):
-        if fom != "map":
-            raise CrysError(f"The starting figure of merit must be an array or 'map', not '{fom}'.")
-        if f0 is None:
-            raise CrysError("fom='map' needs a starting map.")
-        m = np.abs(f0) / np.maximum(fobs, 1e-12)
-        if np.median(m) > 0.95:
-            raise CrysError("fom='map' reads the figures of merit off a FOM-weighted starting map, but this map's "
-                            f"coefficients are {np.median(m):.2f} x |F_obs| (median): it is not FOM-weighted or "
-                            "is on another scale; give the figures of merit explicitly.")
-        return np.clip(m, 0.0, MAX_FOM)
-    m = np.asarray(fom, dtype=np.float64)
-    if m.shape != fobs.shape:
-        raise CrysError("The starting figures of merit do not match the reflections.")
-    if not np.all(np.isfinite(m)) or m.min() < 0 or m.max() > 1:
-        raise CrysError("The starting figures of merit must lie between 0 and 1.")
-    return np.clip(m, 0.0, MAX_FOM)
-
-
-def _stol2(cell: gemmi.UnitCell, hkl: np.ndarray) -> np.ndarray:
-
-    return stol2(cell, hkl)
 
 
 def _cc(a: np.ndarray, b: np.ndarray) -> float:

@@ -125,6 +125,7 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
     trace: list[dict[str, float]] = []
     mask_prev: np.ndarray | None = None
     provider_score: np.ndarray | None = None
+    provider_ranks: np.ndarray | None = None  # ranked once per provider run, not in every cycle that mixes them
     level = 0.0  # solvent level of the previous cycle's map (e/Å³), 0 = the map mean at first
     n_cycles = settings.cycles
     for cycle in range(n_cycles):
@@ -137,7 +138,8 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         wp = _provider_weight(settings, cycle) if mask_provider is not None else 0.0
         if wp > 0 and (provider_score is None or cycle % settings.mask.provider_every == 0):
             provider_score = _provider_score(mask_provider, refl, coef * active, shape, cycle, d_min, mean_fom)
-        score = _mask_score(settings, refl, lsd, rho, radius, level, provider_score if wp > 0 else None, wp)
+            provider_ranks = _ranks(provider_score)
+        score = _mask_score(settings, refl, lsd, rho, radius, level, provider_score, provider_ranks, wp)
         solvent = solvent_mask(score, s_frac)
         level = float(rho[solvent].mean())
         rho, truncated, k, added = _modify_density(settings, cycle, rho, solvent, s_frac, ref_q, last)
@@ -206,9 +208,11 @@ def _provider_weight(settings: DMSettings, cycle: int) -> float:
 
 
 def _mask_score(settings: DMSettings, refl: ReflectionSet, lsd: LocalDeviation, rho: np.ndarray, radius: float,
-                level: float, provider_score: np.ndarray | None, wp: float = 0.0) -> np.ndarray:
+                level: float, provider_score: np.ndarray | None, provider_ranks: np.ndarray | None,
+                wp: float) -> np.ndarray:
     """Protein-likeness of every voxel (higher = protein): the local statistic of ``rho`` (symmetrized), the
-    mask provider's score (the U-net), or a rank mix of the two (weight ``wp`` of the provider)."""
+    mask provider's score (the U-net), or a rank mix of the two (weight ``wp`` of the provider's ranks
+    ``provider_ranks``, computed once per provider run)."""
     wp = wp if provider_score is not None else 0.0
     if wp >= 1.0:
         return provider_score
@@ -216,7 +220,7 @@ def _mask_score(settings: DMSettings, refl: ReflectionSet, lsd: LocalDeviation, 
     if settings.mask.symmetrize:
         score = symmetrized(score, refl.cell, refl.spacegroup)
     if wp > 0:
-        score = wp * _ranks(provider_score) + (1.0 - wp) * _ranks(score)
+        score = wp * provider_ranks + (1.0 - wp) * _ranks(score)
     return score
 
 
