@@ -27,14 +27,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import gemmi
 import numpy as np
 
-from crysplugins.crystal.fourier import FourierGrid
-from crysplugins.crystal.maps import invert_grid
-from crysplugins.crystal.metrics import pearson
-from crysplugins.crystal.dm import ReflectionSet
 from crysplugins.crystal.dm.hl import fom_from_kappa
+from crysplugins.crystal.fourier import FourierGrid, stol2
+from crysplugins.crystal.maps import invert_grid
+from crysplugins.crystal.metrics import equal_count_shells, pearson
 from crysplugins.evaluation.compare import PredictorLabel, examples_from_dataset, examples_from_mtz_dir
 from crysplugins.host import default_host
 from crysplugins.runtime.hand import hand_logits
@@ -102,7 +100,7 @@ def score_example(example, host, label, hand_model: str, n_bins: int) -> dict:
     rec["low_pass"] = pearson(true, fg.to_map(f_pred))
     phase = np.exp(1j * np.angle(f_pred))
     rec["fobs_phases"] = pearson(true, fg.to_map(f * phase))
-    bins = ReflectionSet(cell, gemmi.SpaceGroup("P 1"), hkl, f, 0.0 * f).resolution_bins(n_bins=n_bins)
+    bins = equal_count_shells(1.0 / np.sqrt(4.0 * stol2(cell, hkl)), n_bins)
     m = sigmaa_weights_from_amplitudes(f, f_pred, bins)
     rec["fobs_sigmaa"] = pearson(true, fg.to_map(m * f * phase))
     return rec

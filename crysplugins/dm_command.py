@@ -31,7 +31,7 @@ from crysplugins.errors import CrysError
 from crysplugins.inputs import parse_columns
 from crysplugins.interface import CrystalMap
 from crysplugins.plugins.cctbx_dm import run_cctbx_dm
-from crysplugins.runtime.solvent_unet import load_solvent_model, solvent_probability, unet_solvent_content
+from crysplugins.runtime.solvent_unet import MODEL_NAME, load_solvent_model, solvent_probability, unet_solvent_content
 from crysplugins.validate import writable_folder
 
 SELECT_DEFAULT = "none"
@@ -97,10 +97,10 @@ def read_phasing_mtz(path: str | Path,
     return refl, hl, notes
 
 
-def unet_mask_provider() -> Any:
+def unet_mask_provider(model_name: str = MODEL_NAME) -> Any:
     """The solvent U-net as a mask provider (P(solvent) on the Shannon grid of the current map)."""
 
-    session, card = load_solvent_model()
+    session, card = load_solvent_model(model_name)
 
     def provide(req):  # type: ignore[no-untyped-def]
         cmap = req.map_on(shannon_grid_shape(req.map.cell, req.map.spacegroup, req.d_min))

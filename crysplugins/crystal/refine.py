@@ -178,7 +178,6 @@ def protein_weight(score: np.ndarray, solvent_fraction: float, band: float) -> n
     return np.clip((score - lo) / (hi - lo), 0.0, 1.0)
 
 
-
 # ----------------------------------------------------------------------------------- the refiner
 
 def _resample_mask(mask: CrystalMap, shape: tuple[int, int, int]) -> np.ndarray:

@@ -210,7 +210,7 @@ def _provider_weight(settings: DMSettings, cycle: int) -> float:
 def _mask_score(settings: DMSettings, refl: ReflectionSet, lsd: LocalDeviation, rho: np.ndarray, radius: float,
                 level: float, provider_score: np.ndarray | None, provider_ranks: np.ndarray | None,
                 wp: float) -> np.ndarray:
-    """Protein-likeness of every voxel (higher = protein): the local statistic of ``rho`` (symmetrized), the
+    """Solvent-likeness of every voxel (higher = solvent): minus the local statistic of ``rho`` (symmetrized), the
     mask provider's score (the U-net), or a rank mix of the two (weight ``wp`` of the provider's ranks
     ``provider_ranks``, computed once per provider run)."""
     wp = wp if provider_score is not None else 0.0
