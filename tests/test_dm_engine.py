@@ -108,6 +108,28 @@ def test_histogram_matching_and_schedules_keep_symmetry_and_improve(crystal):
     assert res.trace[0]["truncated"] > res.trace[-2]["truncated"]  # the truncated fraction followed its schedule
 
 
+def test_unmeasured_reflections_fill_the_maps_and_stay_out_of_the_results(crystal):
+    refl, _, phi, fom = crystal
+    assert len(refl.completed().hkl) == len(refl.hkl)  # the fixture is complete: nothing to add
+    keep = np.random.default_rng(5).random(len(refl.hkl)) >= 0.15
+    thin = ReflectionSet(refl.cell, refl.spacegroup, refl.hkl[keep], refl.fobs[keep], refl.sigf[keep])
+    full = thin.completed()
+    n = len(thin.hkl)
+    assert np.array_equal(full.hkl[:n], thin.hkl) and np.all(full.fobs[n:] == 0)
+    assert sorted(map(tuple, full.hkl[n:].tolist())) == sorted(map(tuple, refl.hkl[~keep].tolist()))
+    hl = hl_from_phase_fom(phi[keep], fom[keep], thin.centric)
+    settings = DMSettings(initial_steps=2, shrink_steps=4, final_steps=2)
+    filled = run_dm(thin, hl, settings, solvent_fraction=0.55)
+    settings.fill_unmeasured = False
+    plain = run_dm(thin, hl, settings, solvent_fraction=0.55)
+    assert filled.reflections is thin and len(filled.phib) == len(filled.fom) == len(filled.fwt) == n
+    assert filled.info["unmeasured_filled"] == int((~keep).sum()) and plain.info["unmeasured_filled"] == 0
+    assert np.abs(filled.phib - plain.phib).max() > 1.0  # the filled terms changed the maps
+    sym = filled.map.grid.clone()
+    sym.symmetrize_avg()
+    assert np.abs(np.array(sym, copy=False) - filled.map.array).max() < 1e-4 * np.abs(filled.map.array).max()
+
+
 def test_last_cycle_flattens_only_after_a_strong_flip():
     """The final cycle flattens (k = 0) when the flip would have |k| >= flatten_last_min_k, else it flips."""
     rng = np.random.default_rng(0)

@@ -1,6 +1,7 @@
 """The density-modification cycle (the order of cctbx's ``mmtbx.density_modification`` and of DM/Parrot):
 
-1. map from the current coefficients (FOM-weighted; 2mFo − DFc after the first cycle);
+1. map from the current coefficients (FOM-weighted; 2mFo − DFc after the first cycle); reflections of the
+   ASU to d_min that were not measured enter as σ_A·F_mod of the cycle before (``fill_unmeasured``);
 2. solvent mask: local rms with a radius shrinking from d_min + 4 Å to d_min, or a mask provider (the
    U-net, re-run on the current map every few cycles), or a rank mix of the two;
 3. protein histogram matching (:mod:`.histogram`, off by default) and truncation (:mod:`.protein`),
@@ -106,14 +107,19 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
     hl_exp = np.asarray(hl_exp, dtype=np.float64)
     if hl_exp.shape != (len(refl.hkl), 4):
         raise CrysError("The phase probabilities do not match the reflections.")
+    w = settings.weighting
+    observed, n_obs = refl, len(refl.hkl)
+    free = _free_set(refl, w.free_fraction, settings.seed)
+    test = _test_set(refl, w.free_fraction, settings.test_fraction, settings.seed)
+    if settings.fill_unmeasured:
+        refl, hl_exp, free, test = _with_unmeasured(refl, hl_exp, free, test)
+    unmeasured = np.arange(len(refl.hkl)) >= n_obs
+    filled = test | unmeasured  # in maps as σ_A·F_mod of the cycle before, never as F_obs
     d_min = refl.d_min
     shape = refl.grid_shape(settings.grid_rate)
     lsd = LocalDeviation(refl.cell, shape)
-    w = settings.weighting
     fobs, eps, cen = refl.fobs, refl.epsilon, refl.centric
-    bins = refl.resolution_bins(w.per_bin, w.bins)
-    free = _free_set(refl, w.free_fraction, settings.seed)
-    test = _test_set(refl, w.free_fraction, settings.test_fraction, settings.seed)
+    bins = refl.resolution_bins(w.per_bin, w.bins, select=~unmeasured)
     d_start = max(settings.initial_d_min or d_min + settings.extension_extra, d_min) if settings.phase_extension \
         else d_min
 
@@ -121,7 +127,7 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
     phib, fom = phase_fom_from_hl(hl_exp, cen, refl.centric_phase)
     hl_cur, hl_mod_prev = hl_exp.copy(), None
     coef = fom * fobs * np.exp(1j * phib)
-    fill = np.zeros_like(coef)  # test reflections enter maps as σ_A·F_mod of the previous cycle, never as F_obs
+    fill = np.zeros_like(coef)
     trace: list[dict[str, float]] = []
     mask_prev: np.ndarray | None = None
     provider_score: np.ndarray | None = None
@@ -131,8 +137,8 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
     for cycle in range(n_cycles):
         last = cycle == n_cycles - 1
         d_now = _schedule(settings, cycle, d_start, d_min)
-        active = (refl.d >= d_now - 1e-6) & ~free & ~test
-        rho = refl.to_map(np.where(active, coef, np.where(test & ~free, fill, 0.0)), shape)
+        active = (refl.d >= d_now - 1e-6) & ~free & ~filled
+        rho = refl.to_map(np.where(active, coef, np.where(filled, fill, 0.0)), shape)
         mean_fom = float(np.average(fom, weights=fobs))
         radius = _mask_radius(settings, cycle, d_min, mean_fom)
         wp = _provider_weight(settings, cycle) if mask_provider is not None else 0.0
@@ -158,7 +164,7 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         fom_flipped = fom  # FOMs of the last flipping cycle: a flattened map's σ_A is inflated by its bias
         phib, fom, hl_cur = phib_new, fom_new, hl_new
         coef = map_coefficients(fobs, phib, fom, fmod_s, sa_ref, cen, w.map_coefficients)
-        fill = np.where(test & (refl.d >= d_now - 1e-6), sa_ref * fmod_s, 0.0)
+        fill = np.where(filled & (refl.d >= d_now - 1e-6), sa_ref * fmod_s, 0.0)
         agree = float((solvent == mask_prev).mean()) if mask_prev is not None else float("nan")
         mask_prev = solvent
         trace.append({"cycle": cycle + 1, "fom": float(np.average(fom, weights=fobs)), "phase_change": change,
@@ -172,15 +178,27 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         if progress is not None:
             progress((cycle + 1) / n_cycles, f"density modification cycle {cycle + 1}/{n_cycles}, "
                                              f"FOM {trace[-1]['fom']:.3f}")
-    final = refl.to_map(coef, shape)
+    final = refl.to_map(np.where(unmeasured, fill, coef), shape)
     if n_cycles > 1 and trace[-1]["k_flip"] == 0.0 and settings.solvent.method == "flip":  # k is exactly 0 when flattened
         fom = np.minimum(fom, fom_flipped)
-    return DMResult(reflections=refl, phib=np.degrees(phib), fom=fom, hl=hl_cur, fwt=coef,
+    n = n_obs  # the results are the observed reflections'; the unmeasured ones only filled the maps
+    return DMResult(reflections=observed, phib=np.degrees(phib[:n]), fom=fom[:n], hl=hl_cur[:n], fwt=coef[:n],
                     map=refl.crystal_map(final, name="density-modified"), mask=mask_prev,
                     trace=trace, info={"solvent_fraction": float(s_frac), "grid": list(shape), "cycles": n_cycles,
                                        "seconds": round(time.monotonic() - t0, 3),
                                        "test_reflections": int(test.sum()),
+                                       "unmeasured_filled": int(unmeasured.sum()),
                                        "test_cc": _final_mean(trace, "test_cc", settings.final_steps)})
+
+
+def _with_unmeasured(refl: ReflectionSet, hl_exp: np.ndarray, free: np.ndarray,
+                     test: np.ndarray) -> tuple[ReflectionSet, np.ndarray, np.ndarray, np.ndarray]:
+    """The reflection set completed to d_min (:meth:`ReflectionSet.completed`) with the HL coefficients, free
+    and test flags padded (no phase information, never free or test) for the unmeasured reflections."""
+    full = refl.completed()
+    pad = len(full.hkl) - len(refl.hkl)
+    no = np.zeros(pad, dtype=bool)
+    return full, np.concatenate([hl_exp, np.zeros((pad, 4))]), np.concatenate([free, no]), np.concatenate([test, no])
 
 
 def _final_mean(trace: list[dict[str, float]], key: str, n: int) -> float:

@@ -135,6 +135,17 @@ class ReflectionSet:
         edges = np.quantile(ref, np.linspace(0, 1, n_bins + 1)[1:-1]) if n_bins > 1 else np.array([])
         return np.searchsorted(edges, inv, side="right")
 
+    def completed(self) -> "ReflectionSet":
+        """This set followed by the reflections of the reciprocal ASU to d_min that it lacks (|F| = σ = 0; gemmi's
+        ``make_miller_array``, systematic absences left out).  The first ``len(self.hkl)`` reflections are this
+        set's, in its order."""
+        full = np.asarray(gemmi.make_miller_array(self.cell, self.spacegroup, self.d_min * (1.0 - 1e-6), 0.0, True),
+                          dtype=np.int64).reshape(-1, 3)
+        lacking = full[np.isnan(self.values_at(np.ones(len(self.hkl)), full).real)]
+        zeros = np.zeros(len(lacking))
+        return ReflectionSet(self.cell, self.spacegroup, np.concatenate([self.hkl, lacking]),
+                             np.concatenate([self.fobs, zeros]), np.concatenate([self.sigf, zeros]))
+
     def values_at(self, f: np.ndarray, hkl: np.ndarray) -> np.ndarray:
         """ASU coefficients ``f`` read at any indices ``hkl`` (m, 3) of the same crystal, e.g. another
         program's ASU: the symmetry mate's value (conjugated for −h); NaN where there is none."""
