@@ -41,7 +41,8 @@ from crysplugins.interface import CrystalMap
 class DMResult:
     """Output of :func:`run_dm`: best phases ``phib`` (degrees), figures of merit ``fom`` (after a flattened
     last cycle no higher than the last flipping cycle's: a flattened map's σ_A is inflated), combined HL
-    coefficients ``hl`` (n, 4), weighted map coefficients ``fwt`` (complex), the final map (engine grid),
+    coefficients ``hl`` (n, 4), weighted map coefficients ``fwt`` (complex), all for the n measured reflections;
+    the final map (engine grid; with the unmeasured reflections' σ_A·F_mod terms when those were filled),
     the final solvent mask (True = solvent), the per-cycle ``trace`` and ``info``."""
 
     reflections: ReflectionSet
