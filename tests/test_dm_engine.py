@@ -130,6 +130,17 @@ def test_unmeasured_reflections_fill_the_maps_and_stay_out_of_the_results(crysta
     assert np.abs(np.array(sym, copy=False) - filled.map.array).max() < 1e-4 * np.abs(filled.map.array).max()
 
 
+def test_highest_density_is_truncated_only_at_low_resolution(crystal):
+    refl, _, phi, fom = crystal
+    low = refl.d >= 2.5  # the same crystal cut to 2.5 Å
+    cut = ReflectionSet(refl.cell, refl.spacegroup, refl.hkl[low], refl.fobs[low], refl.sigf[low])
+    settings = DMSettings(initial_steps=1, shrink_steps=0, final_steps=1)
+    for r, sel, extra in ((refl, np.ones(len(refl.hkl), bool), 0.0), (cut, low, 0.02)):
+        res = run_dm(r, hl_from_phase_fom(phi[sel], fom[sel], r.centric), settings, solvent_fraction=0.55)
+        assert res.trace[0]["truncated"] == pytest.approx(0.45 + extra, abs=0.005)
+    assert settings.protein.fraction_max is None  # the caller's settings are left as they were
+
+
 def test_last_cycle_flattens_only_after_a_strong_flip():
     """The final cycle flattens (k = 0) when the flip would have |k| >= flatten_last_min_k, else it flips."""
     rng = np.random.default_rng(0)

@@ -117,6 +117,7 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
     unmeasured = np.arange(len(refl.hkl)) >= n_obs
     filled = test | unmeasured  # in maps as σ_A·F_mod of the cycle before, never as F_obs
     d_min = refl.d_min
+    settings = _for_resolution(settings, d_min)
     shape = refl.grid_shape(settings.grid_rate)
     lsd = LocalDeviation(refl.cell, shape)
     fobs, eps, cen = refl.fobs, refl.epsilon, refl.centric
@@ -258,7 +259,11 @@ def _modified_phases(refl: ReflectionSet, fmod: np.ndarray, coef: np.ndarray, w:
         return hl_mod, fmod_s, sa_ref, gamma
     fmod_s = scale_to_obs(fobs, fmod, eps, bins, active)
     eo, ec = normalise(fobs, eps, bins, active), normalise(fmod_s, eps, bins, active)
-    sa_ref = np.clip(sigmaa_ml(eo, ec, cen, bins, active) * w.sigmaa_scale, 0.0, w.sigmaa_max)[bins]
+    sa_bins = sigmaa_ml(eo, ec, cen, bins, active)
+    if w.smooth_sigmaa and len(sa_bins) > 2:
+        padded = np.concatenate([sa_bins[:1], sa_bins, sa_bins[-1:]])
+        sa_bins = 0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]
+    sa_ref = np.clip(sa_bins * w.sigmaa_scale, 0.0, w.sigmaa_max)[bins]
     return modified_phase_hl(eo, ec, fmod_s, cen, sa_ref), fmod_s, sa_ref, gamma
 
 
@@ -276,6 +281,15 @@ def _modify_density(settings: DMSettings, cycle: int, rho: np.ndarray, solvent: 
                             last)
     added = adjust_solvent_level(rho, solvent, settings.solvent)
     return rho, truncated, k, added
+
+
+def _for_resolution(settings: DMSettings, d_min: float) -> DMSettings:
+    """``settings`` with the low-resolution upper truncation filled in at d_min ≥ ``protein.low_resolution`` Å
+    (a copy; the caller's settings are not changed)."""
+    p = settings.protein
+    if p.fraction_max is not None or p.fraction_max_low_resolution is None or d_min < p.low_resolution:
+        return settings
+    return replace(settings, protein=replace(p, fraction_max=p.fraction_max_low_resolution))
 
 
 def _protein_now(settings: DMSettings, cycle: int) -> ProteinSettings:
