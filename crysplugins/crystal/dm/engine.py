@@ -259,11 +259,7 @@ def _modified_phases(refl: ReflectionSet, fmod: np.ndarray, coef: np.ndarray, w:
         return hl_mod, fmod_s, sa_ref, gamma
     fmod_s = scale_to_obs(fobs, fmod, eps, bins, active)
     eo, ec = normalise(fobs, eps, bins, active), normalise(fmod_s, eps, bins, active)
-    sa_bins = sigmaa_ml(eo, ec, cen, bins, active)
-    if w.smooth_sigmaa and len(sa_bins) > 2:
-        padded = np.concatenate([sa_bins[:1], sa_bins, sa_bins[-1:]])
-        sa_bins = 0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]
-    sa_ref = np.clip(sa_bins * w.sigmaa_scale, 0.0, w.sigmaa_max)[bins]
+    sa_ref = np.clip(sigmaa_ml(eo, ec, cen, bins, active) * w.sigmaa_scale, 0.0, w.sigmaa_max)[bins]
     return modified_phase_hl(eo, ec, fmod_s, cen, sa_ref), fmod_s, sa_ref, gamma
 
 

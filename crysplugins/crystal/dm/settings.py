@@ -120,7 +120,6 @@ class WeightingSettings:
     ramp_start: float = 1.0
     ramp_cycles: int = 0
     bias_correction: str = "none"
-    smooth_sigmaa: bool = False
 
 
 @dataclass
