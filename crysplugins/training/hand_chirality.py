@@ -57,6 +57,7 @@ import numpy as np
 from crysplugins.crystal.chirality import (FEATURE_PREFIXES, FEATURE_SET, SIGMAS, pseudoscalar_features,
                                           reciprocal_vectors)
 from crysplugins.crystal.fourier import FourierGrid
+from crysplugins.crystal.io import atomic_path
 from crysplugins.crystal.maps import invert_grid
 from crysplugins.crystal.metrics import pearson
 from crysplugins.crystal.refine import density_modify
@@ -672,10 +673,10 @@ def average_linear_cards(cards: list[Any], name: str) -> dict[str, Any]:
 
 
 def write_card(card: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Write ``card`` to ``out/hand_chirality.json`` whole or not at all (through a ``.part`` file); returns it."""
-    tmp = out / "hand_chirality.json.part"
-    tmp.write_text(json.dumps(card, indent=1))
-    tmp.replace(out / "hand_chirality.json")
+    """Write ``card`` to ``out/hand_chirality.json`` whole or not at all (:func:`crysplugins.crystal.io.atomic_path`);
+    returns it."""
+    with atomic_path(out / "hand_chirality.json") as tmp:
+        tmp.write_text(json.dumps(card, indent=1))
     return card
 
 
