@@ -31,13 +31,14 @@ DEV_POSITIONS = {0, 2}
 PREDICTORS = ("charge-flipping", "fragment-phasing", "patterson-density")
 
 
-def cell_examples(per_cell: int) -> list[list]:
-    """Rounds of compare.Example, one per cell per round, development fragments left out."""
+def cell_examples(per_cell: int, only: str | None = None) -> list[list]:
+    """Rounds of compare.Example, one per cell per round, development fragments left out; ``only``: a
+    comma-separated list of cell folder names to keep."""
     from crysplugins.evaluation.compare import Example
 
     cells = []
     for folder in sorted(BENCH.iterdir(), key=lambda p: (int(p.name.split("res")[0]), p.name)):
-        if not (folder / "fragments.tsv").exists():
+        if not (folder / "fragments.tsv").exists() or (only and folder.name not in only.split(",")):
             continue
         with open(folder / "fragments.tsv", newline="") as fh:
             rows = sorted(csv.DictReader(fh, delimiter="\t"), key=lambda r: r["id"])
@@ -106,6 +107,10 @@ def main() -> int:
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--rerun-below", type=float, default=None,
                    help="run fragment-phasing again where its recorded score is below this (after a change)")
+    p.add_argument("--rerun-dm-below", type=float, default=None,
+                   help="run fragment-phasing again where its winner's DM CC is below this (after a change that "
+                        "acts only when no candidate reaches the stopping CC)")
+    p.add_argument("--cells", default=None, help="only these cells, e.g. 15res_2A,10res_2.5A (to split a run)")
     p.add_argument("--summary-only", action="store_true", help="rewrite the summary from the records only")
     args = p.parse_args()
 
@@ -122,10 +127,14 @@ def main() -> int:
         records = [r for r in records if not (r["predictor"] == "fragment-phasing"
                                               and r.get("scalars", {}).get("score", 1.0) < args.rerun_below)]
         log.write_text("".join(json.dumps(r, default=float) + "\n" for r in records))
+    if args.rerun_dm_below is not None:
+        records = [r for r in records if not (r["predictor"] == "fragment-phasing"
+                                              and r.get("scalars", {}).get("dm_score", 1.0) < args.rerun_dm_below)]
+        log.write_text("".join(json.dumps(r, default=float) + "\n" for r in records))
     done = {(r["id"], r["n_residues"], r["d_min"], r["predictor"]) for r in records}
     labels = [compare.PredictorLabel.parse(x) for x in args.predictors.split(",") if x in host.predictors]
     t0 = time.monotonic()
-    rounds = [] if args.summary_only else cell_examples(args.per_cell)
+    rounds = [] if args.summary_only else cell_examples(args.per_cell, args.cells)
     if args.summary_only:
         write_summary(out, records, {"command": " ".join(sys.argv)})
     for k, rnd in enumerate(rounds):

@@ -58,7 +58,8 @@ def test_network_candidates_come_after_the_first_start(frag2):
         calls.append(1)
         return phi + np.random.default_rng(0).normal(0.0, 40.0, len(phi))
 
-    res = fp.solve(setup, network, n_starts=2, stop_score=1.01, dm_cycles=30, flip_cycles=200, extra_starts=0)
+    res = fp.solve(setup, network, n_starts=2, stop_score=1.01, dm_cycles=30, flip_cycles=200, extra_starts=0,
+                   consensus=False)
     names = [c.name for c in res.candidates]
     assert names == ["charge-flipping start 0", "network + DM", "charge flipping from the network",
                      "charge-flipping start 1"]
@@ -73,10 +74,39 @@ def test_more_starts_when_no_candidate_is_convincing(frag2):
     cell, hkl, f, phi, seq = frag2
     setup = fp.make_setup(cell, hkl, f, seq)
     res = fp.solve(setup, None, n_starts=1, stop_score=1.01, dm_cycles=30, flip_cycles=200, extra_starts=1,
-                   extend_below=1.01)
+                   extend_below=1.01, consensus=False)
     assert [c.name for c in res.candidates] == ["charge-flipping start 0", "charge-flipping start 1"]
     res = fp.solve(setup, None, n_starts=1, stop_score=1.01, dm_cycles=30, flip_cycles=200, extra_starts=1,
-                   extend_below=0.0)
+                   extend_below=0.0, consensus=False)
+    assert [c.name for c in res.candidates] == ["charge-flipping start 0"]
+
+
+def test_consensus_averages_the_agreeing_candidates_only(frag2):
+    cell, hkl, f, phi, seq = frag2
+    setup = fp.make_setup(cell, hkl, f, seq)
+    rng = np.random.default_rng(3)
+
+    def noisy(shift, inverted):  # the truth with 45° of noise, on another origin and hand
+        p = phi + rng.normal(0.0, 45.0, len(phi))
+        return (-p if inverted else p) + 360.0 * (hkl @ np.asarray(shift))
+
+    sets = [noisy((0, 0, 0), False), noisy((0.3, 0.1, 0.7), True), noisy((0.5, 0.5, 0.0), False),
+            rng.uniform(-180.0, 180.0, len(phi))]  # three partly right solutions and a wrong one
+    cands = [fp.dm_candidate(setup, p, f"candidate {k}", dm_cycles=1) for k, p in enumerate(sets)]
+    errors = [search_origin_hand(hkl, f, phi, c.refined.phases).phase_error for c in cands]
+    cons = fp.consensus_candidate(setup, cands, dm_cycles=1)
+    assert cons is not None and cons.name == "consensus of 3 candidates"
+    assert search_origin_hand(hkl, f, phi, cons.refined.phases).phase_error < min(errors[:3]) - 5.0
+    assert fp.consensus_candidate(setup, cands[3:] + cands[3:2], dm_cycles=1) is None  # one candidate: none
+
+
+def test_the_consensus_joins_only_when_no_candidate_converged(frag2):
+    cell, hkl, f, phi, seq = frag2
+    setup = fp.make_setup(cell, hkl, f, seq)
+    kw = dict(n_starts=2, dm_cycles=30, flip_cycles=200, extra_starts=0)
+    names = [c.name for c in fp.solve(setup, None, stop_score=1.01, **kw).candidates]
+    assert len(names) == 3 and names[2].startswith("consensus of")
+    res = fp.solve(setup, None, stop_score=0.0, **kw)
     assert [c.name for c in res.candidates] == ["charge-flipping start 0"]
 
 
