@@ -16,6 +16,7 @@ import pytest
 from crysplugins.cli import main
 from crysplugins.crystal.dm import DMSettings, ReflectionSet, run_dm
 from crysplugins.crystal.dm.hl import fom_from_kappa, hl_from_phase_fom, kappa_from_fom, phase_fom_from_hl
+from crysplugins.crystal.dm.masking import resample
 from crysplugins.crystal.dm.settings import SolventSettings
 from crysplugins.crystal.dm.solvent import modify_solvent
 from crysplugins.crystal.io import make_mtz
@@ -118,7 +119,7 @@ def test_unmeasured_reflections_fill_the_maps_and_stay_out_of_the_results(crysta
     assert np.array_equal(full.hkl[:n], thin.hkl) and np.all(full.fobs[n:] == 0)
     assert sorted(map(tuple, full.hkl[n:].tolist())) == sorted(map(tuple, refl.hkl[~keep].tolist()))
     hl = hl_from_phase_fom(phi[keep], fom[keep], thin.centric)
-    settings = DMSettings(initial_steps=2, shrink_steps=4, final_steps=2)
+    settings = DMSettings(initial_steps=2, shrink_steps=4, final_steps=2, extend_fraction=0.0)
     filled = run_dm(thin, hl, settings, solvent_fraction=0.55)
     settings.fill_unmeasured = False
     plain = run_dm(thin, hl, settings, solvent_fraction=0.55)
@@ -128,6 +129,29 @@ def test_unmeasured_reflections_fill_the_maps_and_stay_out_of_the_results(crysta
     sym = filled.map.grid.clone()
     sym.symmetrize_avg()
     assert np.abs(np.array(sym, copy=False) - filled.map.array).max() < 1e-4 * np.abs(filled.map.array).max()
+
+
+def test_the_extension_beyond_the_data_enters_only_the_final_maps(crystal):
+    refl, _, phi, fom = crystal
+    beyond = refl.completed(0.9 * refl.d_min)
+    n_ext = len(beyond.hkl) - len(refl.hkl)
+    assert n_ext > 0 and beyond.d[len(refl.hkl):].min() >= 0.9 * refl.d_min * (1 - 1e-6)
+    assert beyond.d[len(refl.hkl):].max() < refl.d_min
+    hl = hl_from_phase_fom(phi, fom, refl.centric)
+    runs = {}
+    for name, kw in (("off", dict(extend_fraction=0.0)), ("on", {}), ("weight 0", dict(extend_weight=0.0))):
+        runs[name] = run_dm(refl, hl, DMSettings(initial_steps=2, shrink_steps=4, final_steps=2, **kw),
+                            solvent_fraction=0.55)
+    assert runs["on"].info["unmeasured_filled"] == n_ext and runs["off"].info["unmeasured_filled"] == 0
+    assert np.array_equal(runs["weight 0"].phib, runs["off"].phib)  # zero weight: exactly no extension
+    # before the final steps the extended terms are in no map: the first six cycles agree
+    assert [r["fom"] for r in runs["on"].trace[:6]] == pytest.approx([r["fom"] for r in runs["off"].trace[:6]],
+                                                                    rel=1e-9)
+    assert runs["on"].trace[-1]["fom"] != pytest.approx(runs["off"].trace[-1]["fom"], rel=1e-6)
+    assert np.abs(runs["on"].phib - runs["off"].phib).max() > 0.1
+    sym = runs["on"].map.grid.clone()
+    sym.symmetrize_avg()
+    assert np.abs(np.array(sym, copy=False) - runs["on"].map.array).max() < 1e-4 * np.abs(runs["on"].map.array).max()
 
 
 def test_highest_density_is_truncated_only_at_low_resolution(crystal):
@@ -185,6 +209,20 @@ def test_mask_provider_is_run_only_while_its_weight_is_above_zero(crystal):
     # weight 0.5 in cycles 0-1, then 0.375, 0.25, 0.125, 0 over the shrink cycles 2-5, 0 after
     assert calls == [0, 2, 4]
     assert [r["mask_source"] for r in res.trace] == ["provider"] * 5 + ["lsd"] * 3
+
+
+def test_the_mask_provider_may_ask_for_a_grid_that_holds_only_the_data(crystal):
+    refl, _, phi, fom = crystal
+    coarse = refl.grid_shape(2.05)  # holds reflections to d_min, not the extension to 0.9 d_min
+
+    def provider(req):  # like the U-net, which reads the map on its own grid
+        return resample(-np.abs(req.map_on(coarse).array), req.map.array.shape)
+
+    settings = DMSettings(initial_steps=2, shrink_steps=4, final_steps=2)
+    settings.mask.provider_weight, settings.mask.provider_weight_final = 0.5, 0.5
+    res = run_dm(refl, hl_from_phase_fom(phi, fom, refl.centric), settings, solvent_fraction=0.55,
+                 mask_provider=provider)
+    assert res.info["unmeasured_filled"] > 0 and all(r["mask_source"] == "provider" for r in res.trace)
 
 
 def _write_mtz(path: Path, refl, phi, fom, with_phases: bool = True) -> None:

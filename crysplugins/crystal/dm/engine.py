@@ -1,7 +1,8 @@
 """The density-modification cycle (the order of cctbx's ``mmtbx.density_modification`` and of DM/Parrot):
 
 1. map from the current coefficients (FOM-weighted; 2mFo − DFc after the first cycle); reflections of the
-   ASU to d_min that were not measured enter as σ_A·F_mod of the cycle before (``fill_unmeasured``);
+   ASU to d_min that were not measured enter as σ_A·F_mod of the cycle before (``fill_unmeasured``), and in
+   the final steps, at half weight, those to 0.9 d_min beyond the data (``extend_fraction``);
 2. solvent mask: local rms with a radius shrinking from d_min + 4 Å to d_min, or a mask provider (the
    U-net, re-run on the current map every few cycles), or a rank mix of the two;
 3. protein histogram matching (:mod:`.histogram`, off by default) and truncation (:mod:`.protein`),
@@ -112,13 +113,17 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
     observed, n_obs = refl, len(refl.hkl)
     free = _free_set(refl, w.free_fraction, settings.seed)
     test = _test_set(refl, w.free_fraction, settings.test_fraction, settings.seed)
+    d_min = d_fill = refl.d_min
     if settings.fill_unmeasured:
-        refl, hl_exp, free, test = _with_unmeasured(refl, hl_exp, free, test)
+        d_fill = d_min * (1.0 - settings.extend_fraction)
+        refl, hl_exp, free, test = _with_unmeasured(refl, hl_exp, free, test, d_fill)
+    within = refl.d >= d_min - 1e-6  # the mask provider sees the data's resolution only (its grid may be coarse)
+    inner = refl if within.all() else ReflectionSet(refl.cell, refl.spacegroup, refl.hkl[within], refl.fobs[within],
+                                                    refl.sigf[within])
     unmeasured = np.arange(len(refl.hkl)) >= n_obs
     filled = test | unmeasured  # in maps as σ_A·F_mod of the cycle before, never as F_obs
-    d_min = refl.d_min
     settings = _for_resolution(settings, d_min)
-    shape = refl.grid_shape(settings.grid_rate)
+    shape = refl.grid_shape(1.0, min(d_min / settings.grid_rate, d_fill / 2.05))  # extended terms need Nyquist
     lsd = LocalDeviation(refl.cell, shape)
     fobs, eps, cen = refl.fobs, refl.epsilon, refl.centric
     bins = refl.resolution_bins(w.per_bin, w.bins, select=~unmeasured)
@@ -145,7 +150,8 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         radius = _mask_radius(settings, cycle, d_min, mean_fom)
         wp = _provider_weight(settings, cycle) if mask_provider is not None else 0.0
         if wp > 0 and (provider_score is None or cycle % settings.mask.provider_every == 0):
-            provider_score = _provider_score(mask_provider, refl, coef * active, shape, cycle, d_min, mean_fom)
+            provider_score = _provider_score(mask_provider, inner, (coef * active)[within], shape, cycle, d_min,
+                                             mean_fom)
             provider_ranks = _ranks(provider_score)
         score = _mask_score(settings, refl, lsd, rho, radius, level, provider_score, provider_ranks, wp)
         solvent = solvent_mask(score, s_frac)
@@ -166,7 +172,9 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         fom_flipped = fom  # FOMs of the last flipping cycle: a flattened map's σ_A is inflated by its bias
         phib, fom, hl_cur = phib_new, fom_new, hl_new
         coef = map_coefficients(fobs, phib, fom, fmod_s, sa_ref, cen, w.map_coefficients)
-        fill = np.where(filled & (refl.d >= d_now - 1e-6), sa_ref * fmod_s, 0.0)
+        reached = (refl.d >= d_now - 1e-6) | (d_now <= d_min + 1e-6)  # extended terms once d_min is reached
+        fill = np.where(filled & reached, sa_ref * _centric_restricted(fmod_s, refl) *
+                        _fill_weight(settings, cycle, refl.d < d_min - 1e-6), 0.0)
         agree = float((solvent == mask_prev).mean()) if mask_prev is not None else float("nan")
         mask_prev = solvent
         trace.append({"cycle": cycle + 1, "fom": float(np.average(fom, weights=fobs)), "phase_change": change,
@@ -193,14 +201,29 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
                                        "test_cc": _final_mean(trace, "test_cc", settings.final_steps)})
 
 
-def _with_unmeasured(refl: ReflectionSet, hl_exp: np.ndarray, free: np.ndarray,
-                     test: np.ndarray) -> tuple[ReflectionSet, np.ndarray, np.ndarray, np.ndarray]:
-    """The reflection set completed to d_min (:meth:`ReflectionSet.completed`) with the HL coefficients, free
-    and test flags padded (no phase information, never free or test) for the unmeasured reflections."""
-    full = refl.completed()
+def _with_unmeasured(refl: ReflectionSet, hl_exp: np.ndarray, free: np.ndarray, test: np.ndarray,
+                     d_fill: float) -> tuple[ReflectionSet, np.ndarray, np.ndarray, np.ndarray]:
+    """The reflection set completed to ``d_fill`` Å (:meth:`ReflectionSet.completed`) with the HL coefficients,
+    free and test flags padded (no phase information, never free or test) for the unmeasured reflections."""
+    full = refl.completed(d_fill)
     pad = len(full.hkl) - len(refl.hkl)
     no = np.zeros(pad, dtype=bool)
     return full, np.concatenate([hl_exp, np.zeros((pad, 4))]), np.concatenate([free, no]), np.concatenate([test, no])
+
+
+def _centric_restricted(f: np.ndarray, refl: ReflectionSet) -> np.ndarray:
+    """``f`` with every centric reflection's phase put on its allowed line (φ_c or φ_c + π): a modified map
+    that is not quite symmetric (histogram matching ranks symmetry mates apart) gives centric F_mod a phase
+    no symmetric map can hold, and a filled term must keep the next map symmetric."""
+    rot = np.exp(1j * refl.centric_phase)
+    return np.where(refl.centric, np.real(f * np.conj(rot)) * rot, f)
+
+
+def _fill_weight(settings: DMSettings, cycle: int, beyond: np.ndarray) -> np.ndarray:
+    """Weight of each filled term in the next map: 1 within the data's resolution; beyond it (``beyond``)
+    ``extend_weight`` for the maps of the final steps (those at the final mask radius) and 0 before."""
+    final = cycle + 1 >= settings.initial_steps + settings.shrink_steps
+    return np.where(beyond, settings.extend_weight if final else 0.0, 1.0)
 
 
 def _final_mean(trace: list[dict[str, float]], key: str, n: int) -> float:

@@ -135,11 +135,12 @@ class ReflectionSet:
         edges = np.quantile(ref, np.linspace(0, 1, n_bins + 1)[1:-1]) if n_bins > 1 else np.array([])
         return np.searchsorted(edges, inv, side="right")
 
-    def completed(self) -> "ReflectionSet":
-        """This set followed by the reflections of the reciprocal ASU to d_min that it lacks (|F| = σ = 0; gemmi's
-        ``make_miller_array``, systematic absences left out).  The first ``len(self.hkl)`` reflections are this
-        set's, in its order."""
-        full = np.asarray(gemmi.make_miller_array(self.cell, self.spacegroup, self.d_min * (1.0 - 1e-6), 0.0, True),
+    def completed(self, d_min: float | None = None) -> "ReflectionSet":
+        """This set followed by the reflections of the reciprocal ASU to ``d_min`` Å (default: this set's) that it
+        lacks (|F| = σ = 0; gemmi's ``make_miller_array``, systematic absences left out).  The first
+        ``len(self.hkl)`` reflections are this set's, in its order."""
+        d = min(d_min or self.d_min, self.d_min)
+        full = np.asarray(gemmi.make_miller_array(self.cell, self.spacegroup, d * (1.0 - 1e-6), 0.0, True),
                           dtype=np.int64).reshape(-1, 3)
         lacking = full[np.isnan(self.values_at(np.ones(len(self.hkl)), full).real)]
         zeros = np.zeros(len(lacking))
