@@ -154,8 +154,9 @@ def score_candidates(setup: Setup, candidates: list[Candidate], models: ss.Score
 
 
 #: two candidates agree when, on their best common origin and hand, their |F|-weighted phase difference is
-#: below this (degrees).  On development fragments (5–15 residues, 2.0–2.5 Å, none in the benchmark) unrelated
-#: solutions align to 67–77° and right ones to each other at 57–65°; of 60, 65 and 68° the 65° consensus helped most.
+#: below this (degrees).  On a 15-residue fragment at 2.0 Å unrelated solutions aligned at 67–77° and right ones
+#: at 57–64°; of 60, 65 and 68° the 65° consensus helped most on the development fragments (none in the
+#: benchmark; benchmarks/fragment_consensus_dev.py).
 CONSENSUS_AGREE = 65.0
 
 
