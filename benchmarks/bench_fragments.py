@@ -123,14 +123,11 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "fragments_records.jsonl"
     records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    if args.rerun_below is not None:
-        records = [r for r in records if not (r["predictor"] == "fragment-phasing"
-                                              and r.get("scalars", {}).get("score", 1.0) < args.rerun_below)]
-        log.write_text("".join(json.dumps(r, default=float) + "\n" for r in records))
-    if args.rerun_dm_below is not None:
-        records = [r for r in records if not (r["predictor"] == "fragment-phasing"
-                                              and r.get("scalars", {}).get("dm_score", 1.0) < args.rerun_dm_below)]
-        log.write_text("".join(json.dumps(r, default=float) + "\n" for r in records))
+    for scalar, below in (("score", args.rerun_below), ("dm_score", args.rerun_dm_below)):
+        if below is not None:  # drop those fragment-phasing records, so that the run below makes them again
+            records = [r for r in records if not (r["predictor"] == "fragment-phasing"
+                                                  and r.get("scalars", {}).get(scalar, 1.0) < below)]
+            log.write_text("".join(json.dumps(r, default=float) + "\n" for r in records))
     done = {(r["id"], r["n_residues"], r["d_min"], r["predictor"]) for r in records}
     labels = [compare.PredictorLabel.parse(x) for x in args.predictors.split(",") if x in host.predictors]
     t0 = time.monotonic()

@@ -118,8 +118,8 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         d_fill = d_min * (1.0 - settings.extend_fraction)
         refl, hl_exp, free, test = _with_unmeasured(refl, hl_exp, free, test, d_fill)
     within = refl.d >= d_min - 1e-6  # the mask provider sees the data's resolution only (its grid may be coarse)
-    inner = refl if within.all() else ReflectionSet(refl.cell, refl.spacegroup, refl.hkl[within], refl.fobs[within],
-                                                    refl.sigf[within])
+    inner = refl if within.all() or mask_provider is None else ReflectionSet(
+        refl.cell, refl.spacegroup, refl.hkl[within], refl.fobs[within], refl.sigf[within])
     unmeasured = np.arange(len(refl.hkl)) >= n_obs
     filled = test | unmeasured  # in maps as σ_A·F_mod of the cycle before, never as F_obs
     settings = _for_resolution(settings, d_min)
@@ -174,7 +174,7 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         coef = map_coefficients(fobs, phib, fom, fmod_s, sa_ref, cen, w.map_coefficients)
         reached = (refl.d >= d_now - 1e-6) | (d_now <= d_min + 1e-6)  # extended terms once d_min is reached
         fill = np.where(filled & reached, sa_ref * _centric_restricted(fmod_s, refl) *
-                        _fill_weight(settings, cycle, refl.d < d_min - 1e-6), 0.0)
+                        _fill_weight(settings, cycle, ~within), 0.0)
         agree = float((solvent == mask_prev).mean()) if mask_prev is not None else float("nan")
         mask_prev = solvent
         trace.append({"cycle": cycle + 1, "fom": float(np.average(fom, weights=fobs)), "phase_change": change,
