@@ -18,7 +18,8 @@ through the runtime (:func:`crysplugins.runtime.hand.hand_logits`), on the test 
   ``benchmarks/out/hand/`` (resumable).  ``--baseline`` (default: the dipeptide pipeline's hand card) is scored on
   the same output maps.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_hand.py [--model fragment_hand] [--test-every 6] [--per-cell 3]
+    OMP_NUM_THREADS=1 python benchmarks/bench_hand.py [--model fragment_hand] [--test-every 6] [--per-cell 3] \
+        [--baseline CARD] [--figure hand]
 """
 from __future__ import annotations
 
@@ -172,6 +173,7 @@ def main() -> int:
     p.add_argument("--dipeptides", type=int, default=28, help="2 res 1.5 Å fragments through patterson-density")
     p.add_argument("--baseline", default="reccrysformer_dipeptide_recycled_hand",
                    help="a second hand card scored on the same pipeline maps ('' for none)")
+    p.add_argument("--figure", default="hand", help="output name under benchmarks/out (default hand)")
     args = p.parse_args()
     t0 = time.monotonic()
     host = default_host()
@@ -179,7 +181,7 @@ def main() -> int:
         pipeline(args.model, "patterson-density", [demo_example()], host, args.baseline),
         pipeline(args.model, "patterson-density", bench_examples(args.dipeptides, "2res_1.5A"), host, args.baseline),
         pipeline(args.model, "charge-flipping", bench_examples(args.per_cell), host, args.baseline)]}
-    write_figure("hand", results, time.monotonic() - t0)
+    write_figure(args.figure, results, time.monotonic() - t0)
     return 0
 
 

@@ -110,6 +110,7 @@ def main() -> int:
     p.add_argument("--n-true", type=int, default=110, help="test-family dipeptides (true and 20° maps)")
     p.add_argument("--per-cell", type=int, default=3, help="charge-flipping fragments per fragment_bench cell")
     p.add_argument("--dipeptides", type=int, default=28, help="2 res 1.5 Å fragments through patterson-density")
+    p.add_argument("--figure", default="hand_dipeptide", help="output name under benchmarks/out")
     args = p.parse_args()
     cards = [c.strip() for c in args.cards.split(",") if c.strip()]
     t0, host = time.monotonic(), default_host()
@@ -117,7 +118,7 @@ def main() -> int:
         real_outputs("patterson-density", [demo_example()], host, cards),
         real_outputs("patterson-density", bench_examples(args.dipeptides, "2res_1.5A"), host, cards),
         real_outputs("charge-flipping", bench_examples(args.per_cell), host, cards)]}
-    write_figure("hand_dipeptide", results, time.monotonic() - t0)
+    write_figure(args.figure, results, time.monotonic() - t0)
     return 0
 
 

@@ -345,3 +345,93 @@ def test_the_shipped_dipeptide_hand_is_the_mean_of_its_members(monkeypatch):
     cell = (8.0, 12.0, 12.0, 110.0, 120.0, 90.0)
     logits = [hand_logits(m, n, cells=[cell])[0] for n in members]
     assert hand_logits(m, "dipeptide_hand", cells=[cell])[0] == pytest.approx(np.mean(logits), rel=1e-9)
+
+
+# ------------------------------------------------------------------ the gated head: per-voxel chirality
+def _gated_card(tmp_path, hidden: int = 4, seed: int = 0, **extra) -> dict:
+    from crysplugins.crystal.chirality import VOXEL_FEATURE_SET, VOXEL_COUNT, VOXEL_SIGMAS, n_voxel_fields
+
+    n_s, n_p = n_voxel_fields(len(VOXEL_SIGMAS))
+    rng = np.random.default_rng(seed)
+    card = {"format": models.CARD_FORMAT, "task": "hand-chirality", "name": "toy_gated", "input": "refined",
+            "feature_set": VOXEL_FEATURE_SET, "head": "gated", "sigmas": list(VOXEL_SIGMAS),
+            "voxel_count": VOXEL_COUNT, "scalar_mean": [0.0] * n_s, "scalar_scale": [1.0] * n_s,
+            "scale": [1.0] * n_p, "hidden_weights": rng.normal(size=(n_s + n_p, hidden)).tolist(),
+            "hidden_bias": rng.normal(size=hidden).tolist(), "gate_weights": rng.normal(size=(hidden, n_p)).tolist(),
+            "gate_bias": rng.normal(size=n_p).tolist()}
+    card.update(extra)
+    (tmp_path / "toy_gated.json").write_text(json.dumps(card))
+    return card
+
+
+def test_voxel_fields_keep_scalars_and_negate_pseudoscalars_under_inversion(phe):
+    from crysplugins.crystal.chirality import VOXEL_COUNT, n_voxel_fields, voxel_fields
+
+    xyz, z, _ = phe
+    rho = _density(xyz, z)
+    s, p = voxel_fields(rho, CELL)
+    assert s.shape == (VOXEL_COUNT, n_voxel_fields(5)[0]) and p.shape[1] == n_voxel_fields(5)[1]
+    s_inv, p_inv = voxel_fields(invert_grid(rho), CELL)  # the grid inversion maps voxels onto voxels
+    order, order_inv = np.lexsort(s.T[::-1]), np.lexsort(s_inv.T[::-1])
+    assert np.allclose(s[order], s_inv[order_inv], atol=1e-5)
+    assert np.allclose(p[order], -p_inv[order_inv], atol=1e-3)
+
+
+def test_a_gated_head_is_antisymmetric_rotation_invariant_and_refuses_a_damaged_card(phe, tmp_path, monkeypatch):
+    xyz, z, _ = phe
+    monkeypatch.setenv(models.ENV_MODELS, str(tmp_path))
+    _gated_card(tmp_path, voxel_count=6000)  # on this fine grid, 6000 voxels hold the whole residue
+    rho = _density(xyz, z)
+    rng = np.random.default_rng(5)
+    q, _r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))
+    maps = np.stack([rho, invert_grid(rho), _density(xyz @ q.T, z), _density(xyz * np.array([-1.0, 1, 1]), z)])
+    logit = hand_logits(maps, "toy_gated", cells=CELL)
+    assert abs(logit[0]) > 1e-3 and logit[1] == pytest.approx(-logit[0], rel=1e-6, abs=1e-9)
+    assert np.sign(logit[2]) == np.sign(logit[0]) and abs(logit[2] - logit[0]) < 0.2 * abs(logit[0])
+    assert np.sign(logit[3]) == -np.sign(logit[0])  # the D enantiomer from a mirror plane, not the grid
+    _gated_card(tmp_path, gate_bias=[0.0, 1.0])
+    with pytest.raises(CrysError, match="damaged"):
+        hand_logits(maps[:1], "toy_gated", cells=CELL)
+
+
+def test_the_gated_fit_learns_a_planted_sign_and_the_cli_writes_a_card_the_runtime_reads(tmp_path, monkeypatch):
+    """fit_gated on voxel fields whose pseudoscalars carry the hand where one scalar is high; then the whole
+    `train hand-chirality --true-maps --head gated` path on a dataset built from tests/data/dataset, its export and
+    the runtime reading the card (antisymmetric on the dataset's own maps)."""
+    pytest.importorskip("torch", reason="the gated head is fitted with torch (the training extra)")
+    from pathlib import Path
+
+    from crysplugins.crystal.chirality import n_voxel_fields
+    from crysplugins.datasets.build import BuildConfig, build
+    from crysplugins.datasets.store import open_dataset
+    from crysplugins.runtime.hand import gated_score
+    from crysplugins.training.export import export_run
+    from crysplugins.training.hand_gated import fit_gated
+
+    n_s, n_p = n_voxel_fields(5)
+    rng = np.random.default_rng(0)
+    S = rng.normal(size=(300, 64, n_s)).astype(np.float32)
+    P = rng.normal(size=(300, 64, n_p)).astype(np.float32)
+    P[..., 3] = np.abs(P[..., 3]) * np.where(S[..., 0] > 0, 1.0, -0.2)  # the hand shows where scalar 0 is high
+    params = fit_gated(S, P, hidden=8, weight_decay=1e-4, epochs=30)
+    score = gated_score(S, P, params)
+    assert (score > 0).mean() > 0.95 and np.allclose(gated_score(S, -P, params), -score)
+
+    out = tmp_path / "ds"
+    build(BuildConfig(structures=str(Path(__file__).parent / "data" / "dataset"), out=str(out), n_residues=2,
+                      overlap=1, d_min=2.0, rate=2.5, max_grid=16, test_fraction=0.3, max_examples=10, shard_size=4,
+                      progress=False, partial_box=8))
+    run = tmp_path / "gated_run"
+    assert main(["train", "hand-chirality", "--true-maps", "--head", "gated", "--data", str(out), "--every", "1",
+                 "--test-every", "1", "--out", str(run), "--quiet"]) == 0
+    card = json.loads((run / "hand_chirality.json").read_text())
+    assert card["head"] == "gated" and card["metrics"]["test"]["phase_error_0"]["n"] >= 1
+    assert 0 <= card["training"]["validation"]["val_accuracy"] <= 1
+    export_run(run, name="tiny_gated", models_dir=tmp_path / "models")
+    monkeypatch.setenv(models.ENV_MODELS, str(tmp_path / "models"))
+    models.clear_cache()
+    arr = open_dataset(out).shards("test")[0].load()
+    rho, cell = arr["density"][0].astype(np.float64), arr["cell"][0]
+    logits = hand_logits(np.stack([rho, invert_grid(rho)]), "tiny_gated", cells=cell)
+    assert np.isfinite(logits).all() and logits[1] == pytest.approx(-logits[0], rel=1e-6, abs=1e-9)

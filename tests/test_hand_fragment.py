@@ -1,4 +1,4 @@
-"""The fragment hand model (``fragment_hand``, a ``hand-chirality`` card): antisymmetry, refusal of damaged
+"""The fragment hand models (``fragment_hand`` and ``fragment_hand_gated``, ``hand-chirality`` cards): antisymmetry, refusal of damaged
 cards, accuracy on held-out solved maps shipped in tests/data/hand_maps.npz (make_hand_fixtures.py), the
 simulated phase errors it is fitted with, and fragment-phasing's use of it when no transformer set the hand."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import gemmi
 import numpy as np
 import pytest
 
-from crysplugins.crystal.chirality import FEATURE_SETS, n_features, pseudoscalar_features
+from crysplugins.crystal.chirality import FEATURE_SETS, VOXEL_FEATURE_SET, n_features, pseudoscalar_features
 from crysplugins.crystal.fourier import FourierGrid
 from crysplugins.crystal.maps import centre_density, invert_grid
 from crysplugins.crystal.refine import RefineResult
@@ -40,16 +40,17 @@ def shipped_models(monkeypatch):
     models.clear_cache()
 
 
-def test_the_shipped_card_is_right_on_held_out_solved_maps_and_antisymmetric(fixture_maps):
+@pytest.mark.parametrize("name", [MODEL, fp.HAND_MODEL])
+def test_the_shipped_cards_are_right_on_held_out_solved_maps_and_antisymmetric(fixture_maps, name):
     maps, cells, lengths, d_min = fixture_maps
-    logits = np.array([hand_logits(m[None], MODEL, cells=[c])[0] for m, c in zip(maps, cells)])
+    logits = np.array([hand_logits(m[None], name, cells=[c])[0] for m, c in zip(maps, cells)])
     right = logits < 0  # every fixture map is the true (L) hand: the call keeps it
     assert right.mean() >= 0.9, f"{right.sum()} of {len(right)} right; wrong: lengths {lengths[~right]}, " \
                                 f"d_min {d_min[~right]}"
-    inverted = np.array([hand_logits(invert_grid(m)[None], MODEL, cells=[c])[0] for m, c in zip(maps[:4], cells[:4])])
+    inverted = np.array([hand_logits(invert_grid(m)[None], name, cells=[c])[0] for m, c in zip(maps[:4], cells[:4])])
     assert np.allclose(inverted, -logits[:4], atol=1e-3)  # the opposite call (the cube roots amplify round-off)
-    card = models.find_card(MODEL)
-    assert card.get("feature_set") in FEATURE_SETS and card.get("input") == "refined"
+    card = models.find_card(name)
+    assert card.get("feature_set") in FEATURE_SETS + (VOXEL_FEATURE_SET,) and card.get("input") == "refined"
     assert card["metrics"]["test"]["phase_error_0"]["accuracy"] > 0.9
 
 
@@ -98,7 +99,7 @@ def test_the_odd_head_is_antisymmetric_and_learns_a_sign():
 
 def test_fragment_phasing_places_a_centred_solution_on_the_l_hand(fixture_maps):
     maps, cells, _, _ = fixture_maps
-    k = int(np.argmin([hand_logits(m[None], MODEL, cells=[c])[0] for m, c in zip(maps, cells)]))  # surest call
+    k = int(np.argmin([hand_logits(m[None], fp.HAND_MODEL, cells=[c])[0] for m, c in zip(maps, cells)]))  # surest
     cell = gemmi.UnitCell(*cells[k])
     d_map = invert_grid(maps[k])  # a solution on the D hand, as charge flipping may leave it
     hkl = np.array([(h, kk, l) for h in range(-3, 4) for kk in range(-3, 4) for l in range(0, 4)
@@ -108,7 +109,7 @@ def test_fragment_phasing_places_a_centred_solution_on_the_l_hand(fixture_maps):
                        np.degrees(np.angle(f_map)), np.abs(f_map), np.ones(len(hkl)), 1.0, True)
     how, hand = fp.place(res, None)
     assert hand is not None and hand.inverted and hand.confidence > 0.5 and "inverted" in how
-    assert hand_logits(np.asarray(res.map.array)[None], MODEL, cells=[cell])[0] < 0  # now on the L hand
+    assert hand_logits(np.asarray(res.map.array)[None], fp.HAND_MODEL, cells=[cell])[0] < 0  # now on the L hand
     f_new, _ = FourierGrid(hkl, d_map.shape, float(cell.volume)).from_map(np.asarray(res.map.array, float))
     assert np.allclose(np.exp(1j * np.radians(res.phases)), np.exp(1j * np.angle(f_new)), atol=1e-4)  # follow the map
     how, hand = fp.place(res, None, hand_model=None)

@@ -45,6 +45,11 @@ SIGMAS: tuple[float, ...] = (0.0, 0.3, 0.5, 0.7, 0.9, 1.2, 1.6, 2.0)
 FEATURE_SET = "pseudoscalar-v1"
 #: every feature set :func:`pseudoscalar_features` computes (v2 adds the Hessian-commutator terms)
 FEATURE_SETS: tuple[str, ...] = ("pseudoscalar-v1", "pseudoscalar-v2")
+#: the per-voxel feature set of :func:`voxel_fields` (a ``gated`` hand head reads it), its blurs (Å) and how many
+#: voxels (the densest) it keeps: about the volume of two to five residues at these grids' spacing (d_min / 2.5)
+VOXEL_FEATURE_SET = "voxel-gated-v1"
+VOXEL_SIGMAS: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9, 1.2)
+VOXEL_COUNT = 512
 #: feature sets whose vector begins with another set's whole vector (pseudoscalar-v2 appends the Hessian-commutator
 #: terms to pseudoscalar-v1's entries, same blurs, same order)
 FEATURE_PREFIXES: dict[str, tuple[str, ...]] = {"pseudoscalar-v1": (), "pseudoscalar-v2": ("pseudoscalar-v1",)}
@@ -145,6 +150,64 @@ def pseudoscalar_features(density: np.ndarray, cell, sigmas: Sequence[float] = S
                 feats += [p.mean(), (p * w1).sum(), (p * w2).sum()]
     f = np.array(feats)
     return np.sign(f) * np.abs(f) ** (1.0 / 3.0)
+
+
+def _signed_cbrt(a: np.ndarray) -> np.ndarray:
+    return np.sign(a) * np.abs(a) ** (1.0 / 3.0)
+
+
+def voxel_fields(density: np.ndarray, cell, sigmas: Sequence[float] = VOXEL_SIGMAS,
+                 count: int = VOXEL_COUNT) -> tuple[np.ndarray, np.ndarray]:
+    """Scalar and pseudoscalar fields at the densest voxels of a whole-cell map (N1, N2, N3) in rms units (P 1).
+
+    Where :func:`pseudoscalar_features` sums each pseudoscalar field over the cell with fixed weights, these are
+    the fields voxel by voxel, so that a hand head can weigh each voxel's chirality by what surrounds it (a
+    ``gated`` head: the weights are a function of the voxel's scalars).  Kept: the ``count`` voxels (all, in a
+    smaller grid) where the map blurred by the first σ is highest (a scalar choice, so the inverted map keeps the inverted
+    voxels).  Per blur σ (Å): scalars ρ_σ, |g_σ| (1/Å), the Hessian's trace (1/Å²) and the signed cube roots of
+    its second invariant and determinant; pseudoscalars the twist t_σ and its normalised form.  Across blurs:
+    the gradient triples g_a·(g_b × g_c) and the Hessian commutator's axial vector dotted with g_a and g_b.
+    Every pseudoscalar is compressed by a signed cube root (odd, so inversion still negates it).
+
+    Returns (scalars (V, 5·S), pseudoscalars (V, 2·S + C(S, 3) + 2·C(S, 2))), float32; 25 and 40 for S = 5.
+    A proper rotation of the content leaves both unchanged; the inversion ρ(x) → ρ(−x) keeps the scalars and
+    negates the pseudoscalars."""
+    rho = np.asarray(density, dtype=np.float64)
+    if rho.ndim != 3:
+        raise ValueError("voxel_fields needs a 3-D map")
+    n = rho.shape
+    s, s2 = reciprocal_vectors(cell, n)
+    spectrum = np.fft.rfftn(rho, axes=_AXES)
+    grads, hessians, scalars, pseudo = [], [], [], []
+    for sigma in sigmas:
+        g, h = _fields(spectrum, s, s2, sigma, n)
+        grads.append(g)
+        hessians.append(h)
+        blurred = np.fft.irfftn(spectrum * np.exp(-2 * np.pi ** 2 * sigma ** 2 * s2), n, axes=_AXES)
+        second = (h[0, 0] * h[1, 1] + h[1, 1] * h[2, 2] + h[0, 0] * h[2, 2]
+                  - h[0, 1] ** 2 - h[1, 2] ** 2 - h[0, 2] ** 2)
+        det = np.linalg.det(np.moveaxis(h, (0, 1), (-2, -1)))
+        scalars += [blurred, np.sqrt((g ** 2).sum(0)), h[0, 0] + h[1, 1] + h[2, 2], _signed_cbrt(second),
+                    _signed_cbrt(det)]
+        hg = _matvec(h, g)
+        hhg = _matvec(h, hg)
+        t = _triple(g, hg, hhg)
+        pseudo += [t, t / (np.sqrt((g ** 2).sum(0) * (hg ** 2).sum(0) * (hhg ** 2).sum(0)) + 1e-12)]
+    for a, b, c in itertools.combinations(range(len(grads)), 3):
+        pseudo.append(_triple(grads[a], grads[b], grads[c]))
+    for a, b in itertools.combinations(range(len(grads)), 2):
+        axial = _commutator_axial(hessians[a], hessians[b])
+        pseudo += [(axial * grads[a]).sum(0), (axial * grads[b]).sum(0)]
+    scalar = np.stack(scalars).reshape(len(scalars), -1)
+    keep = np.argsort(-scalar[0], kind="stable")[:max(1, int(count))]
+    pseudo_kept = _signed_cbrt(np.stack(pseudo).reshape(len(pseudo), -1)[:, keep])
+    return scalar[:, keep].T.astype(np.float32), pseudo_kept.T.astype(np.float32)
+
+
+def n_voxel_fields(n_sigmas: int) -> tuple[int, int]:
+    """(scalars, pseudoscalars) per voxel of :func:`voxel_fields` for ``n_sigmas`` blurs."""
+    s = int(n_sigmas)
+    return 5 * s, 2 * s + s * (s - 1) * (s - 2) // 6 + s * (s - 1)
 
 
 def n_features(n_sigmas: int, feature_set: str = FEATURE_SET) -> int:

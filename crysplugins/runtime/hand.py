@@ -7,8 +7,9 @@ card (``card["hand_model"]``) says whether the map holds L-amino acids (keep it)
 it).  Two kinds of hand model, told apart by their card's ``task``:
 
 * ``hand-chirality`` (shipped): a linear score of rotation-invariant pseudoscalar features
-  (:mod:`crysplugins.crystal.chirality`, fitted by :mod:`crysplugins.training.hand_chirality`); numpy
-  only, the weights are in the card.  It needs each map's cell.
+  (:mod:`crysplugins.crystal.chirality`, fitted by :mod:`crysplugins.training.hand_chirality`), or a ``gated``
+  head that weighs per-voxel pseudoscalars by a small network of the voxel's scalars (fitted by
+  :mod:`crysplugins.training.hand_gated`); numpy only, the weights are in the card.  It needs each map's cell.
 * ``hand-classifier``: an antisymmetric 3-D CNN exported to ONNX (:mod:`crysplugins.training.nets.hand_classifier`).
 
 Both are antisymmetric: the logit of the inverted map is minus the logit of the map, so the decision never
@@ -20,21 +21,62 @@ from typing import Any
 
 import numpy as np
 
-from crysplugins.crystal.chirality import FEATURE_SETS, hand_score, n_features, pseudoscalar_features
+from crysplugins.crystal.chirality import (FEATURE_SETS, VOXEL_FEATURE_SET, hand_score, n_features, n_voxel_fields,
+                                          pseudoscalar_features, voxel_fields)
 from crysplugins.crystal.maps import invert_grid
 from crysplugins.errors import CrysError
 from crysplugins.runtime.models import find_card
 from crysplugins.runtime.runner import OnnxRunner
 
 
+#: the arrays of a ``gated`` head and their shapes for S scalars, P pseudoscalars, H hidden units
+_GATED_SHAPES = {"scalar_mean": ("S",), "scalar_scale": ("S",), "scale": ("P",), "hidden_weights": ("S+P", "H"),
+                 "hidden_bias": ("H",), "gate_weights": ("H", "P"), "gate_bias": ("P",)}
+
+
+def _gated_head(card: Any) -> tuple[list[float], str, dict[str, np.ndarray]]:
+    name = card.get("name", "(unnamed)")
+    try:
+        sigmas = [float(s) for s in card.get("sigmas")]
+        params = {k: np.asarray(card.get(k), dtype=float) for k in _GATED_SHAPES}
+        params["voxel_count"] = np.asarray(int(card.get("voxel_count")))
+        n_s, n_p = n_voxel_fields(len(sigmas))
+        dims = {"S": n_s, "P": n_p, "S+P": n_s + n_p,
+                "H": params["hidden_bias"].shape[0] if params["hidden_bias"].ndim == 1 else -1}
+        ok = all(params[k].shape == tuple(dims[d] for d in shape) for k, shape in _GATED_SHAPES.items()) and \
+            all(bool(np.isfinite(v).all()) for v in params.values()) and bool((params["scale"] > 0).all()) and \
+            bool((params["scalar_scale"] > 0).all()) and int(params["voxel_count"]) >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise CrysError(f"The hand model {name} has no valid blurs and gate weights for its voxel fields; "
+                        "the card is damaged.")
+    return sigmas, VOXEL_FEATURE_SET, params
+
+
+def gated_score(scalars: np.ndarray, pseudo: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+    """Score of a ``gated`` head (:mod:`crysplugins.training.hand_gated`) for voxel fields (..., V, S) and
+    (..., V, P): mean over voxels of Σ_k q_k · w_k(z), q = p / scale, z = [(s − μ)/σ, |q|],
+    w(z) = tanh(z W₁ + b₁) W₂ + b₂.  The gate reads only even quantities (scalars and |q|) and multiplies an odd
+    one, so the inverted map scores exactly minus; > 0 keeps the hand."""
+    q = np.asarray(pseudo, dtype=np.float64) / params["scale"]
+    z = np.concatenate([(np.asarray(scalars, dtype=np.float64) - params["scalar_mean"]) / params["scalar_scale"],
+                        np.abs(q)], axis=-1)
+    gate = np.tanh(z @ params["hidden_weights"] + params["hidden_bias"]) @ params["gate_weights"] + params["gate_bias"]
+    return (q * gate).sum(-1).mean(-1)
+
+
 def chirality_head(card: Any) -> tuple[list[float], str, dict[str, np.ndarray]]:
     """(blurs σ in Å, feature set, head parameters) of a ``hand-chirality`` card (a ModelCard or its dict),
-    checked; CrysError for an unknown feature set or a damaged card.
+    checked; CrysError for an unknown feature set or a damaged card.  A ``gated`` head (feature set
+    ``voxel-gated-v1``) returns the arrays of :func:`gated_score` and ``voxel_count``.
 
     Heads: ``linear`` (``weights`` (F,)) or ``odd-mlp`` (``hidden`` (F, H), ``weights`` (H,): score =
     tanh((x / scale) · hidden) · weights, no biases, so odd in x); both divide by ``scale`` (F,) first."""
     name = card.get("name", "(unnamed)")
     feature_set = card.get("feature_set")
+    if card.get("head") == "gated" and feature_set == VOXEL_FEATURE_SET:
+        return _gated_head(card)
     if feature_set not in FEATURE_SETS:
         raise CrysError(f"The hand model {name} uses the feature set '{feature_set}'; this version "
                         f"computes {', '.join(repr(f) for f in FEATURE_SETS)}.")
@@ -70,6 +112,9 @@ def _chirality_logits(maps: np.ndarray, card: Any, cells: Any) -> np.ndarray:
         raise ValueError("one cell per map is needed")
     if card.get("input", "prediction") == "refined":  # a refined map is on its amplitudes' scale: use rms units
         maps = [rms_normalised(m) for m in maps]
+    if feature_set == VOXEL_FEATURE_SET:
+        fields = [voxel_fields(m, c, sigmas, int(params["voxel_count"])) for m, c in zip(maps, cells)]
+        return -np.array([gated_score(s, p, params) for s, p in fields])
     feats = np.stack([pseudoscalar_features(m, c, sigmas, feature_set) for m, c in zip(maps, cells)])
     if "hidden" in params:
         score = np.tanh((feats / params["scale"]) @ params["hidden"]) @ params["weights"]

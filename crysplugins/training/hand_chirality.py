@@ -105,6 +105,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "linear hand-chirality cards' logits (same blurs and input, nested feature sets), written "
                         "to --out for `crysplugins export`")
     g.add_argument("--every", type=int, default=5, help="with --true-maps: every N-th train example (default 5)")
+    g.add_argument("--head", choices=("linear", "gated"), default="linear",
+                   help="with --true-maps: a linear score of whole-map pseudoscalar sums (default) or a gated head "
+                        "weighing each voxel's pseudoscalars by its surroundings (crysplugins.training.hand_gated; "
+                        "every train map of 2-5 residues, every --every-th longer one)")
     g.add_argument("--test-every", type=int, default=8, dest="test_every",
                    help="evaluate on every N-th test example of --data (default 8; --true-maps: 6 is the card's)")
 
@@ -403,11 +407,22 @@ def run_cli(args: argparse.Namespace) -> int:
         print(json.dumps({"card": str(Path(args.out) / "hand_chirality.json"), "feature_set": card["feature_set"],
                           "ensemble_of": card["training"]["ensemble_of"]}, indent=1))
         return 0
+    if args.head == "gated" and not args.true_maps:
+        raise CrysError("train hand-chirality --head gated is fitted on true maps; give it with --true-maps.")
     if args.true_maps:
         if not args.data:
             raise CrysError("train hand-chirality --true-maps needs --data DIR (a dataset with true densities).")
         if args.every < 1 or args.test_every < 1:
             raise CrysError("--every and --test-every must be 1 or more.")
+        if args.head == "gated":
+            from crysplugins.training.hand_gated import fit_gated_true_maps
+
+            card = fit_gated_true_maps(args.data, args.out, every=args.every, test_every=args.test_every,
+                                       seed=args.seed or 0, progress=say)
+            print(json.dumps({"card": str(Path(args.out) / "hand_chirality.json"), "head": card["head"],
+                              "validation": card["training"]["validation"], "test": card["metrics"]["test"]},
+                             indent=1))
+            return 0
         card = fit_true_maps(args.data, args.out, every=args.every, test_every=args.test_every, seed=args.seed or 0,
                              progress=say)
         print(json.dumps({"card": str(Path(args.out) / "hand_chirality.json"), "head": card["head"],
@@ -580,7 +595,11 @@ def choose_head(train: dict[str, np.ndarray], heads=HEADS, folds: int = 5, seed:
 
 def true_map_metrics(test: dict[str, np.ndarray], head: dict[str, Any]) -> dict[str, Any]:
     """Held-out accuracy per simulated phase error (stratified) and the calibration of the confidence."""
-    scores = head_score(test["X"], head)  # (n, E)
+    return score_metrics(head_score(test["X"], head), test)
+
+
+def score_metrics(scores: np.ndarray, test: dict[str, np.ndarray]) -> dict[str, Any]:
+    """:func:`true_map_metrics` of scores (n, E) of L-hand test maps (> 0 right), one column per phase error."""
     out: dict[str, Any] = {}
     for j, err in enumerate(test["phase_errors"]):
         out[f"phase_error_{err:g}"] = stratified_accuracy(scores[:, j], test["n_residues"], test["d_min"])
