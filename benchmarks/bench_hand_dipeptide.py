@@ -15,6 +15,9 @@ Scores every card of ``--cards`` (default: ``dipeptide_hand``, the equal-weight 
   ``benchmarks/out/hand_dipeptide/``: which hand it is returned in depends on the pipeline's hand card, but a
   card's call is right or wrong alike on either hand (the scores are antisymmetric), so the cache serves every card.
 
+``--transformer-per-cell K`` adds ``patterson-density`` on K fragments of every other cell (the general fragment
+model's outputs, cached alike).
+
 Per card: right counts, and for every pair of cards the maps both get wrong and those exactly one gets wrong.
 Writes ``benchmarks/out/hand_dipeptide.json``.
 
@@ -110,6 +113,9 @@ def main() -> int:
     p.add_argument("--n-true", type=int, default=110, help="test-family dipeptides (true and 20° maps)")
     p.add_argument("--per-cell", type=int, default=3, help="charge-flipping fragments per fragment_bench cell")
     p.add_argument("--dipeptides", type=int, default=28, help="2 res 1.5 Å fragments through patterson-density")
+    p.add_argument("--transformer-per-cell", type=int, default=0,
+                   help="also K fragments of every other cell through patterson-density (the fragment model's "
+                        "outputs; default 0: none)")
     p.add_argument("--figure", default="hand_dipeptide", help="output name under benchmarks/out")
     args = p.parse_args()
     cards = [c.strip() for c in args.cards.split(",") if c.strip()]
@@ -118,6 +124,9 @@ def main() -> int:
         real_outputs("patterson-density", [demo_example()], host, cards),
         real_outputs("patterson-density", bench_examples(args.dipeptides, "2res_1.5A"), host, cards),
         real_outputs("charge-flipping", bench_examples(args.per_cell), host, cards)]}
+    if args.transformer_per_cell:
+        others = [ex for ex in bench_examples(args.transformer_per_cell) if (ex.n_residues, ex.d_min) != (2, 1.5)]
+        results["pipeline"].append(real_outputs("patterson-density", others, host, cards))
     write_figure(args.figure, results, time.monotonic() - t0)
     return 0
 

@@ -1,6 +1,7 @@
-"""The fragment hand models (``fragment_hand`` and ``fragment_hand_gated``, ``hand-chirality`` cards): antisymmetry, refusal of damaged
-cards, accuracy on held-out solved maps shipped in tests/data/hand_maps.npz (make_hand_fixtures.py), the
-simulated phase errors it is fitted with, and fragment-phasing's use of it when no transformer set the hand."""
+"""The fragment hand models (``fragment_hand``, ``fragment_hand_gated``; ``hand-chirality`` cards): antisymmetry,
+refusal of damaged cards, accuracy on held-out solved maps shipped in tests/data/hand_maps.npz
+(make_hand_fixtures.py), the simulated phase errors they are fitted with, and fragment-phasing's use of its hand
+model when no transformer set the hand."""
 from __future__ import annotations
 
 import json

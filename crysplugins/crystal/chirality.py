@@ -163,8 +163,8 @@ def voxel_fields(density: np.ndarray, cell, sigmas: Sequence[float] = VOXEL_SIGM
     Where :func:`pseudoscalar_features` sums each pseudoscalar field over the cell with fixed weights, these are
     the fields voxel by voxel, so that a hand head can weigh each voxel's chirality by what surrounds it (a
     ``gated`` head: the weights are a function of the voxel's scalars).  Kept: the ``count`` voxels (all, in a
-    smaller grid) where the map blurred by the first σ is highest (a scalar choice, so the inverted map keeps the inverted
-    voxels).  Per blur σ (Å): scalars ρ_σ, |g_σ| (1/Å), the Hessian's trace (1/Å²) and the signed cube roots of
+    smaller grid) where the map blurred by the first σ is highest (a scalar choice, so the inverted map keeps the
+    inverted voxels).  Per blur σ (Å): scalars ρ_σ, |g_σ| (1/Å), the Hessian's trace (1/Å²) and the signed cube roots of
     its second invariant and determinant; pseudoscalars the twist t_σ and its normalised form.  Across blurs:
     the gradient triples g_a·(g_b × g_c) and the Hessian commutator's axial vector dotted with g_a and g_b.
     Every pseudoscalar is compressed by a signed cube root (odd, so inversion still negates it).

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from crysplugins.errors import CrysError
-from crysplugins.training import hand_chirality
+from crysplugins.training import hand_chirality, hand_gated
 from crysplugins.training.config import train_config
 
 #: command-line option -> Trainer key
@@ -137,7 +137,7 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     if args.task == "hand-chirality":
-        return hand_chirality.run_cli(args)
+        return (hand_gated.run_cli if args.head == "gated" else hand_chirality.run_cli)(args)
     # torch from here on
     from crysplugins.training.loop import Trainer
     from crysplugins.training.tasks import get_task_factory

@@ -107,8 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--every", type=int, default=5, help="with --true-maps: every N-th train example (default 5)")
     g.add_argument("--head", choices=("linear", "gated"), default="linear",
                    help="with --true-maps: a linear score of whole-map pseudoscalar sums (default) or a gated head "
-                        "weighing each voxel's pseudoscalars by its surroundings (crysplugins.training.hand_gated; "
-                        "every train map of 2-5 residues, every --every-th longer one)")
+                        "weighing each voxel's pseudoscalars by its surroundings (crysplugins.training.hand_gated, "
+                        "which runs it: every train map of 2-5 residues, every --every-th longer one)")
     g.add_argument("--test-every", type=int, default=8, dest="test_every",
                    help="evaluate on every N-th test example of --data (default 8; --true-maps: 6 is the card's)")
 
@@ -396,6 +396,14 @@ def train_from_pipeline(mtz_dir: str | Path, data: str | Path, out: str | Path, 
                               {"test_examples": f"every {test_every}th test example of {data}"}, seed)
 
 
+def check_true_maps_args(args: argparse.Namespace) -> None:
+    """CrysError (one sentence) when a ``--true-maps`` fit lacks its dataset or has a step below 1."""
+    if not args.data:
+        raise CrysError("train hand-chirality --true-maps needs --data DIR (a dataset with true densities).")
+    if args.every < 1 or args.test_every < 1:
+        raise CrysError("--every and --test-every must be 1 or more.")
+
+
 def run_cli(args: argparse.Namespace) -> int:
     """``crysplugins train hand-chirality ...`` (called by :mod:`crysplugins.training.cli`)."""
     say = None if args.quiet else (lambda m: print(m, flush=True))
@@ -407,22 +415,8 @@ def run_cli(args: argparse.Namespace) -> int:
         print(json.dumps({"card": str(Path(args.out) / "hand_chirality.json"), "feature_set": card["feature_set"],
                           "ensemble_of": card["training"]["ensemble_of"]}, indent=1))
         return 0
-    if args.head == "gated" and not args.true_maps:
-        raise CrysError("train hand-chirality --head gated is fitted on true maps; give it with --true-maps.")
     if args.true_maps:
-        if not args.data:
-            raise CrysError("train hand-chirality --true-maps needs --data DIR (a dataset with true densities).")
-        if args.every < 1 or args.test_every < 1:
-            raise CrysError("--every and --test-every must be 1 or more.")
-        if args.head == "gated":
-            from crysplugins.training.hand_gated import fit_gated_true_maps
-
-            card = fit_gated_true_maps(args.data, args.out, every=args.every, test_every=args.test_every,
-                                       seed=args.seed or 0, progress=say)
-            print(json.dumps({"card": str(Path(args.out) / "hand_chirality.json"), "head": card["head"],
-                              "validation": card["training"]["validation"], "test": card["metrics"]["test"]},
-                             indent=1))
-            return 0
+        check_true_maps_args(args)
         card = fit_true_maps(args.data, args.out, every=args.every, test_every=args.test_every, seed=args.seed or 0,
                              progress=say)
         print(json.dumps({"card": str(Path(args.out) / "hand_chirality.json"), "head": card["head"],

@@ -24,6 +24,8 @@ families.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -33,7 +35,10 @@ import numpy as np
 from crysplugins.crystal.chirality import VOXEL_FEATURE_SET, VOXEL_COUNT, VOXEL_SIGMAS, voxel_fields
 from crysplugins.datasets.store import open_dataset
 from crysplugins.errors import CrysError
+from crysplugins.runtime.hand import gated_score
 from crysplugins.runtime.models import CARD_FORMAT
+from crysplugins.training.hand_chirality import (PHASE_ERRORS, _cache_key, _cached, check_true_maps_args,
+                                                 degraded_map, score_metrics, write_card)
 
 HIDDEN = 32
 WEIGHT_DECAY = 1e-3
@@ -49,8 +54,6 @@ def gated_fields(data: str | Path, split: str, every: int, phase_errors, seed: i
 
     Returns S (n, E, V, 25), P (n, E, V, 40) (float16 to keep a large train set in memory), n_residues (n,),
     d_min (n,), ids (n,), phase_errors (E,)."""
-    from crysplugins.training.hand_chirality import degraded_map
-
     ds = open_dataset(data)
     rng = np.random.default_rng(seed)
     S, P, n_residues, d_mins, ids = [], [], [], [], []
@@ -130,15 +133,13 @@ def validate_gated(train: dict[str, np.ndarray], hidden: int = HIDDEN, weight_de
                    seed: int = 0) -> dict[str, Any]:
     """Accuracy on the validation entries (:func:`validation_rows`) of a head fitted on the other train entries,
     overall and by length (all phase errors together): how well the head generalises to unseen chains."""
-    from crysplugins.runtime.hand import gated_score
-
     val = validation_rows(train["ids"], seed=seed)
     params = fit_gated(*_flatten(train, np.where(~val)[0]), hidden, weight_decay, seed=seed)
     right = gated_score(*_flatten(train, np.where(val)[0]), params) > 0
     lengths = np.repeat(train["n_residues"][val], train["S"].shape[1])
+    groups = {f"{lo}-{hi}": (lengths >= lo) & (lengths <= hi) for lo, hi in ((2, 2), (3, 5), (6, 10), (11, 15))}
     return {"val_maps": int(len(right)), "val_accuracy": float(right.mean()),
-            "by_length": {f"{lo}-{hi}": float(right[(lengths >= lo) & (lengths <= hi)].mean())
-                          for lo, hi in ((2, 2), (3, 5), (6, 10), (11, 15)) if ((lengths >= lo) & (lengths <= hi)).any()}}
+            "by_length": {name: float(right[m].mean()) for name, m in groups.items() if m.any()}}
 
 
 def gated_card_fields(params: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -150,13 +151,9 @@ def gated_card_fields(params: dict[str, np.ndarray]) -> dict[str, Any]:
 def fit_gated_true_maps(data: str | Path, out: str | Path, every: int = 6, test_every: int = 6, seed: int = 0,
                         progress: Callable[[str], None] | None = None, every_short: int = 1) -> dict[str, Any]:
     """Fit the gated hand card on true train-family maps (every ``every_short``-th map of 2–5 residues, where the
-    hand is hardest, and every ``every``-th longer one; each also with 20° and 35° phase errors), report its validation accuracy
-    (:func:`validate_gated`) and measure it on every ``test_every``-th test-family map; writes
+    hand is hardest, and every ``every``-th longer one; each also with 20° and 35° phase errors), report its
+    validation accuracy (:func:`validate_gated`) and measure it on every ``test_every``-th test-family map; writes
     ``out/hand_chirality.json`` (returned).  Fields are cached in ``out`` by a key of the dataset and the rows."""
-    from crysplugins.training.hand_chirality import (PHASE_ERRORS, _cache_key, _cached, score_metrics,
-                                                     write_card)
-    from crysplugins.runtime.hand import gated_score
-
     ds = open_dataset(data)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -199,3 +196,18 @@ def fit_gated_true_maps(data: str | Path, out: str | Path, every: int = 6, test_
                              **score_metrics(scores, test)}},
     }
     return write_card(card, out)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """``crysplugins train hand-chirality --true-maps --head gated ...`` (dispatched by
+    :mod:`crysplugins.training.cli`; the other hand-chirality fits are :func:`hand_chirality.run_cli`)."""
+    if not args.true_maps or args.average or args.pipeline_mtz or args.predictor_run:
+        raise CrysError("train hand-chirality --head gated is fitted on true maps only; give it with --true-maps "
+                        "and without --average, --pipeline-mtz or --predictor-run.")
+    check_true_maps_args(args)
+    say = None if args.quiet else (lambda m: print(m, flush=True))
+    card = fit_gated_true_maps(args.data, args.out, every=args.every, test_every=args.test_every,
+                               seed=args.seed or 0, progress=say)
+    print(json.dumps({"card": str(Path(args.out) / "hand_chirality.json"), "head": card["head"],
+                      "validation": card["training"]["validation"], "test": card["metrics"]["test"]}, indent=1))
+    return 0
