@@ -103,6 +103,16 @@ def _commutator_axial(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.stack([m[1, 2], m[2, 0], m[0, 1]])
 
 
+def _map_spectrum(density: np.ndarray, cell, caller: str
+                  ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray]:
+    """(map as float64, Cartesian s (1/Å), s², rfftn spectrum) of a 3-D whole-cell map; ValueError otherwise."""
+    rho = np.asarray(density, dtype=np.float64)
+    if rho.ndim != 3:
+        raise ValueError(f"{caller} needs a 3-D map")
+    s, s2 = reciprocal_vectors(cell, rho.shape)
+    return rho, s, s2, np.fft.rfftn(rho, axes=_AXES)
+
+
 def pseudoscalar_features(density: np.ndarray, cell, sigmas: Sequence[float] = SIGMAS,
                           feature_set: str = FEATURE_SET) -> np.ndarray:
     """The chirality feature vector of a whole-cell map (N1, N2, N3) on the grid of ``cell`` (P 1).
@@ -114,12 +124,8 @@ def pseudoscalar_features(density: np.ndarray, cell, sigmas: Sequence[float] = S
     """
     if feature_set not in FEATURE_SETS:
         raise ValueError(f"unknown chirality feature set {feature_set!r}")
-    rho = np.asarray(density, dtype=np.float64)
-    if rho.ndim != 3:
-        raise ValueError("pseudoscalar_features needs a 3-D map")
+    rho, s, s2, spectrum = _map_spectrum(density, cell, "pseudoscalar_features")
     n = rho.shape
-    s, s2 = reciprocal_vectors(cell, n)
-    spectrum = np.fft.rfftn(rho, axes=_AXES)
     w1 = np.clip(rho, 0, None)
     w1 = w1 / (w1.sum() + 1e-12)
     w2 = w1 ** 2
@@ -172,12 +178,8 @@ def voxel_fields(density: np.ndarray, cell, sigmas: Sequence[float] = VOXEL_SIGM
     Returns (scalars (V, 5·S), pseudoscalars (V, 2·S + C(S, 3) + 2·C(S, 2))), float32; 25 and 40 for S = 5.
     A proper rotation of the content leaves both unchanged; the inversion ρ(x) → ρ(−x) keeps the scalars and
     negates the pseudoscalars."""
-    rho = np.asarray(density, dtype=np.float64)
-    if rho.ndim != 3:
-        raise ValueError("voxel_fields needs a 3-D map")
+    rho, s, s2, spectrum = _map_spectrum(density, cell, "voxel_fields")
     n = rho.shape
-    s, s2 = reciprocal_vectors(cell, n)
-    spectrum = np.fft.rfftn(rho, axes=_AXES)
     grads, hessians, scalars, pseudo = [], [], [], []
     for sigma in sigmas:
         g, h = _fields(spectrum, s, s2, sigma, n)

@@ -473,6 +473,39 @@ def degraded_map(density: np.ndarray, cell: Any, d_min: float, mean_error_deg: f
     return rms_normalised(np.fft.irfftn(spectrum, rho.shape, axes=(0, 1, 2)))
 
 
+def degraded_true_maps(data: str | Path, split: str, every: int, phase_errors, seed: int,
+                       per_map: Callable[[np.ndarray, Any], Any], lengths: tuple[int, int] = (2, 15),
+                       progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """``per_map(map, cell)`` of every ``every``-th example's true density (the L hand) of ``split`` whose length
+    is within ``lengths`` (residues), as :func:`degraded_map` makes it for each mean phase error in
+    ``phase_errors`` (degrees); ``progress`` hears the count after each shard.
+
+    Returns values (n lists of E), n_residues (n,), d_min (n,), ids (n,), phase_errors (E,); CrysError when no
+    example is selected."""
+    ds = open_dataset(data)
+    rng = np.random.default_rng(seed)
+    values, n_residues, d_mins, ids = [], [], [], []
+    t0 = time.monotonic()
+    for shard in ds.shards(split):
+        arrays = shard.load()
+        n_res = (arrays["sequence_index"] >= 0).sum(axis=1)
+        for row in range(0, shard.n, every):
+            if not lengths[0] <= n_res[row] <= lengths[1]:
+                continue
+            cell, d_min = arrays["cell"][row], float(arrays["d_min"][row])
+            values.append([per_map(degraded_map(arrays["density"][row], cell, d_min, e, rng), cell)
+                           for e in phase_errors])
+            n_residues.append(int(n_res[row]))
+            d_mins.append(d_min)
+            ids.append(str(arrays["ids"][row]))
+        if progress:
+            progress(f"{split} {shard.path.stem}: {len(values)} maps, {time.monotonic() - t0:.0f} s")
+    if not values:
+        raise CrysError(f"No {split} examples were selected.")
+    return {"values": values, "n_residues": np.array(n_residues), "d_min": np.array(d_mins), "ids": np.array(ids),
+            "phase_errors": np.array(phase_errors, dtype=float)}
+
+
 def true_map_features(data: str | Path, split: str, every: int, phase_errors=PHASE_ERRORS, seed: int = 0,
                       feature_set: str = "pseudoscalar-v2", progress: Callable[[str], None] | None = None
                       ) -> dict[str, np.ndarray]:
@@ -480,26 +513,9 @@ def true_map_features(data: str | Path, split: str, every: int, phase_errors=PHA
     :func:`degraded_map` makes it for each mean phase error in ``phase_errors``.
 
     Returns X (n, E, F), n_residues (n,), d_min (n,), ids (n,), phase_errors (E,)."""
-    ds = open_dataset(data)
-    rng = np.random.default_rng(seed)
-    X, lengths, d_mins, ids = [], [], [], []
-    t0 = time.monotonic()
-    for shard in ds.shards(split):
-        arrays = shard.load()
-        for row in range(0, shard.n, every):
-            cell, d_min = arrays["cell"][row], float(arrays["d_min"][row])
-            rho = arrays["density"][row]
-            X.append([pseudoscalar_features(degraded_map(rho, cell, d_min, e, rng), cell, SIGMAS, feature_set)
-                      for e in phase_errors])
-            lengths.append(int((arrays["sequence_index"][row] >= 0).sum()))
-            d_mins.append(d_min)
-            ids.append(str(arrays["ids"][row]))
-        if progress:
-            progress(f"{split} {shard.path.stem}: {len(X)} maps, {time.monotonic() - t0:.0f} s")
-    if not X:
-        raise CrysError(f"No {split} examples were selected.")
-    return {"X": np.array(X), "n_residues": np.array(lengths), "d_min": np.array(d_mins), "ids": np.array(ids),
-            "phase_errors": np.array(phase_errors, dtype=float)}
+    d = degraded_true_maps(data, split, every, phase_errors, seed,
+                           lambda m, cell: pseudoscalar_features(m, cell, SIGMAS, feature_set), progress=progress)
+    return {"X": np.array(d.pop("values")), **d}
 
 
 def fit_odd_mlp(Z: np.ndarray, hidden: int = 16, lam: float = 1e-2, iterations: int = 800, seed: int = 0

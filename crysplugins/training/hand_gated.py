@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,7 +37,7 @@ from crysplugins.errors import CrysError
 from crysplugins.runtime.hand import gated_score
 from crysplugins.runtime.models import CARD_FORMAT
 from crysplugins.training.hand_chirality import (PHASE_ERRORS, _cache_key, _cached, check_true_maps_args,
-                                                 degraded_map, score_metrics, write_card)
+                                                 degraded_true_maps, score_metrics, write_card)
 
 HIDDEN = 32
 WEIGHT_DECAY = 1e-3
@@ -54,30 +53,13 @@ def gated_fields(data: str | Path, split: str, every: int, phase_errors, seed: i
 
     Returns S (n, E, V, 25), P (n, E, V, 40) (float16 to keep a large train set in memory), n_residues (n,),
     d_min (n,), ids (n,), phase_errors (E,)."""
-    ds = open_dataset(data)
-    rng = np.random.default_rng(seed)
-    S, P, n_residues, d_mins, ids = [], [], [], [], []
-    t0 = time.monotonic()
-    for shard in ds.shards(split):
-        arrays = shard.load()
-        n_res = (arrays["sequence_index"] >= 0).sum(axis=1)
-        for row in range(0, shard.n, every):
-            if not lengths[0] <= n_res[row] <= lengths[1]:
-                continue
-            cell, d_min = arrays["cell"][row], float(arrays["d_min"][row])
-            rho = arrays["density"][row].astype(np.float64)
-            fields = [voxel_fields(degraded_map(rho, cell, d_min, e, rng), cell) for e in phase_errors]
-            S.append(np.stack([f[0] for f in fields]).astype(np.float16))
-            P.append(np.stack([f[1] for f in fields]).astype(np.float16))
-            n_residues.append(int(n_res[row]))
-            d_mins.append(d_min)
-            ids.append(str(arrays["ids"][row]))
-        if progress:
-            progress(f"{split} {shard.path.stem}: {len(S)} maps, {time.monotonic() - t0:.0f} s")
-    if not S:
-        raise CrysError(f"No {split} examples were selected.")
-    return {"S": np.stack(S), "P": np.stack(P), "n_residues": np.array(n_residues), "d_min": np.array(d_mins),
-            "ids": np.array(ids), "phase_errors": np.array(phase_errors, dtype=float)}
+    def half(m: np.ndarray, cell) -> tuple[np.ndarray, np.ndarray]:
+        return tuple(a.astype(np.float16) for a in voxel_fields(m, cell))
+
+    d = degraded_true_maps(data, split, every, phase_errors, seed, half, lengths, progress)
+    values = d.pop("values")
+    return {"S": np.array([[f[0] for f in v] for v in values]), "P": np.array([[f[1] for f in v] for v in values]),
+            **d}
 
 
 def _flatten(d: dict[str, np.ndarray], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
