@@ -26,6 +26,8 @@ Each field is summed over the cell with the weights uniform, ρ₊ = max(ρ, 0) 
 uniform and ρ₊, the mixed terms with ρ₊; see :func:`pseudoscalar_features` for the order.  Each entry is
 compressed by a signed cube root (sign kept, so the antisymmetry holds).  :mod:`crysplugins.runtime.hand`
 turns the vector into a hand decision with weights fitted by :mod:`crysplugins.training.hand_chirality`.
+:func:`voxel_fields` keeps the same kinds of fields voxel by voxel, with the voxel's scalars beside them, for a
+hand head that weighs each voxel (:mod:`crysplugins.training.hand_gated`).
 
 Units: σ in Å, gradients in map units/Å, Hessians in map units/Å².  The features are not scale-free
 (ρ → cρ scales the groups differently), so fitted weights hold only for maps on the scale they were fitted
@@ -103,6 +105,11 @@ def _commutator_axial(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.stack([m[1, 2], m[2, 0], m[0, 1]])
 
 
+def _signed_cbrt(a: np.ndarray) -> np.ndarray:
+    """sign(a)·|a|^(1/3): compresses a feature's range and stays odd, so inversion still negates it."""
+    return np.sign(a) * np.abs(a) ** (1.0 / 3.0)
+
+
 def _map_spectrum(density: np.ndarray, cell, caller: str
                   ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray]:
     """(map as float64, Cartesian s (1/Å), s², rfftn spectrum) of a 3-D whole-cell map; ValueError otherwise."""
@@ -154,12 +161,7 @@ def pseudoscalar_features(density: np.ndarray, cell, sigmas: Sequence[float] = S
             for k in (a, b):
                 p = (axial * grads[k]).sum(0)
                 feats += [p.mean(), (p * w1).sum(), (p * w2).sum()]
-    f = np.array(feats)
-    return np.sign(f) * np.abs(f) ** (1.0 / 3.0)
-
-
-def _signed_cbrt(a: np.ndarray) -> np.ndarray:
-    return np.sign(a) * np.abs(a) ** (1.0 / 3.0)
+    return _signed_cbrt(np.array(feats))
 
 
 def voxel_fields(density: np.ndarray, cell, sigmas: Sequence[float] = VOXEL_SIGMAS,

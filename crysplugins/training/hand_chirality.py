@@ -31,6 +31,8 @@ d_min and again with simulated phase errors of mean 20° and 35° (:func:`degrad
 the antisymmetry; the head (linear, penalty by grouped cross-validation) is measured on the test families'
 maps (:func:`fit_true_maps`; the shipped ``fragment_hand``:
 ``train hand-chirality --true-maps --data data_build/frag2-15 --every 5 --test-every 6 --out runs/fragment_hand``).
+``--true-maps --head gated`` fits a head that weighs each voxel's pseudoscalars instead
+(:mod:`crysplugins.training.hand_gated`; the shipped ``fragment_hand_gated``).
 
 ``--average A,B`` fits nothing: it writes one linear card whose logit is the equal-weight mean of the installed
 linear cards A and B (:func:`average_linear_cards`; exact when their feature sets nest, e.g. ``pseudoscalar-v1``

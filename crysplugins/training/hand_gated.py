@@ -4,7 +4,7 @@ Why: the linear ``fragment_hand`` sums pseudoscalar fields over the whole cell w
 ρ₊²).  On long fragments that is enough (≥ 98 % right on true test maps of 6–15 residues), on dipeptides it is not
 (71 %): one or two Cα centres are a small part of the cell, and the fixed weights let the rest of the map drown
 them.  A *gated* head keeps the fields voxel by voxel (:func:`crysplugins.crystal.chirality.voxel_fields`: scalars
-s(x) and pseudoscalars p(x) at the densest eighth of the cell) and scores
+s(x) and pseudoscalars p(x) at the 512 densest voxels) and scores
 
     score = mean over voxels x of  Σ_k q_k(x) · w_k(z(x)),   q = p / scale,   z = [(s − μ) / σ, |q|],
     w(z) = tanh(z W₁ + b₁) W₂ + b₂,
@@ -18,9 +18,9 @@ inputs raised the dipeptides from 80 to 83 % right; a hidden width of 64 instead
 Data as :func:`crysplugins.training.hand_chirality.fit_true_maps`: the true densities of the train families,
 each to its d_min and again with von Mises phase errors of mean 20° and 35° (``degraded_map``), in rms units;
 measured on the test families only.  The fit (Adam, logistic loss, weight decay) runs in torch; the card holds the
-weights, and inference is numpy (:func:`crysplugins.runtime.hand.gated_score`).  The hidden width and the
-weight decay are chosen on a validation fifth of the train entries (grouped by PDB entry), never on the test
-families.
+weights, and inference is numpy (:func:`crysplugins.runtime.hand.gated_score`).  The hidden width (32) and the
+weight decay were chosen on a validation fifth of the train entries (grouped by PDB entry), never on the test
+families (docs/lab-notes/hand-gated.md); every fit reports that validation accuracy in its card.
 """
 from __future__ import annotations
 
@@ -171,8 +171,8 @@ def fit_gated_true_maps(data: str | Path, out: str | Path, every: int = 6, test_
         "input": "refined", **gated_card_fields(params),
         "training": {"dataset": str(ds.root), "maps": "true densities of the train families to each example's "
                      "d_min, without F(000), rms units, with von Mises phase errors of these means (degrees)",
-                     "phase_errors": list(PHASE_ERRORS), "rows": f"every map of 2-5 residues, every {every}th "
-                     "of 6-15", "n_train_maps": int(len(train["ids"])), "hidden": HIDDEN,
+                     "phase_errors": list(PHASE_ERRORS),
+                     "rows": f"every {every_short}th map of 2-5 residues, every {every}th of 6-15", "n_train_maps": int(len(train["ids"])), "hidden": HIDDEN,
                      "weight_decay": WEIGHT_DECAY, "epochs": EPOCHS, "seed": seed, "validation": validation},
         "metrics": {"test": {"maps": f"every {test_every}th test-family example of {ds.root}",
                              **score_metrics(scores, test)}},
