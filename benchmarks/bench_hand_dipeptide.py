@@ -19,7 +19,7 @@ Scores every card of ``--cards`` (default: ``dipeptide_hand``, the equal-weight 
 model's outputs, cached alike).
 
 Per card: right counts, and for every pair of cards the maps both get wrong and those exactly one gets wrong.
-Writes ``benchmarks/out/hand_dipeptide.json``.
+Writes ``benchmarks/out/<--figure>.json`` (default ``hand_dipeptide.json``).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_hand_dipeptide.py [--n-true 110] [--per-cell 3]
 """
