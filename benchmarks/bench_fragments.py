@@ -100,6 +100,11 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _rewrite(log: Path, records: list[dict]) -> None:
+    """The records file with only ``records`` (one JSON object a line)."""
+    log.write_text("".join(json.dumps(r, default=float) + "\n" for r in records))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--per-cell", type=int, default=25)
@@ -111,6 +116,8 @@ def main() -> int:
                    help="run fragment-phasing again where its winner's DM CC is below this (after a change that "
                         "acts only when no candidate reaches the stopping CC)")
     p.add_argument("--cells", default=None, help="only these cells, e.g. 15res_2A,10res_2.5A (to split a run)")
+    p.add_argument("--rerun", default="", help="drop every record of these predictors (comma-separated) first, so "
+                   "that the run makes them again (after a change to them, e.g. their hand model)")
     p.add_argument("--summary-only", action="store_true", help="rewrite the summary from the records only")
     args = p.parse_args()
 
@@ -127,7 +134,11 @@ def main() -> int:
         if below is not None:  # drop those fragment-phasing records, so that the run below makes them again
             records = [r for r in records if not (r["predictor"] == "fragment-phasing"
                                                   and r.get("scalars", {}).get(scalar, 1.0) < below)]
-            log.write_text("".join(json.dumps(r, default=float) + "\n" for r in records))
+            _rewrite(log, records)
+    if args.rerun:
+        again = {x.strip() for x in args.rerun.split(",")}
+        records = [r for r in records if r["predictor"] not in again]
+        _rewrite(log, records)
     done = {(r["id"], r["n_residues"], r["d_min"], r["predictor"]) for r in records}
     labels = [compare.PredictorLabel.parse(x) for x in args.predictors.split(",") if x in host.predictors]
     t0 = time.monotonic()

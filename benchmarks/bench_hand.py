@@ -57,11 +57,12 @@ def simulated(model: str, data: str, every: int, seed: int = 0) -> dict:
         arrays = shard.load()
         for row in range(0, shard.n, every):
             cell, d_min = arrays["cell"][row], float(arrays["d_min"][row])
+            sequence = ds.sequences(arrays["sequence_index"][row:row + 1])
             one = []
             for err in ERRORS:
                 m = degraded_map(arrays["density"][row], cell, d_min, err, rng)
                 t0 = time.perf_counter()
-                one.append(-float(hand_logits(m[None], model, cells=[cell])[0]))
+                one.append(-float(hand_logits(m[None], model, cells=[cell], sequences=sequence)[0]))
                 seconds.append(time.perf_counter() - t0)
             scores.append(one)
             lengths.append(int((arrays["sequence_index"][row] >= 0).sum()))
@@ -138,9 +139,9 @@ def pipeline(model: str, label: str, examples: list[Example], host, baseline: st
         except CrysError as exc:
             refused.append(f"{ex.id}: {exc}")
             continue
-        logit = float(hand_logits(rec["map"][None], model, cells=[rec["cell"]])[0])
+        logit = float(hand_logits(rec["map"][None], model, cells=[rec["cell"]], sequences=[ex.sequence])[0])
         if baseline:
-            base = float(hand_logits(rec["map"][None], baseline, cells=[rec["cell"]])[0])
+            base = float(hand_logits(rec["map"][None], baseline, cells=[rec["cell"]], sequences=[ex.sequence])[0])
             rows_extra = {"baseline_right": (base > 0) == bool(rec["wrong_hand"])}
         else:
             rows_extra = {}
@@ -166,7 +167,7 @@ def pipeline(model: str, label: str, examples: list[Example], host, baseline: st
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="fragment_hand", help="hand-chirality card (default fragment_hand)")
+    p.add_argument("--model", default="fragment_hand", help="hand card (default fragment_hand)")
     p.add_argument("--data", default=str(REPO / "data_build" / "frag2-15"))
     p.add_argument("--test-every", type=int, default=6)
     p.add_argument("--per-cell", type=int, default=3, help="charge-flipping fragments per fragment_bench cell")

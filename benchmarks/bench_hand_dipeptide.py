@@ -45,9 +45,9 @@ CARDS = ("dipeptide_hand", "reccrysformer_dipeptide_recycled_hand", "fragment_ha
 CACHE = OUT / "hand_dipeptide"
 
 
-def logits(m: np.ndarray, cell, cards: list[str]) -> dict[str, float]:
-    """Each card's logit (> 0: "invert this map") on one map."""
-    return {c: float(hand_logits(m[None], c, cells=[cell])[0]) for c in cards}
+def logits(m: np.ndarray, cell, cards: list[str], sequence: str) -> dict[str, float]:
+    """Each card's logit (> 0: "invert this map") on one map of a fragment of ``sequence``."""
+    return {c: float(hand_logits(m[None], c, cells=[cell], sequences=[sequence])[0]) for c in cards}
 
 
 def summary(rows: list[dict], cards: list[str], right) -> dict:
@@ -73,8 +73,10 @@ def true_dipeptides(data: str, n: int, cards: list[str], seed: int = 0) -> dict:
             if int((arrays["sequence_index"][row] >= 0).sum()) != 2:
                 continue
             cell, d_min = arrays["cell"][row], float(arrays["d_min"][row])
-            rows.append({"id": str(arrays["ids"][row]), "d_min": d_min, **{
-                f"logits_{e:g}": logits(degraded_map(arrays["density"][row], cell, d_min, e, rng), cell, cards)
+            sequence = ds.sequences(arrays["sequence_index"][row:row + 1])[0]
+            rows.append({"id": str(arrays["ids"][row]), "d_min": d_min, "sequence": sequence, **{
+                f"logits_{e:g}": logits(degraded_map(arrays["density"][row], cell, d_min, e, rng), cell, cards,
+                                        sequence)
                 for e in (0.0, 20.0)}})
     out = {f"phase_error_{e}": summary(rows, cards, lambda r, c, e=e: r[f"logits_{e}"][c] < 0) for e in ("0", "20")}
     return out | {"rows": rows}
@@ -90,7 +92,7 @@ def real_outputs(label: str, examples: list[Example], host, cards: list[str]) ->
         except CrysError as exc:
             refused.append(f"{ex.id}: {exc}")
             continue
-        lg = logits(rec["map"], rec["cell"], cards)
+        lg = logits(rec["map"], rec["cell"], cards, ex.sequence)
         rows.append({"id": ex.id, "n_residues": ex.n_residues, "d_min": ex.d_min, "model": str(rec.get("model", "")),
                      "phase_error": round(float(rec["phase_error"]), 2), "solved": bool(rec["phase_error"] < 60),
                      "output_on_wrong_hand": bool(rec["wrong_hand"]),
@@ -108,7 +110,7 @@ def real_outputs(label: str, examples: list[Example], host, cards: list[str]) ->
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--cards", default=",".join(CARDS), help="hand-chirality cards, comma-separated")
+    p.add_argument("--cards", default=",".join(CARDS), help="hand cards, comma-separated")
     p.add_argument("--data", default=str(REPO / "data_build" / "frag2-15"))
     p.add_argument("--n-true", type=int, default=110, help="test-family dipeptides (true and 20° maps)")
     p.add_argument("--per-cell", type=int, default=3, help="charge-flipping fragments per fragment_bench cell")

@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
               hand_logit=default.meta["hand_logit"], output=default.meta.get("output"))
     if "density_prediction" in got:
         ex["pearson_prediction"] = got["density_prediction"]
+    right = got["density"] >= got["density_other_hand"]
+    ex["note"] = (f"on this example the hand model {ex['hand_model']} calls the {'right' if right else 'wrong'} hand: "
+                  f"the rejected map, density_other_hand, has Pearson {got['density_other_hand']:.3f} "
+                  "(its accuracy on held-out maps: BENCHMARKS.md, section 9)")
     ex["first_model"].update(pearson=got0["density"], phase_error=got0["phase_error"])
     ex["first_model"].pop("pearson_other_hand", None)  # the first model has no hand model: no other hand map
     ex["how"] = ("python benchmarks/card_example.py: crysplugins predict patterson-density on the amplitudes MTZ "

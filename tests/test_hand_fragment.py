@@ -41,7 +41,7 @@ def shipped_models(monkeypatch):
     models.clear_cache()
 
 
-@pytest.mark.parametrize("name", [MODEL, fp.HAND_MODEL])
+@pytest.mark.parametrize("name", [MODEL, "fragment_hand_gated"])
 def test_the_shipped_cards_are_right_on_held_out_solved_maps_and_antisymmetric(fixture_maps, name):
     maps, cells, lengths, d_min = fixture_maps
     logits = np.array([hand_logits(m[None], name, cells=[c])[0] for m, c in zip(maps, cells)])

@@ -73,6 +73,12 @@ class PattersonDataset:
         with np.load(self.root / "partial.npz", allow_pickle=False) as z:
             return z["boxes"]
 
+    def sequences(self, sequence_index: np.ndarray) -> list[str]:
+        """One-letter sequences of a shard's ``sequence_index`` rows (residue order meta["residue_types"]; the
+        −1 padding dropped)."""
+        types = self.meta["residue_types"]
+        return ["".join(types[k] for k in row if k >= 0) for row in np.asarray(sequence_index)]
+
     def normalise(self, x: np.ndarray, kind: str) -> np.ndarray:
         """Apply the dataset's normalisation for ``kind`` ('patterson', 'density', 'partial')."""
         c = self.meta["normalisation"][kind]

@@ -106,7 +106,8 @@ def evaluate(card_path: str | Path, data: str | Path, split: str = "test", limit
                      "sequence": arrays["sequence_index"][sl].astype(np.int64)}
             raw = runner.run(feeds)[:, 0]
             with _models_beside(Path(card_path)):  # the hand classifier is looked up beside the card first
-                pred, inverted, logits = choose_hand(raw, hand_card, cells=arrays["cell"][sl])
+                pred, inverted, logits = choose_hand(raw, hand_card, cells=arrays["cell"][sl],
+                                                     sequences=ds.sequences(arrays["sequence_index"][sl]))
             for j, ex_id in enumerate(arrays["ids"][sl]):
                 ex_id = str(ex_id)
                 true = arrays["density"][sl][j].astype(np.float64)

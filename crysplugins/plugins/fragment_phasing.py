@@ -79,7 +79,7 @@ class FragmentPhasingPredictor:
                           dm_cycles=int(request.get("dm_cycles", 200)), seed=int(request.get("seed", 0)),
                           progress=request.report, check=request.check_cancelled)
         win = result.winner
-        placed, hand = fp.place(win.refined, asked.get("phases"))
+        placed, hand = fp.place(win.refined, asked.get("phases"), sequence=sequence)
         win.refined.map.name = "density"
         messages.append(f"Best of {len(result.candidates)} candidates: {win.name}, P(right) {win.probability:.2f} "
                         f"(DM CC {win.refined.score:.4f}); placed: {placed}.")

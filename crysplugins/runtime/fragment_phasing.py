@@ -267,10 +267,9 @@ def solve(setup: Setup, network: Callable[[], np.ndarray | None] | None = None, 
     return HybridResult(cands, best, time.monotonic() - t0)
 
 
-#: the hand model a centred solution's hand is read off when the transformer did not set it (models/): the gated
-#: card, right on 45 of 46 solved charge-flipping winners of the benchmark cells where the linear ``fragment_hand``
-#: was right on 42 (BENCHMARKS 9)
-HAND_MODEL = "fragment_hand_gated"
+#: the hand model a centred solution's hand is read off when the transformer did not set it (models/): the Cα
+#: chirality of atoms fitted to the map for 2-5 residues, the gated card otherwise (BENCHMARKS 9e)
+HAND_MODEL = "fragment_hand_atoms"
 #: confidence from which a hand call is reported as sure (held-out test maps, the gated card: 99.5-100 % of such
 #: calls right at 0-35° phase error, BENCHMARKS 9d)
 SURE_HAND = 0.9
@@ -286,11 +285,14 @@ class HandChoice:
     confidence: float
 
 
-def choose_solution_hand(refined: RefineResult, hand_model: str = HAND_MODEL) -> HandChoice:
+def choose_solution_hand(refined: RefineResult, hand_model: str = HAND_MODEL,
+                         sequence: Sequence | str | None = None) -> HandChoice:
     """Put a (centred) solution on the L-amino-acid hand with ``hand_model``, in place of its map (inverted
-    through the cell centre when the model reads D-amino acids).  The call is meaningful only for a solved map."""
+    through the cell centre when the model reads D-amino acids).  The call is meaningful only for a solved map.
+    ``sequence``: the fragment's, for a hand model that reads it (``hand-atoms``)."""
     rho = np.asarray(refined.map.array, dtype=np.float64)
-    logit = float(hand_logits(rho[None], hand_model, cells=refined.map.cell)[0])
+    logit = float(hand_logits(rho[None], hand_model, cells=refined.map.cell,
+                              sequences=None if sequence is None else [sequence])[0])
     if logit > 0:
         refined.map = CrystalMap.from_array(invert_grid(rho).astype(np.float32), refined.map.cell,
                                             refined.map.spacegroup, name=refined.map.name, units="e/Å³")
@@ -298,14 +300,15 @@ def choose_solution_hand(refined: RefineResult, hand_model: str = HAND_MODEL) ->
 
 
 def place(refined: RefineResult, reference_phases: np.ndarray | None = None,
-          hand_model: str | None = HAND_MODEL) -> tuple[str, HandChoice | None]:
+          hand_model: str | None = HAND_MODEL, sequence: Sequence | str | None = None
+          ) -> tuple[str, HandChoice | None]:
     """Put a solution (origin and hand arbitrary) where users expect it, in place; returns (how, hand call).
 
     With ``reference_phases`` (degrees, same reflections: the transformer's prediction, which the training
     data put at the centre-of-mass placement, paper 000 appendix B) the solution takes the origin and hand
     that agree best with them (no hand call); without, its fragment is centred
     (:func:`crysplugins.crystal.maps.centre_density`) and ``hand_model`` (None: none) chooses the hand
-    (:func:`choose_solution_hand`).  The phases move with the map exactly (a translation t adds 360° h·t,
+    (:func:`choose_solution_hand`, which reads ``sequence`` if the model needs it).  The phases move with the map exactly (a translation t adds 360° h·t,
     the inversion negates them) instead of being read back from the moved map, which holds no reflection
     whose figure of merit is 0.
     """
@@ -324,7 +327,7 @@ def place(refined: RefineResult, reference_phases: np.ndarray | None = None,
     refined.map = CrystalMap.from_array(rho.astype(np.float32), cmap.cell, cmap.spacegroup, name=cmap.name,
                                         units="e/Å³")
     if hand_model and how.startswith("centred"):
-        hand = choose_solution_hand(refined, hand_model)
+        hand = choose_solution_hand(refined, hand_model, sequence)
         phases = -phases if hand.inverted else phases
         sure = "" if hand.confidence >= SURE_HAND else ", an uncertain call"
         how = (f"centred; hand chosen by {hand.model}: {'inverted' if hand.inverted else 'kept'} "

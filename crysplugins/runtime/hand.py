@@ -11,6 +11,11 @@ it).  Two kinds of hand model, told apart by their card's ``task``:
   head that weighs per-voxel pseudoscalars by a small network of the voxel's scalars (fitted by
   :mod:`crysplugins.training.hand_gated`); numpy only, the weights are in the card.  It needs each map's cell.
 * ``hand-classifier``: an antisymmetric 3-D CNN exported to ONNX (:mod:`crysplugins.training.nets.hand_classifier`).
+* ``hand-atoms``: no weights; atoms are fitted to the map (:mod:`crysplugins.crystal.atom_fit`), the sequence's
+  covalent graph is matched onto them and every matched Cα votes L or D by its chiral volume
+  (:mod:`crysplugins.crystal.covalent_match`).  Where no Cα is read (no sequence given, glycines only, a match
+  that places fewer than ``min_matched`` of the atoms, as on a noisy map, or more residues than ``max_residues``)
+  the card's ``fallback`` hand model decides.
 
 Both are antisymmetric: the logit of the inverted map is minus the logit of the map, so the decision never
 depends on which hand it is shown.
@@ -19,10 +24,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import gemmi
 import numpy as np
 
+from crysplugins.crystal.atom_fit import build_atoms
 from crysplugins.crystal.chirality import (FEATURE_SETS, VOXEL_FEATURE_SET, hand_score, n_features, n_voxel_fields,
                                           pseudoscalar_features, voxel_fields)
+from crysplugins.crystal.covalent_match import hand_vote, molecule_graph
 from crysplugins.crystal.maps import invert_grid
 from crysplugins.errors import CrysError
 from crysplugins.runtime.models import find_card
@@ -123,6 +131,71 @@ def _chirality_logits(maps: np.ndarray, card: Any, cells: Any) -> np.ndarray:
     return -score  # score > 0 keeps the hand; logit > 0 means "inverted (D)"
 
 
+def _per_map(values: Any, n: int, what: str) -> list:
+    """One value per map: ``values`` given once for all maps (a cell, a string) or as a list of n."""
+    if isinstance(values, str) or hasattr(values, "a") or np.shape(values) == (6,):
+        return [values] * n
+    values = list(values)
+    if len(values) != n:
+        raise ValueError(f"one {what} per map is needed")
+    return values
+
+
+def atoms_head(card: Any) -> dict[str, Any]:
+    """The settings of a ``hand-atoms`` card, checked: fallback (a hand model's name), max_residues, b_iso (Å²,
+    the blur of the fitted atoms), amplitude_cycles (the last refinement against the map's amplitudes),
+    min_matched (the share of the sequence's atoms the match must place before its vote counts), vote_logit (the
+    logit of one Cα vote) and element_weight; CrysError if damaged."""
+    name = card.get("name", "(unnamed)")
+    try:
+        head = {"fallback": str(card.get("fallback")), "max_residues": int(card.get("max_residues")),
+                "b_iso": float(card.get("b_iso")), "min_matched": float(card.get("min_matched")),
+                "amplitude_cycles": int(card.get("amplitude_cycles", 0)),
+                "vote_logit": float(card.get("vote_logit")), "element_weight": float(card.get("element_weight", 1.0))}
+        ok = bool(card.get("fallback")) and head["max_residues"] >= 2 and head["b_iso"] > 0 and \
+            0 <= head["min_matched"] <= 1 and head["vote_logit"] > 0 and head["element_weight"] >= 0 and \
+            head["amplitude_cycles"] >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise CrysError(f"The hand model {name} has no valid fallback, max_residues, b_iso, min_matched and "
+                        "vote_logit; the card is damaged.")
+    return head
+
+
+def _vote_logit(rho: np.ndarray, cell: gemmi.UnitCell, sequence: str, head: dict[str, Any]) -> float:
+    """−vote_logit × the Cα vote of atoms fitted to one map, or NaN where the match places too few atoms."""
+    fitted = build_atoms(rho, cell, len(molecule_graph(sequence).atoms), head["b_iso"], head["amplitude_cycles"])
+    read = hand_vote(fitted, cell, sequence, head["element_weight"])
+    if read.vote != 0 and read.matched >= head["min_matched"] * read.n_atoms:
+        return -head["vote_logit"] * read.vote
+    return float("nan")
+
+
+def _atom_logits(maps: np.ndarray, card: Any, cells: Any, sequences: Any) -> np.ndarray:
+    """Logits of a ``hand-atoms`` card: half the difference of the logits of the map and of its inverse, each the
+    Cα vote or, where there is none, the fallback's.  The fit starts from the map's peaks, whose order differs
+    between a map and its inverse, so the two reads may differ; averaging them keeps the call antisymmetric."""
+    head = atoms_head(card)
+    if cells is None:
+        raise CrysError(f"The hand model {card.get('name')} reads atoms fitted to each map: it needs each map's cell.")
+    fallback = hand_logits(maps, head["fallback"], cells=cells)
+    if sequences is None:  # nothing to match the atoms with: the fallback decides
+        return fallback
+    cells = [c if isinstance(c, gemmi.UnitCell) else gemmi.UnitCell(*[float(v) for v in c])
+             for c in _per_map(cells, len(maps), "cell")]
+    sequences = [str(getattr(s, "residues", s)) for s in _per_map(sequences, len(maps), "sequence")]
+    logits = fallback.copy()
+    for i, (rho, cell, seq) in enumerate(zip(maps, cells, sequences)):
+        if len(seq) > head["max_residues"] or set(seq) <= {"G"}:
+            continue
+        rho = np.asarray(rho, dtype=np.float64)
+        as_given = _vote_logit(rho, cell, seq, head)
+        inverse = _vote_logit(invert_grid(rho), cell, seq, head)
+        logits[i] = 0.5 * (np.nan_to_num(as_given, nan=fallback[i]) - np.nan_to_num(inverse, nan=-fallback[i]))
+    return logits
+
+
 def hand_confidence(logit: float) -> float:
     """P(the call is right) of a hand model's logit, 1 / (1 + exp(−|logit|)) (the logistic fit's own
     probability; the card's ``metrics`` say how well it held on held-out maps).  Meaningful only for a
@@ -146,16 +219,22 @@ def hand_input(card: Any) -> str | None:
     if not name:
         return None
     hcard = find_card(str(name))
-    return str(hcard.get("input", "prediction")) if hcard.get("task") == "hand-chirality" else "prediction"
+    return str(hcard.get("input", "prediction")) if hcard.get("task") in ("hand-chirality", "hand-atoms") \
+        else "prediction"
 
 
-def hand_logits(maps: np.ndarray, hand_model: str, threads: int | None = None, cells: Any = None) -> np.ndarray:
+def hand_logits(maps: np.ndarray, hand_model: str, threads: int | None = None, cells: Any = None,
+                sequences: Any = None) -> np.ndarray:
     """Logits of the hand model for maps (B, N1, N2, N3): > 0 means "this is the inverted (D) hand".
 
-    ``cells``: one gemmi.UnitCell or (a, b, c, α, β, γ) per map, or one for all (needed by ``hand-chirality``)."""
+    ``cells``: one gemmi.UnitCell or (a, b, c, α, β, γ) per map, or one for all (needed by ``hand-chirality`` and
+    ``hand-atoms``); ``sequences``: the fragment's one-letter sequence (or :class:`Sequence`) per map, or one for
+    all (needed by ``hand-atoms``)."""
     card = find_card(hand_model)
     if card.get("task") == "hand-chirality":
         return _chirality_logits(np.asarray(maps), card, cells)
+    if card.get("task") == "hand-atoms":
+        return _atom_logits(np.asarray(maps), card, cells, sequences)
     runner, card = OnnxRunner.from_model(hand_model, threads=threads)
     if card.get("task") != "hand-classifier":
         raise CrysError(f"The model {hand_model} named as hand model is a '{card.get('task')}' model, "
@@ -179,11 +258,12 @@ def hand_accuracy_note(hand_model: str) -> str:
 
 
 def choose_hand(maps: np.ndarray, card: Any, threads: int | None = None, cells: Any = None,
-                refined: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                refined: np.ndarray | None = None, sequences: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Put each predicted map (B, N1, N2, N3) on the L-amino-acid hand with the card's hand model.
 
     ``refined`` (B, N1, N2, N3): the density-modified maps of the predictions, which a hand model with
-    ``input: refined`` reads (the decision is then applied to ``maps``).
+    ``input: refined`` reads (the decision is then applied to ``maps``); ``sequences``: as for
+    :func:`hand_logits` (a ``hand-atoms`` model reads them).
 
     Returns (maps, inverted (B,) bool, logits (B,)).  A card without ``hand_model`` returns the maps as
     they are (nothing inverted, logits NaN).
@@ -199,7 +279,7 @@ def choose_hand(maps: np.ndarray, card: Any, threads: int | None = None, cells: 
             raise CrysError(f"The hand model {name} reads the density-modified map of a prediction; it is used "
                             "after recycling (cycles >= 1), where that map exists.")
         read = np.asarray(refined)
-    logits = hand_logits(read, str(name), threads=threads, cells=cells)
+    logits = hand_logits(read, str(name), threads=threads, cells=cells, sequences=sequences)
     inverted = logits > 0
     out = maps.copy()
     if inverted.any():

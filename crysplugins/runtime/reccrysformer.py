@@ -312,7 +312,7 @@ class RecCrysFormerPipeline:
                                                lambda f, m: report(0.8 + 0.19 * f, m))
         elif observed is not None and settings.final_dm_cycles > 0 and not self.card.get("recycled_model"):
             refined = self._refine_first(result, observed, sequence, report)
-        self._choose_hand(result, hand_card, refined)
+        self._choose_hand(result, hand_card, refined, sequence)
         if settings.note:
             messages.append(settings.note)
         self._place(result)
@@ -349,12 +349,14 @@ class RecCrysFormerPipeline:
                                f"(score {res.score:.4f}).")
         return refined_map_on_grid(res.hkl, res.amplitudes, res.phases, result.shape, result.cell)
 
-    def _choose_hand(self, result: PipelineResult, card: ModelCard, refined: np.ndarray | None) -> None:
+    def _choose_hand(self, result: PipelineResult, card: ModelCard, refined: np.ndarray | None,
+                     sequence: Sequence) -> None:
         """The hand model of ``card`` reads the last prediction (or its refined map) once."""
         last = result.recycling.prediction if result.recycling is not None else result.first_prediction
         chosen, inverted, logits = choose_hand(np.asarray(last)[None], card, threads=self.threads,
                                                cells=[result.cell],
-                                               refined=None if refined is None else refined[None])
+                                               refined=None if refined is None else refined[None],
+                                               sequences=[sequence.residues])
         result.prediction = chosen[0]
         if refined is not None:
             result.refined = invert_grid(refined) if inverted[0] else refined
