@@ -116,8 +116,9 @@ def main() -> int:
                    help="run fragment-phasing again where its winner's DM CC is below this (after a change that "
                         "acts only when no candidate reaches the stopping CC)")
     p.add_argument("--cells", default=None, help="only these cells, e.g. 15res_2A,10res_2.5A (to split a run)")
-    p.add_argument("--rerun", default="", help="drop every record of these predictors (comma-separated) first, so "
-                   "that the run makes them again (after a change to them, e.g. their hand model)")
+    p.add_argument("--rerun", default="", help="drop the records of these predictors (comma-separated; in --cells "
+                   "only, if given) first, so that the run makes them again (after a change to them, e.g. their hand "
+                   "model)")
     p.add_argument("--summary-only", action="store_true", help="rewrite the summary from the records only")
     args = p.parse_args()
 
@@ -137,7 +138,9 @@ def main() -> int:
             _rewrite(log, records)
     if args.rerun:
         again = {x.strip() for x in args.rerun.split(",")}
-        records = [r for r in records if r["predictor"] not in again]
+        cells = set(args.cells.split(",")) if args.cells else None
+        records = [r for r in records if not (r["predictor"] in again and
+                                              (cells is None or f"{r['n_residues']}res_{r['d_min']:g}A" in cells))]
         _rewrite(log, records)
     done = {(r["id"], r["n_residues"], r["d_min"], r["predictor"]) for r in records}
     labels = [compare.PredictorLabel.parse(x) for x in args.predictors.split(",") if x in host.predictors]

@@ -107,6 +107,11 @@ def test_a_damaged_atoms_card_is_refused(tmp_path, monkeypatch, held_out_maps):
     models.clear_cache()
     with pytest.raises(CrysError, match="the card is damaged"):
         hand_logits(maps[0][None], CARD, cells=[cells[0]], sequences=[sequences[0]])
+    card["min_matched"], card["fallback"] = 0.85, CARD  # a fallback that would call itself
+    (tmp_path / f"{CARD}.json").write_text(json.dumps(card))
+    models.clear_cache()
+    with pytest.raises(CrysError, match="names another atom-fit card"):
+        hand_logits(maps[0][None], CARD, cells=[cells[0]], sequences=[sequences[0]])
 
 
 def test_fragment_phasing_reads_the_sequence_to_put_the_example_on_the_l_hand(example_map):

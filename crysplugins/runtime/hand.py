@@ -4,7 +4,7 @@ A Patterson map cannot tell a structure from its inverse through the cell centre
 000, section 3: the Patterson map is centrosymmetric; appendix B puts the centre of mass at the cell
 centre).  A recycled or hand-invariant RecCrysFormer predicts one of the two hands; the hand model of its
 card (``card["hand_model"]``) says whether the map holds L-amino acids (keep it) or D-amino acids (invert
-it).  Two kinds of hand model, told apart by their card's ``task``:
+it).  Three kinds of hand model, told apart by their card's ``task``:
 
 * ``hand-chirality`` (shipped): a linear score of rotation-invariant pseudoscalar features
   (:mod:`crysplugins.crystal.chirality`, fitted by :mod:`crysplugins.training.hand_chirality`), or a ``gated``
@@ -17,7 +17,7 @@ it).  Two kinds of hand model, told apart by their card's ``task``:
   that places fewer than ``min_matched`` of the atoms, as on a noisy map, or more residues than ``max_residues``)
   the card's ``fallback`` hand model decides.
 
-Both are antisymmetric: the logit of the inverted map is minus the logit of the map, so the decision never
+All are antisymmetric: the logit of the inverted map is minus the logit of the map, so the decision never
 depends on which hand it is shown.
 """
 from __future__ import annotations
@@ -109,15 +109,21 @@ def chirality_head(card: Any) -> tuple[list[float], str, dict[str, np.ndarray]]:
     return sigmas, str(feature_set), params
 
 
+def _per_map(values: Any, n: int, what: str) -> list:
+    """One value per map: ``values`` given once for all maps (a cell, a string) or as a list of n."""
+    if isinstance(values, str) or hasattr(values, "a") or np.shape(values) == (6,):
+        return [values] * n
+    values = list(values)
+    if len(values) != n:
+        raise ValueError(f"one {what} per map is needed")
+    return values
+
+
 def _chirality_logits(maps: np.ndarray, card: Any, cells: Any) -> np.ndarray:
     sigmas, feature_set, params = chirality_head(card)
     if cells is None:
         raise CrysError(f"The hand model {card.name} needs the cell of each map.")
-    if hasattr(cells, "a") or np.shape(cells) == (6,):  # one cell for every map
-        cells = [cells] * len(maps)
-    cells = list(cells)
-    if len(cells) != len(maps):
-        raise ValueError("one cell per map is needed")
+    cells = _per_map(cells, len(maps), "cell")
     if card.get("input", "prediction") == "refined":  # a refined map is on its amplitudes' scale: use rms units
         maps = [rms_normalised(m) for m in maps]
     if feature_set == VOXEL_FEATURE_SET:
@@ -129,16 +135,6 @@ def _chirality_logits(maps: np.ndarray, card: Any, cells: Any) -> np.ndarray:
     else:
         score = hand_score(feats, params["weights"], params["scale"])
     return -score  # score > 0 keeps the hand; logit > 0 means "inverted (D)"
-
-
-def _per_map(values: Any, n: int, what: str) -> list:
-    """One value per map: ``values`` given once for all maps (a cell, a string) or as a list of n."""
-    if isinstance(values, str) or hasattr(values, "a") or np.shape(values) == (6,):
-        return [values] * n
-    values = list(values)
-    if len(values) != n:
-        raise ValueError(f"one {what} per map is needed")
-    return values
 
 
 def atoms_head(card: Any) -> dict[str, Any]:
@@ -179,6 +175,9 @@ def _atom_logits(maps: np.ndarray, card: Any, cells: Any, sequences: Any) -> np.
     head = atoms_head(card)
     if cells is None:
         raise CrysError(f"The hand model {card.get('name')} reads atoms fitted to each map: it needs each map's cell.")
+    if find_card(head["fallback"]).get("task") == "hand-atoms":
+        raise CrysError(f"The hand model {card.get('name')} names another atom-fit card, {head['fallback']}, as its "
+                        "fallback; it needs a hand model that reads the map alone.")
     fallback = hand_logits(maps, head["fallback"], cells=cells)
     if sequences is None:  # nothing to match the atoms with: the fallback decides
         return fallback
