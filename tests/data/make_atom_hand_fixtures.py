@@ -6,18 +6,17 @@ that list so that lengths and d_min 1.5–2.5 Å are spread; each is the true de
 (:func:`crysplugins.training.hand_chirality.degraded_map` with no phase error), rms units, float16, with its
 sequence.  The rows are chosen without looking at any hand model's call.
 
-    OMP_NUM_THREADS=1 python tests/data/make_atom_hand_fixtures.py
+    OMP_NUM_THREADS=1 python tests/data/make_atom_hand_fixtures.py   (uses make_hand_fixtures.save_maps)
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+from make_hand_fixtures import REPO, save_maps
 
 from crysplugins.datasets.store import open_dataset
-from crysplugins.training.hand_chirality import degraded_map
 
-REPO = Path(__file__).resolve().parents[2]
 N = 12
 
 
@@ -30,21 +29,7 @@ def main() -> None:
         lengths = (shard.load()["sequence_index"] >= 0).sum(axis=1)
         small += [(shard, row) for row in range(shard.n) if 2 <= lengths[row] <= 5]
     picks = [small[i] for i in np.linspace(0, len(small) - 1, N).round().astype(int)]
-    rng = np.random.default_rng(7)
-    maps, cells, sequences, d_mins, ids, shapes = [], [], [], [], [], []
-    loaded: dict = {}
-    for shard, row in picks:
-        a = loaded.setdefault(shard.path, shard.load())
-        m = degraded_map(a["density"][row], a["cell"][row], float(a["d_min"][row]), 0.0, rng)
-        maps.append(m.astype(np.float16).ravel())
-        shapes.append(m.shape)
-        cells.append(a["cell"][row])
-        sequences.append(ds.sequences(a["sequence_index"][row:row + 1])[0])
-        d_mins.append(float(a["d_min"][row]))
-        ids.append(str(a["ids"][row]))
-    np.savez_compressed(Path(__file__).resolve().parent / "atom_hand_maps.npz", flat=np.concatenate(maps),
-                        shapes=np.array(shapes), cells=np.array(cells, dtype=np.float32), sequences=np.array(sequences),
-                        d_min=np.array(d_mins, dtype=np.float32), ids=np.array(ids))
+    save_maps(ds, picks, 0.0, Path(__file__).resolve().parent / "atom_hand_maps.npz")
 
 
 if __name__ == "__main__":

@@ -22,27 +22,34 @@ REPO = Path(__file__).resolve().parents[2]
 N = 32
 
 
-def main() -> None:
-    ds = open_dataset(REPO / "data_build" / "frag2-15")
-    small = [(shard, row) for shard in ds.shards("test") if np.prod(shard.path.stem.split("-")[1].split("x"),
-                                                                     dtype=float) <= 24 * 24 * 32
-             for row in range(shard.n)]
-    picks = [small[i] for i in np.linspace(0, len(small) - 1, N).round().astype(int)]
+def save_maps(ds, picks: list, phase_error: float, path: Path) -> None:
+    """The picked (shard, row) maps of ``ds``: true density to d_min with von Mises phase errors of mean
+    ``phase_error`` (seed 7), rms units, float16, with cells, lengths, d_min, ids and sequences."""
     rng = np.random.default_rng(7)
-    maps, cells, lengths, d_mins, ids, shapes = [], [], [], [], [], []
+    maps, cells, lengths, d_mins, ids, shapes, sequences = [], [], [], [], [], [], []
     loaded: dict = {}
     for shard, row in picks:
         a = loaded.setdefault(shard.path, shard.load())
-        m = degraded_map(a["density"][row], a["cell"][row], float(a["d_min"][row]), 20.0, rng)
+        m = degraded_map(a["density"][row], a["cell"][row], float(a["d_min"][row]), phase_error, rng)
         maps.append(m.astype(np.float16).ravel())
         shapes.append(m.shape)
         cells.append(a["cell"][row])
         lengths.append(int((a["sequence_index"][row] >= 0).sum()))
         d_mins.append(float(a["d_min"][row]))
         ids.append(str(a["ids"][row]))
-    np.savez_compressed(Path(__file__).resolve().parent / "hand_maps.npz", flat=np.concatenate(maps),
-                        shapes=np.array(shapes), cells=np.array(cells, dtype=np.float32), n_residues=np.array(lengths),
-                        d_min=np.array(d_mins, dtype=np.float32), ids=np.array(ids))
+        sequences.append(ds.sequences(a["sequence_index"][row:row + 1])[0])
+    np.savez_compressed(path, flat=np.concatenate(maps), shapes=np.array(shapes), cells=np.array(cells, dtype=np.float32),
+                        n_residues=np.array(lengths), d_min=np.array(d_mins, dtype=np.float32), ids=np.array(ids),
+                        sequences=np.array(sequences))
+
+
+def main() -> None:
+    ds = open_dataset(REPO / "data_build" / "frag2-15")
+    small = [(shard, row) for shard in ds.shards("test") if np.prod(shard.path.stem.split("-")[1].split("x"),
+                                                                     dtype=float) <= 24 * 24 * 32
+             for row in range(shard.n)]
+    picks = [small[i] for i in np.linspace(0, len(small) - 1, N).round().astype(int)]
+    save_maps(ds, picks, 20.0, Path(__file__).resolve().parent / "hand_maps.npz")
 
 
 if __name__ == "__main__":
