@@ -94,6 +94,10 @@ def test_without_a_vote_the_fallback_decides(held_out_maps):
     assert hand_logits(m[None], CARD, cells=[c])[0] == fallback  # no sequence
     assert hand_logits(m[None], CARD, cells=[c], sequences=["GG"])[0] == fallback  # no Cα with a Cβ
     assert hand_logits(m[None], CARD, cells=[c], sequences=["AAAAAA"])[0] == fallback  # over max_residues
+    flat = np.full_like(m, 0.5)  # no Fourier terms: no atoms, no vote
+    assert build_atoms(flat, gemmi.UnitCell(*c), 10).frac.shape == (0, 3)
+    assert hand_logits(flat[None], CARD, cells=[c], sequences=[sequences[0]])[0] == \
+        hand_logits(flat[None], "fragment_hand_gated", cells=[c])[0]
     with pytest.raises(CrysError, match="needs each map's cell"):
         hand_logits(m[None], CARD, sequences=[sequences[0]])
 

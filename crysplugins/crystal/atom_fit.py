@@ -145,13 +145,18 @@ def strongest_peaks(density: np.ndarray, count: int, above_rms: float = 1.0) -> 
     return idx / np.array(x.shape, dtype=np.float64)
 
 
+def _map_of(terms: MapTerms, values: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """The map of coefficients ``values`` at the terms' reflections on a grid of ``shape``."""
+    spectrum = np.zeros((shape[0], shape[1], shape[2] // 2 + 1), complex)
+    h = terms.hkl.astype(int)
+    spectrum[h[:, 0] % shape[0], h[:, 1] % shape[1], h[:, 2]] = values
+    return np.fft.irfftn(spectrum, tuple(shape), axes=(0, 1, 2))
+
+
 def _difference_peak(terms: MapTerms, fitted: FittedAtoms, shape: Sequence[int]) -> np.ndarray:
     """Fractional position of the highest point of the difference map F − F_calc on a grid of ``shape``."""
     fc, _ = _calc(terms, fitted.frac, fitted.weights, fitted.b_iso)
-    spectrum = np.zeros((shape[0], shape[1], shape[2] // 2 + 1), complex)
-    h = terms.hkl.astype(int)
-    spectrum[h[:, 0] % shape[0], h[:, 1] % shape[1], h[:, 2]] = terms.f - fc
-    diff = np.fft.irfftn(spectrum, tuple(shape), axes=(0, 1, 2))
+    diff = _map_of(terms, terms.f - fc, shape)
     return np.array(np.unravel_index(int(np.argmax(diff)), diff.shape)) / np.array(shape, dtype=np.float64)
 
 
@@ -167,13 +172,13 @@ def build_atoms(density: np.ndarray, cell: gemmi.UnitCell, n_atoms: int, b_iso: 
     """Fit ``n_atoms`` point atoms to a whole-cell map: the strongest peaks of the map Fourier-interpolated to
     0.3 Å, refined, then one atom at a time at the difference map's highest point, refining all after each; last,
     ``amplitude_cycles`` of refinement against the map's amplitudes alone, which moves atoms that the map's phase
-    errors displaced (on maps with 20° phase errors it doubled the dipeptides whose whole graph matched)."""
+    errors displaced (on 40 train dipeptides with 20° phase errors, the matches that placed ≥ 85 % of the atoms
+    went from 7 to 17).  A map without Fourier terms (a constant) gets no atoms."""
     terms = map_terms(density, cell)
+    if len(terms.f) == 0:
+        return FittedAtoms(np.zeros((0, 3)), np.zeros(0), float(b_iso), 1.0)
     fine = fine_shape(terms.shape, cell)
-    spectrum = np.zeros((fine[0], fine[1], fine[2] // 2 + 1), complex)
-    h = terms.hkl.astype(int)
-    spectrum[h[:, 0] % fine[0], h[:, 1] % fine[1], h[:, 2]] = terms.f
-    start = strongest_peaks(np.fft.irfftn(spectrum, fine, axes=(0, 1, 2)), n_atoms)
+    start = strongest_peaks(_map_of(terms, terms.f, fine), n_atoms)
     fitted = refine_atoms(terms, start, b_iso)
     while len(fitted.frac) < n_atoms:
         added = np.vstack([fitted.frac, _difference_peak(terms, fitted, fine)])

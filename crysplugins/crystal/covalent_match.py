@@ -176,6 +176,8 @@ def hand_vote(fitted: FittedAtoms, cell: gemmi.UnitCell, sequence: str, element_
     """The mean Cα vote over the best matches of ``sequence``'s covalent graph onto ``fitted`` atoms, every
     residue's Cα tried as the search root."""
     graph = molecule_graph(sequence)
+    if len(fitted.frac) == 0:
+        return AtomHandVote(0.0, 0.0, len(graph.atoms), fitted)
     linked, vectors = bond_graph(fitted, cell)
     cost = element_weight * element_cost(graph, fitted.weights)
     score, matches = -np.inf, []
