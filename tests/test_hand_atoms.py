@@ -48,7 +48,8 @@ def held_out_maps():
     with np.load(DATA) as z:
         sizes = np.prod(z["shapes"], axis=1)
         flat = np.split(z["flat"].astype(np.float64), np.cumsum(sizes)[:-1])
-        return [m.reshape(s) for m, s in zip(flat, z["shapes"])], z["cells"].astype(float), [str(s) for s in z["sequences"]]
+        maps = [m.reshape(s) for m, s in zip(flat, z["shapes"])]
+        return maps, z["cells"].astype(float), [str(s) for s in z["sequences"]]
 
 
 def test_the_example_map_gives_back_its_15_atoms_and_both_alphas_vote_l(example_map):
@@ -80,7 +81,8 @@ def test_bonds_between_fitted_atoms_use_the_nearest_periodic_image(example_map):
 
 def test_the_card_is_right_and_antisymmetric_on_held_out_true_maps(held_out_maps):
     maps, cells, sequences = held_out_maps
-    logits = np.array([hand_logits(m[None], CARD, cells=[c], sequences=[s])[0] for m, c, s in zip(maps, cells, sequences)])
+    logits = np.array([hand_logits(m[None], CARD, cells=[c], sequences=[s])[0]
+                       for m, c, s in zip(maps, cells, sequences)])
     assert (logits < 0).sum() >= len(maps) - 1, f"wrong on {[s for s, x in zip(sequences, logits) if x >= 0]}"
     flipped = np.array([hand_logits(invert_grid(m)[None], CARD, cells=[c], sequences=[s])[0]
                         for m, c, s in zip(maps[:4], cells[:4], sequences[:4])])
@@ -121,7 +123,8 @@ def test_a_damaged_atoms_card_is_refused(tmp_path, monkeypatch, held_out_maps):
 def test_fragment_phasing_reads_the_sequence_to_put_the_example_on_the_l_hand(example_map):
     rho, cell = example_map
     d_map = invert_grid(rho)  # on the D hand, as charge flipping may leave it
-    hkl = np.array([(h, k, l) for h in range(-4, 5) for k in range(-6, 7) for l in range(0, 7) if (h, k, l) != (0, 0, 0)])
+    hkl = np.array([(h, k, l) for h in range(-4, 5) for k in range(-6, 7) for l in range(0, 7)
+                    if (h, k, l) != (0, 0, 0)])
     f_map, _ = FourierGrid(hkl, d_map.shape, float(cell.volume)).from_map(d_map)
     res = RefineResult(CrystalMap.from_array(d_map.astype(np.float32), cell, gemmi.SpaceGroup("P 1")), hkl,
                        np.degrees(np.angle(f_map)), np.abs(f_map), np.ones(len(hkl)), 1.0, True)

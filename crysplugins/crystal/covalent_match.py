@@ -1,4 +1,4 @@
-"""The hand of a short fragment read off its atoms: covalent graph matching and the chirality at Cα (numpy).
+"""The hand of a short fragment read off its atoms: covalent graph matching and the chirality at Cα.
 
 Proteins hold L-amino acids: at every Cα but glycine's, the chiral volume (N − Cα)·((C − Cα) × (Cβ − Cα)) is
 positive (about +2.5 Å³).  Given atoms fitted to a map (:mod:`crysplugins.crystal.atom_fit`) and the fragment's

@@ -308,7 +308,8 @@ def place(refined: RefineResult, reference_phases: np.ndarray | None = None,
     data put at the centre-of-mass placement, paper 000 appendix B) the solution takes the origin and hand
     that agree best with them (no hand call); without, its fragment is centred
     (:func:`crysplugins.crystal.maps.centre_density`) and ``hand_model`` (None: none) chooses the hand
-    (:func:`choose_solution_hand`, which reads ``sequence`` if the model needs it).  The phases move with the map exactly (a translation t adds 360° h·t,
+    (:func:`choose_solution_hand`, which reads ``sequence`` if the model needs it).  The phases move with the
+    map exactly (a translation t adds 360° h·t,
     the inversion negates them) instead of being read back from the moved map, which holds no reflection
     whose figure of merit is 0.
     """

@@ -38,8 +38,8 @@ def save_maps(ds, picks: list, phase_error: float, path: Path) -> None:
         d_mins.append(float(a["d_min"][row]))
         ids.append(str(a["ids"][row]))
         sequences.append(ds.sequences(a["sequence_index"][row:row + 1])[0])
-    np.savez_compressed(path, flat=np.concatenate(maps), shapes=np.array(shapes), cells=np.array(cells, dtype=np.float32),
-                        n_residues=np.array(lengths), d_min=np.array(d_mins, dtype=np.float32), ids=np.array(ids),
+    np.savez_compressed(path, flat=np.concatenate(maps), shapes=np.array(shapes),
+                        cells=np.array(cells, dtype=np.float32), n_residues=np.array(lengths), d_min=np.array(d_mins, dtype=np.float32), ids=np.array(ids),
                         sequences=np.array(sequences))
 
 
