@@ -11,6 +11,16 @@ import numpy as np
 DATASET_STRUCTURES = Path(__file__).parent / "data" / "dataset"
 
 
+def hand_fixture(path: Path) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    """The maps of a hand fixture (tests/data/make_hand_fixtures.py: flat float16 maps and their shapes), as
+    float64 arrays, and its other arrays (cells, n_residues, d_min, ids, sequences)."""
+    with np.load(path) as z:
+        sizes = np.prod(z["shapes"], axis=1)
+        flat = np.split(z["flat"].astype(np.float64), np.cumsum(sizes)[:-1])
+        maps = [m.reshape(s) for m, s in zip(flat, z["shapes"])]
+        return maps, {k: z[k] for k in z.files if k not in ("flat", "shapes")}
+
+
 def blob_structure(sg: str = "P 21 21 21", cell=(30.0, 36.0, 42.0, 90, 90, 90), n: int = 60,
                    seed: int = 0, centre=(7.0, 8.0, 9.0), spread: float = 3.0,
                    rng: np.random.Generator | None = None, b_iso: float = 20.0) -> gemmi.Structure:

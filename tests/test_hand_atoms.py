@@ -9,6 +9,7 @@ from pathlib import Path
 import gemmi
 import numpy as np
 import pytest
+from crysplugins_test_support import hand_fixture
 
 from crysplugins.crystal import io
 from crysplugins.crystal.atom_fit import build_atoms, map_terms
@@ -45,11 +46,8 @@ def example_map():
 
 @pytest.fixture(scope="module")
 def held_out_maps():
-    with np.load(DATA) as z:
-        sizes = np.prod(z["shapes"], axis=1)
-        flat = np.split(z["flat"].astype(np.float64), np.cumsum(sizes)[:-1])
-        maps = [m.reshape(s) for m, s in zip(flat, z["shapes"])]
-        return maps, z["cells"].astype(float), [str(s) for s in z["sequences"]]
+    maps, z = hand_fixture(DATA)
+    return maps, z["cells"].astype(float), [str(s) for s in z["sequences"]]
 
 
 def test_the_example_map_gives_back_its_15_atoms_and_both_alphas_vote_l(example_map):

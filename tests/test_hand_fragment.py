@@ -10,6 +10,7 @@ from pathlib import Path
 import gemmi
 import numpy as np
 import pytest
+from crysplugins_test_support import hand_fixture
 
 from crysplugins.crystal.chirality import FEATURE_SETS, VOXEL_FEATURE_SET, n_features, pseudoscalar_features
 from crysplugins.crystal.fourier import FourierGrid
@@ -28,11 +29,8 @@ MODEL = "fragment_hand"
 
 @pytest.fixture(scope="module")
 def fixture_maps():
-    with np.load(FIXTURE) as z:
-        sizes = np.prod(z["shapes"], axis=1)
-        flat = np.split(z["flat"].astype(np.float64), np.cumsum(sizes)[:-1])
-        maps = [m.reshape(s) for m, s in zip(flat, z["shapes"])]
-        return maps, z["cells"].astype(float), z["n_residues"], z["d_min"]
+    maps, z = hand_fixture(FIXTURE)
+    return maps, z["cells"].astype(float), z["n_residues"], z["d_min"]
 
 
 @pytest.fixture(autouse=True)
