@@ -87,6 +87,17 @@ def test_the_card_is_right_and_antisymmetric_on_held_out_true_maps(held_out_maps
     assert np.allclose(flipped, -logits[:4])
 
 
+def test_a_batch_takes_one_cell_and_sequence_per_map(held_out_maps):
+    maps, cells, sequences = held_out_maps
+    pick = [0, 1, 2, 3, 0, 1]  # six maps of one shape: a list of six cells or sequences is not one value
+    batch = np.stack([maps[i] for i in pick])
+    one_by_one = [hand_logits(maps[i][None], CARD, cells=[cells[i]], sequences=[sequences[i]])[0] for i in pick]
+    unit_cells = [gemmi.UnitCell(*cells[i]) for i in pick]
+    assert np.allclose(hand_logits(batch, CARD, cells=unit_cells, sequences=[sequences[i] for i in pick]), one_by_one)
+    same = hand_logits(batch[[0, 4]], CARD, cells=cells[0], sequences=sequences[0])  # one cell and sequence for all
+    assert np.allclose(same, [one_by_one[0]] * 2)
+
+
 def test_without_a_vote_the_fallback_decides(held_out_maps):
     maps, cells, sequences = held_out_maps
     m, c = maps[0], cells[0]

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from crysplugins.crystal.io import atomic_path
+from crysplugins.crystal.standardise import RESIDUE_TYPES
 from crysplugins.errors import CrysError
 
 FORMAT = "crysplugins-patterson-v1"
@@ -76,7 +77,7 @@ class PattersonDataset:
     def sequences(self, sequence_index: np.ndarray) -> list[str]:
         """One-letter sequences of a shard's ``sequence_index`` rows (residue order meta["residue_types"]; the
         −1 padding dropped)."""
-        types = self.meta["residue_types"]
+        types = self.meta.get("residue_types", RESIDUE_TYPES)
         return ["".join(types[k] for k in row if k >= 0) for row in np.asarray(sequence_index)]
 
     def normalise(self, x: np.ndarray, kind: str) -> np.ndarray:

@@ -109,9 +109,20 @@ def chirality_head(card: Any) -> tuple[list[float], str, dict[str, np.ndarray]]:
     return sigmas, str(feature_set), params
 
 
+def _one_value(values: Any) -> bool:
+    """Whether ``values`` is one cell (gemmi.UnitCell or six numbers) or one sequence (a string or Sequence),
+    not a list of them (a list of six cells or six sequences also has the shape (6,))."""
+    if isinstance(values, str) or hasattr(values, "a") or hasattr(values, "residues"):
+        return True
+    try:
+        return np.asarray(values, dtype=float).shape == (6,)
+    except (TypeError, ValueError):
+        return False
+
+
 def _per_map(values: Any, n: int, what: str) -> list:
-    """One value per map: ``values`` given once for all maps (a cell, a string) or as a list of n."""
-    if isinstance(values, str) or hasattr(values, "a") or np.shape(values) == (6,):
+    """One value per map: ``values`` given once for all maps (a cell, a sequence) or as a list of n."""
+    if _one_value(values):
         return [values] * n
     values = list(values)
     if len(values) != n:

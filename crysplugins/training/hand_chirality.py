@@ -149,7 +149,6 @@ def predictions_with_labels(data: str | Path, runner: Any, templates: str | None
             raise CrysError("The predictor run takes a template channel: give --templates NAME (its template set).")
         store = TemplateStore(ds.root, templates)
     norm = ds.meta["normalisation"]["density"]
-    residue_types = ds.meta.get("residue_types", "ACDEFGHIKLMNPQRSTVWY")
     X, y, pa, pb, ids = [], [], [], [], []
     t0 = time.monotonic()
     for shard in ds.shards(split):
@@ -170,7 +169,7 @@ def predictions_with_labels(data: str | Path, runner: Any, templates: str | None
                 truth = arrays["density"][row].astype(np.float64)
                 a, b = pearson(pred[j], truth), pearson(invert_grid(pred[j]), truth)
                 if on == "refined":
-                    seq = "".join(residue_types[k] for k in arrays["sequence_index"][row])
+                    seq = ds.sequences(arrays["sequence_index"][row:row + 1])[0]
                     m = rms_normalised(refined_map(pred[j], truth, norm, arrays["cell"][row], arrays["d_min"][row],
                                                    seq, dm_cycles))
                 else:
