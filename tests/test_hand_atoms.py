@@ -23,6 +23,7 @@ from crysplugins.interface import CrystalMap
 from crysplugins.runtime import fragment_phasing as fp
 from crysplugins.runtime import models
 from crysplugins.runtime.hand import hand_logits
+from crysplugins.training.hand_chirality import degraded_map
 
 DATA = Path(__file__).resolve().parent / "data" / "atom_hand_maps.npz"
 EXAMPLE = Path(__file__).resolve().parents[1] / "crysplugins" / "data" / "examples" / "patterson_density"
@@ -59,6 +60,18 @@ def test_the_example_map_gives_back_its_15_atoms_and_both_alphas_vote_l(example_
     assert read.vote == 2 and read.matched == 15 == read.n_atoms
     mirrored = hand_vote(build_atoms(invert_grid(rho), cell, 15), cell, "TM")
     assert mirrored.vote == -2 and mirrored.matched == 15
+
+
+@pytest.mark.parametrize("seed", [0, 2, 3])
+def test_partial_structure_recycling_finds_the_atoms_of_a_map_with_35_degree_phase_errors(example_map, seed):
+    rho, cell = example_map
+    noisy = degraded_map(rho, [cell.a, cell.b, cell.c, cell.alpha, cell.beta, cell.gamma], 1.5, 35.0,
+                         np.random.default_rng(seed))
+    plain = hand_vote(build_atoms(noisy, cell, 15), cell, "TM")
+    recycled = hand_vote(build_atoms(noisy, cell, 15, rephase_rounds=2), cell, "TM")
+    assert plain.matched < 0.85 * 15  # the phase errors displace the atoms: the card's gate would not let it vote
+    assert recycled.matched >= 14 and recycled.vote == 2  # both Cα read L
+    assert recycled.fitted.residual < 0.5 * plain.fitted.residual
 
 
 def test_the_covalent_graph_of_a_sequence():
@@ -122,7 +135,12 @@ def test_a_damaged_atoms_card_is_refused(tmp_path, monkeypatch, held_out_maps):
     models.clear_cache()
     with pytest.raises(CrysError, match="the card is damaged"):
         hand_logits(maps[0][None], CARD, cells=[cells[0]], sequences=[sequences[0]])
-    card["min_matched"], card["fallback"] = 0.85, CARD  # a fallback that would call itself
+    card["min_matched"], card["rephase_rounds"] = 0.85, -1
+    (tmp_path / f"{CARD}.json").write_text(json.dumps(card))
+    models.clear_cache()
+    with pytest.raises(CrysError, match="the card is damaged"):
+        hand_logits(maps[0][None], CARD, cells=[cells[0]], sequences=[sequences[0]])
+    card["rephase_rounds"], card["fallback"] = 2, CARD  # a fallback that would call itself
     (tmp_path / f"{CARD}.json").write_text(json.dumps(card))
     models.clear_cache()
     with pytest.raises(CrysError, match="names another atom-fit card"):

@@ -151,28 +151,34 @@ def _chirality_logits(maps: np.ndarray, card: Any, cells: Any) -> np.ndarray:
 def atoms_head(card: Any) -> dict[str, Any]:
     """The settings of a ``hand-atoms`` card, checked: fallback (a hand model's name), max_residues, b_iso (Å²,
     the blur of the fitted atoms), amplitude_cycles (the last refinement against the map's amplitudes),
-    min_matched (the share of the sequence's atoms the match must place before its vote counts), vote_logit (the
-    logit of one Cα vote) and element_weight; CrysError if damaged."""
+    rephase_rounds, seed_share and per_round (partial-structure recycling and the atoms added per round, see
+    :func:`crysplugins.crystal.atom_fit.build_atoms`), min_matched (the share of the sequence's atoms the match
+    must place before its vote counts), vote_logit (the logit of one Cα vote) and element_weight; CrysError if
+    damaged."""
     name = card.get("name", "(unnamed)")
     try:
         head = {"fallback": str(card.get("fallback")), "max_residues": int(card.get("max_residues")),
                 "b_iso": float(card.get("b_iso")), "min_matched": float(card.get("min_matched")),
                 "amplitude_cycles": int(card.get("amplitude_cycles", 0)),
+                "rephase_rounds": int(card.get("rephase_rounds", 0)),
+                "seed_share": float(card.get("seed_share", 2 / 3)), "per_round": int(card.get("per_round", 1)),
                 "vote_logit": float(card.get("vote_logit")), "element_weight": float(card.get("element_weight", 1.0))}
         ok = bool(card.get("fallback")) and head["max_residues"] >= 2 and head["b_iso"] > 0 and \
             0 <= head["min_matched"] <= 1 and head["vote_logit"] > 0 and head["element_weight"] >= 0 and \
-            head["amplitude_cycles"] >= 0
+            head["amplitude_cycles"] >= 0 and head["rephase_rounds"] >= 0 and 0 < head["seed_share"] <= 1 and \
+            head["per_round"] >= 1 and (head["rephase_rounds"] == 0 or head["amplitude_cycles"] > 0)
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise CrysError(f"The hand model {name} has no valid fallback, max_residues, b_iso, min_matched and "
-                        "vote_logit; the card is damaged.")
+        raise CrysError(f"The hand model {name} has no valid fallback, max_residues, b_iso, min_matched, vote_logit "
+                        "and recycling settings; the card is damaged.")
     return head
 
 
 def _vote_logit(rho: np.ndarray, cell: gemmi.UnitCell, sequence: str, head: dict[str, Any]) -> float:
     """−vote_logit × the Cα vote of atoms fitted to one map, or NaN where the match places too few atoms."""
-    fitted = build_atoms(rho, cell, len(molecule_graph(sequence).atoms), head["b_iso"], head["amplitude_cycles"])
+    fitted = build_atoms(rho, cell, len(molecule_graph(sequence).atoms), head["b_iso"], head["amplitude_cycles"],
+                         head["rephase_rounds"], head["seed_share"], head["per_round"])
     read = hand_vote(fitted, cell, sequence, head["element_weight"])
     if read.vote != 0 and read.matched >= head["min_matched"] * read.n_atoms:
         return -head["vote_logit"] * read.vote

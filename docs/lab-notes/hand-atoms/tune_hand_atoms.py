@@ -28,9 +28,12 @@ B_VALUES = (20.0, 30.0, 40.0)
 GATES = (0.0, 0.8, 0.85, 0.9, 0.95, 1.0)
 
 
-def rows_for(lengths: tuple[int, int], every: int, n: int, rng: np.random.Generator) -> list[dict]:
+def train_maps(lengths: tuple[int, int], every: int, n: int, errors: tuple[float, ...], rng: np.random.Generator):
+    """(row, map, cell, heavy-atom count) for each phase error (degrees) of every ``every``-th train example of
+    ``lengths`` residues, up to ``n`` examples; the row holds the id, sequence, d_min, error and the gated card's
+    logit."""
     ds = open_dataset(REPO / "data_build" / "frag2-15")
-    rows, k = [], 0
+    k = taken = 0
     for shard in ds.shards("train"):
         a = shard.load()
         seqs = ds.sequences(a["sequence_index"])
@@ -43,18 +46,25 @@ def rows_for(lengths: tuple[int, int], every: int, n: int, rng: np.random.Genera
             cell, d_min = a["cell"][r], float(a["d_min"][r])
             uc = gemmi.UnitCell(*[float(v) for v in cell])
             n_atoms = len(molecule_graph(seqs[r]).atoms)
-            for err in (0.0, 20.0):
+            for err in errors:
                 m = degraded_map(a["density"][r], cell, d_min, err, rng)
                 row = {"id": str(a["ids"][r]), "sequence": seqs[r], "d_min": d_min, "error": err,
                        "gated": float(hand_logits(m[None], "fragment_hand_gated", cells=[cell])[0])}
-                for b in B_VALUES:
-                    t0 = time.perf_counter()
-                    read = hand_vote(build_atoms(m, uc, n_atoms, b), uc, seqs[r])
-                    row[f"B{b:g}"] = {"vote": read.vote, "matched": read.matched / read.n_atoms,
-                                      "seconds": time.perf_counter() - t0}
-                rows.append(row)
-            if len(rows) >= 2 * n:
-                return rows
+                yield row, m, uc, n_atoms
+            taken += 1
+            if taken >= n:
+                return
+
+
+def rows_for(lengths: tuple[int, int], every: int, n: int, rng: np.random.Generator) -> list[dict]:
+    rows = []
+    for row, m, uc, n_atoms in train_maps(lengths, every, n, (0.0, 20.0), rng):
+        for b in B_VALUES:
+            t0 = time.perf_counter()
+            read = hand_vote(build_atoms(m, uc, n_atoms, b), uc, row["sequence"])
+            row[f"B{b:g}"] = {"vote": read.vote, "matched": read.matched / read.n_atoms,
+                              "seconds": time.perf_counter() - t0}
+        rows.append(row)
     return rows
 
 
