@@ -82,12 +82,30 @@ def summary(rows: list[dict]) -> dict:
         share = np.array([r["B30"]["matched"] for r in sub])
         entry["B30_gates"] = {}
         for g in GATES:
-            use = (v != 0) & (share >= g)
-            call_l = np.where(use, v > 0, gated < 0)
-            entry["B30_gates"][f"{g:g}"] = {"votes": int(use.sum()), "votes_right": int((v[use] > 0).sum()),
-                                            "calls_right": int(call_l.sum())}
+            entry["B30_gates"][f"{g:g}"] = gated_calls(v, share, gated, g)
         out[f"phase_error_{err:g}"] = entry
     return out
+
+
+def gated_calls(vote: np.ndarray, share: np.ndarray, gated: np.ndarray, gate: float) -> dict:
+    """Votes that pass the gate (a Cα read and ≥ ``gate`` of the atoms matched), how many are right (L), and the
+    calls right when the gated card's logit decides the rest."""
+    use = (vote != 0) & (share >= gate)
+    return {"votes": int(use.sum()), "votes_right": int((vote[use] > 0).sum()),
+            "calls_right": int(np.where(use, vote > 0, gated < 0).sum())}
+
+
+def tune(groups, every: int, seed: int, rows_for, summary, out: str) -> int:
+    """rows_for(lengths, every, n, rng) and summary(rows) of each (name, lengths, n) group, printed and written
+    to ``out`` (JSON)."""
+    rng = np.random.default_rng(seed)
+    result = {}
+    for name, lengths, n in groups:
+        rows = rows_for(lengths, every, n, rng)
+        result[name] = {"summary": summary(rows), "rows": rows}
+        print(name, json.dumps(result[name]["summary"], indent=1), flush=True)
+    Path(out).write_text(json.dumps(result, indent=1))
+    return 0
 
 
 def main() -> int:
@@ -96,14 +114,8 @@ def main() -> int:
     p.add_argument("--n", type=int, default=80, help="maps per length group")
     p.add_argument("--out", default=str(Path(__file__).with_name("tuning.json")))
     args = p.parse_args()
-    rng = np.random.default_rng(0)
-    result = {}
-    for name, lengths in (("dipeptides", (2, 2)), ("3-5 residues", (3, 5))):
-        rows = rows_for(lengths, args.every, args.n, rng)
-        result[name] = {"summary": summary(rows), "rows": rows}
-        print(name, json.dumps(result[name]["summary"], indent=1), flush=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
-    return 0
+    groups = (("dipeptides", (2, 2), args.n), ("3-5 residues", (3, 5), args.n))
+    return tune(groups, args.every, 0, rows_for, summary, args.out)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tune_hand_atoms import train_maps  # the card's first tuning chose its train maps so too
+from tune_hand_atoms import gated_calls, train_maps, tune  # the card's first tuning, its maps and counts
 
 from crysplugins.crystal.atom_fit import build_atoms
 from crysplugins.crystal.covalent_match import hand_vote
@@ -52,11 +52,9 @@ def summary(rows: list[dict]) -> dict:
         gated = np.array([r["gated"] for r in sub])
         entry = {"n": len(sub), "gated_card_right": int((gated < 0).sum())}
         for name in VARIANTS:
-            v = np.array([r[name]["vote"] for r in sub])
-            use = (v != 0) & (np.array([r[name]["matched"] for r in sub]) >= GATE)
-            entry[name] = {"votes": int(use.sum()), "votes_right": int((v[use] > 0).sum()),
-                           "calls_right": int(np.where(use, v > 0, gated < 0).sum()),
-                           "median_seconds": float(np.median([r[name]["seconds"] for r in sub]))}
+            entry[name] = gated_calls(np.array([r[name]["vote"] for r in sub]),
+                                      np.array([r[name]["matched"] for r in sub]), gated, GATE)
+            entry[name]["median_seconds"] = float(np.median([r[name]["seconds"] for r in sub]))
         out[f"phase_error_{err:g}"] = entry
     return out
 
@@ -68,14 +66,8 @@ def main() -> int:
     p.add_argument("--n35", type=int, default=30, help="maps of 3-5 residues")
     p.add_argument("--out", default=str(Path(__file__).with_name("rephase_tuning.json")))
     args = p.parse_args()
-    rng = np.random.default_rng(1)
-    result = {}
-    for name, lengths, n in (("dipeptides", (2, 2), args.n2), ("3-5 residues", (3, 5), args.n35)):
-        rows = rows_for(lengths, args.every, n, rng)
-        result[name] = {"summary": summary(rows), "rows": rows}
-        print(name, json.dumps(result[name]["summary"], indent=1), flush=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
-    return 0
+    groups = (("dipeptides", (2, 2), args.n2), ("3-5 residues", (3, 5), args.n35))
+    return tune(groups, args.every, 1, rows_for, summary, args.out)
 
 
 if __name__ == "__main__":
