@@ -12,8 +12,9 @@ map's own coefficients F(h) by Levenberg–Marquardt over every reflection the m
 map (F − F_calc) until the fragment's count is reached, starting from the map's strongest peaks (the atom-by-atom
 building of direct-methods programs).  A last refinement fits |F_calc| to the map's amplitudes alone, as a
 small-molecule refinement against measured data would: it is blind to the map's phase errors, which displace atoms.
-Where the phase errors are large (35°), a third of the atoms still sit in the wrong place; partial-structure
-recycling (the heaviest atoms phase the amplitudes, the atoms are grown afresh on that map) completes the fit.
+Where the phase errors are large (20–35°), atoms still sit up to ~1 Å from their places and the covalent match
+breaks; partial-structure recycling (the heaviest atoms phase the amplitudes, the atoms are grown afresh on that
+map) completes the fit.
 
 On the true 1.5 Å map of a dipeptide (B = 20 Å², the training data's) every atom comes back within 0.1 Å and
 the weights order the elements (C ≈ 1.5, N ≈ 1.75, O ≈ 2.05, S ≈ 4.0 on the same scale); the B that fits a
