@@ -156,5 +156,5 @@ def test_fragment_phasing_reads_the_sequence_to_put_the_example_on_the_l_hand(ex
     res = RefineResult(CrystalMap.from_array(d_map.astype(np.float32), cell, gemmi.SpaceGroup("P 1")), hkl,
                        np.degrees(np.angle(f_map)), np.abs(f_map), np.ones(len(hkl)), 1.0, True)
     assert fp.HAND_MODEL == CARD
-    how, hand = fp.place(res, None, sequence="TM")
+    how, hand = fp.place(res, sequence="TM")
     assert hand is not None and hand.inverted and hand.confidence > 0.99 and "inverted" in how

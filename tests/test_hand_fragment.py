@@ -106,12 +106,12 @@ def test_fragment_phasing_places_a_centred_solution_on_the_l_hand(fixture_maps):
     f_map, _ = FourierGrid(hkl, d_map.shape, float(cell.volume)).from_map(d_map)
     res = RefineResult(CrystalMap.from_array(d_map.astype(np.float32), cell, gemmi.SpaceGroup("P 1")), hkl,
                        np.degrees(np.angle(f_map)), np.abs(f_map), np.ones(len(hkl)), 1.0, True)
-    how, hand = fp.place(res, None)
+    how, hand = fp.place(res)
     assert hand is not None and hand.inverted and hand.confidence > 0.5 and "inverted" in how
     assert hand_logits(np.asarray(res.map.array)[None], fp.HAND_MODEL, cells=[cell])[0] < 0  # now on the L hand
     f_new, _ = FourierGrid(hkl, d_map.shape, float(cell.volume)).from_map(np.asarray(res.map.array, float))
     assert np.allclose(np.exp(1j * np.radians(res.phases)), np.exp(1j * np.angle(f_new)), atol=1e-4)  # follow the map
-    how, hand = fp.place(res, None, hand_model=None)
+    how, hand = fp.place(res, hand_model=None)
     assert hand is None and how.startswith("centred")
 
 
@@ -129,7 +129,7 @@ def test_placement_moves_the_phases_even_of_reflections_the_map_does_not_hold():
     res = RefineResult(CrystalMap.from_array(rho.astype(np.float32), cell, gemmi.SpaceGroup("P 1")), hkl,
                        np.degrees(np.angle(f)), np.abs(f), fom, 1.0, True)
     _, shift = centre_density(rho, cell=cell)
-    fp.place(res, None, hand_model=None)
+    fp.place(res, hand_model=None)
     want = np.exp(1j * (np.angle(f) + 2 * np.pi * (hkl @ shift)))
     assert np.allclose(np.exp(1j * np.radians(res.phases)), want, atol=1e-6)
     f_moved, _ = fg.from_map(np.asarray(res.map.array, dtype=np.float64))

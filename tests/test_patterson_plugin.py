@@ -102,6 +102,23 @@ def test_shipped_example_reproduces_the_card(predictor):
     assert max(ex["pearson"], ex["pearson_other_hand"]) > card["metrics"]["baseline_mean_pearson"]
 
 
+def test_hand_none_leaves_the_predicted_hand(predictor):
+    """'hand': 'none' skips the hand model: no hand call in the meta, no rejected-hand map, and the density is
+    the default run's map or its inverse through the cell centre (whichever hand the network predicted)."""
+    from crysplugins.crystal.maps import invert_grid
+
+    inputs = predictor.example_inputs()
+    default = predictor.predict(Request(inputs))
+    bare = predictor.predict(Request({**inputs, "hand": "none"}))
+    assert "hand_model" not in bare.meta and "hand_logit" not in bare.meta
+    assert "density_other_hand" not in bare.maps
+    expected = default.maps["density"].array
+    if default.meta["hand_inverted"]:
+        expected = invert_grid(expected)
+    assert np.allclose(bare.maps["density"].array, expected, atol=1e-4)
+    assert any("Hand left as predicted" in m for m in bare.messages)
+
+
 def test_patterson_map_input_gives_the_same_density(predictor):
     from crysplugins.crystal.maps import grid_shape, patterson_map
 

@@ -70,16 +70,15 @@ class FragmentPhasingPredictor:
             solvent = 0.5
             messages.append("No sequence or solvent fraction given: the envelope assumes 50 % solvent.")
         setup = fp.make_setup(cell, hkl, f, sequence if solvent is None else None, solvent)
-        network, asked = None, {}
+        network = None
         if request.get("network", "auto") == "auto":
             def network() -> np.ndarray | None:  # run only if the first charge-flipping start is not enough
-                asked["phases"] = self._network_phases(request, refl, sequence, hkl, messages)
-                return asked["phases"]
+                return self._network_phases(request, refl, sequence, hkl, messages)
         result = fp.solve(setup, network, n_starts=int(request.get("starts", 8)),
                           dm_cycles=int(request.get("dm_cycles", 200)), seed=int(request.get("seed", 0)),
                           progress=request.report, check=request.check_cancelled)
         win = result.winner
-        placed, hand = fp.place(win.refined, asked.get("phases"), sequence=sequence)
+        placed, hand = fp.place(win.refined, sequence=sequence)
         win.refined.map.name = "density"
         messages.append(f"Best of {len(result.candidates)} candidates: {win.name}, P(right) {win.probability:.2f} "
                         f"(DM CC {win.refined.score:.4f}); placed: {placed}.")
@@ -105,8 +104,8 @@ class FragmentPhasingPredictor:
             messages.append(f"{NETWORK} needs the sequence: charge flipping only.")
             return None
         try:
-            pred = PattersonDensityPredictor().predict(
-                Request({"reflections": refl, "sequence": sequence}, refiners=request.refiners))
+            pred = PattersonDensityPredictor().predict(  # the hand is read off the winner's map instead
+                Request({"reflections": refl, "sequence": sequence, "hand": "none"}, refiners=request.refiners))
         except CrysError as exc:
             messages.append(f"{NETWORK} skipped: {exc}")
             return None

@@ -50,6 +50,9 @@ class PattersonDensityPredictor:
         InputSpec("output", Kind.CHOICE, "what 'density' holds after recycling: the density-modified map of the "
                   "last prediction ('refined') or the network's prediction itself ('prediction'); when not "
                   "given, the model card's default_output", choices=("refined", "prediction")),
+        InputSpec("hand", Kind.CHOICE, "'card': the model card's hand model puts the map on the L-amino-acid hand; "
+                  "'none': the hand as predicted (either hand; for a caller that reads the hand off another map)",
+                  default="card", choices=("card", "none")),
     )
     outputs = (
         OutputSpec("density", Kind.MAP, "predicted electron density", unit="e/Å³"),
@@ -83,7 +86,8 @@ class PattersonDensityPredictor:
         pipeline = RecCrysFormerPipeline(request.get("model") or model_for(len(sequence), d_min, cell))
         request.report(0.05, "model loaded")
         settings = pipeline.settings(request.get("cycles"), request.get("dm_cycles"),
-                                     request.get("final_dm_cycles"), request.get("output"), refl is not None)
+                                     request.get("final_dm_cycles"), request.get("output"), refl is not None,
+                                     hand=request.get("hand", "card") != "none")
         if settings.cycles > 0 or (refl is not None and settings.final_dm_cycles > 0):
             pipeline.refiner = refiner_for(request, pipeline.refiner_name)
         return pipeline, pipeline.run(sequence, observed, pmap, settings, on_cycle,

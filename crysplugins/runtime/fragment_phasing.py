@@ -35,7 +35,7 @@ from crysplugins.crystal import charge_flipping as cf
 from crysplugins.crystal import solution_score as ss
 from crysplugins.crystal.fourier import fourier_grid, phase_shift, stol2
 from crysplugins.crystal.maps import centre_density, invert_grid
-from crysplugins.crystal.origin import apply_origin_hand, search_origin_hand
+from crysplugins.crystal.origin import search_origin_hand
 from crysplugins.crystal.refine import RefineResult, density_modify
 from crysplugins.interface import CrystalMap, Prediction, Sequence
 from crysplugins.runtime.hand import hand_confidence, hand_logits
@@ -267,8 +267,8 @@ def solve(setup: Setup, network: Callable[[], np.ndarray | None] | None = None, 
     return HybridResult(cands, best, time.monotonic() - t0)
 
 
-#: the hand model a centred solution's hand is read off when the transformer did not set it (models/): the Cα
-#: chirality of atoms fitted to the map for 2-5 residues, the gated card otherwise (BENCHMARKS 9e)
+#: the hand model a centred solution's hand is read off (models/): the Cα chirality of atoms fitted to the map
+#: for 2-5 residues, the gated card otherwise (BENCHMARKS 9e)
 HAND_MODEL = "fragment_hand_atoms"
 #: confidence from which a hand call is reported as sure (held-out test maps, the gated card: 99.5-100 % of such
 #: calls right at 0-35° phase error, BENCHMARKS 9d)
@@ -299,35 +299,26 @@ def choose_solution_hand(refined: RefineResult, hand_model: str = HAND_MODEL,
     return HandChoice(hand_model, logit > 0, logit, hand_confidence(logit))
 
 
-def place(refined: RefineResult, reference_phases: np.ndarray | None = None,
-          hand_model: str | None = HAND_MODEL, sequence: Sequence | str | None = None
+def place(refined: RefineResult, hand_model: str | None = HAND_MODEL, sequence: Sequence | str | None = None
           ) -> tuple[str, HandChoice | None]:
     """Put a solution (origin and hand arbitrary) where users expect it, in place; returns (how, hand call).
 
-    With ``reference_phases`` (degrees, same reflections: the transformer's prediction, which the training
-    data put at the centre-of-mass placement, paper 000 appendix B) the solution takes the origin and hand
-    that agree best with them (no hand call); without, its fragment is centred
-    (:func:`crysplugins.crystal.maps.centre_density`) and ``hand_model`` (None: none) chooses the hand
-    (:func:`choose_solution_hand`, which reads ``sequence`` if the model needs it).  The phases move with the
-    map exactly (a translation t adds 360° h·t,
-    the inversion negates them) instead of being read back from the moved map, which holds no reflection
-    whose figure of merit is 0.
+    Its fragment is centred (:func:`crysplugins.crystal.maps.centre_density`: the training data put the
+    centre of mass at the cell centre, paper 000 appendix B) and ``hand_model`` (None: none) reads the hand
+    off the solution's own map (:func:`choose_solution_hand`, which reads ``sequence`` if the model needs it).
+    The winner's map, density-modified from the best start, is a better map to read than the transformer's
+    prediction: taking the origin and hand of that prediction put 104 of 383 solved held-out fragments on the
+    wrong hand, mostly where the transformer itself had failed (BENCHMARKS 15).  The phases move with the map
+    exactly (a translation t adds 360° h·t, the inversion negates them) instead of being read back from the
+    moved map, which holds no reflection whose figure of merit is 0.
     """
     cmap = refined.map
-    rho = np.asarray(cmap.array, dtype=np.float64)
-    phases = np.asarray(refined.phases, dtype=np.float64)
-    how, hand = "centred (hand arbitrary)", None
-    if reference_phases is not None and np.shape(reference_phases) == np.shape(refined.phases):
-        fit = search_origin_hand(refined.hkl, refined.amplitudes, reference_phases, refined.phases)
-        rho = apply_origin_hand(rho, fit.shift, fit.inverted)
-        phases = fit.phases
-        how = "origin and hand of the transformer's prediction"
-    else:
-        rho, shift = centre_density(rho, cell=cmap.cell)
-        phases = phases + np.degrees(phase_shift(refined.hkl, shift))
+    rho, shift = centre_density(np.asarray(cmap.array, dtype=np.float64), cell=cmap.cell)
+    phases = np.asarray(refined.phases, dtype=np.float64) + np.degrees(phase_shift(refined.hkl, shift))
     refined.map = CrystalMap.from_array(rho.astype(np.float32), cmap.cell, cmap.spacegroup, name=cmap.name,
                                         units="e/Å³")
-    if hand_model and how.startswith("centred"):
+    how, hand = "centred (hand arbitrary)", None
+    if hand_model:
         hand = choose_solution_hand(refined, hand_model, sequence)
         phases = -phases if hand.inverted else phases
         sure = "" if hand.confidence >= SURE_HAND else ", an uncertain call"

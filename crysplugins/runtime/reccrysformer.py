@@ -54,6 +54,7 @@ class Settings:
     final_dm_cycles: int = 0
     output: str = "prediction"
     note: str = ""  # why the card's default was not followed, for the user
+    hand: bool = True  # False: leave the hand as predicted (a caller that reads the hand off a better map)
 
 
 @dataclass
@@ -136,7 +137,7 @@ class RecCrysFormerPipeline:
 
     def settings(self, cycles: int | None = None, dm_cycles: int | None = None,
                  final_dm_cycles: int | None = None, output: str | None = None,
-                 with_amplitudes: bool = True) -> Settings:
+                 with_amplitudes: bool = True, hand: bool = True) -> Settings:
         """Settings with the card's defaults for what is not given (recycling needs the amplitudes)."""
         card, note = self.card, ""
         if cycles is None:
@@ -148,7 +149,7 @@ class RecCrysFormerPipeline:
         output = output or str(card.get("default_output", "prediction"))
         if cycles > 0 and output not in OUTPUTS:
             raise CrysError(f"The output must be 'refined' or 'prediction', not '{output}'.")
-        return Settings(int(cycles), int(dm_cycles or 50), final, output, note)
+        return Settings(int(cycles), int(dm_cycles or 50), final, output, note, bool(hand))
 
     # ---------------------------------------------------------------------------------- inputs
     def check_sequence(self, sequence: Sequence) -> None:
@@ -351,8 +352,13 @@ class RecCrysFormerPipeline:
 
     def _choose_hand(self, result: PipelineResult, card: ModelCard, refined: np.ndarray | None,
                      sequence: Sequence) -> None:
-        """The hand model of ``card`` reads the last prediction (or its refined map) once."""
+        """The hand model of ``card`` reads the last prediction (or its refined map) once (not at all when the
+        settings say ``hand=False``)."""
         last = result.recycling.prediction if result.recycling is not None else result.first_prediction
+        if not result.settings.hand:
+            result.prediction, result.refined = np.asarray(last), refined
+            result.messages.append("Hand left as predicted (no hand model asked for).")
+            return
         chosen, inverted, logits = choose_hand(np.asarray(last)[None], card, threads=self.threads,
                                                cells=[result.cell],
                                                refined=None if refined is None else refined[None],
