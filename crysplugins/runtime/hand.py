@@ -27,7 +27,7 @@ from typing import Any
 import gemmi
 import numpy as np
 
-from crysplugins.crystal.atom_fit import FittedAtoms, build_atoms, rephase_atoms
+from crysplugins.crystal.atom_fit import FittedAtoms, fit_atoms, map_terms, rephase_atoms
 from crysplugins.crystal.chirality import (FEATURE_SETS, VOXEL_FEATURE_SET, hand_score, n_features, n_voxel_fields,
                                           pseudoscalar_features, voxel_fields)
 from crysplugins.crystal.covalent_match import hand_vote, molecule_graph
@@ -181,11 +181,11 @@ def _vote_logit(rho: np.ndarray, cell: gemmi.UnitCell, sequence: str, head: dict
     Partial-structure recycling (:func:`crysplugins.crystal.atom_fit.rephase_atoms`) runs only when the plain
     fit's match fails the gate: every gated vote of the plain fit was right on the train maps (208 of 208,
     docs/lab-notes/hand-atoms.md), and the recycling rounds cost about twice the plain fit."""
-    n_atoms = len(molecule_graph(sequence).atoms)
-    fitted = build_atoms(rho, cell, n_atoms, head["b_iso"], head["amplitude_cycles"], per_round=head["per_round"])
+    n_atoms, terms = len(molecule_graph(sequence).atoms), map_terms(rho, cell)
+    fitted = fit_atoms(terms, cell, n_atoms, head["b_iso"], head["amplitude_cycles"], head["per_round"])
     logit = _gated_vote(fitted, cell, sequence, head)
     if np.isnan(logit) and head["rephase_rounds"] > 0:
-        fitted = rephase_atoms(rho, cell, fitted, n_atoms, head["b_iso"], head["amplitude_cycles"],
+        fitted = rephase_atoms(terms, cell, fitted, n_atoms, head["b_iso"], head["amplitude_cycles"],
                                head["rephase_rounds"], head["seed_share"], head["per_round"])
         logit = _gated_vote(fitted, cell, sequence, head)
     return logit
