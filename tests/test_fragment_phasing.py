@@ -128,3 +128,20 @@ def test_bad_input_is_one_sentence(tmp_path):
     assert "Traceback" not in run.stderr
     assert len([ln for ln in run.stderr.splitlines() if ln.strip()]) == 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_the_stopping_cc_falls_from_2_angstrom():
+    assert fp.stopping_cc(1.5) == fp.HIGH_RES_STOP == 0.999
+    assert fp.stopping_cc(2.0) == fp.stopping_cc(2.5) == fp.LOW_RES_STOP < fp.HIGH_RES_STOP
+
+
+def test_at_2_angstrom_the_first_start_above_the_stopping_cc_ends_the_search():
+    st, hkl, f = fx.structure_factors(DATA / "frag2.pdb", 2.0)
+    seq = gemmi.one_letter_code([r.name for r in st[0][0]])
+    setup = fp.make_setup(st.cell, hkl, np.abs(f), seq)
+    res = fp.solve(setup, None, n_starts=4, extra_starts=0)
+    scores = [c.refined.score for c in res.candidates]
+    assert fp.LOW_RES_STOP <= scores[-1] < fp.HIGH_RES_STOP  # a right map at 2 Å: below the 1.5 Å stop
+    assert all(s < fp.LOW_RES_STOP for s in scores[:-1])
+    err = search_origin_hand(hkl, np.abs(f), np.angle(f, deg=True), res.winner.refined.phases).phase_error
+    assert err < 60.0

@@ -7,7 +7,7 @@ Candidates:
   modification of the start's best screened phases), the same seeds as the ``charge-flipping`` predictor;
 * optionally a network prediction (phases, degrees) density-modified the same way, and charge flipping
   started from it;
-* when none of these reaches ``stop_score``, the consensus of the candidates that agree with each other
+* when none of these reaches the stopping CC (:func:`stopping_cc`), the consensus of the candidates that agree with each other
   (their mean phases on a common origin and hand) after density modification.
 
 Each candidate gets the features of :mod:`crysplugins.crystal.solution_score` (after density
@@ -19,8 +19,9 @@ sometimes favoured a recurring wrong solution; the agreement-aware probability i
 across data sets (higher ROC AUC), so it is the one reported.  Every
 candidate is density-modified in full (charge flipping alone fully modifies only the starts whose short
 screen passes, and its screen ranks the starts poorly at 2.0–2.5 Å).  Candidates are made until one's
-density-modification CC reaches ``stop_score`` (the ``charge-flipping`` predictor's own stopping rule, met
-by right maps at 1.5 Å only) or all are made; the most probable candidate wins.  Amplitudes and the sequence only: the true phases are never used.
+density-modification CC reaches the stopping CC of the data's resolution (:func:`stopping_cc`: the
+``charge-flipping`` predictor's 0.999 at 1.5 Å, lower from 2 Å, where right maps do not reach it but no wrong
+one of the development fragments came near) or all are made; the most probable candidate wins.  Amplitudes and the sequence only: the true phases are never used.
 """
 from __future__ import annotations
 
@@ -203,13 +204,29 @@ class HybridResult:
         return self.candidates[self.best]
 
 
+#: the stopping DM CC: at 1.5 Å right maps of 2–10 residues reach 0.999 (development minimum 0.9985) and the
+#: ``charge-flipping`` predictor stops there; from ``LOW_RES_FROM`` Å right maps end at 0.88–0.998, so the
+#: search stops at ``LOW_RES_STOP``, above every wrong candidate of the 60 development fragments of 2.0–2.5 Å
+#: (highest 0.964; 144 of 616 candidates wrong).  Replayed on their stored candidates it makes 384 of the 616,
+#: loses no success and the winner's error rises by 0.75° on average (benchmarks/fragment_stop_dev.py).
+HIGH_RES_STOP = 0.999
+LOW_RES_STOP = 0.98
+LOW_RES_FROM = 1.75
+
+
+def stopping_cc(d_min: float) -> float:
+    """The DM CC at which a candidate is taken as right and the search ends, for data to ``d_min`` Å."""
+    return HIGH_RES_STOP if d_min < LOW_RES_FROM else LOW_RES_STOP
+
+
 def solve(setup: Setup, network: Callable[[], np.ndarray | None] | None = None, n_starts: int = 8, seed: int = 0,
-          flip_cycles: int = 1000, dm_cycles: int = 200, stop_score: float = 0.999,
+          flip_cycles: int = 1000, dm_cycles: int = 200, stop_score: float | None = None,
           extra_starts: int = 4, extend_below: float = 0.6,
           flip_from_network: bool = True, consensus: bool = True, models: ss.ScoreModels | None = None,
           progress: Callable[[float, str], None] | None = None,
           check: Callable[[], None] | None = None) -> HybridResult:
-    """Make candidates until one's DM CC reaches ``stop_score``, then return the best ranked one.
+    """Make candidates until one's DM CC reaches ``stop_score`` (None: :func:`stopping_cc` of the data's
+    resolution), then return the best ranked one.
 
     Order: random charge-flipping start 0; then, when ``network()`` (called only now, as it may be slow)
     gives phases (degrees), those phases after DM and charge flipping started from them; then starts 1, 2, …
@@ -221,6 +238,7 @@ def solve(setup: Setup, network: Callable[[], np.ndarray | None] | None = None, 
     """
     t0 = time.monotonic()
     models = models or ss.load_score()
+    stop = stopping_cc(setup.d_min) if stop_score is None else stop_score
     plan: list[Callable[[], Candidate | None]] = [
         lambda i=i: flip_candidate(setup, i, seed, flip_cycles, dm_cycles, check=check) for i in range(n_starts)]
     if network is not None:  # after the first random start, which alone suffices at 1.5 Å
@@ -244,20 +262,20 @@ def solve(setup: Setup, network: Callable[[], np.ndarray | None] | None = None, 
         cands.append(cand)
         if progress is not None:
             progress(0.95 * (k + 1) / len(plan), f"{cand.name}: DM CC {cand.refined.score:.4f}")
-        if cand.refined.score >= stop_score:
+        if cand.refined.score >= stop:
             break
     score_candidates(setup, cands, models)
     best = int(np.argmax([c.rank for c in cands]))
-    if cands[-1].refined.score < stop_score and cands[best].probability < extend_below:
+    if cands[-1].refined.score < stop and cands[best].probability < extend_below:
         for i in range(n_starts, n_starts + extra_starts):
             cands.append(flip_candidate(setup, i, seed, flip_cycles, dm_cycles, check=check))
             if progress is not None:
                 progress(0.95, f"extra {cands[-1].name}: DM CC {cands[-1].refined.score:.4f}")
-            if cands[-1].refined.score >= stop_score:
+            if cands[-1].refined.score >= stop:
                 break
         score_candidates(setup, cands, models)
         best = int(np.argmax([c.rank for c in cands]))
-    if consensus and len(cands) >= 2 and max(c.refined.score for c in cands) < stop_score:
+    if consensus and len(cands) >= 2 and max(c.refined.score for c in cands) < stop:
         cons = consensus_candidate(setup, cands, dm_cycles)
         if cons is not None:  # an average of the set: its set features would count it twice, so lone model
             cons.features.update(dm_log=ss.dm_log(cons.refined.score), d_min=setup.d_min)
