@@ -217,7 +217,7 @@ def cmd_density_modify(args: argparse.Namespace) -> int:
             settings.mask.provider_weight_final = None  # a user's mask keeps its weight in every cycle
         res = _run_engine(refl, hl, settings, s_frac, provider, args.select, notes)
         written = write_outputs(out, refl, res.phib, res.fom, res.hl, res.fwt, res.map, res.trace)
-        notes.append(f"final mean FOM {res.trace[-1]['fom']:.3f} after {len(res.trace)} cycles "
+        notes.append(f"final mean FOM {np.average(res.fom, weights=refl.fobs):.3f} after {len(res.trace)} cycles "
                      f"({res.info['seconds']:.1f} s)")
     for line in notes + [f"solvent fraction {s_frac:.3f}: {s_note}"] + [f"wrote {p}" for p in written]:
         print(line)
@@ -252,7 +252,7 @@ def add_parser(sub: Any) -> None:
                    help="FASTA file or one-letter sequence of one copy (solvent fraction: Matthews + U-net, eq. 2)")
     p.add_argument("--solvent-fraction", type=float, default=None)
     p.add_argument("--mask", default="unet", help="unet (default), local-variance, or a mask map file (solvent=1)")
-    p.add_argument("--cycles", type=int, default=None, help="number of cycles (default 20)")
+    p.add_argument("--cycles", type=int, default=None, help="number of cycles (default 40)")
     p.add_argument("--select", default=SELECT_DEFAULT,
                    help="engine variants to run, keeping the one whose omit maps predict |F_obs| best: "
                         f"comma-separated from {', '.join(VARIANTS)}, or none (default {SELECT_DEFAULT})")

@@ -385,3 +385,19 @@ def test_command_reports_the_chosen_variant(crystal, tmp_path, capsys):
     assert last[header.index("variant")] == got.group(1)
     assert main(args + ["--select", "default,bold", "--out", str(tmp_path / "o2")]) != 0
     assert "Unknown density-modification variant 'bold'" in capsys.readouterr().err
+
+
+def test_the_output_averages_the_last_cycles_without_changing_them(crystal):
+    refl, _, phi, fom = crystal
+    hl = hl_from_phase_fom(phi, fom, refl.centric)
+    runs = {k: run_dm(refl, hl, DMSettings(initial_steps=2, shrink_steps=4, final_steps=2, output_average=k),
+                      solvent_fraction=0.55) for k in (0.0, 0.125, 0.5)}
+    assert np.array_equal(runs[0.125].phib, runs[0.0].phib)  # one cycle of 8: the last cycle's phases
+    half = runs[0.5]  # the last 4 of 8 cycles
+    assert [r["fom"] for r in half.trace] == [r["fom"] for r in runs[0.0].trace]  # the cycles are unchanged
+    assert np.abs(half.phib - runs[0.0].phib).max() > 0.1
+    phib, fom_out = phase_fom_from_hl(half.hl, refl.centric, refl.centric_phase)
+    assert np.degrees(phib) == pytest.approx(half.phib, abs=1e-6) and fom_out == pytest.approx(half.fom)
+    sym = half.map.grid.clone()
+    sym.symmetrize_avg()
+    assert np.abs(np.array(sym, copy=False) - half.map.array).max() < 1e-4 * np.abs(half.map.array).max()

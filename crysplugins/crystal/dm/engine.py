@@ -13,6 +13,9 @@
 5. optional phase extension: reflections beyond the current resolution limit, which moves from
    ``initial_d_min`` to d_min over the shrink cycles, are left out of maps until reached.
 
+The output (phases, FOMs, HL coefficients, map) combines HL_exp with the mean HL_mod of the last
+``output_average`` share of the cycles; that mean never feeds back into a cycle.
+
 One trace row per cycle: mean FOM, mean phase change (°, |F_obs|-weighted), solvent fraction of the
 mask, agreement of the mask with the previous cycle's, the flip factor k, mean σ_A.
 """
@@ -141,6 +144,8 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
     provider_ranks: np.ndarray | None = None  # ranked once per provider run, not in every cycle that mixes them
     level = 0.0  # solvent level of the previous cycle's map (e/Å³), 0 = the map mean at first
     n_cycles = settings.cycles
+    hl_mods: list[np.ndarray] = []  # the modified-map HL terms of the cycles the output averages
+    n_average = int(round(settings.output_average * n_cycles))
     for cycle in range(n_cycles):
         last = cycle == n_cycles - 1
         d_now = _schedule(settings, cycle, d_start, d_min)
@@ -167,6 +172,8 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         hl_mod = hl_mod * _ramp(w.ramp_start, w.ramp_cycles, cycle)
         inside = refl.d >= d_now - 1e-6
         hl_new = hl_exp + np.where(inside[:, None], hl_mod, 0.0)
+        if cycle >= n_cycles - n_average:
+            hl_mods.append(np.where(inside[:, None], hl_mod, 0.0))
         phib_new, fom_new = phase_fom_from_hl(hl_new, cen, refl.centric_phase)
         change = float(np.degrees(np.average(np.abs(np.angle(np.exp(1j * (phib_new - phib)))), weights=fobs)))
         fom_flipped = fom  # FOMs of the last flipping cycle: a flattened map's σ_A is inflated by its bias
@@ -188,6 +195,10 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         if progress is not None:
             progress((cycle + 1) / n_cycles, f"density modification cycle {cycle + 1}/{n_cycles}, "
                                              f"FOM {trace[-1]['fom']:.3f}")
+    if len(hl_mods) > 1:  # the output's phases: the mean of the last cycles' modified-map probabilities
+        hl_cur = hl_exp + np.mean(hl_mods, axis=0)
+        phib, fom = phase_fom_from_hl(hl_cur, cen, refl.centric_phase)
+        coef = map_coefficients(fobs, phib, fom, fmod_s, sa_ref, cen, w.map_coefficients)
     final = refl.to_map(np.where(unmeasured, fill, coef), shape)
     if n_cycles > 1 and trace[-1]["k_flip"] == 0.0 and settings.solvent.method == "flip":  # k is exactly 0 when flattened
         fom = np.minimum(fom, fom_flipped)
