@@ -7,8 +7,8 @@ Candidates:
   modification of the start's best screened phases), the same seeds as the ``charge-flipping`` predictor;
 * optionally a network prediction (phases, degrees) density-modified the same way, and charge flipping
   started from it;
-* when none of these reaches the stopping CC (:func:`stopping_cc`), the consensus of the candidates that agree with each other
-  (their mean phases on a common origin and hand) after density modification.
+* when none of these reaches the stopping CC (:func:`stopping_cc`), the consensus of the candidates that
+  agree with each other (their mean phases on a common origin and hand) after density modification.
 
 Each candidate gets the features of :mod:`crysplugins.crystal.solution_score` (after density
 modification) and the logistic score's probability of being right (invariant phase error < 60°; with
@@ -21,7 +21,8 @@ candidate is density-modified in full (charge flipping alone fully modifies only
 screen passes, and its screen ranks the starts poorly at 2.0–2.5 Å).  Candidates are made until one's
 density-modification CC reaches the stopping CC of the data's resolution (:func:`stopping_cc`: the
 ``charge-flipping`` predictor's 0.999 at 1.5 Å, lower from 2 Å, where right maps do not reach it but no wrong
-one of the development fragments came near) or all are made; the most probable candidate wins.  Amplitudes and the sequence only: the true phases are never used.
+one of the development fragments came near) or all are made; the most probable candidate wins.  Amplitudes and
+the sequence only: the true phases are never used.
 """
 from __future__ import annotations
 

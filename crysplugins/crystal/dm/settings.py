@@ -152,8 +152,8 @@ class DMSettings:
     err in different places, so their mean probability is closer to the truth (as averaging several
     solutions).  On the tuning sets (LV, seed 1, 40 cycles, ours − cctbx at 50° / 65°): the last cycle alone
     −0.92 / −7.72° (packed set) and −3.14 / −3.93° (dev split); the last 5 cycles −1.13 / −7.87 and
-    −3.36 / −4.06; 10: −1.20 / −7.85 and −3.41 / −4.02; 20 (the default half): −1.38 / −8.02 and −3.41 / −4.10;
-    30: −1.37 / −8.00 and −3.27 / −4.05.
+    −3.36 / −4.06; 10: −1.20 / −7.85 and −3.41 / −4.02; 20 (the default half): −1.38 / −8.02 and
+    −3.41 / −4.10; 30: −1.37 / −8.00 and −3.27 / −4.05.
     """
 
     solvent_fraction: float | None = None
