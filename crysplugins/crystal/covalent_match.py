@@ -171,6 +171,19 @@ class AtomHandVote:
     fitted: FittedAtoms
 
 
+def matches_from_any_root(graph: MoleculeGraph, linked: np.ndarray, cost: np.ndarray, sequence: str
+                          ) -> list[dict[int, int | None]]:
+    """The best matches (:func:`best_matches`) over every residue's Cα as the search root (ties all kept)."""
+    score, matches = -np.inf, []
+    for i in range(len(sequence)):
+        s, found = best_matches(graph, linked, cost, graph.index[(i, "CA")])
+        if s > score + 1e-9:
+            score, matches = s, found
+        elif abs(s - score) <= 1e-9:
+            matches += found
+    return matches
+
+
 def hand_vote(fitted: FittedAtoms, cell: gemmi.UnitCell, sequence: str, element_weight: float = 1.0
               ) -> AtomHandVote:
     """The mean Cα vote over the best matches of ``sequence``'s covalent graph onto ``fitted`` atoms, every
@@ -179,14 +192,7 @@ def hand_vote(fitted: FittedAtoms, cell: gemmi.UnitCell, sequence: str, element_
     if len(fitted.frac) == 0:
         return AtomHandVote(0.0, 0.0, len(graph.atoms), fitted)
     linked, vectors = bond_graph(fitted, cell)
-    cost = element_weight * element_cost(graph, fitted.weights)
-    score, matches = -np.inf, []
-    for i in range(len(sequence)):
-        s, found = best_matches(graph, linked, cost, graph.index[(i, "CA")])
-        if s > score + 1e-9:
-            score, matches = s, found
-        elif abs(s - score) <= 1e-9:
-            matches += found
+    matches = matches_from_any_root(graph, linked, element_weight * element_cost(graph, fitted.weights), sequence)
     votes = [alpha_votes(graph, m, vectors, sequence) for m in matches]
     matched = max((sum(v is not None for v in m.values()) for m in matches), default=0)
     return AtomHandVote(float(np.mean(votes)) if votes else 0.0, float(matched), len(graph.atoms), fitted)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from crysplugins.crystal.atom_fit import fit_atoms, map_terms
-from crysplugins.crystal.covalent_match import alpha_votes, best_matches, bond_graph, element_cost, molecule_graph
+from crysplugins.crystal.covalent_match import (alpha_votes, bond_graph, element_cost, matches_from_any_root,
+                                                 molecule_graph)
 from crysplugins.crystal.maps import invert_grid
 from crysplugins.runtime.hand import atoms_head
 from crysplugins.runtime.models import find_card
@@ -35,14 +36,8 @@ def votes(rho: np.ndarray, cell, sequence: str, head: dict) -> tuple[float, floa
     if len(fitted.frac) == 0:
         return 0.0, 0.0, 0.0
     linked, vectors = bond_graph(fitted, cell)
-    cost = head["element_weight"] * element_cost(graph, fitted.weights)
-    score, matches = -np.inf, []
-    for i in range(len(sequence)):
-        s, found = best_matches(graph, linked, cost, graph.index[(i, "CA")])
-        if s > score + 1e-9:
-            score, matches = s, found
-        elif abs(s - score) <= 1e-9:
-            matches += found
+    matches = matches_from_any_root(graph, linked, head["element_weight"] * element_cost(graph, fitted.weights),
+                                    sequence)
     if not matches:
         return 0.0, 0.0, 0.0
     degree = linked.sum(axis=1)
