@@ -179,8 +179,9 @@ def _vote_logit(rho: np.ndarray, cell: gemmi.UnitCell, sequence: str, head: dict
     """−vote_logit × the Cα vote of atoms fitted to one map, or NaN where the match places too few atoms.
 
     Partial-structure recycling (:func:`crysplugins.crystal.atom_fit.rephase_atoms`) runs only when the plain
-    fit's match fails the gate: every gated vote of the plain fit was right on the train maps (208 of 208,
-    docs/lab-notes/hand-atoms.md), and the recycling rounds cost about twice the plain fit."""
+    fit's match fails the gate: the plain fit's gated votes were right on the train maps as given (208 of 208)
+    and on 78 of 80 reads of their enantiomers (docs/lab-notes/hand-atoms.md), and the recycling rounds cost
+    about twice the plain fit."""
     n_atoms, terms = len(molecule_graph(sequence).atoms), map_terms(rho, cell)
     fitted = fit_atoms(terms, cell, n_atoms, head["b_iso"], head["amplitude_cycles"], head["per_round"])
     logit = _gated_vote(fitted, cell, sequence, head)

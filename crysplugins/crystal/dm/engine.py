@@ -171,9 +171,10 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
         hl_mod_prev = hl_mod
         hl_mod = hl_mod * _ramp(w.ramp_start, w.ramp_cycles, cycle)
         inside = refl.d >= d_now - 1e-6
-        hl_new = hl_exp + np.where(inside[:, None], hl_mod, 0.0)
+        hl_term = np.where(inside[:, None], hl_mod, 0.0)
+        hl_new = hl_exp + hl_term
         if cycle >= n_cycles - n_average:
-            hl_mods.append(np.where(inside[:, None], hl_mod, 0.0))
+            hl_mods.append(hl_term)
         phib_new, fom_new = phase_fom_from_hl(hl_new, cen, refl.centric_phase)
         change = float(np.degrees(np.average(np.abs(np.angle(np.exp(1j * (phib_new - phib)))), weights=fobs)))
         fom_flipped = fom  # FOMs of the last flipping cycle: a flattened map's σ_A is inflated by its bias
