@@ -395,7 +395,7 @@ def test_a_gated_head_is_antisymmetric_rotation_invariant_and_refuses_a_damaged_
         hand_logits(maps[:1], "toy_gated", cells=CELL)
 
 
-def test_the_gated_fit_learns_a_planted_sign_and_the_cli_writes_a_card_the_runtime_reads(tmp_path, monkeypatch):
+def test_the_gated_fit_learns_a_planted_sign_and_the_cli_writes_a_card_the_runtime_reads(tmp_path, monkeypatch, capsys):
     """fit_gated on voxel fields whose pseudoscalars carry the hand where one scalar is high; then the whole
     `train hand-chirality --true-maps --head gated` path on a dataset built from tests/data/dataset, its export and
     the runtime reading the card (antisymmetric on the dataset's own maps)."""
@@ -424,9 +424,13 @@ def test_the_gated_fit_learns_a_planted_sign_and_the_cli_writes_a_card_the_runti
                       progress=False, partial_box=8))
     run = tmp_path / "gated_run"
     assert main(["train", "hand-chirality", "--true-maps", "--head", "gated", "--data", str(out), "--every", "1",
-                 "--test-every", "1", "--out", str(run), "--quiet"]) == 0
+                 "--test-every", "1", "--phase-errors", "0,50", "--out", str(run), "--quiet"]) == 0
     card = json.loads((run / "hand_chirality.json").read_text())
     assert card["head"] == "gated" and card["metrics"]["test"]["phase_error_0"]["n"] >= 1
+    assert card["training"]["phase_errors"] == [0.0, 50.0] and "phase_error_50" in card["metrics"]["test"]
+    assert main(["train", "hand-chirality", "--true-maps", "--head", "gated", "--data", str(out),
+                 "--phase-errors", "0,95", "--out", str(tmp_path / "refused"), "--quiet"]) != 0
+    assert "--phase-errors" in capsys.readouterr().err and not (tmp_path / "refused").exists()
     assert 0 <= card["training"]["validation"]["val_accuracy"] <= 1
     export_run(run, name="tiny_gated", models_dir=tmp_path / "models")
     monkeypatch.setenv(models.ENV_MODELS, str(tmp_path / "models"))

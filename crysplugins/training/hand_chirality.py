@@ -111,6 +111,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="with --true-maps: a linear score of whole-map pseudoscalar sums (default) or a gated head "
                         "weighing each voxel's pseudoscalars by its surroundings (crysplugins.training.hand_gated, "
                         "which runs it: every train map of 2-5 residues, every --every-th longer one)")
+    g.add_argument("--phase-errors", default=",".join(f"{e:g}" for e in PHASE_ERRORS), dest="phase_errors",
+                   help="with --true-maps: the mean phase errors (degrees, comma-separated) each train map is also "
+                        "shown with (default %(default)s; 0 is the true map)")
     g.add_argument("--test-every", type=int, default=8, dest="test_every",
                    help="evaluate on every N-th test example of --data (default 8; --true-maps: 6 is the card's)")
 
@@ -403,6 +406,19 @@ def check_true_maps_args(args: argparse.Namespace) -> None:
         raise CrysError("train hand-chirality --true-maps needs --data DIR (a dataset with true densities).")
     if args.every < 1 or args.test_every < 1:
         raise CrysError("--every and --test-every must be 1 or more.")
+    parse_phase_errors(args.phase_errors)
+
+
+def parse_phase_errors(text: str) -> tuple[float, ...]:
+    """The ``--phase-errors`` list (degrees), checked: CrysError (one sentence) unless each is in [0, 90)."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or not all(0 <= v < 90 for v in values):
+        raise CrysError(f"--phase-errors takes comma-separated mean phase errors from 0 to below 90 degrees, "
+                        f"not '{text}'.")
+    return values
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -418,8 +434,8 @@ def run_cli(args: argparse.Namespace) -> int:
         return 0
     if args.true_maps:
         check_true_maps_args(args)
-        card = fit_true_maps(args.data, args.out, every=args.every, test_every=args.test_every, seed=args.seed or 0,
-                             progress=say)
+        card = fit_true_maps(args.data, args.out, every=args.every, test_every=args.test_every,
+                             phase_errors=parse_phase_errors(args.phase_errors), seed=args.seed or 0, progress=say)
         print(json.dumps({"card": str(Path(args.out) / "hand_chirality.json"), "head": card["head"],
                           "cv": card["training"]["cv"], "test": card["metrics"]["test"]}, indent=1))
         return 0
