@@ -183,6 +183,7 @@ def test_export_records_the_hand_model_and_evaluation_and_plugin_use_it(trained_
                                                         "model": "tiny_rcf"}))
     assert any(m.startswith("Hand chosen by tiny_hand") for m in pred.messages)
     assert isinstance(pred.meta["hand_inverted"], bool) and np.isfinite(pred.meta["hand_logit"])
-    with pytest.raises(CrysError, match="not a 'hand-chirality' or 'hand-classifier'"):  # a wrong model
+    with pytest.raises(CrysError, match="not a 'hand-chirality', 'hand-atoms', 'hand-ensemble' or "
+                                        "'hand-classifier'"):  # a wrong model
         choose_hand(np.zeros((1, 16, 16, 16), np.float32), {"hand_model": "tiny_rcf"})
     models.clear_cache()

@@ -67,6 +67,34 @@ def test_damaged_fragment_hand_cards_are_refused(tmp_path, monkeypatch, fixture_
             hand_logits(maps[0][None], "broken_hand", cells=[cells[0]])
 
 
+def test_the_ensemble_sums_its_members_and_fragment_phasing_falls_back_to_it(fixture_maps):
+    maps, cells, _, _ = fixture_maps
+    members = [(m["model"], m["weight"]) for m in models.find_card("fragment_hand_ensemble")["members"]]
+    assert sorted(name for name, _ in members) == ["fragment_hand", "fragment_hand_gated"]
+    logits = np.array([hand_logits(m[None], "fragment_hand_ensemble", cells=[c])[0] for m, c in zip(maps, cells)])
+    summed = sum(w * np.array([hand_logits(m[None], name, cells=[c])[0] for m, c in zip(maps, cells)])
+                 for name, w in members)
+    assert np.allclose(logits, summed) and (logits < 0).mean() >= 0.9  # the fixture maps are all on the L hand
+    inverted = hand_logits(invert_grid(maps[0])[None], "fragment_hand_ensemble", cells=[cells[0]])[0]
+    assert inverted == pytest.approx(-logits[0], abs=1e-3)
+    assert models.find_card(fp.HAND_MODEL)["fallback"] == "fragment_hand_ensemble"
+    assert hand_logits(maps[0][None], fp.HAND_MODEL, cells=[cells[0]])[0] == logits[0]  # no sequence: the fallback
+
+
+def test_a_damaged_ensemble_card_is_refused(tmp_path, monkeypatch, fixture_maps):
+    maps, cells, _, _ = fixture_maps
+    card = json.loads(models.find_card("fragment_hand_ensemble").path.read_text())
+    monkeypatch.setenv(models.ENV_MODELS, str(tmp_path))
+    for damage, message in (({"members": []}, "damaged"), ({"members": [{"model": MODEL, "weight": 0}]}, "damaged"),
+                            ({"members": [{"model": MODEL}]}, "damaged"),
+                            ({"members": [{"model": fp.HAND_MODEL, "weight": 1}]}, "not a 'hand-chirality'"),
+                            ({"input": "prediction"}, "not a 'hand-chirality'")):
+        (tmp_path / "broken_ensemble.json").write_text(json.dumps({**card, "name": "broken_ensemble", **damage}))
+        models.clear_cache()
+        with pytest.raises(CrysError, match=message):
+            hand_logits(maps[0][None], "broken_ensemble", cells=[cells[0]])
+
+
 def test_simulated_phase_errors_have_the_asked_mean_and_keep_the_amplitudes(fixture_maps):
     assert np.degrees(np.abs(np.random.default_rng(0).vonmises(0, von_mises_kappa(35.0), 200000)).mean()) \
         == pytest.approx(35.0, abs=0.5)

@@ -11,6 +11,8 @@ it).  Three kinds of hand model, told apart by their card's ``task``:
   head that weighs per-voxel pseudoscalars by a small network of the voxel's scalars (fitted by
   :mod:`crysplugins.training.hand_gated`); numpy only, the weights are in the card.  It needs each map's cell.
 * ``hand-classifier``: an antisymmetric 3-D CNN exported to ONNX (:mod:`crysplugins.training.nets.hand_classifier`).
+* ``hand-ensemble``: no weights of its own; the logit is the weighted sum of the logits of its member
+  ``hand-chirality`` cards (``members``: model and weight), each read off the same map.
 * ``hand-atoms``: no weights; atoms are fitted to the map (:mod:`crysplugins.crystal.atom_fit`), the sequence's
   covalent graph is matched onto them and every matched Cα votes L or D by its chiral volume
   (:mod:`crysplugins.crystal.covalent_match`).  Where no Cα is read (no sequence given, glycines only, a match
@@ -175,6 +177,26 @@ def atoms_head(card: Any) -> dict[str, Any]:
     return head
 
 
+def ensemble_members(card: Any) -> list[tuple[str, float]]:
+    """(model, weight) of each member of a ``hand-ensemble`` card, checked: every member a ``hand-chirality`` card
+    (it reads the map alone) with the ensemble's ``input``, every weight > 0; CrysError if damaged."""
+    name = card.get("name", "(unnamed)")
+    try:
+        members = [(str(m["model"]), float(m["weight"])) for m in card.get("members")]
+        ok = len(members) >= 1 and all(w > 0 and np.isfinite(w) for _, w in members)
+    except (TypeError, ValueError, KeyError):
+        members, ok = [], False
+    if not ok:
+        raise CrysError(f"The hand model {name} lists no valid members (a model and a weight above 0 each); "
+                        "the card is damaged.")
+    for model, _ in members:
+        member = find_card(model)
+        if member.get("task") != "hand-chirality" or member.get("input", "prediction") != card.get("input"):
+            raise CrysError(f"The hand model {name} lists {model}, which is not a 'hand-chirality' model reading "
+                            f"'{card.get('input')}' maps; an ensemble sums the logits of such models only.")
+    return members
+
+
 def _vote_logit(rho: np.ndarray, cell: gemmi.UnitCell, sequence: str, head: dict[str, Any]) -> float:
     """−vote_logit × the Cα vote of atoms fitted to one map, or NaN where the match places too few atoms.
 
@@ -250,7 +272,8 @@ def hand_input(card: Any) -> str | None:
     if not name:
         return None
     hcard = find_card(str(name))
-    return str(hcard.get("input", "prediction")) if hcard.get("task") in ("hand-chirality", "hand-atoms") \
+    return str(hcard.get("input", "prediction")) if hcard.get("task") in ("hand-chirality", "hand-atoms",
+                                                                          "hand-ensemble") \
         else "prediction"
 
 
@@ -266,10 +289,12 @@ def hand_logits(maps: np.ndarray, hand_model: str, threads: int | None = None, c
         return _chirality_logits(np.asarray(maps), card, cells)
     if card.get("task") == "hand-atoms":
         return _atom_logits(np.asarray(maps), card, cells, sequences)
+    if card.get("task") == "hand-ensemble":
+        return sum(w * hand_logits(maps, model, threads=threads, cells=cells) for model, w in ensemble_members(card))
     runner, card = OnnxRunner.from_model(hand_model, threads=threads)
     if card.get("task") != "hand-classifier":
         raise CrysError(f"The model {hand_model} named as hand model is a '{card.get('task')}' model, "
-                        "not a 'hand-chirality' or 'hand-classifier'.")
+                        "not a 'hand-chirality', 'hand-atoms', 'hand-ensemble' or 'hand-classifier'.")
     x = np.asarray(maps, dtype=np.float64)
     flat = x.reshape(len(x), -1)
     x = (x - flat.mean(axis=1).reshape(-1, 1, 1, 1)) / np.maximum(flat.std(axis=1, ddof=1), 1e-6).reshape(-1, 1, 1, 1)
