@@ -155,6 +155,6 @@ def test_fragment_phasing_reads_the_sequence_to_put_the_example_on_the_l_hand(ex
     f_map, _ = FourierGrid(hkl, d_map.shape, float(cell.volume)).from_map(d_map)
     res = RefineResult(CrystalMap.from_array(d_map.astype(np.float32), cell, gemmi.SpaceGroup("P 1")), hkl,
                        np.degrees(np.angle(f_map)), np.abs(f_map), np.ones(len(hkl)), 1.0, True)
-    assert fp.HAND_MODEL == CARD
+    assert models.find_card(fp.HAND_MODEL)["task"] == "hand-atoms"  # reads the sequence, as this card does
     how, hand = fp.place(res, sequence="TM")
     assert hand is not None and hand.inverted and hand.confidence > 0.99 and "inverted" in how

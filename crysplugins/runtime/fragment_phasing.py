@@ -287,8 +287,8 @@ def solve(setup: Setup, network: Callable[[], np.ndarray | None] | None = None, 
 
 
 #: the hand model a centred solution's hand is read off (models/): the Cα chirality of atoms fitted to the map
-#: for 2-5 residues, otherwise the sum of the gated and linear cards' logits (fragment_hand_ensemble), which
-#: called more train-family winners right than the gated card alone (benchmarks/hand_pipeline_dev.py)
+#: for 2-5 residues, otherwise the mean of the gated and linear cards' logits (fragment_hand_ensemble), which
+#: called more train-family winners right than the gated card alone (benchmarks/hand_pipeline_dev.py, BENCHMARKS 9f)
 HAND_MODEL = "fragment_phasing_hand"
 #: confidence from which a hand call is reported as sure (held-out test maps, the gated card: 99.5-100 % of such
 #: calls right at 0-35° phase error, BENCHMARKS 9d)

@@ -4,7 +4,7 @@ A Patterson map cannot tell a structure from its inverse through the cell centre
 000, section 3: the Patterson map is centrosymmetric; appendix B puts the centre of mass at the cell
 centre).  A recycled or hand-invariant RecCrysFormer predicts one of the two hands; the hand model of its
 card (``card["hand_model"]``) says whether the map holds L-amino acids (keep it) or D-amino acids (invert
-it).  Three kinds of hand model, told apart by their card's ``task``:
+it).  Four kinds of hand model, told apart by their card's ``task``:
 
 * ``hand-chirality`` (shipped): a linear score of rotation-invariant pseudoscalar features
   (:mod:`crysplugins.crystal.chirality`, fitted by :mod:`crysplugins.training.hand_chirality`), or a ``gated``
