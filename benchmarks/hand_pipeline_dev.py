@@ -118,8 +118,8 @@ def accuracy(rows: list[dict], key: str) -> dict:
 def evaluate(models: list[str]) -> dict:
     from crysplugins.runtime.hand import hand_logits
 
-    rows = []
-    for m in load_maps():
+    rows, maps = [], load_maps()
+    for m in maps:
         if float(m["phase_error"]) >= SUCCESS:
             continue
         row = {"id": m["id"], "n_residues": int(m["n_residues"]), "d_min": float(m["d_min"]),
@@ -131,7 +131,7 @@ def evaluate(models: list[str]) -> dict:
             row[f"{model} right"] = (logit > 0) == row["wrong_hand"]
         rows.append(row)
         print(json.dumps(row), flush=True)
-    return {"solved_maps": len(rows), "maps": len(load_maps()),
+    return {"solved_maps": len(rows), "maps": len(maps),
             "models": {model: accuracy(rows, f"{model} right") for model in models}, "rows": rows}
 
 
