@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -51,47 +53,67 @@ def dev_rows(data: Path, every: int, min_d: float, offset: int = 0) -> list[tupl
     return out
 
 
-def collect(data: Path, every: int, min_d: float, part: int, parts: int, limit: int, offset: int = 0) -> None:
+@dataclass
+class DevFragment:
+    """One development fragment: ``ident`` (``<id>_<d_min>``), cell, sequence, d_min (Å), P1 hkl, |F| and true
+    phases (degrees) of its density."""
+
+    ident: str
+    cell: Any
+    sequence: str
+    d_min: float
+    hkl: np.ndarray
+    f: np.ndarray
+    phi_true: np.ndarray
+
+
+def dev_fragments(data: Path, rows: list[tuple[str, int]], skip: Callable[[str], bool] = lambda ident: False
+                  ) -> Iterator[DevFragment]:
+    """The fragments of ``rows`` (from :func:`dev_rows`), in order, except those whose ident ``skip`` names."""
     import gemmi
 
-    from crysplugins.crystal.maps import centre_density
-    from crysplugins.crystal.origin import search_origin_hand
     from crysplugins.datasets.store import open_dataset
     from crysplugins.datasets.templates import true_reflections
-    from crysplugins.runtime import fragment_phasing as fp
 
     ds = open_dataset(data)
     norm = ds.meta["normalisation"]["density"]
     shards = {s.path.name: s for s in ds.shards("train")}
-    STORE.mkdir(parents=True, exist_ok=True)
     loaded: dict[str, dict] = {}
-    for k, (name, row) in enumerate(dev_rows(data, every, min_d, offset)[:limit]):
-        if k % parts != part:
-            continue
+    for name, row in rows:
         arrays = loaded.setdefault(name, shards[name].load())
-        ident = str(arrays["ids"][row])
-        out = STORE / f"{ident}_{float(arrays['d_min'][row]):.3f}.npz"
-        if out.exists():
+        d_min = float(arrays["d_min"][row])
+        ident = f"{arrays['ids'][row]}_{d_min:.3f}"
+        if skip(ident):
             continue
         cell = gemmi.UnitCell(*[float(v) for v in arrays["cell"][row]])
-        d_min = float(arrays["d_min"][row])
-        sequence = ds.sequences(arrays["sequence_index"][row:row + 1])[0]
         hkl, f_true = true_reflections(arrays["density"][row], norm, cell, d_min)
         keep = np.abs(f_true) > 0
-        hkl, f, phi_true = hkl[keep], np.abs(f_true[keep]), np.degrees(np.angle(f_true[keep]))
+        yield DevFragment(ident, cell, ds.sequences(arrays["sequence_index"][row:row + 1])[0], d_min, hkl[keep],
+                          np.abs(f_true[keep]), np.degrees(np.angle(f_true[keep])))
+
+
+def collect(data: Path, every: int, min_d: float, part: int, parts: int, limit: int, offset: int = 0) -> None:
+    from crysplugins.crystal.maps import centre_density
+    from crysplugins.crystal.origin import search_origin_hand
+    from crysplugins.runtime import fragment_phasing as fp
+
+    STORE.mkdir(parents=True, exist_ok=True)
+    rows = [r for k, r in enumerate(dev_rows(data, every, min_d, offset)[:limit]) if k % parts == part]
+    for frag in dev_fragments(data, rows, skip=lambda ident: (STORE / f"{ident}.npz").exists()):
+        out = STORE / f"{frag.ident}.npz"
         t0 = time.monotonic()
-        setup = fp.make_setup(cell, hkl, f, sequence)
-        result = fp.solve(setup)
+        result = fp.solve(fp.make_setup(frag.cell, frag.hkl, frag.f, frag.sequence))
         refined = result.winner.refined
-        fit = search_origin_hand(hkl, f, phi_true, refined.phases)
-        rho, _ = centre_density(np.asarray(refined.map.array, dtype=np.float64), cell=cell)
+        fit = search_origin_hand(frag.hkl, frag.f, frag.phi_true, refined.phases)
+        rho, _ = centre_density(np.asarray(refined.map.array, dtype=np.float64), cell=frag.cell)
         tmp = out.with_suffix(".part.npz")  # renamed when whole: a killed run leaves no half-written map
-        np.savez(tmp, map=rho.astype(np.float32), cell=np.array(cell.parameters), sequence=sequence,
-                 n_residues=len(sequence), d_min=d_min, phase_error=fit.phase_error, wrong_hand=fit.inverted,
-                 dm_cc=refined.score, winner=result.winner.name, seconds=time.monotonic() - t0)
+        np.savez(tmp, map=rho.astype(np.float32), cell=np.array(frag.cell.parameters), sequence=frag.sequence,
+                 n_residues=len(frag.sequence), d_min=frag.d_min, phase_error=fit.phase_error,
+                 wrong_hand=fit.inverted, dm_cc=refined.score, winner=result.winner.name,
+                 seconds=time.monotonic() - t0)
         tmp.replace(out)
-        print(f"{out.stem}: {len(sequence)} res {d_min:.2f} A, {fit.phase_error:.1f} deg, wrong hand {fit.inverted}, "
-              f"{time.monotonic() - t0:.1f} s", flush=True)
+        print(f"{out.stem}: {len(frag.sequence)} res {frag.d_min:.2f} A, {fit.phase_error:.1f} deg, "
+              f"wrong hand {fit.inverted}, {time.monotonic() - t0:.1f} s", flush=True)
 
 
 def load_maps() -> list[dict]:

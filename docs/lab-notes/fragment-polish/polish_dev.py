@@ -35,8 +35,6 @@ def main() -> int:
     from crysplugins.crystal.maps import centre_density
     from crysplugins.crystal.origin import search_origin_hand
     from crysplugins.crystal.refine import solvent_fraction_from_sequence
-    from crysplugins.datasets.store import open_dataset
-    from crysplugins.datasets.templates import true_reflections
     from crysplugins.runtime import fragment_phasing as fp
     from crysplugins.runtime.hand import hand_logits
 
@@ -48,37 +46,23 @@ def main() -> int:
     p.add_argument("--foms", type=float, nargs="+", default=[0.3, 0.6])
     p.add_argument("--out", required=True)
     a = p.parse_args()
-    ds = open_dataset(dev.DATA)
-    norm = ds.meta["normalisation"]["density"]
-    shards = {s.path.name: s for s in ds.shards("train")}
-    rows = dev.dev_rows(dev.DATA, 40, 1.9, 0)[:260] + dev.dev_rows(dev.DATA, 40, 1.9, 20)[:272]
-    loaded: dict[str, dict] = {}
-    k_taken = 0
+    rows = dev.dev_rows(dev.DATA, 40, 1.9, 0)[:260] + dev.dev_rows(dev.DATA, 40, 1.9, 20)[:272]  # its two draws
+    frags = (frag for frag in dev.dev_fragments(dev.DATA, rows) if frag.d_min >= a.min_d)
     with open(a.out, "w") as fh:
-        for name, row in rows:
-            arrays = loaded.setdefault(name, shards[name].load())
-            d_min = float(arrays["d_min"][row])
-            if d_min < a.min_d:
+        for k, frag in enumerate(frags, start=1):
+            if k % a.stride or (k // a.stride) % a.parts != a.part:
                 continue
-            k_taken += 1
-            if k_taken % a.stride or (k_taken // a.stride) % a.parts != a.part:
-                continue
-            cell = gemmi.UnitCell(*[float(v) for v in arrays["cell"][row]])
-            sequence = ds.sequences(arrays["sequence_index"][row:row + 1])[0]
-            hkl, f_true = true_reflections(arrays["density"][row], norm, cell, d_min)
-            keep = np.abs(f_true) > 0
-            hkl, f, phi_true = hkl[keep], np.abs(f_true[keep]), np.degrees(np.angle(f_true[keep]))
-            result = fp.solve(fp.make_setup(cell, hkl, f, sequence))
-            win = result.winner.refined
+            cell, hkl, f, sequence = frag.cell, frag.hkl, frag.f, frag.sequence
+            win = fp.solve(fp.make_setup(cell, hkl, f, sequence)).winner.refined
 
             def record(phases: np.ndarray, rho: np.ndarray) -> dict:
-                truth = search_origin_hand(hkl, f, phi_true, phases)
+                truth = search_origin_hand(hkl, f, frag.phi_true, phases)
                 centred, _ = centre_density(np.asarray(rho, dtype=np.float64), cell=cell)
                 logit = float(hand_logits(centred[None], fp.HAND_MODEL, cells=[np.array(cell.parameters)],
                                           sequences=[sequence])[0])
                 return {"error": truth.phase_error, "wrong_hand": truth.inverted, "logit": logit}
 
-            out = {"id": f"{arrays['ids'][row]}_{d_min:.3f}", "n_residues": len(sequence), "d_min": d_min,
+            out = {"id": frag.ident, "n_residues": len(sequence), "d_min": frag.d_min,
                    "winner": record(win.phases, win.map.array)}
             refl = ReflectionSet(cell, gemmi.SpaceGroup("P 1"), hkl, f, 0.05 * f)
             solvent = solvent_fraction_from_sequence(sequence, cell)

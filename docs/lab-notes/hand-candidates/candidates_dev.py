@@ -25,12 +25,8 @@ import hand_pipeline_dev as dev  # noqa: E402
 
 
 def main() -> int:
-    import gemmi
-
     from crysplugins.crystal.maps import centre_density
     from crysplugins.crystal.origin import search_origin_hand
-    from crysplugins.datasets.store import open_dataset
-    from crysplugins.datasets.templates import true_reflections
     from crysplugins.runtime import fragment_phasing as fp
     from crysplugins.runtime.hand import hand_logits
 
@@ -40,46 +36,30 @@ def main() -> int:
     p.add_argument("--min-d", type=float, default=2.2)
     p.add_argument("--out", required=True)
     a = p.parse_args()
-    ds = open_dataset(dev.DATA)
-    norm = ds.meta["normalisation"]["density"]
-    shards = {s.path.name: s for s in ds.shards("train")}
-    rows = dev.dev_rows(dev.DATA, 40, 1.9, 0)[:260] + dev.dev_rows(dev.DATA, 40, 1.9, 20)[:272]
-    loaded: dict[str, dict] = {}
-    done = set()
-    if Path(a.out).exists():
-        done = {json.loads(line)["id"] for line in open(a.out)}
+    rows = dev.dev_rows(dev.DATA, 40, 1.9, 0)[:260] + dev.dev_rows(dev.DATA, 40, 1.9, 20)[:272]  # its two draws
+    done = {json.loads(line)["id"] for line in open(a.out)} if Path(a.out).exists() else set()
     with open(a.out, "a") as fh:
-        for k, (name, row) in enumerate(rows):
-            if k % a.parts != a.part:
+        for frag in dev.dev_fragments(dev.DATA, rows[a.part::a.parts]):
+            if frag.d_min < a.min_d or frag.ident in done:
                 continue
-            arrays = loaded.setdefault(name, shards[name].load())
-            d_min = float(arrays["d_min"][row])
-            ident = f"{arrays['ids'][row]}_{d_min:.3f}"
-            if d_min < a.min_d or ident in done:
-                continue
-            cell = gemmi.UnitCell(*[float(v) for v in arrays["cell"][row]])
-            sequence = ds.sequences(arrays["sequence_index"][row:row + 1])[0]
-            hkl, f_true = true_reflections(arrays["density"][row], norm, cell, d_min)
-            keep = np.abs(f_true) > 0
-            hkl, f, phi_true = hkl[keep], np.abs(f_true[keep]), np.degrees(np.angle(f_true[keep]))
             t0 = time.monotonic()
-            result = fp.solve(fp.make_setup(cell, hkl, f, sequence))
+            result = fp.solve(fp.make_setup(frag.cell, frag.hkl, frag.f, frag.sequence))
             win = result.winner.refined
             cands = []
             for c in result.candidates:
-                truth = search_origin_hand(hkl, f, phi_true, c.refined.phases)
-                rel = search_origin_hand(hkl, f, win.phases, c.refined.phases)
-                rho, _ = centre_density(np.asarray(c.refined.map.array, dtype=np.float64), cell=cell)
-                logit = float(hand_logits(rho[None], fp.HAND_MODEL, cells=[np.array(cell.parameters)],
-                                          sequences=[sequence])[0])
+                truth = search_origin_hand(frag.hkl, frag.f, frag.phi_true, c.refined.phases)
+                rel = search_origin_hand(frag.hkl, frag.f, win.phases, c.refined.phases)
+                rho, _ = centre_density(np.asarray(c.refined.map.array, dtype=np.float64), cell=frag.cell)
+                logit = float(hand_logits(rho[None], fp.HAND_MODEL, cells=[np.array(frag.cell.parameters)],
+                                          sequences=[frag.sequence])[0])
                 cands.append({"name": c.name, "dm_cc": c.refined.score, "rank": c.rank, "probability": c.probability,
                               "error": truth.phase_error, "wrong_hand": truth.inverted,
                               "to_winner": rel.phase_error, "inverted_to_winner": rel.inverted, "logit": logit})
-            out = {"id": ident, "n_residues": len(sequence), "d_min": d_min, "best": result.best,
+            out = {"id": frag.ident, "n_residues": len(frag.sequence), "d_min": frag.d_min, "best": result.best,
                    "seconds": time.monotonic() - t0, "candidates": cands}
             fh.write(json.dumps(out) + "\n")
             fh.flush()
-            print(ident, len(cands), f"{time.monotonic() - t0:.1f} s", flush=True)
+            print(frag.ident, len(cands), f"{time.monotonic() - t0:.1f} s", flush=True)
     return 0
 
 
