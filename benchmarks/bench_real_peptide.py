@@ -2,8 +2,9 @@
 
 The fragment predictors were built and calibrated on fragments in mostly empty P1 cells (50–93 % solvent).  A
 peptide's own crystal is packed.  This runs, on the measured 5E5Z amplitudes expanded to P1 (two copies in the cell,
-8 % solvent by 1.23 Å³/Da), the ``charge-flipping`` predictor, the ``fragment-phasing`` predictor (which now refuses
-such a cell) and fragment-phasing's candidate search itself (past the refusal, to show what it would return), and
+8 % solvent by 1.23 Å³/Da), the ``charge-flipping`` predictor, the ``patterson-density`` and ``fragment-phasing``
+predictors (which now refuse such a cell) and fragment-phasing's candidate search itself (past the refusal, to show
+what it would return), and
 compares every result with the deposited model's phases (origin/hand-invariant, |F_obs|-weighted; the model's
 waters included).
 
@@ -95,8 +96,9 @@ def main() -> None:
         result = {"data": {"reflections_p1": len(hkl), "d_min": round(d_min, 3),
                            "solvent_from_sequence": round(solvent_fraction_from_sequence(SEQUENCE, cell), 3),
                            "cc_fobs_fmodel": round(float(np.corrcoef(f, np.abs(f_model))[0, 1]), 3)}}
-        for name in ("charge-flipping", "fragment-phasing"):
-            run = predictor_run(name, {"mtz": str(mtz), "sequence": SEQUENCE})
+        for name in ("charge-flipping", "patterson-density", "fragment-phasing"):
+            key = "reflections" if name == "patterson-density" else "mtz"
+            run = predictor_run(name, {key: str(mtz), "sequence": SEQUENCE})
             if "phi" in run:
                 run["error"] = round(error(hkl, f, f_model, run.pop("hkl"), run.pop("phi")), 1)
             result[name] = run

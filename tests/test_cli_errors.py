@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from crysplugins.crystal import io
+from crysplugins.crystal.fourier import p1_hkl
 from crysplugins.interface import CrystalMap
 
 CELL = "34.321 45.508 98.912 90 90 90"
@@ -35,6 +36,10 @@ def _files(d):
     mtz = io.make_mtz(cell, gemmi.SpaceGroup("P 21 21 21"), np.array([[1, 0, 0], [0, 2, 0], [3, 4, 5]]),
                       {"FP": ("F", np.ones(3)), "SIGFP": ("Q", np.ones(3))})
     io.write_mtz(mtz, d / "data.mtz")
+    packed = gemmi.UnitCell(9.643, 9.609, 19.029, 90, 101.224, 90)  # 5E5Z's cell: two LVHSSN leave 8 % solvent
+    hkl = p1_hkl(packed, 2.0)
+    io.write_mtz(io.make_mtz(packed, gemmi.SpaceGroup("P 1"), hkl,
+                             {"F": ("F", np.random.default_rng(1).rayleigh(10.0, len(hkl)))}), d / "packed.mtz")
     return d
 
 
@@ -69,6 +74,10 @@ CASES = {
     "molecule too big": (SC + ["--molecular-weight", "9e6"], False, "does not fit"),
     "no composition": (SC, False, "needs one of --sequence or --molecular-weight"),
     "unknown predictor": (["no-such-predictor"], False, "There is no predictor called"),
+    "packed cell, transformer": (["patterson-density", "--reflections", "{d}/packed.mtz", "--sequence",
+                                  "LVHSSNLVHSSN"], False, "only 8 % solvent"),
+    "packed cell, hybrid": (["fragment-phasing", "--reflections", "{d}/packed.mtz", "--sequence", "LVHSSNLVHSSN"],
+                            False, "only 8 % solvent"),
 }
 
 

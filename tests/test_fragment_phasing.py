@@ -130,11 +130,10 @@ def test_bad_input_is_one_sentence(tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_a_packed_cell_is_refused_in_one_sentence(tmp_path):
+def test_a_packed_cell_is_refused_before_any_work():
     """A fragment that fills its cell (a peptide's own crystal: two LVHSSN in the 5E5Z cell, 8 % solvent) is outside
-    what fragment-phasing was built and calibrated for: refused before any work, in one sentence, nothing written."""
+    what fragment-phasing was built and calibrated for (the command line's sentence: tests/test_cli_errors.py)."""
     from crysplugins.crystal.fourier import p1_hkl
-    from crysplugins.crystal.io import make_mtz, write_mtz
     from crysplugins.errors import CrysError
 
     cell = gemmi.UnitCell(9.643, 9.609, 19.029, 90, 101.224, 90)
@@ -144,14 +143,7 @@ def test_a_packed_cell_is_refused_in_one_sentence(tmp_path):
         fp.make_setup(cell, hkl, f, "LVHSSN" * 2)
     with pytest.raises(CrysError, match="only 30 % solvent"):
         fp.make_setup(cell, hkl, f, None, solvent_fraction=0.3)
-    fp.check_solvent(cell, "LVHSSN", None)  # one copy: 53 % solvent, taken
-    mtz = write_mtz(make_mtz(cell, gemmi.SpaceGroup("P 1"), hkl, {"F": ("F", f)}), tmp_path / "packed.mtz")
-    run = subprocess.run([sys.executable, "-m", "crysplugins.cli", "predict", "fragment-phasing", "--mtz", str(mtz),
-                          "--sequence", "LVHSSNLVHSSN", "--out", str(tmp_path / "out")], capture_output=True, text=True)
-    assert run.returncode != 0 and "Traceback" not in run.stderr
-    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "only 8 % solvent" in lines[0]
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert fp.make_setup(cell, hkl, f, "LVHSSN").n_atoms > 0  # one copy: 53 % solvent, taken
 
 
 def test_the_stopping_cc_falls_from_2_angstrom():

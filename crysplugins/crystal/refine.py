@@ -102,6 +102,29 @@ def solvent_fraction_from_sequence(sequence: Sequence | str, cell: gemmi.UnitCel
     return float(min(frac, 0.99))
 
 
+#: the least solvent (fraction of the cell) the fragment predictors take.  Their fragments lie in mostly empty P1
+#: cells (data_build/frag2-15: 0.50-0.93 by 1.23 Å³/Da, 0.54 at the 0.1 percentile; the benchmark's 400: 0.60-0.93),
+#: where the transformer was trained, charge flipping and the solvent envelope work and the solution score was
+#: calibrated.  A packed crystal is another problem: on the real peptide crystal 5E5Z (LVHSSN, 1.66 Å, expanded to
+#: P1: 8 % solvent) every fragment-phasing candidate was wrong (72-78°) while its score said 0.94, and
+#: patterson-density's map was wrong too (76°) (docs/lab-notes/real-peptide-5e5z.md).
+MIN_FRAGMENT_SOLVENT = 0.45
+
+
+def check_fragment_cell(cell: gemmi.UnitCell, sequence: Sequence | str | None, solvent_fraction: float | None,
+                        predictor: str) -> None:
+    """Refuse, in one sentence, a cell the fragment fills: solvent (given, else from the sequence) below
+    ``MIN_FRAGMENT_SOLVENT``.  Nothing to check without either."""
+    if solvent_fraction is None and sequence is None:
+        return
+    solvent = solvent_fraction if solvent_fraction is not None else solvent_fraction_from_sequence(sequence, cell)
+    if solvent < MIN_FRAGMENT_SOLVENT:
+        raise CrysError(f"This cell holds only {100 * solvent:.0f} % solvent, and {predictor} takes a fragment in a "
+                        f"mostly empty P1 cell (at least {100 * MIN_FRAGMENT_SOLVENT:.0f} % solvent; its training and "
+                        f"test fragments lie in cells of 50–93 %), so it cannot phase a packed crystal such as a "
+                        f"peptide's own.")
+
+
 # ----------------------------------------------------------------------------------- observed data
 
 def observed_data(reflections: Reflections | tuple[gemmi.UnitCell, np.ndarray, np.ndarray],

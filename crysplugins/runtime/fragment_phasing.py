@@ -38,8 +38,7 @@ from crysplugins.crystal import solution_score as ss
 from crysplugins.crystal.fourier import fourier_grid, phase_shift, stol2
 from crysplugins.crystal.maps import centre_density, invert_grid
 from crysplugins.crystal.origin import search_origin_hand
-from crysplugins.crystal.refine import RefineResult, density_modify, solvent_fraction_from_sequence
-from crysplugins.errors import CrysError
+from crysplugins.crystal.refine import RefineResult, check_fragment_cell, density_modify
 from crysplugins.interface import CrystalMap, Prediction, Sequence
 from crysplugins.runtime.hand import hand_confidence, hand_logits
 
@@ -76,32 +75,12 @@ class Setup:
                               solvent_fraction=self.solvent_fraction, cycles=cycles, rate=self.rate)
 
 
-#: the least solvent (fraction of the cell) fragment-phasing takes.  Its fragments lie in mostly empty P1 cells
-#: (data_build/frag2-15: 0.50-0.93 by 1.23 Å³/Da, 0.54 at the 0.1 percentile), where charge flipping and the
-#: solvent envelope work and where the score was calibrated.  A packed crystal is another problem: on the real
-#: peptide crystal 5E5Z (LVHSSN, 1.66 Å, expanded to P1: 8 % solvent) every candidate was wrong (74-76°) while the
-#: score said 0.94 (docs/lab-notes/real-peptide-5e5z.md).
-MIN_SOLVENT = 0.45
-
-
-def check_solvent(cell: gemmi.UnitCell, sequence: Sequence | str | None, solvent_fraction: float | None) -> None:
-    """Refuse, in one sentence, a cell the fragment fills: solvent (given, else from the sequence) below
-    ``MIN_SOLVENT``."""
-    if solvent_fraction is None and sequence is None:
-        return
-    solvent = solvent_fraction if solvent_fraction is not None else solvent_fraction_from_sequence(sequence, cell)
-    if solvent < MIN_SOLVENT:
-        raise CrysError(f"This cell holds only {100 * solvent:.0f} % solvent, and fragment-phasing takes a fragment in "
-                        f"a mostly empty P1 cell (at least {100 * MIN_SOLVENT:.0f} % solvent; its score was "
-                        f"calibrated on 50–93 %), so it cannot phase a packed crystal such as a peptide's own.")
-
-
 def make_setup(cell: gemmi.UnitCell, hkl: np.ndarray, f_obs: np.ndarray, sequence: Sequence | str | None,
                solvent_fraction: float | None = None, n_atoms: int | None = None, rate: float = 3.0) -> Setup:
     """A :class:`Setup`; ``n_atoms`` defaults to the sequence's non-H atoms (else from the solvent volume).
     A cell that is too large (:func:`crysplugins.crystal.charge_flipping.check_size`) or too full
-    (:func:`check_solvent`) is refused in one sentence."""
-    check_solvent(cell, sequence, solvent_fraction)
+    (:func:`crysplugins.crystal.refine.check_fragment_cell`) is refused in one sentence."""
+    check_fragment_cell(cell, sequence, solvent_fraction, "fragment-phasing")
     hkl = np.asarray(hkl, dtype=np.int64).reshape(-1, 3)
     f_obs = np.asarray(f_obs, dtype=np.float64)
     if n_atoms is None:

@@ -32,6 +32,7 @@ import numpy as np
 from crysplugins.crystal.fourier import FourierGrid
 from crysplugins.crystal.io import make_mtz
 from crysplugins.crystal.maps import centre_density, grid_shape, invert_grid, patterson_map
+from crysplugins.crystal.refine import check_fragment_cell
 from crysplugins.errors import CrysError
 from crysplugins.interface import CrystalMap, ObservedAmplitudes, RefineOutcome, Refiner, Reflections, Sequence
 from crysplugins.runtime.hand import choose_hand, hand_confidence
@@ -294,6 +295,8 @@ class RecCrysFormerPipeline:
                             else "patterson-density needs reflections or a Patterson map.")
         messages: list[str] = []
         given = observed
+        check_fragment_cell(observed.cell if observed is not None else patterson.cell, sequence, None,
+                            "patterson-density")
         if observed is not None:
             observed = self.observed_for_model(observed, messages)
             patt, cell = self.patterson_from_amplitudes(observed), observed.cell
