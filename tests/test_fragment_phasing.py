@@ -10,7 +10,9 @@ import gemmi
 import numpy as np
 import pytest
 
+from crysplugins.crystal.fourier import p1_hkl
 from crysplugins.crystal.origin import search_origin_hand
+from crysplugins.errors import CrysError
 from crysplugins.host import Host
 from crysplugins.plugins import BUILTINS
 from crysplugins.request import load_request_inputs, run_prediction
@@ -133,9 +135,6 @@ def test_bad_input_is_one_sentence(tmp_path):
 def test_a_packed_cell_is_refused_before_any_work():
     """A fragment that fills its cell (a peptide's own crystal: two LVHSSN in the 5E5Z cell, 8 % solvent) is outside
     what fragment-phasing was built and calibrated for (the command line's sentence: tests/test_cli_errors.py)."""
-    from crysplugins.crystal.fourier import p1_hkl
-    from crysplugins.errors import CrysError
-
     cell = gemmi.UnitCell(9.643, 9.609, 19.029, 90, 101.224, 90)
     hkl = p1_hkl(cell, 2.0)
     f = np.random.default_rng(0).rayleigh(10.0, len(hkl))
