@@ -295,13 +295,12 @@ class RecCrysFormerPipeline:
                             else "patterson-density needs reflections or a Patterson map.")
         messages: list[str] = []
         given = observed
-        check_fragment_cell(observed.cell if observed is not None else patterson.cell, sequence, None,
-                            "patterson-density")
         if observed is not None:
             observed = self.observed_for_model(observed, messages)
             patt, cell = self.patterson_from_amplitudes(observed), observed.cell
         else:
             patt, cell = self.patterson_from_map(patterson), patterson.cell
+        check_fragment_cell(cell, sequence, None, "patterson-density")
         report(0.3, "Patterson map computed")
         pn = self.normalise_patterson(patt)
         first = self.predict(pn, sequence)
