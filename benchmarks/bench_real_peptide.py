@@ -1,14 +1,13 @@
 """The fragment phasers on a real peptide crystal: 5E5Z (LVHSSN, P2₁, 1.66 Å, measured amplitudes; reads ../shared).
 
-The fragment predictors were built and calibrated on fragments in mostly empty P1 cells (50–93 % solvent).  A
-peptide's own crystal is packed.  This runs, on the measured 5E5Z amplitudes expanded to P1 (two copies in the cell,
-8 % solvent by 1.23 Å³/Da), the ``charge-flipping`` predictor, the ``patterson-density`` and ``fragment-phasing``
-predictors (which now refuse such a cell) and fragment-phasing's candidate search itself (past the refusal, to show
-what it would return), and
-compares every result with the deposited model's phases (origin/hand-invariant, |F_obs|-weighted; the model's
-waters included).
+The fragment predictors were built and calibrated on fragments in mostly empty P1 cells (45–98 % solvent).  A
+peptide's own crystal is packed.  On the measured 5E5Z amplitudes expanded to P1 (two copies in the cell, 8 % solvent
+by 1.23 Å³/Da) this runs the ``charge-flipping`` predictor, the ``patterson-density`` and ``fragment-phasing``
+predictors (which refuse such a cell) and fragment-phasing's candidate search itself (past the refusal, to show what
+it would return), and compares every result with the deposited model's phases (origin/hand-invariant,
+|F_obs|-weighted; the model's waters included).
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_real_peptide.py      (→ benchmarks/out/real_peptide_5e5z.json, ~30 s)
+    OMP_NUM_THREADS=1 python benchmarks/bench_real_peptide.py      (→ benchmarks/out/real_peptide_5e5z.json, ~5 s)
 """
 from __future__ import annotations
 
@@ -76,7 +75,7 @@ def error(hkl: np.ndarray, f: np.ndarray, f_model: np.ndarray, hkl_out: np.ndarr
 
 
 def predictor_run(name: str, inputs: dict) -> dict:
-    """One predictor through the host: its phases, time and messages, or its refusal."""
+    """One predictor through the host: its phases, time and scalars, or its refusal."""
     pred = Host(autoload=False).get(name)
     t0 = time.monotonic()
     try:
