@@ -67,6 +67,12 @@ class DevFragment:
     phi_true: np.ndarray
 
 
+def drawn_rows(data: Path = DATA) -> list[tuple[str, int]]:
+    """The rows of the two draws the development set was collected from (``collect --limit 260`` and
+    ``collect --offset 20``, stopped at 272 rows), in that order."""
+    return dev_rows(data, 40, 1.9, 0)[:260] + dev_rows(data, 40, 1.9, 20)[:272]
+
+
 def dev_fragments(data: Path, rows: list[tuple[str, int]], skip: Callable[[str], bool] = lambda ident: False
                   ) -> Iterator[DevFragment]:
     """The fragments of ``rows`` (from :func:`dev_rows`), in order, except those whose ident ``skip`` names."""

@@ -103,12 +103,11 @@ def solvent_fraction_from_sequence(sequence: Sequence | str, cell: gemmi.UnitCel
 
 
 #: the least solvent (fraction of the cell) the fragment predictors take.  Their fragments lie in mostly empty P1
-#: cells (by 1.23 Å³/Da: data_build/frag2-15's 23,974 examples 0.45-0.98, 0.57 at the 0.1 percentile; the 480 of the
-#: fragment benchmark set 0.60-0.95),
-#: where the transformer was trained, charge flipping and the solvent envelope work and the solution score was
-#: calibrated.  A packed crystal is another problem: on the real peptide crystal 5E5Z (LVHSSN, 1.66 Å, expanded to
-#: P1: 8 % solvent) every fragment-phasing candidate was wrong (72-78°) while its score said 0.94, and
-#: patterson-density's map was wrong too (76°) (docs/lab-notes/real-peptide-5e5z.md).
+#: cells (by 1.23 Å³/Da: data_build/frag2-15's 23,974 examples 0.45-0.98, 0.57 at the 0.1 percentile; the 480 of
+#: the fragment benchmark set 0.60-0.95), where the transformer was trained, charge flipping and the solvent envelope
+#: work and the solution score was calibrated.  A packed crystal is another problem: on the real peptide crystal 5E5Z
+#: (LVHSSN, 1.66 Å, expanded to P1: 8 % solvent) every fragment-phasing candidate was wrong (72-78°) while its score
+#: said 0.94, and patterson-density's map was wrong too (76°) (docs/lab-notes/real-peptide-5e5z.md).
 MIN_FRAGMENT_SOLVENT = 0.40
 
 

@@ -132,10 +132,10 @@ def gated_card_fields(params: dict[str, np.ndarray]) -> dict[str, Any]:
 
 def fit_gated_true_maps(data: str | Path, out: str | Path, every: int = 6, test_every: int = 6, seed: int = 0,
                         progress: Callable[[str], None] | None = None, every_short: int = 1,
-                        errors: tuple[float, ...] = PHASE_ERRORS) -> dict[str, Any]:
+                        phase_errors: tuple[float, ...] = PHASE_ERRORS) -> dict[str, Any]:
     """Fit the gated hand card on true train-family maps (every ``every_short``-th map of 2–5 residues, where the
     hand is hardest, and every ``every``-th longer one; each as :func:`degraded_map` makes it at each mean phase
-    error of ``errors``, degrees: by default the true map and 20° and 35°), report its
+    error of ``phase_errors``, degrees: by default the true map and 20° and 35°), report its
     validation accuracy (:func:`validate_gated`) and measure it on every ``test_every``-th test-family map; writes
     ``out/hand_chirality.json`` (returned).  Fields are cached in ``out`` by a key of the dataset and the rows."""
     ds = open_dataset(data)
@@ -143,10 +143,10 @@ def fit_gated_true_maps(data: str | Path, out: str | Path, every: int = 6, test_
     out.mkdir(parents=True, exist_ok=True)
 
     def fields(split: str, step: int, lengths: tuple[int, int], part_seed: int) -> dict[str, np.ndarray]:
-        key = _cache_key([str(ds.root.resolve()), split, step, list(lengths), list(errors), part_seed,
+        key = _cache_key([str(ds.root.resolve()), split, step, list(lengths), list(phase_errors), part_seed,
                           VOXEL_FEATURE_SET, list(VOXEL_SIGMAS), VOXEL_COUNT])
         return _cached(out / f"fields-{split}-{key}.npz",
-                       lambda: gated_fields(ds.root, split, step, errors, part_seed, lengths, progress))
+                       lambda: gated_fields(ds.root, split, step, phase_errors, part_seed, lengths, progress))
 
     parts = []
     for step, lengths, part_seed in ((every_short, (2, 5), seed), (every, (6, 15), seed + 1)):
@@ -173,7 +173,7 @@ def fit_gated_true_maps(data: str | Path, out: str | Path, every: int = 6, test_
         "input": "refined", **gated_card_fields(params),
         "training": {"dataset": str(ds.root), "maps": "true densities of the train families to each example's "
                      "d_min, without F(000), rms units, with von Mises phase errors of these means (degrees)",
-                     "phase_errors": list(errors),
+                     "phase_errors": list(phase_errors),
                      "rows": f"every {every_short}th map of 2-5 residues, every {every}th of 6-15", "n_train_maps": int(len(train["ids"])), "hidden": HIDDEN,
                      "weight_decay": WEIGHT_DECAY, "epochs": EPOCHS, "seed": seed, "validation": validation},
         "metrics": {"test": {"maps": f"every {test_every}th test-family example of {ds.root}",
@@ -191,7 +191,7 @@ def run_cli(args: argparse.Namespace) -> int:
     check_true_maps_args(args)
     say = None if args.quiet else (lambda m: print(m, flush=True))
     card = fit_gated_true_maps(args.data, args.out, every=args.every, test_every=args.test_every,
-                               seed=args.seed or 0, progress=say, errors=parse_phase_errors(args.phase_errors))
+                               seed=args.seed or 0, progress=say, phase_errors=parse_phase_errors(args.phase_errors))
     print(json.dumps({"card": str(Path(args.out) / "hand_chirality.json"), "head": card["head"],
                       "validation": card["training"]["validation"], "test": card["metrics"]["test"]}, indent=1))
     return 0

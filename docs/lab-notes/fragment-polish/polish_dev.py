@@ -46,7 +46,7 @@ def main() -> int:
     p.add_argument("--foms", type=float, nargs="+", default=[0.3, 0.6])
     p.add_argument("--out", required=True)
     a = p.parse_args()
-    rows = dev.dev_rows(dev.DATA, 40, 1.9, 0)[:260] + dev.dev_rows(dev.DATA, 40, 1.9, 20)[:272]  # its two draws
+    rows = dev.drawn_rows()
     frags = (frag for frag in dev.dev_fragments(dev.DATA, rows) if frag.d_min >= a.min_d)
     with open(a.out, "w") as fh:
         for k, frag in enumerate(frags, start=1):

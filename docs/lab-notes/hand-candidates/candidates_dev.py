@@ -36,7 +36,7 @@ def main() -> int:
     p.add_argument("--min-d", type=float, default=2.2)
     p.add_argument("--out", required=True)
     a = p.parse_args()
-    rows = dev.dev_rows(dev.DATA, 40, 1.9, 0)[:260] + dev.dev_rows(dev.DATA, 40, 1.9, 20)[:272]  # its two draws
+    rows = dev.drawn_rows()
     done = {json.loads(line)["id"] for line in open(a.out)} if Path(a.out).exists() else set()
     with open(a.out, "a") as fh:
         for frag in dev.dev_fragments(dev.DATA, rows[a.part::a.parts]):
