@@ -165,6 +165,19 @@ def test_highest_density_is_truncated_only_at_low_resolution(crystal):
     assert settings.protein.fraction_max is None  # the caller's settings are left as they were
 
 
+def test_a_small_crystal_gets_enough_sigmaa_shells(crystal):
+    """σ_A is fitted in equal-count shells of 150 reflections (at most 20): a crystal of a few thousand
+    reflections keeps enough shells for σ_A to follow resolution (shells of 500 gave it 2–9)."""
+    refl, _, phi, fom = crystal
+    settings = DMSettings(initial_steps=1, shrink_steps=0, final_steps=1)
+    res = run_dm(refl, hl_from_phase_fom(phi, fom, refl.centric), settings, solvent_fraction=0.55)
+    n = len(refl.hkl)
+    assert res.info["sigmaa_shells"] == min(20, n // 150)
+    assert res.info["sigmaa_shells"] > n // 500
+    bins = refl.resolution_bins(settings.weighting.per_bin)
+    assert np.bincount(bins).min() >= 150
+
+
 def test_last_cycle_flattens_only_after_a_strong_flip():
     """The final cycle flattens (k = 0) when the flip would have |k| >= flatten_last_min_k, else it flips."""
     rng = np.random.default_rng(0)

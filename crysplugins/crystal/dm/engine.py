@@ -210,6 +210,7 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
                                        "seconds": round(time.monotonic() - t0, 3),
                                        "test_reflections": int(test.sum()),
                                        "unmeasured_filled": int(unmeasured.sum()),
+                                       "sigmaa_shells": int(bins.max()) + 1,
                                        "test_cc": _final_mean(trace, "test_cc", settings.final_steps)})
 
 
