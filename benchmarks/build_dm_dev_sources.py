@@ -9,8 +9,8 @@ a PhasingSource cache that ``bench_density_modify.py --sources`` reads.
     OMP_NUM_THREADS=1 python benchmarks/build_dm_dev_sources.py --n 8 --d-range 2.4 3.0 \
         --out data_build/dm_dev_lowres.npz
 
-``--segment MIN MAX`` makes small crystals instead (the benchmark's smallest, 3JQH, 5I55 and 1AJJ, hold
-26-60 residues and 1,300-3,100 reflections, and the corpus has no training chain that short): from each chain
+``--segment MIN MAX`` makes small crystals instead (the benchmark's smallest, 5I55, 3JQH and 1AJJ, hold
+22-37 residues and 1,300-3,100 reflections, and the corpus has no training chain that short): from each chain
 the most compact contiguous window of MIN-MAX residues (smallest radius of gyration of its CA atoms), packed
 at a solvent fraction drawn in ``--solvent-range``.
 

@@ -95,7 +95,7 @@ class WeightingSettings:
     """σ_A weighting of the modified map against |F_obs| (:mod:`.weighting`).
 
     ``bins``: resolution shells (equal counts; ``per_bin`` reflections each when None, at most 20).  150,
-    not 500: a small crystal (1,300–5,000 reflections) then still gets 9–20 shells instead of 2–9, and σ_A
+    not 500: a small crystal (1,300–5,000 reflections) then gets 8–20 shells instead of 2–9, and σ_A
     can follow its fall with resolution.  On ten small crystals of our own (26–60 residues, packed from
     train-family chains by benchmarks/build_dm_dev_sources.py --segment) ours − cctbx went from −0.22 /
     +0.19 / +1.22° to −0.72 / −1.29 / −3.09° at 40 / 50 / 65° start error (local-variance mask; the U-net
