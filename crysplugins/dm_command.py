@@ -217,6 +217,9 @@ def cmd_density_modify(args: argparse.Namespace) -> int:
             settings.mask.provider_weight_final = None  # a user's mask keeps its weight in every cycle
         res = _run_engine(refl, hl, settings, s_frac, provider, args.select, notes)
         written = write_outputs(out, refl, res.phib, res.fom, res.hl, res.fwt, res.map, res.trace)
+        if res.info["sigmaa_scale"] != settings.weighting.sigmaa_scale:
+            notes.append(f"starting phases are poor (mean FOM {res.info['start_fom']:.2f}): the modified map's σA is "
+                         f"scaled by {res.info['sigmaa_scale']:.2f}, so the experimental phases keep more weight")
         notes.append(f"final mean FOM {np.average(res.fom, weights=refl.fobs):.3f} after {len(res.trace)} cycles "
                      f"({res.info['seconds']:.1f} s)")
     for line in notes + [f"solvent fraction {s_frac:.3f}: {s_note}"] + [f"wrote {p}" for p in written]:

@@ -7,6 +7,7 @@ real) gives exact structure factors; phases get von Mises errors with honest fig
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import gemmi
@@ -176,6 +177,29 @@ def test_a_small_crystal_gets_enough_sigmaa_shells(crystal):
     assert res.info["sigmaa_shells"] > n // 500
     bins = refl.resolution_bins(settings.weighting.per_bin)
     assert np.bincount(bins).min() >= 150
+
+
+def test_poor_phases_get_the_shrunk_sigmaa_scale(crystal):
+    """The σ_A scale is ``sigmaa_scale_poor`` for experimental phases of mean FOM at or below ``poor_fom[0]``,
+    ``sigmaa_scale`` from ``poor_fom[1]`` up, linear between; shrinking σ_A lowers the output's FOMs."""
+    refl, _, phi, _ = crystal
+    settings = DMSettings(initial_steps=1, shrink_steps=0, final_steps=1)
+    w = settings.weighting
+    lo, hi = w.poor_fom
+    runs = {}
+    for m in (lo - 0.05, 0.5 * (lo + hi), hi + 0.05):
+        fom = np.full(len(refl.hkl), m)
+        runs[m] = run_dm(refl, hl_from_phase_fom(phi, fom, refl.centric), settings, solvent_fraction=0.55)
+        assert runs[m].info["start_fom"] == pytest.approx(m, abs=1e-3)
+    scales = [r.info["sigmaa_scale"] for r in runs.values()]
+    assert scales == pytest.approx([w.sigmaa_scale_poor, 0.5 * (w.sigmaa_scale_poor + w.sigmaa_scale),
+                                    w.sigmaa_scale], abs=0.02)
+    off = replace(settings, weighting=replace(w, sigmaa_scale_poor=None))
+    poor_fom = np.full(len(refl.hkl), lo - 0.05)
+    full = run_dm(refl, hl_from_phase_fom(phi, poor_fom, refl.centric), off, solvent_fraction=0.55)
+    assert full.info["sigmaa_scale"] == w.sigmaa_scale
+    assert runs[lo - 0.05].fom.mean() < full.fom.mean()
+    assert settings.weighting.sigmaa_scale == 1.0  # the caller's settings are left as they were
 
 
 def test_last_cycle_flattens_only_after_a_strong_flip():

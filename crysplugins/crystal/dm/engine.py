@@ -112,6 +112,8 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
     hl_exp = np.asarray(hl_exp, dtype=np.float64)
     if hl_exp.shape != (len(refl.hkl), 4):
         raise CrysError("The phase probabilities do not match the reflections.")
+    start_fom = float(np.average(phase_fom_from_hl(hl_exp, refl.centric, refl.centric_phase)[1], weights=refl.fobs))
+    settings = _for_phases(settings, start_fom)
     w = settings.weighting
     observed, n_obs = refl, len(refl.hkl)
     free = _free_set(refl, w.free_fraction, settings.seed)
@@ -211,6 +213,8 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
                                        "test_reflections": int(test.sum()),
                                        "unmeasured_filled": int(unmeasured.sum()),
                                        "sigmaa_shells": int(bins.max()) + 1,
+                                       "start_fom": round(start_fom, 4),
+                                       "sigmaa_scale": settings.weighting.sigmaa_scale,
                                        "test_cc": _final_mean(trace, "test_cc", settings.final_steps)})
 
 
@@ -322,6 +326,19 @@ def _for_resolution(settings: DMSettings, d_min: float) -> DMSettings:
     if p.fraction_max is not None or p.fraction_max_low_resolution is None or d_min < p.low_resolution:
         return settings
     return replace(settings, protein=replace(p, fraction_max=p.fraction_max_low_resolution))
+
+
+def _for_phases(settings: DMSettings, start_fom: float) -> DMSettings:
+    """``settings`` with the σ_A scale for experimental phases of |F_obs|-weighted mean figure of merit
+    ``start_fom``: ``weighting.sigmaa_scale_poor`` at or below ``poor_fom[0]``, moving linearly to
+    ``sigmaa_scale`` at ``poor_fom[1]`` (a copy; the caller's settings are not changed)."""
+    w = settings.weighting
+    lo, hi = w.poor_fom
+    if w.sigmaa_scale_poor is None or start_fom >= hi:
+        return settings
+    t = float(np.clip((start_fom - lo) / max(hi - lo, 1e-9), 0.0, 1.0))
+    scale = w.sigmaa_scale_poor + (w.sigmaa_scale - w.sigmaa_scale_poor) * t
+    return replace(settings, weighting=replace(w, sigmaa_scale=scale))
 
 
 def _protein_now(settings: DMSettings, cycle: int) -> ProteinSettings:
