@@ -282,6 +282,17 @@ def test_command_writes_outputs(crystal, tmp_path, capsys):
     assert len((tmp_path / "out" / "cycles.tsv").read_text().splitlines()) == 5
 
 
+def test_command_says_when_poor_phases_shrink_sigmaa(crystal, tmp_path, capsys):
+    refl, _, phi, fom = crystal
+    for m, said in ((0.15, True), (0.6, False)):
+        _write_mtz(tmp_path / f"in{m}.mtz", refl, phi, np.full(len(refl.hkl), m))
+        code = main(["density-modify", "--reflections", str(tmp_path / f"in{m}.mtz"), "--solvent-fraction", "0.55",
+                     "--mask", "local-variance", "--cycles", "4", "--out", str(tmp_path / f"out{m}")])
+        out = capsys.readouterr().out
+        assert code == 0
+        assert ("starting phases are poor (mean FOM 0.15): the modified map's σA is scaled by 0.40" in out) == said
+
+
 def test_command_refuses_missing_phases(crystal, tmp_path, capsys):
     refl, _, phi, fom = crystal
     _write_mtz(tmp_path / "nophase.mtz", refl, phi, fom, with_phases=False)
