@@ -7,9 +7,10 @@
    U-net, re-run on the current map every few cycles), or a rank mix of the two;
 3. protein histogram matching (:mod:`.histogram`, off by default) and truncation (:mod:`.protein`),
    solvent flipping with γ on its schedule + level adjustment (:mod:`.solvent`);
-4. structure factors of the modified map, σ_A weighting against |F_obs| (:mod:`.weighting`), phase
-   combination with the experimental HL coefficients (:mod:`.hl`): HL = HL_exp + HL_mod (the
-   experimental phases are never forgotten);
+4. structure factors of the modified map, σ_A weighting against |F_obs| (:mod:`.weighting`; σ_A scaled down
+   when the experimental phases are poor, ``WeightingSettings.sigmaa_scale_poor``), phase combination with the
+   experimental HL coefficients (:mod:`.hl`): HL = HL_exp + HL_mod (the experimental phases are never
+   forgotten);
 5. optional phase extension: reflections beyond the current resolution limit, which moves from
    ``initial_d_min`` to d_min over the shrink cycles, are left out of maps until reached.
 
