@@ -116,8 +116,8 @@ class WeightingSettings:
     crystals and the dev split, seeds 1 and 2, 46 runs, local-variance mask), a scale of 0.8 / 0.7 / 0.6 / 0.5
     / 0.4 / 0.3 moved the mean final − start error from +3.82° to +1.34 / +0.35 / −0.79 / −1.12 / −1.84 /
     −1.84° (runs better than their start: 8 of 46 → 14 / 18 / 22 / 21 / 27 / 32); 0.4 keeps the largest
-    gains (−13.8°).  A constant scale at every start error was worse at 40° and 50° (0.9: +1.2 to +2.3° on the
-    three sets; 0.95: +0.3 to +1.0°), where the σ_A estimate is sound.
+    gains (−13.8°).  A constant scale at every start error was worse at 40° and 50° (0.9: +0.9 to +2.3° on the
+    three sets; 0.95: −0.1 to +1.0°), where the σ_A estimate is sound.
     ``ramp_start``/``ramp_cycles``: the modified map's HL term is multiplied by a weight rising linearly
     from ``ramp_start`` in the first cycle to 1 after ``ramp_cycles`` cycles (a weak start, so that the
     first maps' phases cannot lock in with FOMs near 1; 0 cycles = full weight from the start).
