@@ -281,6 +281,8 @@ def _override(settings: DMSettings, kv: str) -> None:
     old = getattr(obj, parts[-1])
     if value == "None":
         new = None
+    elif isinstance(old, tuple):
+        new = tuple(float(v) for v in value.split(",") if v)
     elif isinstance(old, bool):
         new = value.lower() in ("1", "true", "yes")
     elif isinstance(old, (int, float)) and not isinstance(old, bool) or old is None:

@@ -5,8 +5,9 @@ phases as PHIB + FOM or Hendrickson–Lattman coefficients HLA–HLD (columns pi
 with ``--reflections-columns F=FP,SIGF=SIGFP,PHI=PHIB,FOM=FOM`` / ``HLA=..,HLB=..,HLC=..,HLD=..``); a
 solvent fraction, or a sequence of one copy (the solvent fraction then combines the Matthews candidates with
 the solvent U-net's reading of the starting map, eq. 2 of Skubák 2024); a mask: the solvent U-net re-run
-on the current map every few cycles (default), the local-rms mask, or a mask map file (solvent = 1).  ``--refiner cctbx-dm`` runs cctbx
-instead of the built-in engine (:mod:`crysplugins.crystal.dm`).
+on the current map every few cycles (default), the local-rms mask, or a mask map file (solvent = 1).
+``--ensemble`` averages three runs whose first masks differ (:mod:`crysplugins.crystal.dm.ensemble`).
+``--refiner cctbx-dm`` runs cctbx instead of the built-in engine (:mod:`crysplugins.crystal.dm`).
 
 Output in ``--out``: ``density_modified.mtz`` (FP, SIGFP, FWT/PHWT weighted map coefficients, PHIB/FOM,
 HLA–HLD; the input's cell and space group), ``density_modified.ccp4`` (whole cell), ``cycles.tsv`` and
@@ -35,6 +36,8 @@ from crysplugins.runtime.solvent_unet import MODEL_NAME, load_solvent_model, sol
 from crysplugins.validate import writable_folder
 
 SELECT_DEFAULT = "none"
+#: ``--ensemble``: the initial mask radius extras (Å) of the three runs averaged (DMSettings.ensemble)
+ENSEMBLE = (4.0, 3.0, 5.0)
 AUTO = {"F": ("FP", "F", "FOBS", "F-obs"), "SIGF": ("SIGFP", "SIGF", "SIGFOBS", "SIGF-obs"),
         "I": ("IMEAN", "I", "IOBS", "I-obs"), "SIGI": ("SIGIMEAN", "SIGI", "SIGIOBS"),
         "PHI": ("PHIB", "PHI", "PHIM"), "FOM": ("FOM", "FOMM"),
@@ -208,6 +211,8 @@ def cmd_density_modify(args: argparse.Namespace) -> int:
                 raise CrysError("density-modify needs at least 3 cycles.")
             settings.initial_steps, settings.shrink_steps = args.cycles // 4, args.cycles // 2
             settings.final_steps = args.cycles - settings.initial_steps - settings.shrink_steps
+        if args.ensemble:
+            settings.ensemble = ENSEMBLE
         if args.mask == "unet":
             provider = unet_mask_provider()
         elif args.mask == "local-variance":
@@ -220,6 +225,9 @@ def cmd_density_modify(args: argparse.Namespace) -> int:
         if res.info["sigmaa_scale"] != settings.weighting.sigmaa_scale:
             notes.append(f"starting phases are poor (mean FOM {res.info['start_fom']:.2f}): the modified map's σA is "
                          f"scaled by {res.info['sigmaa_scale']:.2f}, so the experimental phases keep more weight")
+        if "members" in res.info:
+            notes.append(f"averaged {len(res.info['members'])} runs whose first masks had radii d_min + "
+                         + ", ".join(f"{m['radius_extra']:g}" for m in res.info["members"]) + " Å")
         notes.append(f"final mean FOM {np.average(res.fom, weights=refl.fobs):.3f} after {len(res.trace)} cycles "
                      f"({res.info['seconds']:.1f} s)")
     for line in notes + [f"solvent fraction {s_frac:.3f}: {s_note}"] + [f"wrote {p}" for p in written]:
@@ -259,6 +267,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--select", default=SELECT_DEFAULT,
                    help="engine variants to run, keeping the one whose omit maps predict |F_obs| best: "
                         f"comma-separated from {', '.join(VARIANTS)}, or none (default {SELECT_DEFAULT})")
+    p.add_argument("--ensemble", action="store_true",
+                   help="average three runs whose first masks differ (about 3x the time; better from poor phases)")
     p.add_argument("--refiner", default="crysplugins", choices=("crysplugins", "cctbx-dm"))
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_density_modify)

@@ -248,6 +248,38 @@ def test_mask_provider_is_run_only_while_its_weight_is_above_zero(crystal):
     assert [r["mask_source"] for r in res.trace] == ["provider"] * 5 + ["lsd"] * 3
 
 
+def test_an_ensemble_averages_the_phase_probabilities_of_its_runs(crystal):
+    refl, phi_true, phi, fom = crystal
+    hl = hl_from_phase_fom(phi, fom, refl.centric)
+    settings = DMSettings(initial_steps=2, shrink_steps=4, final_steps=2)
+    runs = [run_dm(refl, hl, replace(settings, mask=replace(settings.mask, radius_extra=r)), solvent_fraction=0.55)
+            for r in (4.0, 2.0)]
+    res = run_dm(refl, hl, replace(settings, ensemble=(4.0, 2.0)), solvent_fraction=0.55)
+    assert np.allclose(res.hl, hl + (runs[0].hl - hl + runs[1].hl - hl) / 2)
+    assert not np.allclose(runs[0].phib, runs[1].phib)  # the runs differ, so the average is not either of them
+    phib, fom_mean = phase_fom_from_hl(res.hl, refl.centric, refl.centric_phase)
+    assert np.allclose(res.phib, np.degrees(phib))
+    assert np.all(res.fom <= np.maximum(runs[0].fom, runs[1].fom) + 1e-12)
+    assert np.allclose(res.fwt, (runs[0].fwt + runs[1].fwt) / 2)
+    assert np.allclose(res.map.array, (runs[0].map.array + runs[1].map.array) / 2, atol=1e-5)
+    assert [m["radius_extra"] for m in res.info["members"]] == [4.0, 2.0]
+    assert [r["fom"] for r in res.trace] == [r["fom"] for r in runs[0].trace]  # the first run's trace
+
+
+def test_an_ensemble_runs_the_mask_provider_once_per_cycle(crystal):
+    refl, _, phi, fom = crystal
+    calls = []
+
+    def provider(req):
+        calls.append(req.cycle)
+        return -np.abs(req.map.array)
+
+    settings = DMSettings(initial_steps=2, shrink_steps=4, final_steps=2, ensemble=(4.0, 3.0, 5.0))
+    settings.mask.provider_every = 2
+    run_dm(refl, hl_from_phase_fom(phi, fom, refl.centric), settings, solvent_fraction=0.55, mask_provider=provider)
+    assert calls == [0, 2, 4]  # as for one run: the later runs take the first one's scores
+
+
 def test_the_mask_provider_may_ask_for_a_grid_that_holds_only_the_data(crystal):
     refl, _, phi, fom = crystal
     coarse = refl.grid_shape(2.05)  # holds reflections to d_min, not the extension to 0.9 d_min
@@ -280,6 +312,16 @@ def test_command_writes_outputs(crystal, tmp_path, capsys):
     assert mtz.spacegroup.hm == "P 21 21 21" and mtz.cell.approx(refl.cell, 1e-3)
     assert (tmp_path / "out" / "density_modified.ccp4").exists()
     assert len((tmp_path / "out" / "cycles.tsv").read_text().splitlines()) == 5
+
+
+def test_command_runs_an_ensemble(crystal, tmp_path, capsys):
+    refl, _, phi, fom = crystal
+    _write_mtz(tmp_path / "in.mtz", refl, phi, fom)
+    code = main(["density-modify", "--reflections", str(tmp_path / "in.mtz"), "--solvent-fraction", "0.55",
+                 "--mask", "local-variance", "--cycles", "4", "--ensemble", "--out", str(tmp_path / "out")])
+    assert code == 0, capsys.readouterr().err
+    assert "averaged 3 runs" in capsys.readouterr().out
+    assert (tmp_path / "out" / "density_modified.mtz").exists()
 
 
 def test_command_says_when_poor_phases_shrink_sigmaa(crystal, tmp_path, capsys):
@@ -449,3 +491,26 @@ def test_the_output_averages_the_last_cycles_without_changing_them(crystal):
     sym = half.map.grid.clone()
     sym.symmetrize_avg()
     assert np.abs(np.array(sym, copy=False) - half.map.array).max() < 1e-4 * np.abs(half.map.array).max()
+
+
+def test_sigmaa_is_recovered_from_amplitudes_drawn_with_it():
+    """|E_obs|, |E_mod| drawn from the Rice (acentric) and Gaussian (centric) model with a known σ_A per shell."""
+    from crysplugins.crystal.dm.weighting import sigmaa_ml
+
+    rng = np.random.default_rng(5)
+    truth = np.array([0.9, 0.6, 0.3])
+    bins = np.repeat(np.arange(3), 4000)
+    centric = rng.random(len(bins)) < 0.2
+    s = truth[bins]
+
+    def draw(real: bool) -> np.ndarray:
+        return rng.normal(size=len(bins)) + (0 if real else 1j * rng.normal(size=len(bins)))
+
+    scale = np.where(centric, 1.0, np.sqrt(0.5))  # unit <|E|^2> for both kinds
+    ec = draw(False) * scale
+    ec = np.where(centric, ec.real, ec)
+    noise = draw(False) * scale
+    noise = np.where(centric, noise.real, noise)
+    eo = s * ec + np.sqrt(1 - s * s) * noise
+    est = sigmaa_ml(np.abs(eo), np.abs(ec), centric, bins)
+    assert np.allclose(est, truth, atol=0.03)

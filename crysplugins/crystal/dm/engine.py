@@ -15,7 +15,8 @@
    ``initial_d_min`` to d_min over the shrink cycles, are left out of maps until reached.
 
 The output (phases, FOMs, HL coefficients, map) combines HL_exp with the mean HL_mod of the last
-``output_average`` share of the cycles; that mean never feeds back into a cycle.
+``output_average`` share of the cycles; that mean never feeds back into a cycle.  With ``ensemble`` several
+runs whose first masks differ are made and their outputs averaged (:mod:`.ensemble`).
 
 One trace row per cycle: mean FOM, mean phase change (°, |F_obs|-weighted), solvent fraction of the
 mask, agreement of the mask with the previous cycle's, the flip factor k, mean σ_A.
@@ -28,6 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from crysplugins.crystal.dm.ensemble import SharedProvider, combine
 from crysplugins.crystal.dm.histogram import match_histogram, reference_quantiles
 from crysplugins.crystal.dm.hl import phase_fom_from_hl
 from crysplugins.crystal.dm.masking import (LocalDeviation, MaskProvider, MaskRequest, resample, solvent_mask,
@@ -103,9 +105,28 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
            mask_provider: MaskProvider | None = None,
            progress: Callable[[float, str], None] | None = None,
            on_cycle: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> DMResult:
-    """Density-modify experimental phases (HL coefficients ``hl_exp`` aligned with ``refl``).
+    """Density-modify experimental phases (HL coefficients ``hl_exp`` aligned with ``refl``): one run, or the
+    average of the runs of ``settings.ensemble`` (:mod:`.ensemble`).
 
-    ``on_cycle(cycle, phases in radians, figures of merit)`` is called after every cycle (monitoring)."""
+    ``on_cycle(cycle, phases in radians, figures of merit)`` is called after every cycle (monitoring; of the
+    first run of an ensemble)."""
+    radii = tuple(settings.ensemble)
+    if len(radii) < 2:
+        return _run_one(refl, hl_exp, settings, solvent_fraction, mask_provider, progress, on_cycle)
+    shared = SharedProvider(mask_provider) if mask_provider is not None else None
+    members = []
+    for i, r in enumerate(radii):
+        one = replace(settings, ensemble=(), mask=replace(settings.mask, radius_extra=float(r)))
+        report = None if progress is None else (
+            lambda f, msg, i=i: progress((i + f) / len(radii), f"run {i + 1} of {len(radii)}: {msg}"))
+        members.append(_run_one(refl, hl_exp, one, solvent_fraction, shared, report, on_cycle if i == 0 else None))
+    return combine(members, np.asarray(hl_exp, dtype=np.float64))
+
+
+def _run_one(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solvent_fraction: float | None,
+             mask_provider: MaskProvider | None, progress: Callable[[float, str], None] | None,
+             on_cycle: Callable[[int, np.ndarray, np.ndarray], None] | None) -> DMResult:
+    """One density-modification run (:func:`run_dm`)."""
     t0 = time.monotonic()
     s_frac = solvent_fraction if solvent_fraction is not None else settings.solvent_fraction
     if s_frac is None or not 0.0 < s_frac < 1.0:
@@ -215,6 +236,7 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
                                        "unmeasured_filled": int(unmeasured.sum()),
                                        "sigmaa_shells": int(bins.max()) + 1,
                                        "start_fom": round(start_fom, 4),
+                                       "radius_extra": settings.mask.radius_extra,
                                        "sigmaa_scale": settings.weighting.sigmaa_scale,
                                        "test_cc": _final_mean(trace, "test_cc", settings.final_steps)})
 
