@@ -249,7 +249,7 @@ def test_mask_provider_is_run_only_while_its_weight_is_above_zero(crystal):
 
 
 def test_an_ensemble_averages_the_phase_probabilities_of_its_runs(crystal):
-    refl, phi_true, phi, fom = crystal
+    refl, _, phi, fom = crystal
     hl = hl_from_phase_fom(phi, fom, refl.centric)
     settings = DMSettings(initial_steps=2, shrink_steps=4, final_steps=2)
     runs = [run_dm(refl, hl, replace(settings, mask=replace(settings.mask, radius_extra=r)), solvent_fraction=0.55)
@@ -257,7 +257,7 @@ def test_an_ensemble_averages_the_phase_probabilities_of_its_runs(crystal):
     res = run_dm(refl, hl, replace(settings, ensemble=(4.0, 2.0)), solvent_fraction=0.55)
     assert np.allclose(res.hl, hl + (runs[0].hl - hl + runs[1].hl - hl) / 2)
     assert not np.allclose(runs[0].phib, runs[1].phib)  # the runs differ, so the average is not either of them
-    phib, fom_mean = phase_fom_from_hl(res.hl, refl.centric, refl.centric_phase)
+    phib, _ = phase_fom_from_hl(res.hl, refl.centric, refl.centric_phase)
     assert np.allclose(res.phib, np.degrees(phib))
     assert np.all(res.fom <= np.maximum(runs[0].fom, runs[1].fom) + 1e-12)
     assert np.allclose(res.fwt, (runs[0].fwt + runs[1].fwt) / 2)

@@ -13,12 +13,16 @@ A mask provider (the U-net) is run by the first member only; the others take its
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from crysplugins.crystal.dm.hl import phase_fom_from_hl
 from crysplugins.crystal.dm.masking import MaskProvider, MaskRequest
 from crysplugins.interface import CrystalMap
+
+if TYPE_CHECKING:  # the engine imports this module
+    from crysplugins.crystal.dm.engine import DMResult
 
 
 class SharedProvider:
@@ -27,15 +31,15 @@ class SharedProvider:
 
     def __init__(self, provider: MaskProvider) -> None:
         self.provider = provider
-        self.scores: dict[int, object] = {}
+        self.scores: dict[int, CrystalMap | np.ndarray] = {}
 
-    def __call__(self, request: MaskRequest) -> object:
+    def __call__(self, request: MaskRequest) -> CrystalMap | np.ndarray:
         if request.cycle not in self.scores:
             self.scores[request.cycle] = self.provider(request)
         return self.scores[request.cycle]
 
 
-def combine(members: list, hl_exp: np.ndarray) -> object:
+def combine(members: list[DMResult], hl_exp: np.ndarray) -> DMResult:
     """One :class:`~crysplugins.crystal.dm.engine.DMResult` from the members' (same reflections, same grid).
 
     Phases and FOMs from HL_exp + the mean of the members' HL − HL_exp (no FOM above the highest member's);
