@@ -4,7 +4,7 @@ Modules, one idea each: :mod:`.settings` (dataclasses), :mod:`.reflections` (sym
 :mod:`.hl` (Hendrickson–Lattman phase probabilities), :mod:`.masking` (local-deviation mask, mask
 providers), :mod:`.solvent` (flipping with the γ correction, level adjustment), :mod:`.protein`
 (truncation), :mod:`.histogram` (histogram matching), :mod:`.weighting` (σ_A), :mod:`.engine` (the cycles),
-:mod:`.ensemble` (several runs averaged).
+:mod:`.result` (their output), :mod:`.ensemble` (several runs averaged).
 """
 from crysplugins.crystal.dm.engine import DMResult, run_dm
 from crysplugins.crystal.dm.reflections import ReflectionSet

@@ -24,7 +24,7 @@ mask, agreement of the mask with the previous cycle's, the flip factor k, mean �
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
@@ -36,31 +36,13 @@ from crysplugins.crystal.dm.masking import (LocalDeviation, MaskProvider, MaskRe
                                             symmetrized)
 from crysplugins.crystal.dm.protein import truncate_protein
 from crysplugins.crystal.dm.reflections import ReflectionSet
+from crysplugins.crystal.dm.result import DMResult
 from crysplugins.crystal.dm.settings import DMSettings, ProteinSettings, SolventSettings
 from crysplugins.crystal.dm.solvent import adjust_solvent_level, modify_solvent
 from crysplugins.crystal.dm.weighting import (map_coefficients, modified_phase_hl, normalise, scale_to_obs,
                                               sigmaa_ml)
 from crysplugins.errors import CrysError
 from crysplugins.interface import CrystalMap
-
-
-@dataclass
-class DMResult:
-    """Output of :func:`run_dm`: best phases ``phib`` (degrees), figures of merit ``fom`` (after a flattened
-    last cycle no higher than the last flipping cycle's: a flattened map's σ_A is inflated), combined HL
-    coefficients ``hl`` (n, 4), weighted map coefficients ``fwt`` (complex), all for the n measured reflections;
-    the final map (engine grid; with the unmeasured reflections' σ_A·F_mod terms when those were filled),
-    the final solvent mask (True = solvent), the per-cycle ``trace`` and ``info``."""
-
-    reflections: ReflectionSet
-    phib: np.ndarray
-    fom: np.ndarray
-    hl: np.ndarray
-    fwt: np.ndarray
-    map: CrystalMap
-    mask: np.ndarray
-    trace: list[dict[str, float]] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 def _schedule(settings: DMSettings, cycle: int, start: float, end: float) -> float:

@@ -13,16 +13,13 @@ A mask provider (the U-net) is run by the first member only; the others take its
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from crysplugins.crystal.dm.hl import phase_fom_from_hl
 from crysplugins.crystal.dm.masking import MaskProvider, MaskRequest
+from crysplugins.crystal.dm.result import DMResult
 from crysplugins.interface import CrystalMap
-
-if TYPE_CHECKING:  # the engine imports this module
-    from crysplugins.crystal.dm.engine import DMResult
 
 
 class SharedProvider:
@@ -40,7 +37,7 @@ class SharedProvider:
 
 
 def combine(members: list[DMResult], hl_exp: np.ndarray) -> DMResult:
-    """One :class:`~crysplugins.crystal.dm.engine.DMResult` from the members' (same reflections, same grid).
+    """One :class:`~crysplugins.crystal.dm.result.DMResult` from the members' (same reflections, same grid).
 
     Phases and FOMs from HL_exp + the mean of the members' HL − HL_exp (no FOM above the highest member's);
     FWT and the map are the members' means; mask and trace are the first member's; ``info["members"]`` holds
