@@ -6,7 +6,8 @@ with ``--reflections-columns F=FP,SIGF=SIGFP,PHI=PHIB,FOM=FOM`` / ``HLA=..,HLB=.
 solvent fraction, or a sequence of one copy (the solvent fraction then combines the Matthews candidates with
 the solvent U-net's reading of the starting map, eq. 2 of Skubák 2024); a mask: the solvent U-net re-run
 on the current map every few cycles (default), the local-rms mask, or a mask map file (solvent = 1).
-``--ensemble`` averages three runs whose first masks differ (:mod:`crysplugins.crystal.dm.ensemble`).
+Three runs whose first masks differ are averaged (:mod:`crysplugins.crystal.dm.ensemble`) on small grids (fewer
+than 100,000 points: ``--ensemble auto``, the default), on any grid (``--ensemble always``) or never.
 ``--refiner cctbx-dm`` runs cctbx instead of the built-in engine (:mod:`crysplugins.crystal.dm`).
 
 Output in ``--out``: ``density_modified.mtz`` (FP, SIGFP, FWT/PHWT weighted map coefficients, PHIB/FOM,
@@ -24,6 +25,7 @@ import numpy as np
 
 from crysplugins.crystal import matthews
 from crysplugins.crystal.dm import DMSettings, ReflectionSet, run_dm
+from crysplugins.crystal.dm.settings import ENSEMBLE_RADII
 from crysplugins.crystal.dm.hl import hl_from_phase_fom, phase_fom_from_hl
 from crysplugins.crystal.dm.selection import VARIANTS, run_selected, variant_settings
 from crysplugins.crystal.io import check_mtz_header, make_mtz, read_map, read_sequence, write_map
@@ -36,8 +38,6 @@ from crysplugins.runtime.solvent_unet import MODEL_NAME, load_solvent_model, sol
 from crysplugins.validate import writable_folder
 
 SELECT_DEFAULT = "none"
-#: ``--ensemble``: the initial mask radius extras (Å) of the three runs averaged (DMSettings.ensemble)
-ENSEMBLE = (4.0, 3.0, 5.0)
 AUTO = {"F": ("FP", "F", "FOBS", "F-obs"), "SIGF": ("SIGFP", "SIGF", "SIGFOBS", "SIGF-obs"),
         "I": ("IMEAN", "I", "IOBS", "I-obs"), "SIGI": ("SIGIMEAN", "SIGI", "SIGIOBS"),
         "PHI": ("PHIB", "PHI", "PHIM"), "FOM": ("FOM", "FOMM"),
@@ -211,8 +211,10 @@ def cmd_density_modify(args: argparse.Namespace) -> int:
                 raise CrysError("density-modify needs at least 3 cycles.")
             settings.initial_steps, settings.shrink_steps = args.cycles // 4, args.cycles // 2
             settings.final_steps = args.cycles - settings.initial_steps - settings.shrink_steps
-        if args.ensemble:
-            settings.ensemble = ENSEMBLE
+        if args.ensemble == "always":
+            settings.ensemble = ENSEMBLE_RADII
+        elif args.ensemble == "never":
+            settings.ensemble_below = 0
         if args.mask == "unet":
             provider = unet_mask_provider()
         elif args.mask == "local-variance":
@@ -267,8 +269,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--select", default=SELECT_DEFAULT,
                    help="engine variants to run, keeping the one whose omit maps predict |F_obs| best: "
                         f"comma-separated from {', '.join(VARIANTS)}, or none (default {SELECT_DEFAULT})")
-    p.add_argument("--ensemble", action="store_true",
-                   help="average three runs whose first masks differ (about 3x the time; better from poor phases)")
+    p.add_argument("--ensemble", nargs="?", const="always", default="auto", choices=("auto", "always", "never"),
+                   help="average three runs whose first masks differ (about 3x the time; better from poor phases): "
+                        "auto (default: on grids of fewer than 100,000 points), always (also plain --ensemble), never")
     p.add_argument("--refiner", default="crysplugins", choices=("crysplugins", "cctbx-dm"))
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_density_modify)

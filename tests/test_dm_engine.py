@@ -18,7 +18,8 @@ from crysplugins.cli import main
 from crysplugins.crystal.dm import DMSettings, ReflectionSet, run_dm
 from crysplugins.crystal.dm.hl import fom_from_kappa, hl_from_phase_fom, kappa_from_fom, phase_fom_from_hl
 from crysplugins.crystal.dm.masking import resample
-from crysplugins.crystal.dm.settings import SolventSettings
+from crysplugins.crystal.dm.engine import engine_grid, ensemble_radii
+from crysplugins.crystal.dm.settings import ENSEMBLE_RADII, SolventSettings
 from crysplugins.crystal.dm.solvent import modify_solvent
 from crysplugins.crystal.io import make_mtz
 from crysplugins.errors import CrysError
@@ -251,7 +252,7 @@ def test_mask_provider_is_run_only_while_its_weight_is_above_zero(crystal):
 def test_an_ensemble_averages_the_phase_probabilities_of_its_runs(crystal):
     refl, _, phi, fom = crystal
     hl = hl_from_phase_fom(phi, fom, refl.centric)
-    settings = DMSettings(initial_steps=2, shrink_steps=4, final_steps=2)
+    settings = DMSettings(initial_steps=2, shrink_steps=4, final_steps=2, ensemble_below=0)
     runs = [run_dm(refl, hl, replace(settings, mask=replace(settings.mask, radius_extra=r)), solvent_fraction=0.55)
             for r in (4.0, 2.0)]
     res = run_dm(refl, hl, replace(settings, ensemble=(4.0, 2.0)), solvent_fraction=0.55)
@@ -264,6 +265,24 @@ def test_an_ensemble_averages_the_phase_probabilities_of_its_runs(crystal):
     assert np.allclose(res.map.array, (runs[0].map.array + runs[1].map.array) / 2, atol=1e-5)
     assert [m["radius_extra"] for m in res.info["members"]] == [4.0, 2.0]
     assert [r["fom"] for r in res.trace] == [r["fom"] for r in runs[0].trace]  # the first run's trace
+
+
+def test_small_data_are_run_as_an_ensemble_unless_told_otherwise(crystal):
+    refl, _, phi, fom = crystal
+    hl = hl_from_phase_fom(phi, fom, refl.centric)
+    settings = DMSettings(initial_steps=2, shrink_steps=4, final_steps=2)
+    grid = engine_grid(refl, settings)
+    n = int(np.prod(grid))
+    assert n < 100_000
+    assert ensemble_radii(settings, grid) == ENSEMBLE_RADII  # the fixture's small cell
+    assert ensemble_radii(replace(settings, ensemble_below=n), grid) == ()  # the limit is "fewer than"
+    assert ensemble_radii(replace(settings, ensemble_below=0, ensemble=(4.0, 2.0)), grid) == (4.0, 2.0)
+    auto = run_dm(refl, hl, settings, solvent_fraction=0.55)
+    given = run_dm(refl, hl, replace(settings, ensemble=ENSEMBLE_RADII, ensemble_below=0), solvent_fraction=0.55)
+    one = run_dm(refl, hl, replace(settings, ensemble_below=n), solvent_fraction=0.55)
+    assert [m["radius_extra"] for m in auto.info["members"]] == list(ENSEMBLE_RADII)
+    assert np.array_equal(auto.hl, given.hl)
+    assert "members" not in one.info and not np.allclose(one.hl, auto.hl)
 
 
 def test_an_ensemble_runs_the_mask_provider_once_per_cycle(crystal):
@@ -322,6 +341,21 @@ def test_command_runs_an_ensemble(crystal, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     assert "averaged 3 runs" in capsys.readouterr().out
     assert (tmp_path / "out" / "density_modified.mtz").exists()
+
+
+def test_command_ensemble_choices(crystal, tmp_path, capsys):
+    refl, _, phi, fom = crystal
+    _write_mtz(tmp_path / "in.mtz", refl, phi, fom)
+    for choice, averaged in (("auto", True), ("never", False), ("always", True)):
+        code = main(["density-modify", "--reflections", str(tmp_path / "in.mtz"), "--solvent-fraction", "0.55",
+                     "--mask", "local-variance", "--cycles", "4", "--ensemble", choice, "--out",
+                     str(tmp_path / choice)])
+        assert code == 0
+        assert ("averaged 3 runs" in capsys.readouterr().out) == averaged
+    with pytest.raises(SystemExit):
+        main(["density-modify", "--reflections", str(tmp_path / "in.mtz"), "--ensemble", "sometimes",
+              "--out", str(tmp_path / "bad")])
+    assert "invalid choice: 'sometimes'" in capsys.readouterr().err
 
 
 def test_command_says_when_poor_phases_shrink_sigmaa(crystal, tmp_path, capsys):

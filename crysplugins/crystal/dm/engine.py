@@ -15,8 +15,9 @@
    ``initial_d_min`` to d_min over the shrink cycles, are left out of maps until reached.
 
 The output (phases, FOMs, HL coefficients, map) combines HL_exp with the mean HL_mod of the last
-``output_average`` share of the cycles; that mean never feeds back into a cycle.  With ``ensemble`` several
-runs whose first masks differ are made and their outputs averaged (:mod:`.ensemble`).
+``output_average`` share of the cycles; that mean never feeds back into a cycle.  With ``ensemble``, and by
+default on grids of fewer than ``ensemble_below`` points, several runs whose first masks differ are made
+and their outputs averaged (:mod:`.ensemble`).
 
 One trace row per cycle: mean FOM, mean phase change (°, |F_obs|-weighted), solvent fraction of the
 mask, agreement of the mask with the previous cycle's, the flip factor k, mean σ_A.
@@ -37,7 +38,7 @@ from crysplugins.crystal.dm.masking import (LocalDeviation, MaskProvider, MaskRe
 from crysplugins.crystal.dm.protein import truncate_protein
 from crysplugins.crystal.dm.reflections import ReflectionSet
 from crysplugins.crystal.dm.result import DMResult
-from crysplugins.crystal.dm.settings import DMSettings, ProteinSettings, SolventSettings
+from crysplugins.crystal.dm.settings import ENSEMBLE_RADII, DMSettings, ProteinSettings, SolventSettings
 from crysplugins.crystal.dm.solvent import adjust_solvent_level, modify_solvent
 from crysplugins.crystal.dm.weighting import (map_coefficients, modified_phase_hl, normalise, scale_to_obs,
                                               sigmaa_ml)
@@ -88,21 +89,37 @@ def run_dm(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solven
            progress: Callable[[float, str], None] | None = None,
            on_cycle: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> DMResult:
     """Density-modify experimental phases (HL coefficients ``hl_exp`` aligned with ``refl``): one run, or the
-    average of the runs of ``settings.ensemble`` (:mod:`.ensemble`).
+    average of the runs of :func:`ensemble_radii` (:mod:`.ensemble`).
 
     ``on_cycle(cycle, phases in radians, figures of merit)`` is called after every cycle (monitoring; of the
     first run of an ensemble)."""
-    radii = tuple(settings.ensemble)
+    radii = ensemble_radii(settings, engine_grid(refl, settings))
     if len(radii) < 2:
         return _run_one(refl, hl_exp, settings, solvent_fraction, mask_provider, progress, on_cycle)
     shared = SharedProvider(mask_provider) if mask_provider is not None else None
     members = []
     for i, r in enumerate(radii):
-        one = replace(settings, ensemble=(), mask=replace(settings.mask, radius_extra=float(r)))
+        one = replace(settings, ensemble=(), ensemble_below=0, mask=replace(settings.mask, radius_extra=float(r)))
         report = None if progress is None else (
             lambda f, msg, i=i: progress((i + f) / len(radii), f"run {i + 1} of {len(radii)}: {msg}"))
         members.append(_run_one(refl, hl_exp, one, solvent_fraction, shared, report, on_cycle if i == 0 else None))
     return combine(members, np.asarray(hl_exp, dtype=np.float64))
+
+
+def ensemble_radii(settings: DMSettings, grid: tuple[int, int, int]) -> tuple[float, ...]:
+    """The first-mask radius extras (Å) of the runs to average: ``settings.ensemble``, or with none given
+    :data:`~.settings.ENSEMBLE_RADII` when the engine's ``grid`` has fewer than ``settings.ensemble_below``
+    points (where three runs take seconds)."""
+    if settings.ensemble:
+        return tuple(settings.ensemble)
+    return ENSEMBLE_RADII if int(np.prod(grid)) < settings.ensemble_below else ()
+
+
+def engine_grid(refl: ReflectionSet, settings: DMSettings) -> tuple[int, int, int]:
+    """The whole-cell grid of the cycles: spacing d_min / ``grid_rate`` Å, and fine enough to hold the filled
+    terms beyond the data (to d_min·(1 − ``extend_fraction``) with ``fill_unmeasured``)."""
+    d_fill = refl.d_min * (1.0 - settings.extend_fraction) if settings.fill_unmeasured else refl.d_min
+    return refl.grid_shape(1.0, min(refl.d_min / settings.grid_rate, d_fill / 2.05))
 
 
 def _run_one(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solvent_fraction: float | None,
@@ -122,17 +139,16 @@ def _run_one(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solv
     observed, n_obs = refl, len(refl.hkl)
     free = _free_set(refl, w.free_fraction, settings.seed)
     test = _test_set(refl, w.free_fraction, settings.test_fraction, settings.seed)
-    d_min = d_fill = refl.d_min
+    d_min = refl.d_min
+    shape = engine_grid(refl, settings)
     if settings.fill_unmeasured:
-        d_fill = d_min * (1.0 - settings.extend_fraction)
-        refl, hl_exp, free, test = _with_unmeasured(refl, hl_exp, free, test, d_fill)
+        refl, hl_exp, free, test = _with_unmeasured(refl, hl_exp, free, test, d_min * (1.0 - settings.extend_fraction))
     within = refl.d >= d_min - 1e-6  # the mask provider sees the data's resolution only (its grid may be coarse)
     inner = refl if within.all() or mask_provider is None else ReflectionSet(
         refl.cell, refl.spacegroup, refl.hkl[within], refl.fobs[within], refl.sigf[within])
     unmeasured = np.arange(len(refl.hkl)) >= n_obs
     filled = test | unmeasured  # in maps as σ_A·F_mod of the cycle before, never as F_obs
     settings = _for_resolution(settings, d_min)
-    shape = refl.grid_shape(1.0, min(d_min / settings.grid_rate, d_fill / 2.05))  # extended terms need Nyquist
     lsd = LocalDeviation(refl.cell, shape)
     fobs, eps, cen = refl.fobs, refl.epsilon, refl.centric
     bins = refl.resolution_bins(w.per_bin, w.bins, select=~unmeasured)
