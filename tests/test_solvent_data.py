@@ -7,7 +7,8 @@ import pytest
 
 from crysplugins.datasets.phasing import (fom_for_kappa, kappa_for_mean_error, phasing_map, prepare_source,
                                           simulate_phasing)
-from crysplugins.datasets.solvent_windows import WindowSampler, augment, has_clash, pack_chain
+from crysplugins.datasets.solvent_windows import WindowSampler, augment, has_clash, local_rms_mask, pack_chain
+from crysplugins.interface import CrystalMap
 
 
 def chain_structure(n: int = 40, seed: int = 0) -> gemmi.Structure:
@@ -89,6 +90,23 @@ def test_windows_and_augmentation(packed):
     a = np.arange(27).reshape(3, 3, 3)
     xa, ya = augment(a, a.copy(), np.random.default_rng(5))
     assert np.array_equal(xa, ya) and sorted(xa.ravel()) == list(range(27))
+
+
+def test_loss_weights_mark_where_the_local_rms_mask_is_wrong(packed):
+    src = prepare_source(packed, 3.0)
+    plain = WindowSampler([src], np.random.default_rng(4), window=16)
+    weighted = WindowSampler([src], np.random.default_rng(4), window=16, lv_wrong_weight=3.0)
+    x0, y0 = plain.sample(3)
+    x, y, w = weighted.sample_weighted(3)
+    assert np.array_equal(x, x0) and np.array_equal(y, y0)  # the weights draw nothing from the generator
+    assert set(np.unique(w)) <= {1.0, 4.0} and np.all(plain.sample_weighted(2)[2] == 1.0)
+    arr, weights = weighted._map(0)  # the cached map of the windows above
+    cmap = CrystalMap.from_array(arr, src.cell, src.spacegroup)  # the statistic ignores the map's offset and scale
+    wrong = local_rms_mask(cmap, src.d_min, src.solvent_fraction) != (src.mask > 0)
+    assert 0.0 < wrong.mean() < 0.5 and np.array_equal(weights > 1.0, wrong)
+    a = np.random.default_rng(1).random((4, 4, 4))
+    xa, ya = augment(a, np.stack([a, 2 * a], axis=-1), np.random.default_rng(6))  # labels and weights move together
+    assert np.array_equal(ya[..., 0], xa) and np.array_equal(ya[..., 1], 2 * xa)
 
 
 def test_packing_draws_the_solvent_fraction_from_the_given_range():

@@ -55,6 +55,23 @@ def test_task_round_trip(tmp_path):
     assert tuple(task.export_example()["x"].shape) == (2, 1, 48, 48, 48)
 
 
+def test_the_loss_weighs_the_voxels_the_local_statistic_gets_wrong(tmp_path):
+    st = blob_structure(cell=(30.0, 32.0, 34.0, 90, 90, 90), n=60, seed=0, centre=(6.0, 7.0, 8.0))
+    save_sources([prepare_source(st, 3.0, name="blob")], tmp_path / "train_sources.npz")
+    task = make_task({"sources": str(tmp_path / "train_sources.npz"), "base": 2, "window": 16, "batch_size": 2,
+                      "steps_per_epoch": 1, "lv_wrong_weight": 3.0})
+    batch = task.batches("train", 0)[0]
+    assert set(torch.unique(batch["w"]).tolist()) <= {1.0, 4.0}
+    net = task.build_model({})
+    loss, _ = task.loss(net, batch)
+    with torch.no_grad():
+        per_voxel = torch.nn.functional.cross_entropy(net(batch["x"]), batch["y"], reduction="none")
+    expected = (per_voxel * batch["w"]).sum() / batch["w"].sum()
+    assert torch.allclose(loss, expected)
+    unweighted, _ = task.loss(net, {"x": batch["x"], "y": batch["y"]})
+    assert torch.allclose(unweighted, per_voxel.mean())
+
+
 def test_train_and_export_through_the_product_commands(tmp_path):
     """`crysplugins train solvent-unet` runs the shared Trainer (window schedule, cosine decay, best.pt);
     `crysplugins export RUN/best.pt` writes the ONNX model and a card with P_U."""

@@ -27,8 +27,10 @@ from pathlib import Path
 import gemmi
 import numpy as np
 
+from crysplugins.crystal.dm.masking import LocalDeviation, solvent_mask
 from crysplugins.crystal.matthews import PROTEIN_VOLUME_PER_DALTON
 from crysplugins.datasets.phasing import PhasingSource, normalise_map, phasing_map, prepare_source, simulate_phasing
+from crysplugins.interface import CrystalMap
 from crysplugins.runtime.tiling import extract_window
 
 PACKING_SPACEGROUPS = ("P 21 21 21", "P 1 21 1", "C 1 2 1")
@@ -237,37 +239,66 @@ def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.
 
 
 class WindowSampler:
-    """Random augmented windows (normalised phasing map, true mask) from a list of sources."""
+    """Random augmented windows (normalised phasing map, true mask) from a list of sources.
+
+    With ``lv_wrong_weight`` > 0 each window also gets per-voxel loss weights: 1, and 1 + ``lv_wrong_weight``
+    where the local-rms mask of the same map (:func:`local_rms_mask`) is wrong.  The density-modification
+    engine mixes the U-net's score with that statistic, so the U-net is worth most where the statistic errs."""
 
     def __init__(self, sources: list[PhasingSource], rng: np.random.Generator, window: int = 48,
-                 phase_error_range: tuple[float, float] = (35.0, 80.0), refresh: int = 8) -> None:
+                 phase_error_range: tuple[float, float] = (35.0, 80.0), refresh: int = 8,
+                 lv_wrong_weight: float = 0.0) -> None:
         if not sources:
             raise ValueError("WindowSampler needs at least one source.")
         self.sources, self.rng, self.window = sources, rng, window
         self.phase_error_range, self.refresh = phase_error_range, refresh
-        self._maps: dict[int, tuple[np.ndarray, int]] = {}
+        self.lv_wrong_weight = lv_wrong_weight
+        self._maps: dict[int, tuple[np.ndarray, np.ndarray | None, int]] = {}
 
-    def _map(self, i: int) -> np.ndarray:
+    def _map(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(normalised phasing map, per-voxel loss weights or None) of source ``i``, redrawn every ``refresh``."""
         cached = self._maps.get(i)
-        if cached is None or cached[1] >= self.refresh:
+        if cached is None or cached[2] >= self.refresh:
             src = self.sources[i]
             sim = simulate_phasing(src, float(self.rng.uniform(*self.phase_error_range)), self.rng)
-            arr = normalise_map(phasing_map(src, sim).array)
-            cached = (arr, 0)
-        self._maps[i] = (cached[0], cached[1] + 1)
-        return cached[0]
+            cmap = phasing_map(src, sim)
+            weights = None
+            if self.lv_wrong_weight > 0:
+                wrong = local_rms_mask(cmap, src.d_min, src.solvent_fraction) != (src.mask > 0)
+                weights = (1.0 + self.lv_wrong_weight * wrong).astype(np.float32)
+            cached = (normalise_map(cmap.array), weights, 0)
+        self._maps[i] = (cached[0], cached[1], cached[2] + 1)
+        return cached[0], cached[1]
 
     def sample(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``n`` windows: x (n, 1, w, w, w) float32 and y (n, w, w, w) int64 (1 = solvent)."""
+        xs, ys, _ = self.sample_weighted(n)
+        return xs, ys
+
+    def sample_weighted(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`sample` and the per-voxel loss weights (n, w, w, w) float32 (all 1 without ``lv_wrong_weight``)."""
         w = self.window
         xs = np.empty((n, 1, w, w, w), np.float32)
         ys = np.empty((n, w, w, w), np.int64)
+        ws = np.ones((n, w, w, w), np.float32)
         for j in range(n):
             i = int(self.rng.integers(len(self.sources)))
-            arr = self._map(i)
+            arr, weights = self._map(i)
             origin = tuple(int(self.rng.integers(s)) for s in arr.shape)
             x = extract_window(arr, origin, w)
             y = extract_window(self.sources[i].mask, origin, w)
-            x, y = augment(x, y, self.rng)
-            xs[j, 0], ys[j] = x, y
-        return xs, ys
+            # the weights ride along as a second label channel, so the augmentation moves them with y
+            yw = np.stack([y.astype(np.float32), extract_window(weights, origin, w) if weights is not None
+                           else np.ones_like(y, dtype=np.float32)], axis=-1)
+            x, yw = augment(x, yw, self.rng)
+            xs[j, 0], ys[j], ws[j] = x, yw[..., 0].astype(np.int64), yw[..., 1]
+        return xs, ys, ws
+
+
+def local_rms_mask(cmap: CrystalMap, d_min: float, solvent_fraction: float) -> np.ndarray:
+    """The density-modification engine's own first guess at the solvent (True) of a phasing map: the local
+    rms about the map mean in a cone-weighted sphere of radius d_min + 2 Å (the middle of the engine's
+    shrinking schedule, :mod:`crysplugins.crystal.dm.masking`), lowest ``solvent_fraction`` of the cell."""
+    arr = np.asarray(cmap.array, dtype=np.float64)
+    rms = LocalDeviation(cmap.cell, arr.shape)(arr - arr.mean(), d_min + 2.0, "rms", 0.0)
+    return solvent_mask(-rms, solvent_fraction)

@@ -8,8 +8,11 @@ Config keys (defaults in :data:`DEFAULT_CONFIG`): ``sources`` (train .npz from
 ``FOLDER/train_sources.npz`` and ``FOLDER/val_sources.npz``), ``val_sources``, ``base`` (filters, 24 paper /
 8 slim), ``window`` (voxels), ``batch_size``, ``steps_per_epoch``, ``phase_error_range`` (degrees),
 ``window_schedule`` ([[window, batch, fraction of the run], ...]: small windows first for speed, 48³ at the
-end), ``lr`` (Adam), ``seed``, ``val_windows``, ``n_calibration`` (crystals for P_U at export).
-Loss: cross-entropy over protein/solvent (the paper's sparse categorical cross-entropy).
+end), ``lr`` (Adam), ``seed``, ``val_windows``, ``n_calibration`` (crystals for P_U at export),
+``lv_wrong_weight`` (extra loss weight of the voxels the local-rms mask of the same map gets wrong, 0: none;
+:class:`~crysplugins.datasets.solvent_windows.WindowSampler`).
+Loss: cross-entropy over protein/solvent (the paper's sparse categorical cross-entropy), voxel-weighted
+when ``lv_wrong_weight`` > 0.
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "optimizer": "adam",
     "seed": 0,
     "n_calibration": 60,
+    "lv_wrong_weight": 0.0,
 }
 
 #: How the plugin must prepare the network input (stored in the model card).
@@ -90,7 +94,8 @@ class SolventUNetTask:
             sources = load_sources(Path(self.config["sources"]))
             rng = np.random.default_rng(int(self.config["seed"]))
             self._train = WindowSampler(sources, rng, window=int(self.config["window"]),
-                                        phase_error_range=tuple(self.config["phase_error_range"]))
+                                        phase_error_range=tuple(self.config["phase_error_range"]),
+                                        lv_wrong_weight=float(self.config["lv_wrong_weight"]))
         return self._train
 
     def set_window(self, window: int) -> None:
@@ -136,7 +141,10 @@ class SolventUNetTask:
     # ----------------------------------------------------------------------------------- loss
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         logits = model(batch["x"])
-        loss = F.cross_entropy(logits, batch["y"])
+        if "w" in batch:
+            loss = (F.cross_entropy(logits, batch["y"], reduction="none") * batch["w"]).sum() / batch["w"].sum()
+        else:
+            loss = F.cross_entropy(logits, batch["y"])
         with torch.no_grad():
             acc = (logits.argmax(1) == batch["y"]).float().mean().item()
         return loss, {"loss": float(loss.item()), "accuracy": acc}
@@ -230,8 +238,12 @@ class _FreshWindows:
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         if not 0 <= i < len(self):
             raise IndexError(i)
-        x, y = self.task._sampler().sample(int(self.task.config["batch_size"]))
-        return {"x": torch.from_numpy(x), "y": torch.from_numpy(y)}
+        sampler = self.task._sampler()
+        if sampler.lv_wrong_weight <= 0:
+            x, y = sampler.sample(int(self.task.config["batch_size"]))
+            return {"x": torch.from_numpy(x), "y": torch.from_numpy(y)}
+        x, y, w = sampler.sample_weighted(int(self.task.config["batch_size"]))
+        return {"x": torch.from_numpy(x), "y": torch.from_numpy(y), "w": torch.from_numpy(w)}
 
 
 def training_entry(ckpt: Checkpoint) -> dict[str, Any]:
