@@ -154,6 +154,9 @@ def main() -> None:
     ap.add_argument("--cctbx-cached-only", action="store_true",
                     help="report cctbx only where its result is cached (do not run it)")
     ap.add_argument("--set", nargs="*", default=[], help="engine settings overrides, e.g. weighting.damping=0.5")
+    ap.add_argument("--unet-model", default="solvent-unet",
+                    help="the solvent U-net card the ours-unet rows run (found as the product finds models: "
+                         "CRYSPLUGINS_MODELS first)")
     ap.add_argument("--select", default="", help="candidates chosen between by the test-set statistic, "
                                                  "e.g. default,conservative")
     args = ap.parse_args()
@@ -170,7 +173,7 @@ def main() -> None:
     provider = None
     if "ours-unet" in methods:
         from crysplugins.dm_command import unet_mask_provider  # what `density-modify --mask unet` runs
-        provider = unet_mask_provider()
+        provider = unet_mask_provider(args.unet_model)
     want = set(filter(None, args.crystals.split(",")))
     rows = []
     crystals = load_sources(Path(args.sources)) if args.sources else load_crystals(Path(args.sources_cache))
@@ -202,7 +205,8 @@ def main() -> None:
                     cache_path.write_text(json.dumps(cache, indent=0))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    out = {"settings": repr(settings), "rows": rows, "summary": summarise(rows, methods)}
+    out = {"settings": repr(settings), "unet_model": args.unet_model, "rows": rows,
+           "summary": summarise(rows, methods)}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1))
     print(json.dumps(out["summary"], indent=1))

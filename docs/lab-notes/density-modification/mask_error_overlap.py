@@ -1,6 +1,7 @@
 """How often the U-net and the local-rms mask of the same starting map are wrong on the same voxels (tuning sets,
 50° and 65°, seed 1): ``OMP_NUM_THREADS=1 python docs/lab-notes/density-modification/mask_error_overlap.py``.
-Rows: mask_oracle.json["errcorr"]."""
+Rows: mask_oracle.json["errcorr"];
+another U-net card with UNET_MODEL=NAME (CRYSPLUGINS_MODELS=its folder): unet_lv_weighted.json."""
 import os, sys, json
 from pathlib import Path
 import numpy as np

@@ -6,7 +6,8 @@ SET: small | lowres (data_build/dm_dev_*.npz, benchmarks/build_dm_dev_sources.py
 benchmarks/bench_density_modify.py).  VARIANT: unet (the shipped U-net); sched / const / pure (minus the local
 standard deviation of the true map at d_min + 1 Å in the default schedule / at weight 0.5 in every cycle / alone);
 envsched (the model's solvent mask); noisyS (that mask + S × a smooth unit Gaussian error field of σ 3 Å; inf: the
-field alone).  Seed 1, levels 50 and 65 by default, ensemble off.  Rows: mask_oracle.json.
+field alone).  Seed 1, levels 50 and 65 by default, ensemble off.  Rows: mask_oracle.json.  Another U-net card:
+UNET_MODEL=NAME (with CRYSPLUGINS_MODELS=its folder); rows of two: unet_lv_weighted.json.
 """
 import os, sys, json
 from dataclasses import replace
