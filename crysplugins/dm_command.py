@@ -25,9 +25,9 @@ import numpy as np
 
 from crysplugins.crystal import matthews
 from crysplugins.crystal.dm import DMSettings, ReflectionSet, run_dm
-from crysplugins.crystal.dm.settings import ENSEMBLE_RADII
 from crysplugins.crystal.dm.hl import hl_from_phase_fom, phase_fom_from_hl
 from crysplugins.crystal.dm.selection import VARIANTS, run_selected, variant_settings
+from crysplugins.crystal.dm.settings import ENSEMBLE_RADII
 from crysplugins.crystal.io import check_mtz_header, make_mtz, read_map, read_sequence, write_map
 from crysplugins.crystal.phasing_input import shannon_grid_shape
 from crysplugins.errors import CrysError
