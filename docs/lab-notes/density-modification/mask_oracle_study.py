@@ -3,19 +3,19 @@
     OMP_NUM_THREADS=1 python docs/lab-notes/density-modification/mask_oracle_study.py SET VARIANT [LEVELS] > rows.jsonl
 
 SET: small | lowres (data_build/dm_dev_*.npz, benchmarks/build_dm_dev_sources.py) | dev (the dev split of
-benchmarks/bench_density_modify.py).  VARIANT: unet (the shipped U-net); sched / const / pure (minus the local
-standard deviation of the true map at d_min + 1 Å in the default schedule / at weight 0.5 in every cycle / alone);
-envsched (the model's solvent mask); noisyS (that mask + S × a smooth unit Gaussian error field of σ 3 Å; inf: the
-field alone).  Seed 1, levels 50 and 65 by default, ensemble off.  Rows: mask_oracle.json.  Another U-net card:
-UNET_MODEL=NAME (with CRYSPLUGINS_MODELS=its folder); rows of two: unet_lv_weighted.json.
+benchmarks/bench_density_modify.py).  VARIANT: unet (the shipped U-net; unetconst: its ranks at weight 0.5 in every
+cycle; unet08: 0.8 → 0); sched / const / pure (minus the local standard deviation of the true map at d_min + 1 Å in
+the default schedule / at weight 0.5 in every cycle / alone); envsched (the model's solvent mask); noisyS (the model's
+solvent mask + S × a smooth unit Gaussian error field of σ 3 Å; inf: the field alone).  Seed 1, levels 50 and 65 by
+default, ensemble off.  Rows: mask_oracle.json.  Another U-net card: UNET_MODEL=NAME (with CRYSPLUGINS_MODELS=its
+folder); rows of two: unet_lv_weighted.json.
 """
 import os, sys, json
-from dataclasses import replace
 from pathlib import Path
 import numpy as np
 sys.path.insert(0, 'benchmarks')
 import bench_density_modify as b
-from crysplugins.crystal.dm import DMSettings, run_dm
+from crysplugins.crystal.dm import DMSettings
 from crysplugins.crystal.dm.masking import LocalDeviation
 from crysplugins.interface import CrystalMap
 
@@ -28,16 +28,18 @@ else:
 noise_sd = float(variant.split('noisy')[1]) if variant.startswith('noisy') else None
 if noise_sd is not None:
     variant = 'sched'
-use_unet = variant == 'unet'
+use_unet = variant.startswith('unet')
 if use_unet:
     from crysplugins.dm_command import unet_mask_provider
     unet = unet_mask_provider(os.environ.get("UNET_MODEL", "solvent-unet"))
-    variant = 'sched'
+    variant = {'unet': 'sched', 'unetconst': 'const', 'unet08': 'w08'}[variant]
 envelope_oracle = variant.startswith('env')
 variant = variant.removeprefix('env')
 base = DMSettings(ensemble_below=0)
 if variant == 'const':
     base.mask.provider_weight_final = None
+elif variant == 'w08':
+    base.mask.provider_weight = 0.8
 elif variant == 'pure':
     base.mask.provider_weight, base.mask.provider_weight_final = 1.0, None
 for src in srcs:
