@@ -287,11 +287,12 @@ class WindowSampler:
             origin = tuple(int(self.rng.integers(s)) for s in arr.shape)
             x = extract_window(arr, origin, w)
             y = extract_window(self.sources[i].mask, origin, w)
+            if weights is None:
+                xs[j, 0], ys[j] = augment(x, y, self.rng)
+                continue
             # the weights ride along as a second label channel, so the augmentation moves them with y
-            yw = np.stack([y.astype(np.float32), extract_window(weights, origin, w) if weights is not None
-                           else np.ones_like(y, dtype=np.float32)], axis=-1)
-            x, yw = augment(x, yw, self.rng)
-            xs[j, 0], ys[j], ws[j] = x, yw[..., 0].astype(np.int64), yw[..., 1]
+            x, yw = augment(x, np.stack([y.astype(np.float32), extract_window(weights, origin, w)], axis=-1), self.rng)
+            xs[j, 0], ys[j], ws[j] = x, yw[..., 0], yw[..., 1]
         return xs, ys, ws
 
 

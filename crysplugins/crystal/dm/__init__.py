@@ -6,8 +6,9 @@ providers), :mod:`.solvent` (flipping with the γ correction, level adjustment),
 (truncation), :mod:`.histogram` (histogram matching), :mod:`.weighting` (σ_A), :mod:`.engine` (the cycles),
 :mod:`.result` (their output), :mod:`.ensemble` (several runs averaged).
 """
-from crysplugins.crystal.dm.engine import DMResult, run_dm
+from crysplugins.crystal.dm.engine import run_dm
 from crysplugins.crystal.dm.reflections import ReflectionSet
+from crysplugins.crystal.dm.result import DMResult
 from crysplugins.crystal.dm.settings import DMSettings
 
 __all__ = ["DMResult", "DMSettings", "ReflectionSet", "run_dm"]

@@ -118,8 +118,13 @@ def ensemble_radii(settings: DMSettings, grid: tuple[int, int, int]) -> tuple[fl
 def engine_grid(refl: ReflectionSet, settings: DMSettings) -> tuple[int, int, int]:
     """The whole-cell grid of the cycles: spacing d_min / ``grid_rate`` Å, and fine enough to hold the filled
     terms beyond the data (to d_min·(1 − ``extend_fraction``) with ``fill_unmeasured``)."""
-    d_fill = refl.d_min * (1.0 - settings.extend_fraction) if settings.fill_unmeasured else refl.d_min
-    return refl.grid_shape(1.0, min(refl.d_min / settings.grid_rate, d_fill / 2.05))
+    return refl.grid_shape(1.0, min(refl.d_min / settings.grid_rate, _fill_limit(settings, refl.d_min) / 2.05))
+
+
+def _fill_limit(settings: DMSettings, d_min: float) -> float:
+    """Resolution (Å) to which the unmeasured reflections are filled: d_min·(1 − ``extend_fraction``) with
+    ``fill_unmeasured``, else d_min."""
+    return d_min * (1.0 - settings.extend_fraction) if settings.fill_unmeasured else d_min
 
 
 def _run_one(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solvent_fraction: float | None,
@@ -142,7 +147,7 @@ def _run_one(refl: ReflectionSet, hl_exp: np.ndarray, settings: DMSettings, solv
     d_min = refl.d_min
     shape = engine_grid(refl, settings)
     if settings.fill_unmeasured:
-        refl, hl_exp, free, test = _with_unmeasured(refl, hl_exp, free, test, d_min * (1.0 - settings.extend_fraction))
+        refl, hl_exp, free, test = _with_unmeasured(refl, hl_exp, free, test, _fill_limit(settings, d_min))
     within = refl.d >= d_min - 1e-6  # the mask provider sees the data's resolution only (its grid may be coarse)
     inner = refl if within.all() or mask_provider is None else ReflectionSet(
         refl.cell, refl.spacegroup, refl.hkl[within], refl.fobs[within], refl.sigf[within])
