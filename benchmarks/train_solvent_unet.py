@@ -34,7 +34,7 @@ def command(args: argparse.Namespace) -> list[str]:
             "train.schedule": "cosine", "train.final_lr": args.lr_min, "train.weight_decay": 0.0,
             "train.clip": 0.0, "train.eval_every_minutes": args.eval_every,
             "train.checkpoint_minutes": args.eval_every, "train.best_metric": "val_accuracy",
-            "lv_wrong_weight": args.lv_wrong_weight}
+            "lv_wrong_weight": args.lv_wrong_weight, "dm_share": args.dm_share}
     argv = ["train", "solvent-unet", "--data", args.data, "--out", args.run_dir, "--max-minutes", str(args.minutes),
             "--lr", str(args.lr), "--epochs", "1", "--threads", str(args.threads)]
     for key, value in sets.items():
@@ -60,6 +60,8 @@ def main() -> int:
     ap.add_argument("--init", default=None, help="start from the weights of this run or checkpoint (fine-tuning)")
     ap.add_argument("--lv-wrong-weight", type=float, default=0.0,
                     help="extra loss weight of the voxels the local-rms mask of the same map gets wrong")
+    ap.add_argument("--dm-share", type=float, default=0.0,
+                    help="share of the training maps taken from density modification a few cycles in")
     ap.add_argument("--phase-error-range", type=float, nargs=2, default=(35.0, 80.0), metavar=("LO", "HI"),
                     help="mean phase errors (degrees) drawn for the training maps")
     ap.add_argument("--val-phase-error", type=float, default=65.0, help="mean phase error of the validation maps")

@@ -7,7 +7,8 @@ import pytest
 
 from crysplugins.datasets.phasing import (fom_for_kappa, kappa_for_mean_error, phasing_map, prepare_source,
                                           simulate_phasing)
-from crysplugins.datasets.solvent_windows import WindowSampler, augment, has_clash, local_rms_mask, pack_chain
+from crysplugins.datasets.solvent_windows import (WindowSampler, augment, dm_cycle_map, has_clash, local_rms_mask,
+                                                pack_chain)
 from crysplugins.interface import CrystalMap
 
 
@@ -107,6 +108,49 @@ def test_loss_weights_mark_where_the_local_rms_mask_is_wrong(packed):
     a = np.random.default_rng(1).random((4, 4, 4))
     xa, ya = augment(a, np.stack([a, 2 * a], axis=-1), np.random.default_rng(6))  # labels and weights move together
     assert np.array_equal(ya[..., 0], xa) and np.array_equal(ya[..., 1], 2 * xa)
+
+
+class TrueMaskProvider:
+    """A mask provider that knows the true solvent mask and remembers the cycles it was asked at."""
+
+    def __init__(self, src):
+        self.src, self.cycles, self.maps = src, [], {}
+
+    def __call__(self, req):
+        self.cycles.append(req.cycle)
+        self.maps[req.cycle] = req.map_on(self.src.shape).array.copy()
+        return self.src.mask_map()
+
+
+def test_dm_cycle_map_is_the_map_the_provider_is_shown_at_that_cycle(packed):
+    src = prepare_source(packed, 3.0)
+    sim = simulate_phasing(src, 60.0, np.random.default_rng(7))
+    shown = TrueMaskProvider(src)
+    got = dm_cycle_map(src, sim, 10, shown)
+    assert got.array.shape == src.shape and shown.cycles == [0, 5]  # stopped when cycle 10 asked
+    full = TrueMaskProvider(src)  # the same run, not stopped: the engine hands over the same map at cycle 10
+    dm_cycle_map(src, sim, 25, full)
+    assert full.cycles == [0, 5, 10, 15, 20] and np.allclose(full.maps[10], got.array)
+    exact = simulate_phasing(src, 0.0, np.random.default_rng(7))
+    exact.phi = exact.phi_true
+    truth = phasing_map(src, exact).array.ravel()
+    cc_start = np.corrcoef(phasing_map(src, sim).array.ravel(), truth)[0, 1]
+    assert np.corrcoef(got.array.ravel(), truth)[0, 1] > cc_start + 0.05  # DM with the true mask improved the map
+    with pytest.raises(ValueError, match="never asked"):  # the provider's weight is 0 from cycle 30 on
+        dm_cycle_map(src, sim, 35, TrueMaskProvider(src))
+
+
+def test_windows_from_density_modification_serve_dm_refresh_windows(packed):
+    src = prepare_source(packed, 3.0)
+    shown = TrueMaskProvider(src)
+    sampler = WindowSampler([src], np.random.default_rng(2), window=16, dm_share=1.0, dm_cycles=(5,),
+                            dm_provider=shown, dm_refresh=3)
+    sampler.sample(3)
+    assert shown.cycles == [0]  # one DM map, made once, for three windows
+    sampler.sample(1)
+    assert shown.cycles == [0, 0]
+    with pytest.raises(ValueError, match="dm_provider"):
+        WindowSampler([src], np.random.default_rng(2), dm_share=0.5)
 
 
 def test_packing_draws_the_solvent_fraction_from_the_given_range():

@@ -12,7 +12,9 @@ Crystals come from two places:
 :class:`WindowSampler` draws windows of ``window``³ voxels at random positions of the periodic cell
 (wrapping), augments them by flips about a random set of axes and a 90° rotation in a random plane, and
 redraws each crystal's phasing map (new phase errors, mean drawn from ``phase_error_range`` degrees)
-every ``refresh`` windows: data are generated on the fly.
+every ``refresh`` windows: data are generated on the fly.  With ``dm_share`` > 0 that share of the maps are
+the maps density modification hands its mask provider a few cycles in (:func:`dm_cycle_map`), the maps the
+U-net reads when it is re-run inside DM (Skubák 2024, section 2.3).
 
 The corpus (``../shared/corpus`` relative to the repository) is read only by the scripts that call
 :func:`load_corpus_sources`; nothing here is needed at inference time.
@@ -27,9 +29,12 @@ from pathlib import Path
 import gemmi
 import numpy as np
 
-from crysplugins.crystal.dm.masking import LocalDeviation, solvent_mask
+from crysplugins.crystal.dm import DMSettings, ReflectionSet, run_dm
+from crysplugins.crystal.dm.hl import hl_from_phase_fom
+from crysplugins.crystal.dm.masking import LocalDeviation, MaskProvider, MaskRequest, solvent_mask
 from crysplugins.crystal.matthews import PROTEIN_VOLUME_PER_DALTON
-from crysplugins.datasets.phasing import PhasingSource, normalise_map, phasing_map, prepare_source, simulate_phasing
+from crysplugins.datasets.phasing import (PhasingSource, SimulatedPhasing, normalise_map, phasing_map, prepare_source,
+                                          simulate_phasing)
 from crysplugins.interface import CrystalMap
 from crysplugins.runtime.tiling import extract_window
 
@@ -247,27 +252,38 @@ class WindowSampler:
 
     def __init__(self, sources: list[PhasingSource], rng: np.random.Generator, window: int = 48,
                  phase_error_range: tuple[float, float] = (35.0, 80.0), refresh: int = 8,
-                 lv_wrong_weight: float = 0.0) -> None:
+                 lv_wrong_weight: float = 0.0, dm_share: float = 0.0, dm_cycles: tuple[int, ...] = (5, 10, 15, 20, 25),
+                 dm_provider: MaskProvider | None = None, dm_refresh: int = 32) -> None:
         if not sources:
             raise ValueError("WindowSampler needs at least one source.")
+        if dm_share > 0 and dm_provider is None:
+            raise ValueError("WindowSampler needs a dm_provider to draw density-modification maps.")
         self.sources, self.rng, self.window = sources, rng, window
         self.phase_error_range, self.refresh = phase_error_range, refresh
         self.lv_wrong_weight = lv_wrong_weight
+        self.dm_share, self.dm_cycles, self.dm_provider = dm_share, tuple(dm_cycles), dm_provider
+        self.dm_refresh = dm_refresh  # a DM map costs seconds to make, so it serves more windows
         self._maps: dict[int, tuple[np.ndarray, np.ndarray | None, int]] = {}
 
     def _map(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """(normalised phasing map, per-voxel loss weights or None) of source ``i``, redrawn every ``refresh``."""
+        """(normalised phasing map, per-voxel loss weights or None) of source ``i``, redrawn after ``refresh``
+        windows (``dm_refresh`` for a density-modification map)."""
         cached = self._maps.get(i)
-        if cached is None or cached[2] >= self.refresh:
+        if cached is None or cached[2] <= 0:
             src = self.sources[i]
             sim = simulate_phasing(src, float(self.rng.uniform(*self.phase_error_range)), self.rng)
-            cmap = phasing_map(src, sim)
+            uses = self.refresh
+            if self.dm_share > 0 and self.rng.random() < self.dm_share:
+                cmap = dm_cycle_map(src, sim, int(self.rng.choice(self.dm_cycles)), self.dm_provider)
+                uses = self.dm_refresh
+            else:
+                cmap = phasing_map(src, sim)
             weights = None
             if self.lv_wrong_weight > 0:
                 wrong = local_rms_mask(cmap, src.d_min, src.solvent_fraction) != (src.mask > 0)
                 weights = (1.0 + self.lv_wrong_weight * wrong).astype(np.float32)
-            cached = (normalise_map(cmap.array), weights, 0)
-        self._maps[i] = (cached[0], cached[1], cached[2] + 1)
+            cached = (normalise_map(cmap.array), weights, uses)
+        self._maps[i] = (cached[0], cached[1], cached[2] - 1)
         return cached[0], cached[1]
 
     def sample(self, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -303,3 +319,33 @@ def local_rms_mask(cmap: CrystalMap, d_min: float, solvent_fraction: float) -> n
     arr = np.asarray(cmap.array, dtype=np.float64)
     rms = LocalDeviation(cmap.cell, arr.shape)(arr - arr.mean(), d_min + 2.0, "rms", 0.0)
     return solvent_mask(-rms, solvent_fraction)
+
+
+class _Reached(Exception):
+    """Raised by :func:`dm_cycle_map`'s provider once it holds the map it wants."""
+
+
+def dm_cycle_map(src: PhasingSource, sim: SimulatedPhasing, cycle: int, provider: MaskProvider,
+                 settings: DMSettings | None = None) -> CrystalMap:
+    """The map density modification (one run of the engine, ``settings`` or its defaults) hands its mask
+    provider at ``cycle`` (0-based; a multiple of ``mask.provider_every``), started from the simulated
+    phasing ``sim`` of ``src``, on the source's grid.  ``provider`` (e.g. the shipped U-net) makes the masks
+    of the cycles before, so the map is the one that U-net mode would show a U-net at that cycle; the run
+    stops there."""
+    settings = settings or DMSettings(ensemble=(), ensemble_below=0)
+    ok = np.isfinite(sim.f_obs) & (sim.f_obs > 0)
+    refl = ReflectionSet(src.cell, src.spacegroup, src.hkl[ok], sim.f_obs[ok], sim.sig_f[ok])
+    hl = hl_from_phase_fom(np.radians(sim.phi[ok]), sim.fom[ok], refl.centric)
+    held: dict[str, CrystalMap] = {}
+
+    def recording(req: MaskRequest) -> CrystalMap | np.ndarray:
+        if req.cycle >= cycle:
+            held["map"] = req.map_on(src.shape)
+            raise _Reached
+        return provider(req)
+
+    try:
+        run_dm(refl, hl, settings, solvent_fraction=src.solvent_fraction, mask_provider=recording)
+    except _Reached:
+        return held["map"]
+    raise ValueError(f"Density modification never asked for a mask at cycle {cycle}.")

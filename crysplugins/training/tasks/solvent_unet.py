@@ -10,7 +10,9 @@ Config keys (defaults in :data:`DEFAULT_CONFIG`): ``sources`` (train .npz from
 ``window_schedule`` ([[window, batch, fraction of the run], ...]: small windows first for speed, 48³ at the
 end), ``lr`` (Adam), ``seed``, ``val_windows``, ``n_calibration`` (crystals for P_U at export),
 ``lv_wrong_weight`` (extra loss weight of the voxels the local-rms mask of the same map gets wrong, 0: none;
-:class:`~crysplugins.datasets.solvent_windows.WindowSampler`).
+:class:`~crysplugins.datasets.solvent_windows.WindowSampler`), ``dm_share`` (share of the training maps taken
+from density modification at one of ``dm_cycles``, the U-net mode steered by the model card ``dm_model``;
+:func:`~crysplugins.datasets.solvent_windows.dm_cycle_map`).
 Loss: cross-entropy over protein/solvent (the paper's sparse categorical cross-entropy), voxel-weighted
 when ``lv_wrong_weight`` > 0.
 """
@@ -48,6 +50,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "seed": 0,
     "n_calibration": 60,
     "lv_wrong_weight": 0.0,
+    "dm_share": 0.0,
+    "dm_cycles": [5, 10, 15, 20, 25],
+    "dm_model": "solvent-unet",
 }
 
 #: How the plugin must prepare the network input (stored in the model card).
@@ -93,9 +98,16 @@ class SolventUNetTask:
         if self._train is None:
             sources = load_sources(Path(self.config["sources"]))
             rng = np.random.default_rng(int(self.config["seed"]))
+            dm_share = float(self.config["dm_share"])
+            provider = None
+            if dm_share > 0:
+                from crysplugins.dm_command import unet_mask_provider  # the ONNX card; only when DM maps are drawn
+                provider = unet_mask_provider(str(self.config["dm_model"]))
             self._train = WindowSampler(sources, rng, window=int(self.config["window"]),
                                         phase_error_range=tuple(self.config["phase_error_range"]),
-                                        lv_wrong_weight=float(self.config["lv_wrong_weight"]))
+                                        lv_wrong_weight=float(self.config["lv_wrong_weight"]), dm_share=dm_share,
+                                        dm_cycles=tuple(int(c) for c in self.config["dm_cycles"]),
+                                        dm_provider=provider)
         return self._train
 
     def set_window(self, window: int) -> None:
