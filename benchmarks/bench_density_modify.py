@@ -33,8 +33,7 @@ import numpy as np
 
 from crysplugins.crystal.dm import DMSettings, ReflectionSet, run_dm
 from crysplugins.crystal.dm.selection import choose, omit_agreement, run_selected
-from crysplugins.crystal.dm.hl import hl_from_phase_fom
-from crysplugins.datasets.phasing import PhasingSource, prepare_source, simulate_phasing
+from crysplugins.datasets.phasing import PhasingSource, phasing_reflections, prepare_source, simulate_phasing
 from crysplugins.datasets.solvent_windows import load_corpus_sources, load_sources, save_sources
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,9 +78,7 @@ def make_case(src: PhasingSource, level: float, seed: int) -> Case:
     """Simulated phasing of ``src`` at mean start error ``level`` (degrees), as ASU reflections + HL."""
     rng = np.random.default_rng(seed * 1000 + int(level))
     sim = simulate_phasing(src, level, rng)
-    ok = np.isfinite(sim.f_obs) & (sim.f_obs > 0)
-    refl = ReflectionSet(src.cell, src.spacegroup, src.hkl[ok], sim.f_obs[ok], sim.sig_f[ok])
-    hl = hl_from_phase_fom(np.radians(sim.phi[ok]), sim.fom[ok], refl.centric)
+    refl, hl, ok = phasing_reflections(src, sim)
     f_true = src.f_model[ok]
     err = phase_error(refl.fobs, np.angle(f_true), np.radians(sim.phi[ok]))
     return Case(src.name, level, seed, refl, hl, f_true, src.solvent_fraction, err)

@@ -22,11 +22,10 @@ import numpy as np
 
 from bench_solvent import CORPUS, composition, matthews_candidates, sym_prob
 from crysplugins.crystal.dm import DMSettings, ReflectionSet, run_dm
-from crysplugins.crystal.dm.hl import hl_from_phase_fom
 from crysplugins.crystal.masks import local_variance_mask, mask_scores, threshold_fraction
 from crysplugins.crystal.metrics import phase_error
 from crysplugins.crystal.solvent_content_combination import LogitCutoffDistribution, combine
-from crysplugins.datasets.phasing import phasing_map, prepare_source, simulate_phasing
+from crysplugins.datasets.phasing import phasing_map, phasing_reflections, prepare_source, simulate_phasing
 from crysplugins.dm_command import unet_mask_provider
 from crysplugins.interface import CrystalMap
 from crysplugins.runtime.solvent_unet import load_solvent_model
@@ -67,9 +66,7 @@ def one_crystal(name: str, mtz_name: str, pdb: str, args, rng, runner, card: dic
     src = prepare_source(st, d_min, name=name, f_obs_mtz=mtz, f_label="FP")
     sim = simulate_phasing(src, args.phase_error, rng)
     cmap = phasing_map(src, sim)
-    ok = np.isfinite(sim.f_obs) & (sim.f_obs > 0)
-    refl = ReflectionSet(src.cell, src.spacegroup, src.hkl[ok], sim.f_obs[ok], sim.sig_f[ok])
-    hl = hl_from_phase_fom(np.radians(sim.phi[ok]), sim.fom[ok], refl.centric)
+    refl, hl, ok = phasing_reflections(src, sim)
     phi_true = sim.phi_true[ok]
     prob = sym_prob(cmap, runner, card)
     ms, mp, s_matthews = matthews_candidates(src, composition(name)[0])

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 import gemmi
 import numpy as np
 
+from crysplugins.crystal.dm.hl import hl_from_phase_fom
+from crysplugins.crystal.dm.reflections import ReflectionSet
 from crysplugins.crystal.io import make_mtz
 from crysplugins.crystal.masks import true_mask
 from crysplugins.crystal.phasing_input import shannon_grid_shape
@@ -212,6 +214,14 @@ def phasing_mtz(source: PhasingSource, sim: SimulatedPhasing) -> gemmi.Mtz:
         "FOM": ("W", sim.fom[ok]), "FB": ("F", (sim.fom * sim.f_obs)[ok]), "PHIC": ("P", sim.phi_true[ok]),
     }
     return make_mtz(source.cell, source.spacegroup, source.hkl[ok], cols, title=f"simulated phasing {source.name}")
+
+
+def phasing_reflections(source: PhasingSource, sim: SimulatedPhasing) -> tuple[ReflectionSet, np.ndarray, np.ndarray]:
+    """The draw as density modification takes it: (the measured reflections, their HL coefficients from the phases
+    with errors and the FOMs, the mask of ``source``'s reflections that were measured)."""
+    ok = np.isfinite(sim.f_obs) & (sim.f_obs > 0)
+    refl = ReflectionSet(source.cell, source.spacegroup, source.hkl[ok], sim.f_obs[ok], sim.sig_f[ok])
+    return refl, hl_from_phase_fom(np.radians(sim.phi[ok]), sim.fom[ok], refl.centric), ok
 
 
 def phasing_map(source: PhasingSource, sim: SimulatedPhasing, weighted: bool = True) -> CrystalMap:

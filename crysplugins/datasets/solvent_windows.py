@@ -29,12 +29,11 @@ from pathlib import Path
 import gemmi
 import numpy as np
 
-from crysplugins.crystal.dm import DMSettings, ReflectionSet, run_dm
-from crysplugins.crystal.dm.hl import hl_from_phase_fom
+from crysplugins.crystal.dm import DMSettings, run_dm
 from crysplugins.crystal.dm.masking import LocalDeviation, MaskProvider, MaskRequest, solvent_mask
 from crysplugins.crystal.matthews import PROTEIN_VOLUME_PER_DALTON
-from crysplugins.datasets.phasing import (PhasingSource, SimulatedPhasing, normalise_map, phasing_map, prepare_source,
-                                          simulate_phasing)
+from crysplugins.datasets.phasing import (PhasingSource, SimulatedPhasing, normalise_map, phasing_map,
+                                          phasing_reflections, prepare_source, simulate_phasing)
 from crysplugins.interface import CrystalMap
 from crysplugins.runtime.tiling import extract_window
 
@@ -333,9 +332,7 @@ def dm_cycle_map(src: PhasingSource, sim: SimulatedPhasing, cycle: int, provider
     of the cycles before, so the map is the one that U-net mode would show a U-net at that cycle; the run
     stops there."""
     settings = settings or DMSettings(ensemble=(), ensemble_below=0)
-    ok = np.isfinite(sim.f_obs) & (sim.f_obs > 0)
-    refl = ReflectionSet(src.cell, src.spacegroup, src.hkl[ok], sim.f_obs[ok], sim.sig_f[ok])
-    hl = hl_from_phase_fom(np.radians(sim.phi[ok]), sim.fom[ok], refl.centric)
+    refl, hl, _ = phasing_reflections(src, sim)
     held: dict[str, CrystalMap] = {}
 
     def recording(req: MaskRequest) -> CrystalMap | np.ndarray:
